@@ -11,7 +11,13 @@ from alembic.config import Config
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Every module that defines tables; each package owns its own models.
-MODEL_MODULES = ["ticketing.models", "recordings.models", "callcenter.models"]
+MODEL_MODULES = [
+    "ticketing.models",
+    "recordings.models",
+    "asr.models",
+    "ivr.models",
+    "callcenter.models",
+]
 
 
 def import_all_models() -> None:

@@ -255,3 +255,24 @@ class HandoffAttempt(SQLModel, table=True):
     ok: bool = False
     error: str | None = Field(default=None, max_length=1000)
     at: datetime = Field(default_factory=utcnow)
+
+
+class CallbackTask(SQLModel, table=True):
+    """A promise to call someone back: abandoned calls, after-hours voicemails, agent follow-ups."""
+
+    __table_args__ = (Index("ix_callback_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    phone: str = Field(max_length=20)  # E.164
+    reason: str = Field(max_length=20)  # abandoned | voicemail | agent
+    call_id: str | None = Field(
+        default=None, index=True, max_length=64
+    )  # unique per (call, reason)
+    due_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="open", max_length=12)  # open | done | failed | cancelled
+    attempts: int = 0
+    assigned_to: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_ticketing
 Revises:
-Create Date: 2026-11-25 01:38:56.539715
+Create Date: 2026-11-25 01:40:39.263074
 """
 
 from collections.abc import Sequence
@@ -141,6 +141,31 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("user", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_user_username"), ["username"], unique=True)
+
+    op.create_table(
+        "callbacktask",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("call_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("due_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=12), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("assigned_to", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("done_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["ticket.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("callbacktask", schema=None) as batch_op:
+        batch_op.create_index("ix_callback_status_due", ["status", "due_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_callbacktask_call_id"), ["call_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_callbacktask_ticket_id"), ["ticket_id"], unique=False)
 
     op.create_table(
         "evaluation",
@@ -318,6 +343,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_evaluation_ticket_id"))
 
     op.drop_table("evaluation")
+    with op.batch_alter_table("callbacktask", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_callbacktask_ticket_id"))
+        batch_op.drop_index(batch_op.f("ix_callbacktask_call_id"))
+        batch_op.drop_index("ix_callback_status_due")
+
+    op.drop_table("callbacktask")
     with op.batch_alter_table("user", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_user_username"))
 
