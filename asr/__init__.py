@@ -1,0 +1,34 @@
+"""Offline Mandarin ASR with Vosk: model, resampling, transcription, keywords, RQ jobs.
+
+Front door (other packages use these names):
+    request_transcription(session, settings, recording_id)  queue a stored recording (outbox)
+    link_recording(session, settings, recording_id, ticket_id)  a call recording found its ticket
+    flush_outbox(engine, settings), outbox_loop(...)  push work kept while Redis was down
+    transcribe_file(lm, path), get_model(settings)    direct use (CLI, bench)
+    normalise(text)                                    Mandarin post-processing
+Imports config, recordings and ticketing only (layering). Heavy modules load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "request_transcription": "asr.jobs",
+    "link_recording": "asr.jobs",
+    "flush_outbox": "asr.jobs",
+    "outbox_loop": "asr.jobs",
+    "process_recording": "asr.jobs",
+    "transcribe_file": "asr.transcribe",
+    "get_model": "asr.model",
+    "normalise": "asr.textnorm",
+    "spot": "asr.keywords",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # lazy: `import asr` must not load Vosk
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     classifier_threshold: float = 0.6
 
+    # §12 hand-off to external systems: HMAC secret for outbound posts and status callbacks
+    handoff_secret: SecretStr | None = None
+    handoff_retry_intervals: list[int] = Field(default_factory=lambda: [10, 30, 120, 600, 1800])
+
     # notifications (Twilio SMS when all three are set; otherwise the logged outbox)
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None

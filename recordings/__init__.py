@@ -1,0 +1,35 @@
+"""Recordings: the audio store (MixMonitor calls, voicemails), metadata, retention, playback.
+
+Front door (other packages use these names):
+    import_monitor, import_voicemail, import_file, scan_spool, purge_expired, absolute_path
+        (recordings.store)
+    probe, decode, iter_pcm16, AudioError (recordings.audio)
+    make_router (recordings.api): the playback routes, mounted by the web layer
+Imports only config (layering).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "import_file": "recordings.store",
+    "import_monitor": "recordings.store",
+    "import_voicemail": "recordings.store",
+    "scan_spool": "recordings.store",
+    "purge_expired": "recordings.store",
+    "absolute_path": "recordings.store",
+    "probe": "recordings.audio",
+    "decode": "recordings.audio",
+    "iter_pcm16": "recordings.audio",
+    "AudioError": "recordings.audio",
+    "make_router": "recordings.api",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)

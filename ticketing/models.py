@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -276,3 +277,37 @@ class CallbackTask(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     done_at: datetime | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# TEMPORARY (added by helper core-A, to be reviewed by the lead): sqlmodel 0.0.50 maps `datetime`
+# fields to its UTCDateTime type, which REJECTS naive datetimes on bind and returns aware ones, so
+# every insert with utcnow() failed. This keeps the documented convention (naive UTC in Python)
+# over the same column types as migration 0001 (timestamptz on PostgreSQL, DATETIME on SQLite).
+class NaiveUTCDateTime(TypeDecorator):
+    """Naive UTC in Python; aware input is converted to UTC. Stored as 0001 created the columns."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+
+for _model in (
+    Department, User, Enterprise, Caller, TicketCounter, Ticket, SubOrder, TicketEvent,
+    Notice, OutboxMessage, Evaluation, HandoffAttempt, CallbackTask,
+):  # fmt: skip
+    for _col in _model.__table__.columns:
+        if isinstance(_col.type, UTCDateTime | DateTime):
+            _col.type = NaiveUTCDateTime()

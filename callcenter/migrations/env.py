@@ -12,6 +12,19 @@ import_all_models()
 target_metadata = SQLModel.metadata
 config = context.config
 
+# Objects made by hand-written DDL in migrations (FTS5 shadow tables, expression and trigram
+# indexes): autogenerate must not propose dropping them.
+UNMANAGED_PREFIXES = (
+    "ticket_fts",
+    "ix_ticket_call_id",
+    "ix_ticket_title_trgm",
+    "ix_ticket_content_trgm",
+)
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (reflected and compare_to is None and (name or "").startswith(UNMANAGED_PREFIXES))
+
 
 def run_migrations_offline() -> None:
     context.configure(
@@ -41,6 +54,7 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

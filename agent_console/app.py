@@ -1,0 +1,151 @@
+"""The FastAPI application factory: `create_app(settings)`.
+
+Everything process-wide (settings, DB engine, Redis client, signing key, metrics) is built in the
+lifespan and kept on app.state — nothing at module level — so several apps (tests) can coexist and
+any number of web processes can serve the same DB/Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from agent_console.errors import install_error_handlers
+from agent_console.metrics import Metrics
+from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
+from agent_console.routes import (
+    auth,
+    departments,
+    enterprises,
+    handoff,
+    ops,
+    public,
+    suborders,
+    tickets,
+    users,
+)
+from agent_console.security import ensure_secret_key
+from config.database import make_engine
+from config.redis import connect
+from config.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+TAGS = [
+    {"name": "auth", "description": "Login (bearer token + HttpOnly cookie), logout, current user"},
+    {"name": "tickets", "description": "一事一单: intake, search, detail, dispatch, evaluation"},
+    {
+        "name": "suborders",
+        "description": "A department's share of a ticket: accept/reply/return/extension",
+    },
+    {"name": "enterprises", "description": "一企一档: an enterprise's file"},
+    {"name": "departments", "description": "Departments and their inboxes"},
+    {"name": "users", "description": "User administration (admin)"},
+    {
+        "name": "public",
+        "description": "Unauthenticated web/mobile submission, notice confirmation, evaluation",
+    },
+    {
+        "name": "handoff",
+        "description": "Status callbacks from external handling systems (HMAC-signed)",
+    },
+    {"name": "ops", "description": "Health and metrics"},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Nested runs (a test client inside another, as schemathesis does) restore the outer
+        # run's resources on exit instead of leaving the app without an engine.
+        previous = {k: getattr(app.state, k, None) for k in ("secret_key", "engine", "redis")}
+        engine = make_engine(settings.resolved_database_url)
+        conn = connect(settings)
+        app.state.settings = settings
+        app.state.secret_key = ensure_secret_key(settings)
+        app.state.engine, app.state.redis = engine, conn
+        try:
+            yield
+        finally:
+            conn.close()
+            engine.dispose()
+            for key, value in previous.items():
+                setattr(app.state, key, value)
+
+    app = FastAPI(
+        title="店小二 hotline — agent console API",
+        version="1.0.0",
+        description=(
+            "REST API of the 店小二 7x24 business-environment hotline. Every error response has "
+            'the shape {"error": {"code", "message", "details"}}. Authenticate with '
+            "`Authorization: Bearer <token>` from /api/v1/auth/login, or the session cookie it "
+            "sets (then unsafe methods need the header `X-Requested-With`)."
+        ),
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.metrics = Metrics(lambda: app.state.engine)
+
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware, public_limit=public_max_body(settings.public_max_content_chars)
+    )
+    app.state.route_templates = {id(route): path for path, route in iter_routes()}
+    app.add_middleware(
+        AccessMiddleware, metrics=app.state.metrics, templates=app.state.route_templates
+    )
+
+    for prefix, router in ROUTERS:
+        app.include_router(router, prefix=prefix)
+    _use_error_body_for_validation(app)
+    return app
+
+
+# (prefix, router) of every router the app serves; the single source for the route walk below.
+ROUTERS: list[tuple[str, APIRouter]] = [
+    *(
+        (API_PREFIX, m.router)
+        for m in (auth, tickets, suborders, enterprises, departments, users, public, handoff)
+    ),
+    ("", ops.router),
+]
+
+
+def iter_routes() -> Iterator[tuple[str, APIRoute]]:
+    """(full path template, route) for every API route: metrics labels and the role-matrix tests."""
+    for prefix, router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                yield prefix + route.path, route
+
+
+def _use_error_body_for_validation(app: FastAPI) -> None:
+    """FastAPI documents 422 as its own HTTPValidationError; ours answer ErrorBody (errors.py)."""
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        for path_item in schema.get("paths", {}).values():
+            for op in path_item.values():
+                resp = op.get("responses", {}).get("422")
+                if resp and "HTTPValidationError" in str(resp):
+                    resp["description"] = "Invalid input (fields listed in details)"
+                    resp["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    }
+        comps = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in str(schema.get("paths")):
+            comps.pop("HTTPValidationError", None)
+            comps.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

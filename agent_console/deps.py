@@ -1,0 +1,93 @@
+"""Request-scoped dependencies: one DB transaction per request, and the authenticated user.
+
+The session dependency has scope="function": it commits (or rolls back) when the route returns,
+BEFORE the response is sent, so a client never sees 200 for something that failed to commit, and
+an error anywhere in the request leaves nothing half-written. GET/HEAD use read-only sessions
+(SQLite: a deferred transaction that never queues behind writers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis import Redis
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from agent_console.errors import ApiError
+from agent_console.roles import ROLE_MATRIX
+from agent_console.security import COOKIE_NAME, CSRF_HEADER, read_token
+from config.database import session_scope
+from config.settings import Settings
+from ticketing.models import User
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.engine, read_only=request.method in SAFE_METHODS) as s:
+        yield s
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _unauthorized(message: str = "未登录或登录已失效") -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticate(request: Request, session: Session) -> User:
+    """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF."""
+    auth = request.headers.get("authorization", "")
+    via_cookie = False
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized()
+        token = token.strip()
+    else:
+        token = request.cookies.get(COOKIE_NAME, "")
+        via_cookie = True
+        if not token:
+            raise _unauthorized()
+    claims = read_token(request.app.state.secret_key, token)
+    if claims is None:
+        raise _unauthorized()
+    user = session.get(User, claims.user_id)
+    if user is None or not user.active or user.token_version != claims.token_version:
+        raise _unauthorized()
+    if via_cookie and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+        raise ApiError(403, f"缺少 {CSRF_HEADER} 请求头（CSRF 防护）", code="csrf")
+    request.state.user = user
+    return user
+
+
+def require(route_name: str) -> Callable[..., User]:
+    """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
+    roles = ROLE_MATRIX[route_name]
+
+    def dependency(request: Request, session: SessionDep) -> User:
+        user = authenticate(request, session)
+        if user.role not in roles:
+            raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
+        return user
+
+    dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
+    dependency.__name__ = f"require_{route_name.replace('.', '_')}"
+    return dependency

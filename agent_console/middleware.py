@@ -1,0 +1,136 @@
+"""Pure-ASGI middleware: request id + access metrics, and request body size limits.
+
+Body limits are enforced here, before any parsing: a declared Content-Length over the limit is
+refused at once; a chunked body is read up to the limit and refused when it goes over. Public
+endpoints get a small limit derived from settings.public_max_content_chars; the rest 1 MiB.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent_console.errors import error_payload
+from agent_console.metrics import Metrics
+
+log = structlog.get_logger("agent_console.access")
+
+DEFAULT_MAX_BODY = 1024 * 1024
+PUBLIC_PREFIXES = ("/api/v1/public/", "/api/v1/handoff/")
+
+
+def public_max_body(max_content_chars: int) -> int:
+    """Bytes allowed for a public submission: the content at up to 6 bytes/char (\\uXXXX escapes)
+    plus room for the other (short) fields."""
+    return max_content_chars * 6 + 16 * 1024
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, public_limit: int, default_limit: int = DEFAULT_MAX_BODY):
+        self.app = app
+        self.public_limit = public_limit
+        self.default_limit = default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.public_limit if path.startswith(PUBLIC_PREFIXES) else self.default_limit
+        too_large = error_payload("payload_too_large", "请求内容过大", {"max_bytes": limit})
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > limit:
+                    await _send_json(send, 413, too_large)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_json(send, 413, too_large)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class AccessMiddleware:
+    """Assigns a request id (echoed as X-Request-ID, bound into every log line of the request) and
+    records the request in the metrics by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, templates: dict[int, str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates = templates  # id(route) -> full path template
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope["request_id"] = request_id
+        status_holder = {"status": 500}
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = self.templates.get(id(route), "unmatched") if route else "unmatched"
+            method = scope["method"]
+            status = status_holder["status"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template, str(status)).observe(elapsed)
+            if status >= 500:
+                log.warning("request_failed", method=method, route=template, status=status)
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,72 @@
+"""Who may call what: ONE table, route name → roles. Every authenticated route looks itself up here.
+
+Roles (ticketing.models.Role):
+  admin       everything, including users
+  dispatcher  hotline/window staff: intake, dispatch, extension decisions, evaluation follow-up
+  agent       seated call agent: intake, read, record the submitter's evaluation
+  supervisor  floor supervisor: what a dispatcher can, plus oversight
+  handler     department handler: its own department's inbox and sub-orders only
+  leader      city leader: read everything (incl. the user list), change nothing
+
+Row-level rule on top of the table (enforced in the routes, documented here):
+  a handler sees a ticket only when its department has a sub-order on it; for any other ticket or
+  sub-order it gets 404 (not 403), so it cannot probe which ticket numbers exist. A handler asking
+  for another department's inbox gets 403 (department codes are public).
+
+Unauthenticated routes (login, /public/*, the HMAC-signed /handoff/callback, /healthz, /metrics,
+/openapi.json) are listed in PUBLIC_ROUTES and are not in the table.
+"""
+
+from __future__ import annotations
+
+from ticketing.models import Role
+
+ADMIN, DISPATCHER, AGENT, SUPERVISOR, HANDLER, LEADER = (
+    Role.admin.value,
+    Role.dispatcher.value,
+    Role.agent.value,
+    Role.supervisor.value,
+    Role.handler.value,
+    Role.leader.value,
+)
+ALL_ROLES: frozenset[str] = frozenset(r.value for r in Role)
+_STAFF = frozenset({ADMIN, DISPATCHER, AGENT, SUPERVISOR})
+_DISPATCH = frozenset({ADMIN, DISPATCHER, SUPERVISOR})
+
+# route name -> roles allowed.  THE role matrix (tests/agent_console/test_roles.py walks it).
+ROLE_MATRIX: dict[str, frozenset[str]] = {
+    "auth.logout": ALL_ROLES,
+    "auth.me": ALL_ROLES,
+    "tickets.create": _STAFF,
+    "tickets.list": ALL_ROLES,  # handler: filtered to its department
+    "tickets.get": ALL_ROLES,  # handler: only with a sub-order of its department, else 404
+    "tickets.dispatch": _DISPATCH,
+    "tickets.evaluate": _STAFF,
+    "suborders.accept": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    "suborders.reply": frozenset({ADMIN, HANDLER}),
+    "suborders.return": frozenset({ADMIN, HANDLER}),
+    "suborders.extension": frozenset({ADMIN, HANDLER}),
+    "suborders.extension_decision": _DISPATCH,
+    "enterprises.get": _STAFF | {LEADER},
+    "departments.list": ALL_ROLES,
+    "departments.inbox": _DISPATCH | {LEADER, HANDLER},  # handler: own department only
+    "users.list": frozenset({ADMIN, LEADER}),  # leader reads everything
+    "users.create": frozenset({ADMIN}),
+    "users.update": frozenset({ADMIN}),
+}
+
+PUBLIC_ROUTES: frozenset[str] = frozenset(
+    {
+        "auth.login",
+        "public.tickets.create",
+        "public.notices.confirm",
+        "public.tickets.evaluate",
+        "handoff.callback",
+        "healthz",
+        "metrics",
+    }
+)
+
+
+def allowed(route_name: str, role: str) -> bool:
+    return role in ROLE_MATRIX[route_name]

@@ -1,0 +1,60 @@
+"""Status callbacks from external handling systems (§12), authenticated by an HMAC-SHA256 signature
+of the raw body in the X-DXE-Signature header ("sha256=<hex>"); verified by ticketing.handoff."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Header, Request
+from starlette.concurrency import run_in_threadpool
+
+from agent_console.deps import SessionDep, SettingsDep
+from agent_console.errors import responses
+from agent_console.schemas import SubOrderOut
+from ticketing.handoff import handle_callback
+
+router = APIRouter(prefix="/handoff", tags=["handoff"])
+
+_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["suborder_id", "status"],
+                    "properties": {
+                        "suborder_id": {"type": "integer"},
+                        "status": {"type": "string", "enum": ["accepted", "replied", "returned"]},
+                        "ticket_number": {"type": "string"},
+                        "external_ref": {"type": "string", "maxLength": 100},
+                        "text": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/callback",
+    name="handoff.callback",
+    response_model=SubOrderOut,
+    responses=responses(403, 404, 409, 413, 422),
+    openapi_extra=_BODY_SCHEMA,
+)
+async def callback(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    x_dxe_signature: str | None = Header(default=None),
+) -> SubOrderOut:
+    """Apply an external system's status update to its sub-order (403 on a bad signature)."""
+    body = await request.body()
+
+    def apply() -> SubOrderOut:  # blocking DB work stays off the event loop
+        so = handle_callback(session, settings, body, x_dxe_signature)
+        session.flush()
+        return SubOrderOut.model_validate(so)
+
+    return await run_in_threadpool(apply)

@@ -1,0 +1,120 @@
+"""Unauthenticated endpoints for the public web/mobile channel.
+
+Guards: a Redis fixed-window rate limit per client IP (settings.public_rate_limit_per_minute,
+429 + Retry-After), a request body limit (413, BodyLimitMiddleware) and a content length limit
+(settings.public_max_content_chars, 422). The submitter proves ownership of a ticket with the
+acceptance notice's confirm token returned at submission (and sent by SMS): it confirms the notice
+and authorises the submitter's evaluation of that ticket — nothing else.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Request
+from sqlmodel import select
+
+from agent_console.deps import SessionDep, SettingsDep
+from agent_console.errors import responses
+from agent_console.ratelimit import public_limit
+from agent_console.schemas import (
+    EvaluationOut,
+    NoticeConfirmOut,
+    PublicEvaluationIn,
+    PublicTicketIn,
+    PublicTicketOut,
+)
+from ticketing.errors import InvalidInput, NotFound
+from ticketing.evaluation import evaluate
+from ticketing.intake import submit
+from ticketing.models import Notice, Ticket
+from ticketing.notices import confirm_notice
+from ticketing.queries import get_ticket_by_number
+from ticketing.schemas import TicketIn
+
+router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
+ACTOR = "public"
+
+
+@router.post(
+    "/tickets",
+    name="public.tickets.create",
+    status_code=201,
+    response_model=PublicTicketOut,
+    responses=responses(413, 422, 429),
+)
+def submit_public(
+    body: PublicTicketIn, request: Request, session: SessionDep, settings: SettingsDep
+) -> PublicTicketOut:
+    """Submit a matter from the public web form or mobile app. Returns the ticket number and the
+    acceptance notice's confirm token."""
+    limit = settings.public_max_content_chars
+    if len(body.content) > limit:
+        raise InvalidInput(
+            f"诉求内容不能超过 {limit} 个字",
+            code="content_too_long",
+            field="content",
+            max_chars=limit,
+        )
+    ticket = submit(
+        session,
+        TicketIn(**body.model_dump(), send_notice=True),
+        settings=settings,
+        actor=ACTOR,
+    )
+    session.flush()
+    notice = session.exec(
+        select(Notice)
+        .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
+        .order_by(Notice.id)
+    ).first()
+    request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
+    return PublicTicketOut(
+        number=ticket.number,
+        status=ticket.status,
+        deadline_at=ticket.deadline_at,
+        notice_token=notice.confirm_token if notice else None,
+    )
+
+
+@router.post(
+    "/notices/{token}/confirm",
+    name="public.notices.confirm",
+    response_model=NoticeConfirmOut,
+    responses=responses(404, 422, 429),
+)
+def confirm(
+    session: SessionDep, token: str = Path(min_length=1, max_length=64)
+) -> NoticeConfirmOut:
+    """The submitter confirms receipt of the acceptance notice (idempotent)."""
+    notice = confirm_notice(session, token)
+    ticket = session.get(Ticket, notice.ticket_id)
+    return NoticeConfirmOut(ticket_number=ticket.number, confirmed_at=notice.confirmed_at)
+
+
+@router.post(
+    "/tickets/{number}/evaluation",
+    name="public.tickets.evaluate",
+    status_code=201,
+    response_model=EvaluationOut,
+    responses=responses(404, 409, 422, 429),
+)
+def evaluate_public(
+    number: str, body: PublicEvaluationIn, session: SessionDep, settings: SettingsDep
+) -> EvaluationOut:
+    """The submitter rates process, timeliness and result, authorised by the ticket's notice token.
+    A wrong token answers 404 like an unknown ticket."""
+    ticket = get_ticket_by_number(session, number)
+    notice = session.exec(select(Notice).where(Notice.confirm_token == body.notice_token)).first()
+    if notice is None or notice.ticket_id != ticket.id:
+        raise NotFound(f"未找到工单：{number}", field="number")
+    ev = evaluate(
+        session,
+        settings,
+        ticket,
+        process=body.process,
+        timeliness=body.timeliness,
+        result=body.result,
+        comment=body.comment,
+        actor=ACTOR,
+    )
+    session.flush()
+    return EvaluationOut.model_validate(ev)

@@ -1,0 +1,219 @@
+"""Tickets: staff intake (any channel), search, detail, dispatch, evaluation. Thin: every rule lives
+in the ticketing services; this layer authorises, translates and serialises."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlmodel import select
+
+from agent_console.access import handler_department, is_handler, visible_ticket
+from agent_console.deps import SessionDep, SettingsDep, require
+from agent_console.errors import ApiError, responses
+from agent_console.schemas import (
+    DispatchIn,
+    DispatchOut,
+    EvaluationIn,
+    EvaluationOut,
+    EventOut,
+    NoticeOut,
+    SubOrderOut,
+    TicketDetail,
+    TicketOut,
+    TicketPage,
+)
+from ticketing import dispatch as dispatch_service
+from ticketing import events
+from ticketing.evaluation import evaluate
+from ticketing.intake import submit
+from ticketing.models import (
+    Category,
+    Channel,
+    Evaluation,
+    Notice,
+    SubOrder,
+    TicketStatus,
+    Urgency,
+    User,
+    Warning,
+)
+from ticketing.queries import TicketFilter, list_tickets
+from ticketing.schemas import TicketIn
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+MAX_PAGE_SIZE = 100
+
+
+@router.post(
+    "",
+    name="tickets.create",
+    status_code=201,
+    response_model=TicketOut,
+    responses=responses(401, 403, 409, 413, 422),
+)
+def create_ticket(
+    body: TicketIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.create")),
+) -> TicketOut:
+    """Staff intake from any channel (hotline, window, opinion, survey …) through the one intake
+    path; category/urgency left out are classified, auto-dispatch applies."""
+    ticket = submit(session, body, settings=settings, actor=user.username)
+    session.flush()
+    out = TicketOut.model_validate(ticket)
+    request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
+    return out
+
+
+@router.get(
+    "",
+    name="tickets.list",
+    response_model=TicketPage,
+    responses=responses(401, 403, 422),
+)
+def search_tickets(
+    session: SessionDep,
+    user: User = Depends(require("tickets.list")),
+    status: TicketStatus | None = None,
+    department: Annotated[str | None, Query(max_length=32)] = None,
+    channel: Channel | None = None,
+    category: Category | None = None,
+    urgency: Urgency | None = None,
+    warning: Warning | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="full text, title+content")] = None,
+    uscc: Annotated[str | None, Query(max_length=40)] = None,
+    phone: Annotated[str | None, Query(max_length=40)] = None,
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
+) -> TicketPage:
+    """Newest first. A handler's search is limited to tickets its department has sub-orders on."""
+    if is_handler(user):
+        if department is not None and department != user.department_code:
+            raise ApiError(403, "只能查询本部门的工单", details={"department": department})
+        department = user.department_code
+    filters = TicketFilter(
+        status=status,
+        department=department,
+        channel=channel,
+        category=category,
+        urgency=urgency,
+        warning=warning,
+        created_from=created_from,
+        created_to=created_to,
+        q=q,
+        uscc=uscc,
+        phone=phone,
+    )
+    items, total = list_tickets(session, filters, page, page_size)
+    return TicketPage(
+        items=[TicketOut.model_validate(t) for t in items],
+        total=total,
+        page=page,
+        page_size=page_size,
+    )
+
+
+@router.get(
+    "/{number}",
+    name="tickets.get",
+    response_model=TicketDetail,
+    responses=responses(401, 403, 404),
+)
+def get_ticket(
+    number: str, session: SessionDep, user: User = Depends(require("tickets.get"))
+) -> TicketDetail:
+    """The ticket with its sub-orders, history, notices and evaluations. A handler gets 404 unless
+    its department has a sub-order on it, and sees only its own department's sub-orders."""
+    ticket = visible_ticket(session, user, number)
+    subs = list(
+        session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
+    )
+    history = events.history(session, ticket.id)
+    dept = handler_department(user)
+    if dept is not None:
+        subs = [s for s in subs if s.department_code == dept]
+        own = {s.id for s in subs}
+        history = [e for e in history if e.suborder_id is None or e.suborder_id in own]
+    notices = session.exec(
+        select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
+    ).all()
+    evaluations = session.exec(
+        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(Evaluation.id)
+    ).all()
+    return TicketDetail(
+        **TicketOut.model_validate(ticket).model_dump(),
+        suborders=[SubOrderOut.model_validate(s) for s in subs],
+        events=[EventOut.model_validate(e) for e in history],
+        notices=[NoticeOut.model_validate(n) for n in notices],
+        evaluations=[EvaluationOut.model_validate(e) for e in evaluations],
+    )
+
+
+@router.post(
+    "/{number}/dispatch",
+    name="tickets.dispatch",
+    response_model=DispatchOut,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def dispatch_ticket(
+    number: str,
+    body: DispatchIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.dispatch")),
+) -> DispatchOut:
+    """Manual / parallel dispatch: one sub-order per department, each with its own deadline."""
+    ticket = visible_ticket(session, user, number)
+    subs = dispatch_service.dispatch(
+        session,
+        settings,
+        ticket,
+        body.departments,
+        actor=user.username,
+        instructions=body.instructions,
+        deadline=body.deadline,
+        allow_beyond_ticket_deadline=body.allow_beyond_ticket_deadline,
+    )
+    session.flush()
+    ticket = visible_ticket(session, user, number)
+    return DispatchOut(
+        ticket=TicketOut.model_validate(ticket),
+        suborders=[SubOrderOut.model_validate(s) for s in subs],
+    )
+
+
+@router.post(
+    "/{number}/evaluation",
+    name="tickets.evaluate",
+    status_code=201,
+    response_model=EvaluationOut,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def evaluate_ticket(
+    number: str,
+    body: EvaluationIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.evaluate")),
+) -> EvaluationOut:
+    """Staff record the submitter's evaluation (e.g. taken on a return call). Unsatisfied reopens."""
+    ticket = visible_ticket(session, user, number)
+    ev = evaluate(
+        session,
+        settings,
+        ticket,
+        process=body.process,
+        timeliness=body.timeliness,
+        result=body.result,
+        comment=body.comment,
+        responsible_person=body.responsible_person,
+        actor=user.username,
+    )
+    session.flush()
+    return EvaluationOut.model_validate(ev)

@@ -1,0 +1,274 @@
+"""Request and response models of the REST API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ticketing.models import Category, Rating, Role
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth / users -------------------------------------------------------------------------------
+class LoginIn(_In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserOut(_Out):
+    id: int
+    username: str
+    display_name: str
+    role: str
+    department_code: str | None
+    active: bool
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: UserOut
+
+
+class OkOut(BaseModel):
+    ok: bool = True
+
+
+class UserCreate(_In):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+    role: Role
+    department_code: str | None = Field(default=None, max_length=32)
+    display_name: str = Field(default="", max_length=100)
+
+
+class UserUpdate(_In):
+    role: Role | None = None
+    department_code: str | None = Field(default=None, max_length=32)
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    display_name: str | None = Field(default=None, max_length=100)
+
+
+# --- departments / tickets ----------------------------------------------------------------------
+class DepartmentOut(_Out):
+    code: str
+    name: str
+    head_name: str | None = None
+    active: bool = True
+
+
+class SubOrderOut(_Out):
+    id: int
+    ticket_id: int
+    department_code: str
+    round: int
+    status: str
+    instructions: str | None = None
+    deadline_at: datetime | None = None
+    dispatched_by: str | None = None
+    dispatched_at: datetime
+    accepted_at: datetime | None = None
+    replied_at: datetime | None = None
+    reply: str | None = None
+    return_reason: str | None = None
+    extension_until: datetime | None = None
+    extension_reason: str | None = None
+    handoff_status: str | None = None
+    external_ref: str | None = None
+
+
+class TicketOut(_Out):
+    id: int
+    number: str
+    channel: str
+    title: str
+    content: str
+    category: str
+    urgency: str
+    status: str
+    warning: str
+    dispatch_mode: str | None = None
+    suggested_department: str | None = None
+    classifier_confidence: float | None = None
+    enterprise_id: int | None = None
+    submitter_name: str | None = None
+    submitter_phone: str | None = None
+    channel_data: dict[str, Any] = Field(default_factory=dict)
+    sla_basis: str | None = None
+    deadline_at: datetime | None = None
+    round: int
+    reopen_count: int
+    responsible_person: str | None = None
+    created_by: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class EventOut(_Out):
+    id: int
+    suborder_id: int | None = None
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class NoticeOut(_Out):
+    """The confirm token is deliberately absent: it authorises the submitter, not staff."""
+
+    id: int
+    kind: str
+    body: str
+    created_at: datetime
+    confirmed_at: datetime | None = None
+
+
+class EvaluationOut(_Out):
+    id: int
+    round: int
+    process: str
+    timeliness: str
+    result: str
+    overall: str
+    comment: str | None = None
+    responsible_person: str | None = None
+    submitted_by: str | None = None
+    created_at: datetime
+
+
+class TicketDetail(TicketOut):
+    suborders: list[SubOrderOut]
+    events: list[EventOut]
+    notices: list[NoticeOut]
+    evaluations: list[EvaluationOut]
+
+
+class TicketPage(BaseModel):
+    items: list[TicketOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class EnterpriseOut(_Out):
+    id: int
+    uscc: str
+    name: str
+    industry: str | None = None
+    address: str | None = None
+    contact_phone: str | None = None
+    created_at: datetime
+
+
+class EnterpriseFile(BaseModel):
+    enterprise: EnterpriseOut
+    tickets: list[TicketOut]
+
+
+class InboxItem(BaseModel):
+    suborder: SubOrderOut
+    ticket: TicketOut
+
+
+class InboxOut(BaseModel):
+    department: str
+    items: list[InboxItem]
+    total: int
+    page: int
+    page_size: int
+
+
+# --- actions ------------------------------------------------------------------------------------
+class DispatchIn(_In):
+    departments: list[str] = Field(min_length=1, max_length=20)
+    instructions: str | None = Field(default=None, max_length=2000)
+    deadline: datetime | None = Field(
+        default=None, description="sub-order deadline; default the ticket's committed deadline"
+    )
+    allow_beyond_ticket_deadline: bool = False
+
+
+class DispatchOut(BaseModel):
+    ticket: TicketOut
+    suborders: list[SubOrderOut]
+
+
+class ReplyIn(_In):
+    text: str = Field(min_length=1, max_length=5000)
+
+
+class ReturnIn(_In):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ExtensionIn(_In):
+    """Either amount + unit (hours / working_days) or until."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+    amount: int | None = Field(default=None, ge=1, le=10000)
+    unit: Literal["hours", "working_days"] | None = None
+    until: datetime | None = None
+
+
+class ExtensionDecisionIn(_In):
+    approve: bool
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class EvaluationIn(_In):
+    process: Rating
+    timeliness: Rating
+    result: Rating
+    comment: str | None = Field(default=None, max_length=2000)
+    responsible_person: str | None = Field(default=None, max_length=100)
+
+
+# --- public -------------------------------------------------------------------------------------
+class PublicTicketIn(_In):
+    """What the public web/mobile form may send; urgency and routing are decided by us."""
+
+    channel: Literal["web", "mobile"]
+    content: str = Field(min_length=1, max_length=20000)
+    title: str | None = Field(default=None, max_length=200)
+    category: Category | None = None
+    submitter_name: str | None = Field(default=None, max_length=100)
+    submitter_phone: str = Field(min_length=1, max_length=40)
+    enterprise_uscc: str | None = Field(default=None, max_length=40)
+    enterprise_name: str | None = Field(default=None, max_length=200)
+
+
+class PublicTicketOut(BaseModel):
+    number: str
+    status: str
+    deadline_at: datetime | None = None
+    notice_token: str | None = Field(
+        description="confirms the acceptance notice and authorises the submitter's evaluation"
+    )
+
+
+class PublicEvaluationIn(EvaluationIn):
+    notice_token: str = Field(min_length=1, max_length=64)
+
+
+class NoticeConfirmOut(BaseModel):
+    ticket_number: str
+    confirmed_at: datetime
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "down"]
+    checks: dict[str, str]

@@ -1,0 +1,117 @@
+"""Passwords (Argon2) and bearer tokens (HMAC-SHA256 signed, stateless, revocable).
+
+A token carries the user id, the user's token_version at issue time and an expiry. Bumping
+User.token_version (logout, password reset, role change, deactivation) revokes every token issued
+before, without any server-side session store — any web process can verify any token.
+
+The same token is the web session cookie (HttpOnly, SameSite=Lax, Secure when cookie_secure).
+CSRF: a request authenticated by the cookie (no Authorization header) that is not GET/HEAD/OPTIONS
+must carry the header `X-Requested-With` (any value). Browsers cannot add a custom header to a
+cross-site form post or simple request without a CORS preflight, and this app enables no CORS, so a
+forged cross-site request never has it. Bearer-token clients are not exposed to CSRF and need nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from config.settings import Settings
+
+COOKIE_NAME = "dxe_session"
+CSRF_HEADER = "X-Requested-With"
+TOKEN_PREFIX = "v1"
+MIN_PASSWORD_LEN = 8
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A valid hash to verify against when the user does not exist, so unknown and known usernames
+# take the same time (no username enumeration by timing).
+DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def ensure_secret_key(settings: Settings) -> bytes:
+    """settings.secret_key, else the key in data_dir/secret_key, generated once (mode 0600).
+
+    O_EXCL makes the first writer win when several processes start at once.
+    """
+    if settings.secret_key is not None and settings.secret_key.get_secret_value():
+        return settings.secret_key.get_secret_value().encode()
+    path = Path(settings.data_dir) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may be writing it right now
+            data = path.read_bytes().strip()
+            if data:
+                return data
+            time.sleep(0.05)
+        raise RuntimeError(f"secret key file {path} is empty") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key.encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    token_version: int
+    expires_at: int  # unix seconds
+
+
+def issue_token(key: bytes, user_id: int, token_version: int, ttl_seconds: int) -> tuple[str, int]:
+    exp = int(time.time()) + ttl_seconds
+    payload = _b64(json.dumps({"u": user_id, "v": token_version, "e": exp}).encode())
+    signing_input = f"{TOKEN_PREFIX}.{payload}"
+    sig = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(sig)}", exp
+
+
+def read_token(key: bytes, token: str, *, now: float | None = None) -> TokenClaims | None:
+    """The claims of a well-signed, unexpired token; None for anything else (never raises)."""
+    try:
+        prefix, payload, sig = token.split(".")
+        if prefix != TOKEN_PREFIX:
+            return None
+        expected = hmac.new(key, f"{prefix}.{payload}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, _unb64(sig)):
+            return None
+        data = json.loads(_unb64(payload))
+        claims = TokenClaims(int(data["u"]), int(data["v"]), int(data["e"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if claims.expires_at <= (time.time() if now is None else now):
+        return None
+    return claims

@@ -1,0 +1,370 @@
+"""RQ jobs of the ASR package, with a database outbox in front of Redis.
+
+Flow: whoever stores a recording calls `request_transcription(session, settings, recording_id)` in
+the same transaction; that writes a JobOutbox row (unique key per recording). After the commit the
+row is pushed to the "asr" queue (job id derived from the key, enqueued with unique=True, so a
+second push is a no-op). If Redis is down the row stays `pending` and `flush_outbox` (after the
+next commit, from `callcenter asr flush-outbox`, or the `outbox_loop`) enqueues it when Redis is
+back. A row `enqueued` whose RQ job no longer exists in Redis (Redis restarted without its data)
+is pushed again by the same flush.
+
+At-least-once without double effects: `process_recording` transcribes outside any transaction,
+then writes the Transcript (recording_id UNIQUE), the voicemail ticket + callback (intake is
+idempotent on call_id), the "transcript_attached" event and the outbox `done` mark in ONE
+transaction. A retried, duplicated or reclaimed job (a worker SIGKILLed mid-job: rq's
+StartedJobRegistry cleanup re-queues the job once its heartbeat expires, because the job carries
+a Retry) either finds the transcript and only completes what is missing, or loses the unique race
+and rolls back whole.
+
+Job arguments are the recording id and a settings snapshot without secrets (the convention of
+ticketing.jobs); the worker's environment supplies the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import redis
+from rq import Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from asr.keywords import keyword_list, spot
+from asr.model import LoadedModel, get_model
+from asr.models import JobOutbox, Transcript
+from asr.transcribe import transcribe_file
+from config.database import make_engine, session_scope
+from config.queues import get_queue
+from config.settings import Settings
+from recordings.models import Recording
+from recordings.store import absolute_path
+from ticketing import events
+from ticketing.models import TicketEvent, utcnow
+
+log = logging.getLogger("asr.jobs")
+
+QUEUE = "asr"
+FUNC = "asr.jobs.transcribe_recording"
+# First retry immediately: the usual cause is a worker that died mid-job (rq re-queues it from the
+# StartedJobRegistry cleanup) and an immediate retry needs no scheduler process; later ones back off
+# (those need a worker started with the scheduler, as `callcenter asr worker` / `run` do).
+RETRY = Retry(max=3, interval=[0, 30, 300])
+SNAPSHOT_FIELDS = {
+    "data_dir",
+    "config_dir",
+    "database_url",
+    "redis_url",
+    "redis_namespace",
+    "timezone",
+    "asr_model_path",
+    "max_audio_seconds",
+}
+_INFO_KEY = "asr.outbox.flush"
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def snapshot(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", include=SNAPSHOT_FIELDS)
+
+
+def outbox_key(recording_id: int) -> str:
+    return f"transcribe:{recording_id}"
+
+
+def job_id(settings: Settings, key: str) -> str:
+    """RQ job ids are global in a Redis; the namespace keeps two deployments (or tests) apart."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{settings.redis_namespace}-asr-{key}")
+
+
+def job_timeout(duration_s: float | None) -> int:
+    """Generous: 2 × audio length (RTF ≈ 0.3–0.6 on a loaded CPU) plus model start-up."""
+    return int(300 + 2 * (duration_s or 0))
+
+
+# ---- enqueueing through the outbox --------------------------------------------------------------
+
+
+def request_transcription(session: Session, settings: Settings, recording_id: int) -> JobOutbox:
+    """Add (once) the outbox row for a recording; it is pushed to Redis after the commit."""
+    key = outbox_key(recording_id)
+    row = session.exec(select(JobOutbox).where(JobOutbox.key == key)).first()
+    if row is None:
+        row = JobOutbox(key=key, queue=QUEUE, func=FUNC, args=[recording_id])
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            row = session.exec(select(JobOutbox).where(JobOutbox.key == key)).one()
+    _flush_after_commit(session, settings)
+    return row
+
+
+def _flush_after_commit(session: Session, settings: Settings) -> None:
+    if session.info.get(_INFO_KEY):
+        return
+    session.info[_INFO_KEY] = settings
+    bind = session.get_bind()
+
+    def after_commit(sess: Session) -> None:
+        st = sess.info.pop(_INFO_KEY, None)
+        if st is not None:
+            try:
+                flush_outbox(bind, st)
+            except Exception:  # committed already; the row stays pending for the next flush
+                log.exception("asr outbox flush after commit failed")
+
+    def after_rollback(sess: Session) -> None:
+        sess.info.pop(_INFO_KEY, None)
+
+    event.listen(session, "after_commit", after_commit, once=True)
+    event.listen(session, "after_rollback", after_rollback, once=True)
+
+
+@dataclass
+class FlushResult:
+    enqueued: int = 0
+    already: int = 0  # the RQ job existed (a previous push got through)
+    pending: int = 0  # left for the next flush
+    redis_ok: bool = True
+
+
+def flush_outbox(
+    engine: Engine, settings: Settings, *, conn: redis.Redis | None = None, limit: int = 200
+) -> FlushResult:
+    """Push pending rows (and `enqueued` rows whose job vanished from Redis) to RQ."""
+    res = FlushResult()
+    with session_scope(engine, read_only=True) as s:
+        rows = s.exec(
+            select(JobOutbox)
+            .where(JobOutbox.status.in_(["pending", "enqueued"]))  # type: ignore[attr-defined]
+            .order_by(JobOutbox.id)  # type: ignore[arg-type]
+            .limit(limit)
+        ).all()
+        durations = {
+            r.id: r.duration_s
+            for r in s.exec(
+                select(Recording).where(
+                    Recording.id.in_([row.args[0] for row in rows if row.args])  # type: ignore[union-attr]
+                )
+            )
+        }
+    if not rows:
+        return res
+    try:
+        queue = get_queue(settings, QUEUE, conn)
+        queue.connection.ping()
+    except _REDIS_DOWN as e:
+        log.warning("asr outbox: Redis unreachable (%s); %d row(s) kept", e, len(rows))
+        return FlushResult(pending=len(rows), redis_ok=False)
+    snap = snapshot(settings)
+    for row in rows:
+        jid = job_id(settings, row.key)
+        try:
+            if row.status == "enqueued" and Job.exists(jid, connection=queue.connection):
+                continue
+            try:
+                queue.enqueue(
+                    row.func,
+                    args=(*row.args, snap),
+                    job_id=jid,
+                    unique=True,
+                    retry=RETRY,
+                    job_timeout=job_timeout(durations.get(row.args[0]) if row.args else None),
+                    result_ttl=24 * 3600,
+                    failure_ttl=30 * 24 * 3600,
+                    description=f"asr {row.key}",
+                )
+                res.enqueued += 1
+            except DuplicateJobError:
+                res.already += 1
+        except _REDIS_DOWN as e:
+            res.redis_ok = False
+            res.pending += 1
+            _mark(engine, row.id, attempts=row.attempts + 1, last_error=str(e)[:1000])
+            continue
+        _mark(engine, row.id, status="enqueued", enqueued_at=utcnow(), last_error=None)
+    return res
+
+
+def _mark(engine: Engine, row_id: int | None, **values: Any) -> None:
+    with session_scope(engine) as s:
+        row = s.get(JobOutbox, row_id)
+        if row is not None and row.status != "done":
+            for k, v in values.items():
+                setattr(row, k, v)
+            s.add(row)
+
+
+def outbox_loop(engine: Engine, settings: Settings, stop: threading.Event, interval: float = 5.0):
+    """Run in the bridge / scheduler process: keeps retrying while Redis is away."""
+    while not stop.is_set():
+        try:
+            flush_outbox(engine, settings)
+        except Exception:
+            log.exception("asr outbox loop")
+        stop.wait(interval)
+
+
+# ---- the work ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessResult:
+    recording_id: int
+    transcript_id: int
+    ticket_id: int | None
+    created_transcript: bool
+    attached: bool
+    rtf: float | None
+
+
+def process_recording(
+    engine: Engine, settings: Settings, recording_id: int, lm: LoadedModel | None = None
+) -> ProcessResult:
+    """Transcribe one stored recording and put the text on its ticket (idempotent)."""
+    with session_scope(engine, read_only=True) as s:
+        rec = s.get(Recording, recording_id)
+        if rec is None:
+            raise LookupError(f"recording {recording_id} does not exist")
+        done = s.exec(select(Transcript).where(Transcript.recording_id == recording_id)).first()
+        path = absolute_path(settings, rec)
+
+    fresh: Transcript | None = None
+    rtf = None
+    if done is None:
+        lm = lm or get_model(settings)
+        res = transcribe_file(lm, path, max_seconds=settings.max_audio_seconds)
+        words = res.words_as_dicts()
+        hits = spot(res.raw_text, settings, words=words)
+        rtf = res.rtf
+        fresh = Transcript(
+            recording_id=recording_id,
+            text=res.text,
+            raw_text=res.raw_text,
+            words=words,
+            keywords=[h.as_dict() for h in hits],
+            language=res.language,
+            model=res.model,
+            duration_s=res.duration_s,
+            rtf=round(res.rtf, 4),
+        )
+
+    with session_scope(engine) as s:
+        created = False
+        tr: Transcript | None = None
+        if fresh is not None:
+            try:
+                with s.begin_nested():
+                    s.add(fresh)
+                tr, created = fresh, True
+            except IntegrityError:  # another worker got there first: use its transcript
+                tr = None
+        if tr is None:
+            tr = s.exec(select(Transcript).where(Transcript.recording_id == recording_id)).one()
+        rec = s.get(Recording, recording_id)
+        assert rec is not None
+        attached = attach_transcript(s, settings, rec, tr)
+        row = s.exec(select(JobOutbox).where(JobOutbox.key == outbox_key(recording_id))).first()
+        if row is not None and row.status != "done":
+            row.status, row.done_at = "done", utcnow()
+            s.add(row)
+        return ProcessResult(recording_id, tr.id, rec.ticket_id, created, attached, rtf)  # type: ignore[arg-type]
+
+
+def attach_transcript(session: Session, settings: Settings, rec: Recording, tr: Transcript) -> bool:
+    """Voicemail without a ticket → create it; then one "transcript_attached" event per
+    (ticket, recording). Returns True when the event was written now. Also called by the bridge
+    when it links a call recording to its ticket after the transcript exists."""
+    kws = keyword_list_from_rows(tr.keywords)
+    if rec.kind == "voicemail" and rec.ticket_id is None:
+        from asr.voicemail import create_voicemail_ticket
+
+        create_voicemail_ticket(
+            session, settings, rec, text=tr.text, keywords=kws, transcript_id=tr.id
+        )
+    if rec.ticket_id is None:
+        return False  # a call recording not linked to a ticket yet; linking attaches later
+    prior = session.exec(
+        select(TicketEvent).where(
+            TicketEvent.ticket_id == rec.ticket_id, TicketEvent.action == "transcript_attached"
+        )
+    ).all()
+    if any((e.detail or {}).get("recording_id") == rec.id for e in prior):
+        return False
+    events.record(
+        session,
+        rec.ticket_id,
+        "asr",
+        "transcript_attached",
+        recording_id=rec.id,
+        transcript_id=tr.id,
+        kind=rec.kind,
+        text=tr.text[:2000],
+        chars=len(tr.text),
+        keywords=kws,
+        duration_s=tr.duration_s,
+        language=tr.language,
+    )
+    return True
+
+
+def keyword_list_from_rows(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(r.get("word")) for r in rows or [] if r.get("word")))
+
+
+def link_recording(session: Session, settings: Settings, recording_id: int, ticket_id: int) -> bool:
+    """The bridge links a call recording to its ticket; attaches the transcript if it exists."""
+    rec = session.get(Recording, recording_id)
+    if rec is None:
+        raise LookupError(f"recording {recording_id} does not exist")
+    rec.ticket_id = ticket_id
+    session.add(rec)
+    session.flush()
+    tr = session.exec(select(Transcript).where(Transcript.recording_id == recording_id)).first()
+    return attach_transcript(session, settings, rec, tr) if tr else False
+
+
+# ---- RQ entry point ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str, pid: int) -> Engine:
+    return make_engine(url)
+
+
+def transcribe_recording(recording_id: int, snap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the worker runs. The model comes from the process cache (loaded once per worker)."""
+    settings = Settings(**(snap or {}))
+    engine = _engine(settings.resolved_database_url, os.getpid())
+    r = process_recording(engine, settings, recording_id)
+    return {
+        "recording_id": r.recording_id,
+        "transcript_id": r.transcript_id,
+        "ticket_id": r.ticket_id,
+        "created": r.created_transcript,
+        "rtf": r.rtf,
+    }
+
+
+__all__ = [
+    "FlushResult",
+    "ProcessResult",
+    "attach_transcript",
+    "flush_outbox",
+    "keyword_list",
+    "link_recording",
+    "outbox_loop",
+    "process_recording",
+    "request_transcription",
+    "transcribe_recording",
+]

@@ -1,0 +1,148 @@
+"""Classifier benchmark: held-out quality, auto-dispatch operating point and prediction throughput.
+
+Baselines measured in the same run: a majority-class predictor per head (accuracy) and the
+keyword routing rules of config/defaults/routing.yaml (how many held-out tickets they cover and how
+often the department they pick is right).
+
+    .venv/bin/python bench/classifier.py [--quick] [--seeds N]
+
+Ends with ONE JSON line of figures. bench/ticketing.py imports classifier_figures().
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config.loader import load_yaml
+from config.settings import Settings
+from ticketing.classifier import (
+    HEADS,
+    TicketClassifier,
+    evaluate,
+    evaluate_fresh,
+    load_examples,
+    split_examples,
+    threshold_for,
+)
+
+MEANED = [
+    *(f"{h}_{m}" for h in HEADS for m in ("accuracy", "macro_f1", "majority_baseline_accuracy")),
+    "auto_dispatch_share",
+    "auto_dispatch_department_accuracy",
+    "auto_dispatch_category_and_department_accuracy",
+    "critical_recall",
+    "department_ece",
+]
+
+
+def _routing_rules_baseline(seeds: list[int]) -> dict[str, float | None]:
+    """The config keyword rules as a department predictor on the same held-out splits."""
+    rules = load_yaml(Settings(), "routing.yaml").get("rules", [])
+    covered = right = total = 0
+    for seed in seeds:
+        _, test = split_examples(load_examples(), seed)
+        for e in test:
+            total += 1
+            for rule in rules:
+                if any(k in e.text for k in rule["keywords"]):
+                    covered += 1
+                    right += e.department in rule["departments"]
+                    break
+    return {
+        "routing_rules_share": round(covered / total, 4),
+        "routing_rules_department_accuracy": round(right / covered, 4) if covered else None,
+    }
+
+
+def classifier_figures(quick: bool = False, seeds: int | None = None) -> dict[str, Any]:
+    """Held-out figures (mean over split seeds), training time and single-text throughput."""
+    n_seeds = seeds or (2 if quick else 5)
+    seed_list = list(range(n_seeds))
+    runs = [evaluate(s) for s in seed_list]
+    fig: dict[str, Any] = {
+        "n_examples": runs[0]["n_train"] + runs[0]["n_test"],
+        "split": "stratified by department, 80/20",
+        "seeds": n_seeds,
+        "threshold": runs[0]["threshold"],
+    }
+    for key in MEANED:
+        vals = [r[key] for r in runs if r[key] is not None]
+        fig[key] = round(statistics.fmean(vals), 4) if vals else None
+    fig["department_accuracy_min_over_seeds"] = min(r["department_accuracy"] for r in runs)
+    fig["curve"] = {
+        t: {
+            k: round(statistics.fmean(v), 4)
+            if (v := [r["curve"][t][k] for r in runs if r["curve"][t][k] is not None])
+            else None
+            for k in runs[0]["curve"][t]
+        }
+        for t in runs[0]["curve"]
+    }
+    fig.update(_routing_rules_baseline(seed_list))
+    fig.update(evaluate_fresh())
+
+    examples = load_examples()
+    t0 = time.perf_counter()
+    clf = TicketClassifier(examples)
+    fig["train_seconds"] = round(time.perf_counter() - t0, 3)
+    texts = [e.text for e in examples]
+    n = 300 if quick else 1000
+    t0 = time.perf_counter()
+    for i in range(n):
+        clf.predict(texts[i % len(texts)])
+    fig["predictions_per_second_single"] = round(n / (time.perf_counter() - t0), 1)
+    t0 = time.perf_counter()
+    clf.predict_many(texts)
+    fig["predictions_per_second_batch"] = round(len(texts) / (time.perf_counter() - t0), 1)
+    fig["threshold_in_config"] = threshold_for(Settings())
+    return fig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 split seeds, 300 timed predictions")
+    ap.add_argument("--seeds", type=int, default=None, help="number of split seeds")
+    args = ap.parse_args()
+    fig = classifier_figures(quick=args.quick, seeds=args.seeds)
+    print(f"labelled examples: {fig['n_examples']}, held-out mean over {fig['seeds']} seeds")
+    for h in HEADS:
+        print(
+            f"  {h:<10} accuracy {fig[f'{h}_accuracy']:.3f}  macro-F1 {fig[f'{h}_macro_f1']:.3f}"
+            f"  (majority baseline {fig[f'{h}_majority_baseline_accuracy']:.3f})"
+        )
+    print(f"  critical recall {fig['critical_recall']}, department ECE {fig['department_ece']}")
+    print(
+        f"  auto-dispatch at {fig['threshold']}: share {fig['auto_dispatch_share']}, "
+        f"department right {fig['auto_dispatch_department_accuracy']}"
+    )
+    for t, c in fig["curve"].items():
+        print(
+            f"    threshold {t}: share {c['auto_dispatch_share']}, dept right {c['auto_dispatch_department_accuracy']}"
+        )
+    print(
+        f"  fresh set ({fig['n_fresh']} newly written, full model): category "
+        f"{fig['fresh_category_accuracy']}, urgency {fig['fresh_urgency_accuracy']}, department "
+        f"{fig['fresh_department_accuracy']}; auto share {fig['fresh_auto_dispatch_share']}, "
+        f"dept right {fig['fresh_auto_dispatch_department_accuracy']}"
+    )
+    print(
+        f"  routing-rule baseline: covers {fig['routing_rules_share']}, "
+        f"dept right {fig['routing_rules_department_accuracy']}"
+    )
+    print(
+        f"  train {fig['train_seconds']} s; {fig['predictions_per_second_single']} predictions/s single, "
+        f"{fig['predictions_per_second_batch']}/s batch"
+    )
+    print(json.dumps(fig, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

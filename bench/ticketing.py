@@ -1,0 +1,376 @@
+"""Ticketing throughput and query latency, each beside a bare baseline measured in the same run.
+
+Figures (one JSON line last):
+- service_create_per_s: tickets/s through ticketing.intake.submit (one process, sequential)
+- http_create_per_s, http_p50_ms, http_p99_ms: POST /api/v1/tickets from 32 concurrent clients
+  against one uvicorn worker; baseline_insert_per_s: a bare single-row INSERT+COMMIT loop
+- inbox_p95_ms, search_p95_ms, list_p95_ms at N tickets; baseline_select_p95_ms: a bare indexed
+  SELECT by primary key
+- classifier held-out metrics (from bench/classifier.py's classifier_figures)
+
+Targets (issue 2): ≥ 500 tickets/s over HTTP, p99 ≤ 50 ms; inbox/search p95 ≤ 20 ms at 200k.
+Usage: python bench/ticketing.py [--tickets 200000] [--http-requests 3000] [--db-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from callcenter.schema import upgrade  # noqa: E402
+from config.database import make_engine, session_scope  # noqa: E402
+from config.settings import Settings  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample_texts() -> list[str]:
+    import csv
+
+    path = ROOT / "ticketing" / "data" / "labelled.csv"
+    with path.open(encoding="utf-8") as f:
+        return [row["text"] for row in csv.DictReader(f)]
+
+
+# ---------------------------------------------------------------- baselines
+def baseline_insert(engine: sa.Engine, n: int) -> float:
+    meta = sa.MetaData()
+    t = sa.Table(
+        "bench_baseline",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("body", sa.String(200)),
+    )
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    t0 = time.perf_counter()
+    for i in range(n):
+        with engine.begin() as c:
+            c.execute(t.insert().values(body=f"row {i}"))
+    rate = n / (time.perf_counter() - t0)
+    meta.drop_all(engine)
+    return rate
+
+
+def baseline_select(engine: sa.Engine, ids: list[int], n: int) -> float:
+    times = []
+    with engine.connect() as c:
+        for _ in range(n):
+            i = random.choice(ids)
+            t0 = time.perf_counter()
+            c.execute(sa.text("SELECT id, number FROM ticket WHERE id = :i"), {"i": i}).all()
+            times.append((time.perf_counter() - t0) * 1000)
+    return pct(times, 95)
+
+
+# ---------------------------------------------------------------- service layer
+def service_create(settings: Settings, engine: sa.Engine, n: int) -> float:
+    from ticketing.intake import submit
+    from ticketing.schemas import TicketIn
+
+    texts = sample_texts()
+    t0 = time.perf_counter()
+    for i in range(n):
+        with session_scope(engine) as s:
+            submit(
+                s,
+                TicketIn(
+                    channel="web",
+                    content=random.choice(texts),
+                    submitter_phone=f"1380000{i % 10000:04d}",
+                    send_notice=False,
+                ),
+                settings=settings,
+                actor="bench",
+            )
+    return n / (time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- bulk corpus
+def bulk_corpus(engine: sa.Engine, n: int) -> None:
+    """Realistic-looking rows written directly (the query benchmark needs volume, not intake)."""
+    texts = sample_texts()
+    depts = [r[0] for r in sa.inspect(engine).bind.connect().execute(sa.text("SELECT code FROM department"))]
+    from ticketing.models import utcnow
+
+    now = utcnow()
+    statuses = ["pending_dispatch", "dispatched", "resolved", "closed", "reopened"]
+    cats = ["enterprise", "government", "complaint"]
+    urg = ["general", "urgent", "critical"]
+    chans = ["hotline", "web", "mobile", "window", "voicemail", "opinion", "survey"]
+    batch = 5000
+    with engine.begin() as c:
+        start_id = c.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM ticket")).scalar_one()
+    for b in range(0, n, batch):
+        rows, subs = [], []
+        for i in range(b, min(n, b + batch)):
+            tid = start_id + i + 1
+            created = now - timedelta(minutes=i)
+            text = random.choice(texts)
+            rows.append(
+                {
+                    "id": tid,
+                    "number": f"BENCH-{tid:09d}",
+                    "channel": random.choice(chans),
+                    "title": text[:30],
+                    "content": text + f" 编号{tid}",
+                    "category": random.choice(cats),
+                    "urgency": random.choice(urg),
+                    "status": random.choice(statuses),
+                    "warning": random.choice(["none", "none", "none", "blue", "yellow", "red"]),
+                    "channel_data": "{}",
+                    "round": 1,
+                    "reopen_count": 0,
+                    "created_at": created,
+                    "updated_at": created,
+                    "deadline_at": created + timedelta(days=5),
+                }
+            )
+            subs.append(
+                {
+                    "ticket_id": tid,
+                    "department_code": random.choice(depts),
+                    "round": 1,
+                    "status": random.choice(["dispatched", "accepted", "replied"]),
+                    "dispatched_at": created,
+                    "deadline_at": created + timedelta(days=5),
+                }
+            )
+        with engine.begin() as c:
+            c.execute(
+                sa.text(
+                    "INSERT INTO ticket (id, number, channel, title, content, category, urgency,"
+                    " status, warning, channel_data, round, reopen_count, created_at, updated_at,"
+                    " deadline_at) VALUES (:id, :number, :channel, :title, :content, :category,"
+                    " :urgency, :status, :warning, :channel_data, :round, :reopen_count,"
+                    " :created_at, :updated_at, :deadline_at)"
+                ),
+                rows,
+            )
+            c.execute(
+                sa.text(
+                    "INSERT INTO suborder (ticket_id, department_code, round, status,"
+                    " dispatched_at, deadline_at) VALUES (:ticket_id, :department_code, :round,"
+                    " :status, :dispatched_at, :deadline_at)"
+                ),
+                subs,
+            )
+        print(f"  corpus {min(n, b + batch)}/{n}", file=sys.stderr, end="\r")
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as c:
+            c.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+    else:
+        with engine.begin() as c:
+            c.execute(sa.text("ANALYZE"))
+    print(file=sys.stderr)
+
+
+def query_latencies(engine: sa.Engine, n: int) -> dict[str, float]:
+    from ticketing.queries import TicketFilter, department_inbox, list_tickets
+
+    with engine.connect() as c:
+        depts = [r[0] for r in c.execute(sa.text("SELECT code FROM department"))]
+    words = ["营业执照", "退税", "社保", "施工许可", "不动产登记", "补贴", "拖欠", "投诉"]
+    inbox, search, listing = [], [], []
+    for _ in range(n):
+        with session_scope(engine, read_only=True) as s:
+            t0 = time.perf_counter()
+            department_inbox(s, random.choice(depts), page=1, page_size=20)
+            inbox.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            list_tickets(s, TicketFilter(q=random.choice(words)), page=1, page_size=20)
+            search.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            list_tickets(
+                s,
+                TicketFilter(status="dispatched", category=random.choice(["enterprise", "complaint"])),
+                page=1,
+                page_size=20,
+            )
+            listing.append((time.perf_counter() - t0) * 1000)
+    return {
+        "inbox_p50_ms": round(pct(inbox, 50), 3),
+        "inbox_p95_ms": round(pct(inbox, 95), 3),
+        "search_p50_ms": round(pct(search, 50), 3),
+        "search_p95_ms": round(pct(search, 95), 3),
+        "list_p95_ms": round(pct(listing, 95), 3),
+    }
+
+
+# ---------------------------------------------------------------- HTTP
+async def http_create(base: str, token: str, n: int, concurrency: int) -> dict[str, float]:
+    texts = sample_texts()
+    lat: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
+    ) as client:
+
+        async def one_client() -> None:
+            nonlocal errors
+            for i in counter:
+                body = {
+                    "channel": "hotline",
+                    "content": random.choice(texts),
+                    "submitter_phone": f"1390000{i % 10000:04d}",
+                    "send_notice": False,
+                }
+                t0 = time.perf_counter()
+                r = await client.post("/api/v1/tickets", json=body)
+                lat.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 201:
+                    errors += 1
+                    if errors < 3:
+                        print("  http error", r.status_code, r.text[:300], file=sys.stderr)
+
+        # warm-up
+        await client.get("/healthz")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return {
+        "http_create_per_s": round(n / elapsed, 1),
+        "http_p50_ms": round(pct(lat, 50), 2),
+        "http_p99_ms": round(pct(lat, 99), 2),
+        "http_errors": errors,
+    }
+
+
+def run_http(settings_env: dict[str, str], n: int, concurrency: int) -> dict[str, float]:
+    port = free_port()
+    env = {**os.environ, **settings_env, "CALLCENTER_PORT": str(port), "CALLCENTER_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "agent_console.app:create_app", "--factory", "--port", str(port),
+         "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        r = httpx.post(
+            base + "/api/v1/auth/login", json={"username": "bench", "password": "bench-password-1"}
+        )
+        r.raise_for_status()
+        token = r.json()["access_token"]
+        return asyncio.run(http_create(base, token, n, concurrency))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tickets", type=int, default=int(os.environ.get("BENCH_TICKETS", 200_000)))
+    ap.add_argument("--http-requests", type=int, default=3000)
+    ap.add_argument("--service-requests", type=int, default=1000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--db-url", default=None, help="default: a fresh SQLite file in a temp dir")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ticketing-"))
+    url = args.db_url or f"sqlite:///{tmp / 'bench.db'}"
+    redis_url = os.environ.get("CALLCENTER_REDIS_URL")
+    server = None
+    if not redis_url:
+        from config.redis import start_embedded
+
+        server, redis_url = start_embedded(tmp / "redis")
+    env = {
+        "CALLCENTER_DATABASE_URL": url,
+        "CALLCENTER_REDIS_URL": redis_url,
+        "CALLCENTER_DATA_DIR": str(tmp / "var"),
+        "CALLCENTER_REDIS_NAMESPACE": f"bench{os.getpid()}",
+        "CALLCENTER_SECRET_KEY": "bench-secret",
+    }
+    os.environ.update(env)
+    settings = Settings()
+    upgrade(url)
+    engine = make_engine(url)
+    from ticketing.departments import sync_departments
+
+    with session_scope(engine) as s:
+        sync_departments(s, settings)
+    from agent_console.security import hash_password
+    from ticketing.models import User
+
+    with session_scope(engine) as s:
+        s.add(User(username="bench", password_hash=hash_password("bench-password-1"), role="dispatcher"))
+
+    out: dict[str, object] = {"bench": "ticketing", "db": engine.dialect.name}
+    print("baseline insert …", file=sys.stderr)
+    out["baseline_insert_per_s"] = round(baseline_insert(engine, 1000), 1)
+    print("service-layer create …", file=sys.stderr)
+    out["service_create_per_s"] = round(service_create(settings, engine, args.service_requests), 1)
+    print("HTTP create …", file=sys.stderr)
+    out.update(run_http(env, args.http_requests, args.concurrency))
+    out["http_concurrency"] = args.concurrency
+    print(f"bulk corpus of {args.tickets} …", file=sys.stderr)
+    bulk_corpus(engine, args.tickets)
+    with engine.connect() as c:
+        total = c.execute(sa.text("SELECT COUNT(*) FROM ticket")).scalar_one()
+        ids = [r[0] for r in c.execute(sa.text("SELECT id FROM ticket ORDER BY random() LIMIT 2000"))]
+    out["tickets_in_db"] = total
+    out["baseline_select_p95_ms"] = round(baseline_select(engine, ids, args.queries), 3)
+    out.update(query_latencies(engine, args.queries))
+    try:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from classifier import classifier_figures  # type: ignore[import-not-found]
+
+        out["classifier"] = classifier_figures()
+    except Exception as e:  # noqa: BLE001 - report, don't hide
+        out["classifier_error"] = repr(e)
+    out["targets"] = {
+        "http_create_per_s": ">=500",
+        "http_p99_ms": "<=50",
+        "inbox_p95_ms": "<=20",
+        "search_p95_ms": "<=20",
+    }
+    engine.dispose()
+    if server is not None:
+        server.shutdown()
+    print(json.dumps(out, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Finished call → CallRecord + its ticket (+ a callback task when the caller was left waiting).
+
+One transaction per call, idempotent on call_id (Linkedid): the journal may hand the same record
+over again after a crash or a DB outage, and nothing is written twice. A transferred call has one
+Linkedid, hence one record and one ticket.
+
+The ticket is the one the agent filed during the call (channel variable TICKET_NUMBER, or the
+API hook `callcenter.live.link_ticket`), or a new hotline ticket through ticketing.intake.submit
+(which also dedupes on call_id, so a retried record never opens a second ticket).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from callcenter.models import CallRecord
+from config.database import session_scope
+from config.settings import Settings
+from ticketing.errors import TicketingError
+from ticketing.models import CallbackTask, Ticket
+from ticketing.phones import mask_phone, normalise_phone
+
+log = logging.getLogger(__name__)
+
+ACTOR = "ami-bridge"
+DISPOSITION_LABEL = {
+    "answered": "已接通",
+    "abandoned": "排队中挂断",
+    "voicemail": "非工作时间留言",
+    "transferred": "已转接",
+}
+
+
+def _dt(ts: float | None) -> datetime | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+
+
+def caller_phone(raw: str) -> str | None:
+    """E.164 of the caller, or None for anonymous / junk numbers."""
+    if not raw:
+        return None
+    try:
+        return normalise_phone(raw)
+    except TicketingError:
+        return None
+
+
+def masked(raw: str) -> str:
+    e164 = caller_phone(raw)
+    if e164:
+        return mask_phone(e164)
+    return (raw[:3] + "****" + raw[-2:]) if len(raw) > 6 else "****"
+
+
+def ticket_content(rec: dict[str, Any]) -> str:
+    """The hotline ticket's text until an agent or the transcript adds more."""
+    parts = [f"热线来电（{DISPOSITION_LABEL.get(rec['disposition'], rec['disposition'])}）"]
+    if rec.get("ivr_path"):
+        parts.append(f"语音导航选择：{rec['ivr_path']}")
+    if rec.get("queue"):
+        parts.append(f"队列：{rec['queue']}")
+    if rec.get("agent_name"):
+        parts.append(f"坐席：{rec['agent_name']}")
+    if rec.get("talk_seconds"):
+        parts.append(f"通话{rec['talk_seconds']}秒")
+    if rec["disposition"] == "abandoned":
+        parts.append("来电人排队时挂断，请回拨")
+    if rec["disposition"] == "voicemail":
+        parts.append("来电人已留言，请回拨")
+    return "；".join(parts) + "。"
+
+
+def reached_service(rec: dict[str, Any]) -> bool:
+    """A call is a matter once the caller chose in the menu, queued, reached an agent, left a
+    voicemail, or an agent named a ticket; a hang-up during the greeting is only recorded."""
+    return bool(
+        rec.get("ivr_choices")
+        or rec.get("ivr_path")
+        or rec.get("queue")
+        or rec.get("agent")
+        or rec.get("ticket_number")
+        or rec.get("disposition") == "voicemail"
+    )
+
+
+def ticket_for_call(
+    session: Session, settings: Settings, rec: dict[str, Any], phone: str | None
+) -> tuple[int | None, str | None, str | None]:
+    """(ticket_id, number, error). The agent's ticket when named, else a new hotline ticket."""
+    error = None
+    number = (rec.get("ticket_number") or "").strip().upper()
+    if number:
+        t = session.exec(select(Ticket).where(Ticket.number == number)).first()
+        if t is not None:
+            return t.id, t.number, None
+        error = f"坐席填写的工单号不存在：{number}"
+    from ticketing.intake import submit
+    from ticketing.schemas import TicketIn
+
+    channel = "voicemail" if rec["disposition"] == "voicemail" else "hotline"
+    data = TicketIn(
+        channel=channel,
+        content=ticket_content(rec),
+        category=rec.get("category") or None,
+        submitter_phone=phone,
+        submitter_name=(rec.get("caller_name") or None),
+        channel_data={
+            "call_id": rec["call_id"],
+            "ivr_path": rec.get("ivr_path") or "",
+            "queue": rec.get("queue") or "",
+            "recording": rec.get("recording") or "",
+            "disposition": rec["disposition"],
+        },
+        send_notice=rec["disposition"] != "abandoned",
+    )
+    try:
+        with session.begin_nested():
+            ticket = submit(session, data, settings=settings, actor=ACTOR)
+    except TicketingError as e:  # not transient: keep the call record, say why
+        return None, None, (f"{error}；" if error else "") + f"建单失败：{e.message}"
+    return ticket.id, ticket.number, error
+
+
+def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server: str) -> str:
+    """Store one finished call. Returns "stored" or "duplicate"; DB errors propagate (retry)."""
+    with session_scope(engine) as s:
+        existing = s.exec(select(CallRecord).where(CallRecord.call_id == rec["call_id"])).first()
+        if existing is not None:
+            return "duplicate"
+        phone = caller_phone(rec.get("caller") or "")
+        if reached_service(rec):
+            ticket_id, number, error = ticket_for_call(s, settings, rec, phone)
+        else:
+            ticket_id, number, error = None, None, "未进入语音导航或人工服务，未建单"
+        row = CallRecord(
+            call_id=rec["call_id"],
+            server=server,
+            caller_phone=phone or (rec.get("caller") or None),
+            caller_name=rec.get("caller_name") or None,
+            started_at=_dt(rec["started"]),
+            answered_at=_dt(rec.get("answered")),
+            ended_at=_dt(rec.get("ended")),
+            ivr_path=rec.get("ivr_path") or None,
+            ivr_choices=rec.get("ivr_choices") or [],
+            category=rec.get("category"),
+            queue=rec.get("queue") or None,
+            wait_seconds=rec.get("wait_seconds"),
+            agent=rec.get("agent") or None,
+            agent_name=rec.get("agent_name") or None,
+            talk_seconds=int(rec.get("talk_seconds") or 0),
+            hold_seconds=round(rec.get("hold_seconds") or 0),
+            disposition=rec["disposition"],
+            recording_path=rec.get("recording") or None,
+            hangup_cause=rec.get("hangup_cause") or None,
+            ticket_id=ticket_id,
+            ticket_number=number,
+            ticket_error=error,
+            extra={
+                k: rec.get(k)
+                for k in ("queues", "agents", "recordings", "voicemail_box", "ended_by")
+                if rec.get(k)
+            },
+        )
+        s.add(row)
+        reason = None
+        if rec["disposition"] == "abandoned" and rec.get("queued_abandon"):
+            reason = "abandoned"
+        elif rec["disposition"] == "voicemail":
+            reason = "voicemail"
+        if reason and phone:
+            dup = s.exec(
+                select(CallbackTask).where(
+                    CallbackTask.call_id == rec["call_id"], CallbackTask.reason == reason
+                )
+            ).first()
+            if dup is None:
+                s.add(
+                    CallbackTask(
+                        ticket_id=ticket_id,
+                        phone=phone,
+                        reason=reason,
+                        call_id=rec["call_id"],
+                        note=ticket_content(rec)[:1000],
+                    )
+                )
+    log.info(
+        "call %s stored: %s from %s, ticket %s",
+        rec["call_id"],
+        rec["disposition"],
+        masked(rec.get("caller") or ""),
+        number or "-",
+    )
+    return "stored"

@@ -1,0 +1,366 @@
+"""The bridge process: AMI connection(s) → live state → Redis, finished calls → DB (via a journal).
+
+One `PbxBridge` per configured Asterisk; `run_bridge(settings)` runs them all until cancelled.
+Ingest is synchronous and cheap (parse → handler → dirty marks); Redis publishing happens in
+batches every `flush_interval`; call records go to an fsync'ed journal first and reach the DB
+from a retry loop, so neither a Redis nor a DB outage loses anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from callcenter.ami.actions import AmiActions
+from callcenter.ami.buffer import Journal
+from callcenter.ami.calls import persist_call
+from callcenter.ami.connection import AmiConnection, AmiError
+from callcenter.ami.handlers import Dispatcher, fields_of
+from callcenter.ami.publish import Publisher
+from callcenter.ami.state import LiveState, Reconciled
+from config.settings import AsteriskServer, Settings
+
+log = logging.getLogger(__name__)
+
+RESYNC_ACTIONS = ("CoreShowChannels", "QueueStatus", "Status")
+
+
+class PbxBridge:
+    def __init__(
+        self,
+        settings: Settings,
+        server: AsteriskServer,
+        *,
+        redis=None,
+        engine=None,
+        clock: Callable[[], float] = time.time,
+        flush_interval: float = 0.05,
+        retry_interval: float = 2.0,
+        resync_interval: float = 300.0,
+        journal_path: Path | None = None,
+        **conn_kw: Any,
+    ) -> None:
+        self.settings = settings
+        self.server = server
+        self.clock = clock
+        self.state = LiveState(server.name)
+        self.dispatcher = Dispatcher(self.state)
+        self.redis = redis
+        self.engine = engine
+        self.publisher = (
+            Publisher(redis, settings.redis_namespace, server.name) if redis is not None else None
+        )
+        self.journal = Journal(
+            journal_path or (settings.data_dir / "bridge" / f"calls-{server.name}.jsonl")
+        )
+        self.conn = AmiConnection(
+            server,
+            on_event=self.on_event,
+            on_raw_event=self.on_raw_event,
+            on_connected=self.resync,
+            **conn_kw,
+        )
+        self.actions = AmiActions(self.conn)
+        self.flush_interval = flush_interval
+        self.retry_interval = retry_interval
+        self.resync_interval = resync_interval
+        self.reconciled: list[dict[str, int]] = []
+        self.stored = 0
+        self.store_failures = 0
+        self.last_store_error = ""
+        self._dirty = asyncio.Event()
+        self._calls_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+        self._journal_scheduled = False
+        self._flushing = False
+        self._resync_lock = asyncio.Lock()
+        self.idle = asyncio.Event()  # set whenever journal and publisher have caught up
+
+    # ----- ingest (synchronous, hot path) --------------------------------------------------
+    def on_raw_event(self, name: str, frame: str) -> None:
+        """Plain events (no ActionID) arrive unparsed; see BridgeProtocol's fast path."""
+        if self.dispatcher.apply_raw(name, frame, self.clock()):
+            if self.state.ended:
+                self._take_ended()
+            if not self._dirty.is_set():
+                self._dirty.set()
+
+    def on_event(self, message) -> None:
+        store = message._store
+        name = store.get("event")
+        if name is None:
+            return
+        name = name[1]
+        if name == "Shutdown":
+            log.warning(
+                "Asterisk %s is shutting down (restart: %s)",
+                self.server.name,
+                store.get("restart", ("", "?"))[1],
+            )
+        self.dispatcher.apply(name, None, self.clock(), message)
+        if self.state.ended:
+            self._take_ended()
+        if not self._dirty.is_set():
+            self._dirty.set()
+
+    def _take_ended(self) -> None:
+        """Journal finished calls (one fsync per batch) before anything else happens to them.
+
+        Scheduled with call_soon, so every call that ended within one socket read shares one
+        write; a crash can only lose what Asterisk reported in the last read, not earlier calls.
+        """
+        if not self._journal_scheduled:
+            self._journal_scheduled = True
+            asyncio.get_running_loop().call_soon(self._journal_ended)
+
+    def _journal_ended(self) -> None:
+        self._journal_scheduled = False
+        ended = self.state.drain_ended()
+        if not ended:
+            return
+        try:
+            self.journal.put_many([(c.call_id, c.record()) for c in ended])
+        except OSError as e:  # disk full / read-only: keep them in memory and try again
+            log.error("call journal write failed (%s); retrying", e)
+            self.state.ended[:0] = ended
+            asyncio.get_running_loop().call_later(1.0, self._take_ended)
+            return
+        self._calls_ready.set()
+
+    # ----- resync ---------------------------------------------------------------------------
+    async def resync(self, conn: AmiConnection) -> Reconciled:
+        """After every (re)connect: ask Asterisk what exists, converge the state to it."""
+        async with self._resync_lock:
+            return await self._resync(conn)
+
+    async def _resync(self, conn: AmiConnection) -> Reconciled:
+        self.state.begin_resync()
+        rows: dict[str, list[Any]] = {}
+        try:
+            for action in RESYNC_ACTIONS:
+                resp = await conn.send({"Action": action}, as_list=None)
+                rows[action] = resp if isinstance(resp, list) else [resp]
+        except AmiError:
+            self.state.abort_resync()
+            raise
+        channels = [
+            fields_of(m)
+            for action in ("CoreShowChannels", "Status")
+            for m in rows[action]
+            if m.get("event") in ("CoreShowChannel", "Status")
+        ]
+        queue_rows = [
+            fields_of(m)
+            for m in rows["QueueStatus"]
+            if m.get("event") in ("QueueParams", "QueueMember", "QueueEntry")
+        ]
+        rec = self.state.apply_resync(channels, queue_rows, self.clock())
+        self._journal_ended()
+        summary = rec.as_dict()
+        self.reconciled.append(summary)
+        log.info("AMI resync %s: %s", self.server.name, summary)
+        if self.publisher is not None:
+            self.publisher.meta["reconciled"] = summary
+        self._dirty.set()
+        return rec
+
+    # ----- background loops -----------------------------------------------------------------
+    async def _publish_loop(self) -> None:
+        backoff = self.flush_interval
+        while not self._stopping:
+            await self._dirty.wait()
+            await asyncio.sleep(backoff)
+            self._dirty.clear()
+            if self.publisher is None:
+                continue
+            self.publisher.meta["connection"] = {
+                "authenticated": self.conn.authenticated,
+                **{k: v for k, v in vars(self.conn.stats).items() if k != "delays"},
+                **self.dispatcher.counts(),
+            }
+            self.publisher.meta["pbx"] = self.state.pbx
+            self._flushing = True
+            try:
+                ok = await self.publisher.flush(self.state, self.clock())
+            except Exception:  # a bug in one snapshot must not stop publishing for good
+                log.exception("live-state publish failed")
+                ok = False
+            finally:
+                self._flushing = False
+            if ok:
+                backoff = self.flush_interval
+            else:
+                backoff = min(5.0, backoff * 2 if backoff < 0.5 else backoff * 1.5)
+                self._dirty.set()
+            self._update_idle()
+
+    async def _store_loop(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._calls_ready.wait(), self.retry_interval)
+            self._calls_ready.clear()
+            if self.engine is None:
+                continue
+            for call_id, rec in self.journal.pending(limit=200):
+                if self.publisher is not None and not rec.get("ticket_number"):
+                    linked = await self.publisher.take_ticket_link(call_id)
+                    if linked:
+                        rec["ticket_number"] = linked
+                try:
+                    await asyncio.to_thread(
+                        persist_call, self.engine, self.settings, rec, self.server.name
+                    )
+                except Exception as e:  # DB down, lock timeout …: keep it journaled, retry later
+                    self.store_failures += 1
+                    self.last_store_error = f"{type(e).__name__}: {e}"[:300]
+                    log.warning(
+                        "call %s not stored yet (%s); will retry", call_id, type(e).__name__
+                    )
+                    break
+                self.journal.done([call_id])
+                self.stored += 1
+            self._update_idle()
+
+    async def _resync_loop(self) -> None:
+        """Also resync now and then while connected: a lost event must not linger for hours."""
+        while not self._stopping:
+            await asyncio.sleep(self.resync_interval)
+            if self.conn.authenticated:
+                try:
+                    await self.resync(self.conn)
+                except AmiError as e:
+                    log.warning("periodic AMI resync failed: %s", e)
+
+    def _update_idle(self) -> None:
+        clean = not (
+            self._flushing
+            or self.state.ended
+            or self.state.dirty_calls
+            or self.state.dirty_queues
+            or self.state.dirty_agents
+            or self.state.removed_calls
+            or self._dirty.is_set()
+        )
+        if clean and (self.engine is None or self.journal.pending_count == 0):
+            self.idle.set()
+        else:
+            self.idle.clear()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.ensure_future(self.conn.run()),
+            asyncio.ensure_future(self._publish_loop()),
+            asyncio.ensure_future(self._store_loop()),
+            asyncio.ensure_future(self._resync_loop()),
+        ]
+        self._calls_ready.set()  # records journaled by a previous run
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.conn.stop()
+        self._dirty.set()
+        self._calls_ready.set()
+        for t in self._tasks:
+            t.cancel()
+        # py3.11 wait_for may swallow a cancel that races a completion; the flag ends the loops
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(t), 5)
+        self._tasks = []
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until everything seen so far is published and stored (tests, demo, shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            self._update_idle()
+            if self.idle.is_set() and not self._dirty.is_set():
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("bridge did not settle")
+            self._calls_ready.set()
+            await asyncio.sleep(0.02)
+
+
+async def run_bridge(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run one PbxBridge per settings.asterisk entry until `stop` is set (or cancelled)."""
+    import redis.asyncio as aioredis
+
+    from config.database import make_engine
+    from config.redis import redis_url
+
+    engine = make_engine(settings.resolved_database_url)
+    r = aioredis.from_url(redis_url(settings))
+    bridges = [PbxBridge(settings, s, redis=r, engine=engine) for s in settings.asterisk]
+    for b in bridges:
+        await b.start()
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        for b in bridges:
+            with contextlib.suppress(Exception):
+                await b.settle(timeout=5)
+            await b.stop()
+        await r.aclose()
+        engine.dispose()
+
+
+async def run_simulation(
+    settings: Settings,
+    fixtures_dir: Path,
+    scenarios: list[str],
+    *,
+    speed: float | None = None,
+    redis=None,
+    engine=None,
+    on_progress: Callable[[str, PbxBridge], None] | None = None,
+) -> list[dict[str, Any]]:
+    """SIMULATION: replay captured Asterisk transcripts through the real bridge, one by one.
+
+    The replaying peer (callcenter.ami.replay) stands in for Asterisk on a loopback port; the
+    bridge, live state, Redis publishing, call records and tickets are the real ones. Used by
+    `callcenter bridge simulate` and as the groundwork of `callcenter demo`.
+    Returns, per scenario, the connection and ingest counters.
+    """
+    from callcenter.ami.replay import ReplayServer, Transcript, default_library
+
+    library = default_library(fixtures_dir)
+    out: list[dict[str, Any]] = []
+    for name in scenarios:
+        tr = Transcript.load(fixtures_dir, name)
+        server = await ReplayServer(
+            tr,
+            library=library,
+            speed=speed,
+            gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
+        ).start()
+        cfg = AsteriskServer(
+            name="simulated-pbx", host="127.0.0.1", port=server.port, secret="simulation"
+        )
+        bridge = PbxBridge(
+            settings, cfg, redis=redis, engine=engine, backoff_base=0.05, backoff_max=1.0
+        )
+        await bridge.start()
+        try:
+            if on_progress is not None:
+                on_progress(name, bridge)
+            await server.finished.wait()
+            await bridge.conn.send({"Action": "Ping"})  # answered after every event sent
+            await bridge.settle(timeout=30)
+            out.append(
+                {
+                    "scenario": name,
+                    **bridge.dispatcher.counts(),
+                    "calls_stored": bridge.stored,
+                    "reconciled": bridge.reconciled,
+                }
+            )
+        finally:
+            await bridge.stop()
+            await server.close()
+    return out

@@ -1,0 +1,152 @@
+"""HTTP routes for recordings, as an APIRouter factory the web layer mounts with its own auth.
+
+    from recordings.api import make_router
+    ROUTERS.append((API_PREFIX, make_router(require("recordings.play"))))   # agent_console/app.py
+    # roles.py: "recordings.play": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER})
+    # (the router's own rules in recordings.yaml then decide per recording)
+
+`auth` is any FastAPI dependency returning the user (attributes username, role, department_code).
+The engine and settings come from `request.app.state.engine` / `.settings` (the web app's state)
+unless given here. Playback writes its audit row in its own short write transaction, so it works
+behind a read-only request session. Errors use the API's one shape {"error": {code, message, details}}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.engine import Engine
+
+from config.database import session_scope
+from config.settings import Settings
+from recordings.models import PlaybackLog, Recording
+from recordings.playback import (
+    PlaybackDenied,
+    RangeNotSatisfiable,
+    check_access,
+    iter_file,
+    log_playback,
+    open_for_playback,
+    parse_range,
+)
+
+_CODES = {403: "forbidden", 404: "not_found", 410: "gone", 416: "range_not_satisfiable"}
+AUDIT_ROLES = frozenset({"admin", "supervisor"})
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": _CODES.get(status, "error"), "message": message, "details": None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def make_router(
+    auth: Callable[..., Any],
+    *,
+    engine: Engine | None = None,
+    settings: Settings | None = None,
+    prefix: str = "/recordings",
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=["recordings"])
+
+    def _deps(request: Request) -> tuple[Engine, Settings]:
+        return (engine or request.app.state.engine, settings or request.app.state.settings)
+
+    def _metadata(rec: Recording) -> dict[str, Any]:
+        return {
+            "id": rec.id,
+            "kind": rec.kind,
+            "call_id": rec.call_id,
+            "ticket_id": rec.ticket_id,
+            "duration_s": rec.duration_s,
+            "format": rec.format,
+            "codec": rec.codec,
+            "sample_rate": rec.sample_rate,
+            "channels": rec.channels,
+            "bytes": rec.bytes,
+            "sha256": rec.sha256,
+            "created_at": rec.created_at.isoformat(),
+            "expires_at": rec.expires_at.isoformat() if rec.expires_at else None,
+            "deleted": rec.deleted_at is not None,
+        }
+
+    @router.get("/{recording_id}", name="recordings.get")
+    def get_recording(recording_id: int, request: Request, user: Any = Depends(auth)) -> Any:
+        eng, st = _deps(request)
+        with session_scope(eng, read_only=True) as s:
+            rec = s.get(Recording, recording_id)
+            if rec is None:
+                return _error(404, "录音不存在")
+            try:
+                check_access(s, st, rec, user)
+            except PlaybackDenied as e:
+                return _error(e.status, e.message)
+            return _metadata(rec)
+
+    @router.api_route("/{recording_id}/audio", methods=["GET", "HEAD"], name="recordings.audio")
+    def stream_audio(recording_id: int, request: Request, user: Any = Depends(auth)) -> Response:
+        eng, st = _deps(request)
+        client = request.client.host if request.client else None
+        with session_scope(eng) as s:
+            rec = s.get(Recording, recording_id)
+            if rec is None:
+                return _error(404, "录音不存在")
+            try:
+                check_access(s, st, rec, user)
+                path = open_for_playback(st, rec)
+            except PlaybackDenied as e:
+                log_playback(s, recording_id, user, e.status, client=client)
+                return _error(e.status, e.message)
+            size = path.stat().st_size
+            try:
+                rng = parse_range(request.headers.get("range"), size)
+            except RangeNotSatisfiable as e:
+                log_playback(s, recording_id, user, 416, client=client)
+                return _error(416, e.message, {"Content-Range": f"bytes */{size}"})
+            status = 206 if rng else 200
+            log_playback(s, recording_id, user, status, rng, client=client)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "private, no-store",
+            "Content-Disposition": f'inline; filename="recording-{recording_id}.wav"',
+        }
+        start, length = (rng.start, rng.length) if rng else (0, size)
+        headers["Content-Length"] = str(length)
+        if rng:
+            headers["Content-Range"] = f"bytes {rng.start}-{rng.end}/{size}"
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers, media_type="audio/wav")
+        return StreamingResponse(
+            iter_file(path, start, length),
+            status_code=status,
+            headers=headers,
+            media_type="audio/wav",
+        )
+
+    @router.get("/{recording_id}/playbacks", name="recordings.playbacks")
+    def playbacks(recording_id: int, request: Request, user: Any = Depends(auth)) -> Any:
+        if user.role not in AUDIT_ROLES:
+            return _error(403, "只有管理员和值班主管可以查看收听记录")
+        eng, _ = _deps(request)
+        from sqlmodel import select
+
+        with session_scope(eng, read_only=True) as s:
+            rows = s.exec(
+                select(PlaybackLog)
+                .where(PlaybackLog.recording_id == recording_id)
+                .order_by(PlaybackLog.id)  # type: ignore[arg-type]
+            ).all()
+            return [
+                {
+                    "username": r.username,
+                    "role": r.role,
+                    "at": r.at.isoformat(),
+                    "range": [r.range_start, r.range_end] if r.range_start is not None else None,
+                    "status": r.status_code,
+                }
+                for r in rows
+            ]
+
+    return router

@@ -1,0 +1,477 @@
+"""§12 hand-off: POST a sub-order to an external system, and accept its status callbacks.
+
+One generic HTTP adapter, configured by data, not code per system:
+- a department's `handoff_url` (departments.yaml → Department row; the row wins, the file is the
+  fallback) receives its sub-orders;
+- government-service matters (category "government") go instead to the prefecture's unified
+  platform (咸宁市统一综合受理平台): set `government_platform: CODE` at the top level of
+  departments.yaml, naming a department entry whose handoff_url is the platform's endpoint. The
+  payload still names the responsible department, so the platform knows whose matter it is.
+
+Delivery runs as an RQ job on the "handoff" queue (`ticketing.jobs.run_handoff`), enqueued only
+after the dispatching transaction commits, retried with rq.Retry at growing intervals. Every
+attempt is a HandoffAttempt row. The HTTP call happens outside any database transaction (SQLite
+holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over the
+raw body: header `X-DXE-Signature: sha256=<hex>`, secret from CALLCENTER_HANDOFF_SECRET.
+
+Callbacks (`handle_callback`) carry the same signature over their raw body and a JSON object
+{"suborder_id", "status": accepted|replied|returned, "text", "reason", "external_ref",
+"ticket_number"}; they are mapped onto the sub-order actions in ticketing.dispatch and are
+idempotent: a status the sub-order already has (or has moved past) changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import redis
+import structlog
+from sqlalchemy import event, func, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from config.database import session_scope
+from config.loader import ConfigError, load_yaml
+from config.queues import get_queue
+from config.settings import Settings
+from ticketing import events
+from ticketing.errors import InvalidInput, NotFound, PermissionDenied
+from ticketing.lifecycle import lock_suborder
+from ticketing.models import (
+    Category,
+    Department,
+    HandoffAttempt,
+    SubOrder,
+    SubOrderStatus,
+    Ticket,
+    utcnow,
+)
+from ticketing.sla import to_local
+
+log = structlog.get_logger("ticketing.handoff")
+
+SS = SubOrderStatus
+CALLBACK_PATH = "/api/v1/handoff/callback"  # served by agent_console; named in every payload
+SIGNATURE_HEADER = "X-DXE-Signature"
+DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)  # seconds: 5 retries over ~43 minutes
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_INFO_PENDING = "ticketing.handoff.pending"
+_INFO_HOOKED = "ticketing.handoff.hooked"
+# What a delivery worker needs from the dispatcher's settings (no secrets travel through Redis).
+_SNAPSHOT_FIELDS = {
+    "data_dir",
+    "config_dir",
+    "database_url",
+    "redis_url",
+    "redis_namespace",
+    "timezone",
+    "public_base_url",
+}
+
+# External status words → our sub-order action (a few synonyms real systems use).
+STATUS_MAP = {
+    "accepted": "accepted",
+    "accept": "accepted",
+    "受理": "accepted",
+    "已受理": "accepted",
+    "签收": "accepted",
+    "已签收": "accepted",
+    "replied": "replied",
+    "completed": "replied",
+    "done": "replied",
+    "办结": "replied",
+    "已办结": "replied",
+    "已回复": "replied",
+    "returned": "returned",
+    "rejected": "returned",
+    "退回": "returned",
+    "已退回": "returned",
+}
+
+
+class HandoffFailed(RuntimeError):
+    """Raised by the job after a failed attempt so that RQ schedules the next retry."""
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def handoff_secret(settings: Settings) -> bytes | None:
+    """The shared HMAC secret: a Settings field when one exists, else CALLCENTER_HANDOFF_SECRET."""
+    value: Any = getattr(settings, "handoff_secret", None)
+    if value is not None and hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    value = value or os.environ.get("CALLCENTER_HANDOFF_SECRET")
+    return value.encode("utf-8") if value else None
+
+
+def retry_intervals() -> list[int]:
+    """Seconds between attempts; CALLCENTER_HANDOFF_RETRY_INTERVALS="10,30,120" overrides."""
+    raw = os.environ.get("CALLCENTER_HANDOFF_RETRY_INTERVALS")
+    if not raw:
+        return list(DEFAULT_RETRY_INTERVALS)
+    try:
+        values = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"CALLCENTER_HANDOFF_RETRY_INTERVALS: not integers: {raw!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"CALLCENTER_HANDOFF_RETRY_INTERVALS: need >= 0 seconds: {raw!r}")
+    return values
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, signature: str | None) -> bool:
+    if not signature:
+        return False
+    return hmac.compare_digest(sign(secret, body), signature.strip())
+
+
+def _yaml_departments(settings: Settings) -> dict[str, Any]:
+    return load_yaml(settings, "departments.yaml")
+
+
+def government_platform(settings: Settings) -> str | None:
+    code = str(_yaml_departments(settings).get("government_platform") or "").strip()
+    return code or None
+
+
+def _yaml_url(settings: Settings, code: str) -> str | None:
+    for entry in _yaml_departments(settings).get("departments") or []:
+        if isinstance(entry, dict) and str(entry.get("code")) == code:
+            return entry.get("handoff_url") or None
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    via: str  # the department code whose endpoint is used (the platform's for government matters)
+
+
+def target_for(
+    session: Session, settings: Settings, ticket: Ticket, dept: Department
+) -> Target | None:
+    """Where this department's sub-order of this ticket is handed off, or None (inbox only)."""
+    if ticket.category == Category.government:
+        platform = government_platform(settings)
+        if platform:
+            p = session.exec(select(Department).where(Department.code == platform)).first()
+            url = (p.handoff_url if p is not None else None) or _yaml_url(settings, platform)
+            if url and (p is None or p.active):
+                return Target(url, platform)
+            # Named but not connected (no URL yet, as in the sample config): the department's own
+            # endpoint or inbox serves instead. Debug, not warning: it is the same for every ticket.
+            log.debug("government_platform_unusable", platform=platform)
+    url = dept.handoff_url or _yaml_url(settings, dept.code)
+    return Target(url, dept.code) if url else None
+
+
+# ---------------------------------------------------------------- enqueue (after commit)
+
+
+def schedule(
+    session: Session, settings: Settings, ticket: Ticket, so: SubOrder, dept: Department
+) -> bool:
+    """Mark the sub-order for hand-off and enqueue delivery once the caller commits."""
+    if target_for(session, settings, ticket, dept) is None:
+        return False
+    so.handoff_status = "queued"
+    session.add(so)
+    session.info.setdefault(_INFO_PENDING, []).append((settings, so.id))
+    if not session.info.get(_INFO_HOOKED):
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_rollback", _after_rollback)
+        session.info[_INFO_HOOKED] = True
+    return True
+
+
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT, not the real commit
+        return
+    for settings, suborder_id in session.info.pop(_INFO_PENDING, []):
+        try:
+            enqueue(settings, suborder_id)
+        except Exception:  # committed already; the row stays "queued" for requeue_pending
+            log.exception("handoff_enqueue_failed", suborder_id=suborder_id)
+
+
+def _after_rollback(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_INFO_PENDING, None)
+
+
+def _snapshot(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", include=_SNAPSHOT_FIELDS)
+
+
+def enqueue(settings: Settings, suborder_id: int, *, conn: redis.Redis | None = None):
+    """One delivery job with retries; returns the rq Job."""
+    from rq import Retry
+
+    intervals = retry_intervals()
+    queue = get_queue(settings, "handoff", conn=conn)
+    return queue.enqueue_call(
+        "ticketing.jobs.run_handoff",
+        args=(suborder_id, _snapshot(settings)),
+        retry=Retry(max=len(intervals), interval=intervals),
+        timeout=120,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        # the namespace in the id keeps jobs of separate deployments/test runs apart
+        job_id=f"{settings.redis_namespace}-handoff-{suborder_id}-{uuid.uuid4().hex[:8]}",
+        description=f"hand-off sub-order {suborder_id}",
+    )
+
+
+def requeue_pending(settings: Settings, engine: Engine, *, limit: int = 500) -> int:
+    """Re-enqueue sub-orders left "queued" with no attempt yet (Redis was down at commit).
+    Run at start-up or from a scheduler; a duplicate delivery is harmless (receivers key on
+    suborder_id, and our callbacks are idempotent)."""
+    with session_scope(engine, read_only=True) as s:
+        ids = list(
+            s.exec(
+                select(SubOrder.id)
+                .where(SubOrder.handoff_status == "queued")
+                .where(~SubOrder.id.in_(select(HandoffAttempt.suborder_id)))
+                .order_by(SubOrder.id)
+                .limit(limit)
+            )
+        )
+    for sid in ids:
+        enqueue(settings, sid)
+    return len(ids)
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def build_payload(settings: Settings, ticket: Ticket, so: SubOrder, via: str) -> dict[str, Any]:
+    labels = load_yaml(settings, "categories.yaml")
+    deadline = so.deadline_at or ticket.deadline_at
+    return {
+        "ticket_number": ticket.number,
+        "suborder_id": so.id,
+        "round": so.round,
+        "department": so.department_code,
+        "via": via,
+        "category": ticket.category,
+        "category_label": (labels.get("categories") or {}).get(ticket.category),
+        "urgency": ticket.urgency,
+        "urgency_label": (labels.get("urgencies") or {}).get(ticket.urgency),
+        "title": ticket.title,
+        "content": ticket.content,
+        "instructions": so.instructions,
+        "deadline": to_local(settings, deadline).isoformat() if deadline else None,
+        "callback_url": settings.public_base_url.rstrip("/") + CALLBACK_PATH,
+    }
+
+
+@dataclass
+class AttemptResult:
+    ok: bool
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    skipped: bool = False
+
+
+def deliver(
+    engine: Engine, settings: Settings, suborder_id: int, *, final: bool = True
+) -> AttemptResult:
+    """One attempt: read (short read transaction), POST (no transaction), record (write)."""
+    with session_scope(engine, read_only=True) as s:
+        so = s.get(SubOrder, suborder_id)
+        if so is None:
+            log.warning("handoff_suborder_missing", suborder_id=suborder_id)
+            return AttemptResult(ok=True, attempt=0, skipped=True, error="sub-order not found")
+        ticket = s.get(Ticket, so.ticket_id)
+        dept = s.exec(select(Department).where(Department.code == so.department_code)).one()
+        target = target_for(s, settings, ticket, dept)
+        done = so.status in (SS.replied, SS.returned) or so.handoff_status == "sent"
+        n = s.exec(
+            select(func.count())
+            .select_from(HandoffAttempt)
+            .where(HandoffAttempt.suborder_id == suborder_id)
+        ).one()
+        payload = build_payload(settings, ticket, so, target.via) if target else None
+        ticket_id = ticket.id
+    if target is None or done:
+        # settled meanwhile (handled in the inbox, a duplicate job, or the URL was removed from
+        # config): nothing to send; don't leave it "queued" for requeue_pending to find again
+        if target is None:
+            with session_scope(engine) as s:
+                s.execute(
+                    update(SubOrder)
+                    .where(SubOrder.id == suborder_id, SubOrder.handoff_status == "queued")
+                    .values(handoff_status=None)
+                )
+        return AttemptResult(ok=True, attempt=int(n), skipped=True)
+
+    attempt = int(n) + 1
+    secret = handoff_secret(settings)
+    status_code: int | None = None
+    error: str | None = None
+    external_ref: str | None = None
+    if secret is None:
+        error = "CALLCENTER_HANDOFF_SECRET is not set; refusing to send unsigned hand-offs"
+    else:
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            SIGNATURE_HEADER: sign(secret, body),
+            "X-DXE-Delivery": f"{suborder_id}-{attempt}",
+            "User-Agent": "dxe-callcenter-handoff/1",
+        }
+        try:
+            with httpx.Client(timeout=TIMEOUT) as client:
+                resp = client.post(target.url, content=body, headers=headers)
+            status_code = resp.status_code
+            if resp.is_success:
+                external_ref = _external_ref(resp)
+            else:
+                error = f"HTTP {resp.status_code}: {resp.text[:200]}"
+        except httpx.HTTPError as e:
+            error = f"{type(e).__name__}: {e}"[:1000]
+    ok = error is None
+
+    with session_scope(engine) as s:
+        s.add(
+            HandoffAttempt(
+                suborder_id=suborder_id,
+                url=target.url[:500],
+                attempt=attempt,
+                status_code=status_code,
+                ok=ok,
+                error=error[:1000] if error else None,
+                at=utcnow(),
+            )
+        )
+        so = s.get(SubOrder, suborder_id)
+        if ok:
+            so.handoff_status = "sent"
+            if external_ref and not so.external_ref:
+                so.external_ref = external_ref
+            events.record(
+                s,
+                ticket_id,
+                "system",
+                "handoff_sent",
+                suborder_id=suborder_id,
+                via=target.via,
+                attempt=attempt,
+                status_code=status_code,
+                external_ref=external_ref,
+            )
+        elif final:
+            so.handoff_status = "failed"
+            events.record(
+                s,
+                ticket_id,
+                "system",
+                "handoff_failed",
+                suborder_id=suborder_id,
+                via=target.via,
+                attempts=attempt,
+                error=error,
+            )
+        s.add(so)
+    log.info(
+        "handoff_attempt",
+        suborder_id=suborder_id,
+        attempt=attempt,
+        ok=ok,
+        status_code=status_code,
+        final=final,
+    )
+    return AttemptResult(ok=ok, attempt=attempt, status_code=status_code, error=error)
+
+
+def _external_ref(resp: httpx.Response) -> str | None:
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    ref = data.get("external_ref", data.get("id"))
+    if isinstance(ref, str | int) and not isinstance(ref, bool) and str(ref):
+        return str(ref)[:100]
+    return None
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def handle_callback(
+    session: Session, settings: Settings, payload: bytes | str, signature: str | None
+) -> SubOrder:
+    """Apply an external system's status callback (raw body + its X-DXE-Signature header)."""
+    from ticketing import dispatch  # dispatch imports this module for schedule()
+
+    secret = handoff_secret(settings)
+    body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    if secret is None:
+        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
+    if not verify(secret, body, signature):
+        raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("回调内容不是合法的 JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("回调内容必须是 JSON 对象")
+    sid = data.get("suborder_id")
+    if isinstance(sid, bool) or not isinstance(sid, int):
+        raise InvalidInput("回调缺少有效的 suborder_id", field="suborder_id")
+    action = STATUS_MAP.get(str(data.get("status") or "").strip().lower())
+    if action is None:
+        raise InvalidInput(
+            f"不支持的回调状态：{data.get('status')!r}（应为 accepted / replied / returned）",
+            field="status",
+        )
+    ext = data.get("external_ref")
+    if ext is not None and (not isinstance(ext, str | int) or len(str(ext)) > 100):
+        raise InvalidInput("external_ref 无效（最多 100 个字符）", field="external_ref")
+
+    try:
+        ticket, so = lock_suborder(session, sid)
+    except NotFound:
+        raise NotFound(f"子工单不存在：{sid}", suborder_id=sid) from None
+    number = data.get("ticket_number")
+    if number is not None and number != ticket.number:
+        raise InvalidInput("回调的工单编号与子工单不符", field="ticket_number")
+    actor = f"handoff:{so.department_code}"[:64]
+    if ext is not None and so.external_ref != str(ext):
+        so.external_ref = str(ext)
+        session.add(so)
+
+    if action == "accepted":
+        if so.status == SS.dispatched:
+            return dispatch.accept(session, settings, sid, actor=actor)
+        return so  # already accepted or further along: a repeat or late delivery
+    if action == "replied":
+        if so.status == SS.replied:
+            return so
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("“已办结”回调必须带回复内容 text", field="text")
+        if so.status == SS.dispatched:
+            dispatch.accept(session, settings, sid, actor=actor)
+        return dispatch.reply(session, settings, sid, actor=actor, text=text)
+    # returned
+    if so.status == SS.returned:
+        return so
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("“退回”回调必须带退回原因 reason", field="reason")
+    return dispatch.return_suborder(session, settings, sid, actor=actor, reason=reason)

@@ -1,0 +1,42 @@
+"""RQ entry points of the ticketing core (importable by any worker; no state shared across processes).
+
+Each job rebuilds Settings from the snapshot the enqueuer passed (non-secret fields: which DB,
+which Redis namespace, which config directory) over the worker's own environment (secrets such as
+CALLCENTER_HANDOFF_SECRET), and opens and disposes its own engine: default RQ workers fork per
+job, so an engine cached in the parent would never be reused anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.database import make_engine
+from config.settings import Settings
+from ticketing import handoff
+
+
+def _settings(snapshot: dict[str, Any] | None) -> Settings:
+    return Settings(**(snapshot or {}))
+
+
+def _final_attempt() -> bool:
+    """True on the job's last allowed try (or outside RQ), so the failure is recorded for good."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job is None or not job.retries_left
+
+
+def run_handoff(suborder_id: int, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Deliver one sub-order to its external system; raise on failure so RQ retries."""
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        result = handoff.deliver(engine, settings, suborder_id, final=_final_attempt())
+    finally:
+        engine.dispose()
+    if not result.ok:
+        raise handoff.HandoffFailed(
+            f"hand-off of sub-order {suborder_id} failed (attempt {result.attempt}): {result.error}"
+        )
+    return {"suborder_id": suborder_id, "attempt": result.attempt, "skipped": result.skipped}

@@ -1,0 +1,66 @@
+"""Phone numbers: one E.164 form for every channel, so a caller is one Caller row however they typed it.
+
+`phonenumbers` (libphonenumber's data) decides validity; CN is the default region, so
+"138 1234 5678", "+86 138-1234-5678", "0086 13812345678" and "0715-1234567" (a landline with its
+area code) all normalise. Full-width digits are folded to ASCII first (NFKC).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import phonenumbers
+
+from ticketing.errors import InvalidInput
+
+MAX_RAW_CHARS = 40
+
+
+def normalise_phone(raw: str, region: str = "CN") -> str:
+    """E.164 (e.g. "+8613812345678"), or InvalidInput with a message a caller understands."""
+    if not isinstance(raw, str):
+        raise InvalidInput("电话号码必须是文本", field="phone")
+    s = unicodedata.normalize("NFKC", raw).strip()
+    if not s:
+        raise InvalidInput("电话号码为空", field="phone", rule="empty")
+    if len(s) > MAX_RAW_CHARS:
+        raise InvalidInput(
+            f"电话号码过长（最多{MAX_RAW_CHARS}个字符）", field="phone", rule="length"
+        )
+    if not any(ch.isdigit() for ch in s):
+        raise InvalidInput("电话号码中没有数字", field="phone", rule="format")
+    try:
+        num = phonenumbers.parse(s, region)
+    except phonenumbers.NumberParseException as e:
+        raise InvalidInput(
+            "无法识别的电话号码，请输入手机号或带区号的固定电话",
+            field="phone",
+            rule="format",
+            reason=str(e),
+        ) from e
+    if not phonenumbers.is_valid_number(num):
+        raise InvalidInput(
+            "电话号码无效，请核对位数和区号（手机号11位，固话需带区号）",
+            field="phone",
+            rule="invalid",
+        )
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(e164: str | None) -> str:
+    """ "+8613812341234" → "+86138****1234": enough to tell numbers apart in logs, not to call them."""
+    if not e164:
+        return ""
+    s = str(e164)
+    cc_len = 0
+    if s.startswith("+"):
+        try:
+            cc = phonenumbers.parse(s, None).country_code
+            cc_len = 1 + len(str(cc))
+        except phonenumbers.NumberParseException:
+            cc_len = 1
+    head = s[: cc_len + 3]
+    rest = s[cc_len + 3 :]
+    if len(rest) <= 4:  # too short to show a tail safely
+        return s[:cc_len] + "*" * max(len(s) - cc_len - 2, 0) + s[-2:]
+    return head + "****" + rest[-4:]

@@ -1,0 +1,208 @@
+"""Read side: ticket lookup, filtered/full-text lists, department inboxes, the enterprise file (一企一档).
+
+Full-text over title+content: SQLite uses the FTS5 trigram table `ticket_fts` (migration
+0002_search; kept in sync by triggers) for terms of 3+ characters and LIKE for shorter ones;
+PostgreSQL uses ILIKE, served by pg_trgm GIN indexes on title and content (pg_trgm splits CJK text
+into trigrams under the C.UTF-8 ctype the test and default clusters use). Several whitespace
+separated terms must all match.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, exists, func, or_, text
+from sqlmodel import Session, select
+
+from ticketing.departments import get_department
+from ticketing.errors import InvalidInput, NotFound
+from ticketing.models import (
+    Caller,
+    Category,
+    Channel,
+    Enterprise,
+    SubOrder,
+    SubOrderStatus,
+    Ticket,
+    TicketStatus,
+    Urgency,
+    Warning,
+)
+from ticketing.phones import normalise_phone
+from ticketing.sla import to_utc_naive
+from ticketing.uscc import validate_uscc
+
+MAX_PAGE_SIZE = 200
+MAX_TERMS = 5
+
+
+class TicketFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: TicketStatus | None = None
+    department: str | None = Field(default=None, max_length=32)
+    channel: Channel | None = None
+    category: Category | None = None
+    urgency: Urgency | None = None
+    warning: Warning | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    q: str | None = Field(default=None, max_length=200)
+    uscc: str | None = Field(default=None, max_length=40)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+def _paging(page: int, page_size: int) -> tuple[int, int]:
+    if not isinstance(page, int) or page < 1:
+        raise InvalidInput("页码必须是正整数", field="page")
+    if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"每页条数必须在1-{MAX_PAGE_SIZE}之间", field="page_size")
+    return (page - 1) * page_size, page_size
+
+
+def get_ticket_by_number(session: Session, number: str) -> Ticket:
+    num = (number or "").strip().upper()
+    ticket = (
+        session.exec(select(Ticket).where(Ticket.number == num)).first()
+        if 0 < len(num) <= 32
+        else None
+    )
+    if ticket is None:
+        raise NotFound(f"未找到工单：{number}", field="number")
+    return ticket
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _text_conditions(session: Session, q: str) -> list:
+    terms = [t for t in q.split() if t][:MAX_TERMS]
+    conds = []
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    for term in terms:
+        if sqlite and len(term) >= 3:
+            phrase = '"' + term.replace('"', '""') + '"'
+            conds.append(
+                Ticket.id.in_(
+                    select(text("rowid"))
+                    .select_from(text("ticket_fts"))
+                    .where(text("ticket_fts MATCH :fts").bindparams(fts=phrase))
+                )
+            )
+        else:
+            pat = f"%{_like_escape(term)}%"
+            conds.append(
+                or_(
+                    Ticket.title.ilike(pat, escape="\\"),
+                    Ticket.content.ilike(pat, escape="\\"),
+                )
+            )
+    return conds
+
+
+def _conditions(session: Session, f: TicketFilter) -> list:
+    conds = []
+    if f.status:
+        conds.append(Ticket.status == f.status.value)
+    if f.channel:
+        conds.append(Ticket.channel == f.channel.value)
+    if f.category:
+        conds.append(Ticket.category == f.category.value)
+    if f.urgency:
+        conds.append(Ticket.urgency == f.urgency.value)
+    if f.warning:
+        conds.append(Ticket.warning == f.warning.value)
+    if f.created_from:
+        conds.append(Ticket.created_at >= to_utc_naive(f.created_from))
+    if f.created_to:
+        conds.append(Ticket.created_at < to_utc_naive(f.created_to))
+    if f.department:
+        conds.append(
+            exists().where(
+                and_(SubOrder.ticket_id == Ticket.id, SubOrder.department_code == f.department)
+            )
+        )
+    if f.uscc:
+        uscc = validate_uscc(f.uscc)
+        conds.append(Ticket.enterprise_id.in_(select(Enterprise.id).where(Enterprise.uscc == uscc)))
+    if f.phone:
+        phone = normalise_phone(f.phone)
+        conds.append(
+            or_(
+                Ticket.submitter_phone == phone,
+                Ticket.caller_id.in_(select(Caller.id).where(Caller.phone == phone)),
+            )
+        )
+    if f.q and f.q.strip():
+        conds.extend(_text_conditions(session, f.q.strip()))
+    return conds
+
+
+def list_tickets(
+    session: Session,
+    filters: TicketFilter | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> tuple[list[Ticket], int]:
+    """(page of tickets newest first, total matching)."""
+    offset, limit = _paging(page, page_size)
+    conds = _conditions(session, filters or TicketFilter())
+    total = session.exec(select(func.count()).select_from(Ticket).where(*conds)).one()
+    items = list(
+        session.exec(
+            select(Ticket)
+            .where(*conds)
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    return items, int(total)
+
+
+def department_inbox(
+    session: Session,
+    department_code: str,
+    status: str | list[str] | None = None,
+    page: int = 1,
+    page_size: int = 20,
+) -> tuple[list[tuple[SubOrder, Ticket]], int]:
+    """A department's sub-orders (with their tickets), most urgent deadline first."""
+    offset, limit = _paging(page, page_size)
+    get_department(session, department_code)
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    allowed = {s.value for s in SubOrderStatus}
+    bad = [s for s in statuses if s not in allowed]
+    if bad:
+        raise InvalidInput(f"未知的子工单状态：{'、'.join(map(str, bad))}", field="status")
+    conds = [SubOrder.department_code == department_code]
+    if statuses:
+        conds.append(SubOrder.status.in_(statuses))
+    total = session.exec(select(func.count()).select_from(SubOrder).where(*conds)).one()
+    rows = session.exec(
+        select(SubOrder, Ticket)
+        .join(Ticket, Ticket.id == SubOrder.ticket_id)
+        .where(*conds)
+        .order_by(SubOrder.deadline_at.asc().nulls_last(), SubOrder.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [(so, t) for so, t in rows], int(total)
+
+
+def enterprise_file(session: Session, uscc: str) -> tuple[Enterprise, list[Ticket]]:
+    """一企一档: the enterprise and all its tickets, newest first."""
+    code = validate_uscc(uscc)
+    ent = session.exec(select(Enterprise).where(Enterprise.uscc == code)).first()
+    if ent is None:
+        raise NotFound(f"未找到统一社会信用代码为 {code} 的企业档案", field="uscc")
+    tickets = list(
+        session.exec(
+            select(Ticket)
+            .where(Ticket.enterprise_id == ent.id)
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        )
+    )
+    return ent, tickets

@@ -1,0 +1,59 @@
+"""Keyword routing rules for standardised high-frequency matters (§10), read from routing.yaml.
+
+A rule beats the classifier: when the text contains any of its keywords the ticket goes straight to
+the rule's departments (in parallel). First matching rule wins, so keep rules narrow.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from config.loader import ConfigError, load_yaml
+from config.settings import Settings
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    name: str
+    keywords: tuple[str, ...]
+    departments: tuple[str, ...]
+    hits: tuple[str, ...] = field(default=())  # keywords found in the text (set by match_rule)
+
+
+def _norm(text: str) -> str:
+    """Full-width/half-width and case folded, so "ＥＩＡ" and "eia" match alike."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def load_rules(settings: Settings) -> list[RoutingRule]:
+    """All rules in file order; a malformed rule is a ConfigError naming it (never silently skipped)."""
+    data = load_yaml(settings, "routing.yaml")
+    raw = data.get("rules") or []
+    if not isinstance(raw, list):
+        raise ConfigError("routing.yaml: 'rules' must be a list")
+    rules: list[RoutingRule] = []
+    for i, r in enumerate(raw):
+        if not isinstance(r, dict):
+            raise ConfigError(f"routing.yaml: rule #{i + 1} must be a mapping")
+        name = str(r.get("name") or f"rule-{i + 1}")
+        kws = r.get("keywords")
+        depts = r.get("departments")
+        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and k for k in kws):
+            raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of keywords")
+        if not isinstance(depts, list) or not depts or not all(isinstance(d, str) for d in depts):
+            raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of departments")
+        rules.append(RoutingRule(name=name, keywords=tuple(kws), departments=tuple(depts)))
+    return rules
+
+
+def match_rule(settings: Settings, text: str) -> RoutingRule | None:
+    """The first rule with a keyword in `text`, with every keyword of that rule that was hit."""
+    t = _norm(text or "")
+    if not t:
+        return None
+    for rule in load_rules(settings):
+        hits = tuple(k for k in rule.keywords if _norm(k) in t)
+        if hits:
+            return RoutingRule(rule.name, rule.keywords, rule.departments, hits)
+    return None
