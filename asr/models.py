@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from recordings.models import use_naive_utc
-from ticketing.models import utcnow
+from config.database import UTCField, utcnow
 
 
 class Transcript(SQLModel, table=True):
@@ -25,7 +24,7 @@ class Transcript(SQLModel, table=True):
     model: str = Field(max_length=200)
     duration_s: float
     rtf: float
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class JobOutbox(SQLModel, table=True):
@@ -44,9 +43,6 @@ class JobOutbox(SQLModel, table=True):
     status: str = Field(default="pending", max_length=12)
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=1000)
-    created_at: datetime = Field(default_factory=utcnow)
-    enqueued_at: datetime | None = None
-    done_at: datetime | None = None
-
-
-use_naive_utc(Transcript, JobOutbox)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    enqueued_at: datetime | None = UTCField(default=None)
+    done_at: datetime | None = UTCField(default=None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from ticketing.models import utcnow
+from config.database import UTCField, utcnow
 
 
 class CallRecord(SQLModel, table=True):
@@ -24,9 +24,9 @@ class CallRecord(SQLModel, table=True):
     server: str = Field(default="pbx1", max_length=32)
     caller_phone: str | None = Field(default=None, max_length=40)  # E.164 when valid, else raw
     caller_name: str | None = Field(default=None, max_length=100)
-    started_at: datetime = Field(sa_type=DateTime)
-    answered_at: datetime | None = Field(default=None, sa_type=DateTime)
-    ended_at: datetime | None = Field(default=None, sa_type=DateTime)
+    started_at: datetime = UTCField()
+    answered_at: datetime | None = UTCField(default=None)
+    ended_at: datetime | None = UTCField(default=None)
     ivr_path: str | None = Field(default=None, max_length=200)
     ivr_choices: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     category: str | None = Field(default=None, max_length=16)
@@ -43,4 +43,4 @@ class CallRecord(SQLModel, table=True):
     ticket_number: str | None = Field(default=None, max_length=32)
     ticket_error: str | None = Field(default=None, max_length=500)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    created_at: datetime = UTCField(default_factory=utcnow)

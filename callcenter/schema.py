@@ -20,6 +20,20 @@ MODEL_MODULES = [
 ]
 
 
+# Objects made by hand-written DDL in migrations (FTS5 shadow tables, expression and trigram
+# indexes): autogenerate must not propose dropping them.
+UNMANAGED_PREFIXES = (
+    "ticket_fts",
+    "ix_ticket_call_id",
+    "ix_ticket_title_trgm",
+    "ix_ticket_content_trgm",
+)
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (reflected and compare_to is None and (name or "").startswith(UNMANAGED_PREFIXES))
+
+
 def import_all_models() -> None:
     for name in MODEL_MODULES:
         try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, create_engine
+from sqlmodel import Field, Session, create_engine
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -63,3 +65,38 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         except BaseException:
             s.rollback()
             raise
+
+
+# ------------------------------------------------------------------ time columns
+def utcnow() -> datetime:
+    """The project's one clock convention: naive datetimes that mean UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class NaiveUTCDateTime(TypeDecorator):
+    """Naive UTC in Python; timestamptz on PostgreSQL, DATETIME on SQLite.
+
+    sqlmodel ≥ 0.0.50 maps `datetime` to a type that rejects naive values. Aware input is
+    converted to UTC here, so a stray aware datetime is stored correctly rather than refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+
+def UTCField(**kw: Any) -> Any:
+    """A datetime model field stored as NaiveUTCDateTime."""
+    return Field(sa_type=NaiveUTCDateTime, **kw)

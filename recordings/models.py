@@ -6,18 +6,14 @@ it. Rows are never deleted by retention: the file goes, `deleted_at` is set, the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
-from sqlmodel.sql.sqltypes import UTCDateTime
 
-
-def utcnow() -> datetime:
-    """Naive UTC, like every other table (recordings may not import ticketing, so not shared)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+from config.database import UTCField, utcnow
 
 
 class RecordingKind(StrEnum):
@@ -49,10 +45,10 @@ class Recording(SQLModel, table=True):
     caller_phone: str | None = Field(default=None, max_length=32)  # as the PBX gave it
     agent: str | None = Field(default=None, max_length=64)  # username of the agent who handled it
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)  # when the audio was made (UTC)
-    imported_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime | None = None
-    deleted_at: datetime | None = None
+    created_at: datetime = UTCField(default_factory=utcnow)  # when the audio was made (UTC)
+    imported_at: datetime = UTCField(default_factory=utcnow)
+    expires_at: datetime | None = UTCField(default=None)
+    deleted_at: datetime | None = UTCField(default=None)
 
 
 class PlaybackLog(SQLModel, table=True):
@@ -62,42 +58,8 @@ class PlaybackLog(SQLModel, table=True):
     recording_id: int = Field(foreign_key="recording.id", index=True)
     username: str = Field(max_length=64)
     role: str = Field(max_length=20)
-    at: datetime = Field(default_factory=utcnow)
+    at: datetime = UTCField(default_factory=utcnow)
     range_start: int | None = None
     range_end: int | None = None  # inclusive byte offset
     status_code: int
     client: str | None = Field(default=None, max_length=64)
-
-
-class NaiveUTCDateTime(TypeDecorator):
-    """Naive UTC in Python (the project convention), timestamptz on PostgreSQL, DATETIME on SQLite.
-
-    sqlmodel 0.0.50 maps `datetime` to UTCDateTime, which rejects naive values; ticketing.models
-    patches its columns the same way (recordings may not import ticketing, hence this copy).
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-
-
-def use_naive_utc(*models: type[SQLModel]) -> None:
-    for model in models:
-        for col in model.__table__.columns:  # type: ignore[attr-defined]
-            if isinstance(col.type, UTCDateTime | DateTime):
-                col.type = NaiveUTCDateTime()
-
-
-use_naive_utc(Recording, PlaybackLog)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
-from sqlmodel.sql.sqltypes import UTCDateTime
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+from config.database import UTCField, utcnow
 
 
 class Channel(StrEnum):
@@ -94,7 +91,7 @@ class User(SQLModel, table=True):
     department_code: str | None = Field(default=None, foreign_key="department.code", max_length=32)
     active: bool = True
     token_version: int = 1  # bump to revoke every issued token
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class Enterprise(SQLModel, table=True):
@@ -106,7 +103,7 @@ class Enterprise(SQLModel, table=True):
     industry: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=300)
     contact_phone: str | None = Field(default=None, max_length=20)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class Caller(SQLModel, table=True):
@@ -115,7 +112,7 @@ class Caller(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(unique=True, index=True, max_length=20)
     name: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class TicketCounter(SQLModel, table=True):
@@ -151,15 +148,15 @@ class Ticket(SQLModel, table=True):
     submitter_phone: str | None = Field(default=None, max_length=20)
     channel_data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     sla_basis: str | None = Field(default=None, max_length=40)  # e.g. "5 working_days"
-    deadline_at: datetime | None = Field(default=None, index=True)
+    deadline_at: datetime | None = UTCField(default=None, index=True)
     round: int = 1  # evaluation round; bumped on reopen
     reopen_count: int = 0
     responsible_person: str | None = Field(default=None, max_length=100)
     created_by: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-    updated_at: datetime = Field(default_factory=utcnow)
-    resolved_at: datetime | None = None
-    closed_at: datetime | None = None
+    created_at: datetime = UTCField(default_factory=utcnow, index=True)
+    updated_at: datetime = UTCField(default_factory=utcnow)
+    resolved_at: datetime | None = UTCField(default=None)
+    closed_at: datetime | None = UTCField(default=None)
 
 
 class SubOrder(SQLModel, table=True):
@@ -173,14 +170,14 @@ class SubOrder(SQLModel, table=True):
     round: int = 1
     status: str = Field(default=SubOrderStatus.dispatched, max_length=24)
     instructions: str | None = Field(default=None, max_length=2000)
-    deadline_at: datetime | None = None
+    deadline_at: datetime | None = UTCField(default=None)
     dispatched_by: str | None = Field(default=None, max_length=64)
-    dispatched_at: datetime = Field(default_factory=utcnow)
-    accepted_at: datetime | None = None
-    replied_at: datetime | None = None
+    dispatched_at: datetime = UTCField(default_factory=utcnow)
+    accepted_at: datetime | None = UTCField(default=None)
+    replied_at: datetime | None = UTCField(default=None)
     reply: str | None = Field(default=None, max_length=5000)
     return_reason: str | None = Field(default=None, max_length=1000)
-    extension_until: datetime | None = None
+    extension_until: datetime | None = UTCField(default=None)
     extension_reason: str | None = Field(default=None, max_length=1000)
     handoff_status: str | None = Field(default=None, max_length=16)  # queued|sent|failed|None
     external_ref: str | None = Field(default=None, max_length=100)
@@ -192,7 +189,7 @@ class TicketEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     suborder_id: int | None = Field(default=None, foreign_key="suborder.id")
-    at: datetime = Field(default_factory=utcnow)
+    at: datetime = UTCField(default_factory=utcnow)
     actor: str = Field(max_length=64)  # username, "system", "public", "dept:CODE"
     action: str = Field(max_length=40)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
@@ -206,8 +203,8 @@ class Notice(SQLModel, table=True):
     kind: str = Field(default="acceptance", max_length=20)
     body: str = Field(max_length=5000)
     confirm_token: str = Field(unique=True, index=True, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
-    confirmed_at: datetime | None = None
+    created_at: datetime = UTCField(default_factory=utcnow)
+    confirmed_at: datetime | None = UTCField(default=None)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -223,8 +220,8 @@ class OutboxMessage(SQLModel, table=True):
     provider_id: str | None = Field(default=None, max_length=64)
     attempts: int = 0
     error: str | None = Field(default=None, max_length=1000)
-    created_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    created_at: datetime = UTCField(default_factory=utcnow)
+    sent_at: datetime | None = UTCField(default=None)
 
 
 class Evaluation(SQLModel, table=True):
@@ -242,7 +239,7 @@ class Evaluation(SQLModel, table=True):
     comment: str | None = Field(default=None, max_length=2000)
     responsible_person: str | None = Field(default=None, max_length=100)
     submitted_by: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = UTCField(default_factory=utcnow)
 
 
 class HandoffAttempt(SQLModel, table=True):
@@ -255,7 +252,7 @@ class HandoffAttempt(SQLModel, table=True):
     status_code: int | None = None
     ok: bool = False
     error: str | None = Field(default=None, max_length=1000)
-    at: datetime = Field(default_factory=utcnow)
+    at: datetime = UTCField(default_factory=utcnow)
 
 
 class CallbackTask(SQLModel, table=True):
@@ -270,44 +267,10 @@ class CallbackTask(SQLModel, table=True):
     call_id: str | None = Field(
         default=None, index=True, max_length=64
     )  # unique per (call, reason)
-    due_at: datetime = Field(default_factory=utcnow)
+    due_at: datetime = UTCField(default_factory=utcnow)
     status: str = Field(default="open", max_length=12)  # open | done | failed | cancelled
     attempts: int = 0
     assigned_to: str | None = Field(default=None, max_length=64)
     note: str | None = Field(default=None, max_length=1000)
-    created_at: datetime = Field(default_factory=utcnow)
-    done_at: datetime | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# TEMPORARY (added by helper core-A, to be reviewed by the lead): sqlmodel 0.0.50 maps `datetime`
-# fields to its UTCDateTime type, which REJECTS naive datetimes on bind and returns aware ones, so
-# every insert with utcnow() failed. This keeps the documented convention (naive UTC in Python)
-# over the same column types as migration 0001 (timestamptz on PostgreSQL, DATETIME on SQLite).
-class NaiveUTCDateTime(TypeDecorator):
-    """Naive UTC in Python; aware input is converted to UTC. Stored as 0001 created the columns."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value
-
-
-for _model in (
-    Department, User, Enterprise, Caller, TicketCounter, Ticket, SubOrder, TicketEvent,
-    Notice, OutboxMessage, Evaluation, HandoffAttempt, CallbackTask,
-):  # fmt: skip
-    for _col in _model.__table__.columns:
-        if isinstance(_col.type, UTCDateTime | DateTime):
-            _col.type = NaiveUTCDateTime()
+    created_at: datetime = UTCField(default_factory=utcnow)
+    done_at: datetime | None = UTCField(default=None)

@@ -5,25 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from callcenter.schema import import_all_models
+from callcenter.schema import import_all_models, include_object
 from config.database import make_engine
 
 import_all_models()
 target_metadata = SQLModel.metadata
 config = context.config
-
-# Objects made by hand-written DDL in migrations (FTS5 shadow tables, expression and trigram
-# indexes): autogenerate must not propose dropping them.
-UNMANAGED_PREFIXES = (
-    "ticket_fts",
-    "ix_ticket_call_id",
-    "ix_ticket_title_trgm",
-    "ix_ticket_content_trgm",
-)
-
-
-def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    return not (reflected and compare_to is None and (name or "").startswith(UNMANAGED_PREFIXES))
 
 
 def run_migrations_offline() -> None:

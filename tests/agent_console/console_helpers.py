@@ -83,3 +83,13 @@ def assert_error(r, status: int, code: str | None = None) -> dict:
     if code:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+def fresh_window(margin: float = 20.0, window: int = 60) -> None:
+    """Rate limits use fixed windows: a test counting requests must not straddle a boundary, so
+    start it early in a window (waits at most `margin` seconds; not a timing assertion)."""
+    import time
+
+    left = window - (time.time() % window)
+    if left < margin:
+        time.sleep(left + 0.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from console_helpers import PASSWORD, assert_error, make_client, seed
+from console_helpers import PASSWORD, assert_error, fresh_window, make_client, seed
 from sqlmodel import select
 
 from agent_console.security import COOKIE_NAME, issue_token, read_token
@@ -180,6 +180,7 @@ def test_user_admin_validation(api):
 
 
 def test_login_is_rate_limited_per_user_and_ip(api):
+    fresh_window()
     codes = [
         api.client.post(
             "/api/v1/auth/login", json={"username": "leader", "password": "x"}

@@ -4,7 +4,7 @@ channel restriction — and that refused requests write nothing."""
 from __future__ import annotations
 
 import pytest
-from console_helpers import assert_error, make_client, seed
+from console_helpers import assert_error, fresh_window, make_client, seed
 
 from ticketing.models import Notice, Ticket
 
@@ -42,6 +42,7 @@ def test_public_submission_returns_number_and_notice_token(public, engine):
 
 
 def test_rate_limit_per_client_ip(public, engine):
+    fresh_window()
     codes = [public.post("/api/v1/public/tickets", json=FORM).status_code for _ in range(3)]
     assert codes == [201, 201, 201]
     r = public.post("/api/v1/public/tickets", json=FORM)

@@ -96,14 +96,9 @@ def world(engine, settings, tmp_path, monkeypatch, receiver):
             entry["handoff_url"] = f"{receiver.url}/scjg"
         if entry["code"] == "SWJ":
             entry["handoff_url"] = f"{receiver.url}/swj"
-    depts["departments"].append(
-        {
-            "code": "XNPT",
-            "name": "咸宁市统一综合受理平台",
-            "handoff_url": f"{receiver.url}/platform",
-        }
-    )
-    depts["government_platform"] = "XNPT"
+        if entry["code"] == "XNPT":  # the prefecture platform, named by government_platform
+            entry["handoff_url"] = f"{receiver.url}/platform"
+    assert depts["government_platform"] == "XNPT"
     (cfg / "departments.yaml").write_text(yaml.safe_dump(depts, allow_unicode=True), "utf-8")
     s2 = settings.model_copy(update={"config_dir": cfg})
     monkeypatch.setenv("CALLCENTER_HANDOFF_SECRET", SECRET)
