@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from ticketing.errors import NotFound
-from ticketing.models import Role, SubOrder, Ticket, User
-from ticketing.queries import get_ticket_by_number
+from ticketing import NotFound, Role, SubOrder, Ticket, User, get_ticket_by_number
 
 
 def is_handler(user: User) -> bool:

@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from agent_console.errors import install_error_handlers
+from agent_console.deps import require
+from agent_console.errors import install_error_handlers, responses
 from agent_console.metrics import Metrics
 from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
 from agent_console.routes import (
@@ -31,6 +32,8 @@ from agent_console.security import ensure_secret_key
 from config.database import make_engine
 from config.redis import connect
 from config.settings import Settings, get_settings
+from ivr import build_twilio_router
+from recordings import make_router as make_recordings_router
 
 API_PREFIX = "/api/v1"
 
@@ -104,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for prefix, router in ROUTERS:
         app.include_router(router, prefix=prefix)
+    # Twilio Voice webhooks: authenticated by X-Twilio-Signature, not by our roles.
+    app.include_router(build_twilio_router(settings), include_in_schema=False)
     _use_error_body_for_validation(app)
     return app
 
@@ -115,6 +120,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
         for m in (auth, tickets, suborders, enterprises, departments, users, public, handoff)
     ),
     ("", ops.router),
+    (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]
 
 

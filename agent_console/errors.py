@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ticketing.errors import TicketingError
+from ticketing import TicketingError
 
 log = structlog.get_logger("agent_console.errors")
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from config.database import session_scope
-from ticketing.models import Ticket, TicketStatus
+from ticketing import Ticket, TicketStatus
 
 disable_created_metrics()  # the *_created series only add noise to every scrape
 

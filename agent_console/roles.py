@@ -19,7 +19,7 @@ Unauthenticated routes (login, /public/*, the HMAC-signed /handoff/callback, /he
 
 from __future__ import annotations
 
-from ticketing.models import Role
+from ticketing import Role
 
 ADMIN, DISPATCHER, AGENT, SUPERVISOR, HANDLER, LEADER = (
     Role.admin.value,
@@ -53,6 +53,11 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "users.list": frozenset({ADMIN, LEADER}),  # leader reads everything
     "users.create": frozenset({ADMIN}),
     "users.update": frozenset({ADMIN}),
+    # recordings: the router then applies per-recording rules from recordings.yaml
+    # (agents: calls they handled; handlers: their department's tickets)
+    "recordings.get": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
+    "recordings.audio": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
+    "recordings.playbacks": frozenset({ADMIN, SUPERVISOR, LEADER}),
 }
 
 PUBLIC_ROUTES: frozenset[str] = frozenset(

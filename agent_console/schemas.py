@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ticketing.models import Category, Rating, Role
+from ticketing import Category, Rating, Role
 
 
 class _Out(BaseModel):

@@ -128,7 +128,7 @@ def transcribe(
     from asr.model import ModelNotConfigured, get_model, load
     from asr.transcribe import transcribe_file
     from config.settings import get_settings
-    from recordings.audio import AudioError
+    from recordings import AudioError
 
     settings = get_settings()
     try:

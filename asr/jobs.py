@@ -46,10 +46,8 @@ from asr.transcribe import transcribe_file
 from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.settings import Settings
-from recordings.models import Recording
-from recordings.store import absolute_path
-from ticketing import events
-from ticketing.models import TicketEvent, utcnow
+from recordings import Recording, absolute_path
+from ticketing import TicketEvent, events, utcnow
 
 log = logging.getLogger("asr.jobs")
 

@@ -21,7 +21,7 @@ import vosk
 from asr.model import LoadedModel
 from asr.resample import StreamResampler
 from asr.textnorm import normalise
-from recordings.audio import AudioInfo, iter_pcm16, probe
+from recordings import AudioInfo, iter_pcm16, probe
 
 BLOCK_SECONDS = 0.25
 

@@ -18,10 +18,8 @@ from sqlmodel import Session, select
 
 from config.loader import load_yaml
 from config.settings import Settings
-from recordings.models import Recording
-from ticketing.errors import InvalidInput
-from ticketing.models import CallbackTask, Ticket, utcnow
-from ticketing.phones import mask_phone, normalise_phone
+from recordings import Recording
+from ticketing import CallbackTask, InvalidInput, Ticket, mask_phone, normalise_phone, utcnow
 
 ACTOR = "asr"
 NO_SPEECH = "（语音留言未识别出文字，请收听录音后回拨）"
@@ -82,8 +80,7 @@ def create_voicemail_ticket(
     transcript_id: int | None,
 ) -> Ticket:
     """In the caller's transaction: ticket (idempotent on call id), link, callback task."""
-    from ticketing.intake import submit
-    from ticketing.schemas import TicketIn
+    from ticketing import TicketIn, submit
 
     phone = _phone(rec.caller_phone)
     call_id = rec.call_id or f"recording-{rec.id}"

@@ -28,7 +28,7 @@ def preload(settings: Settings) -> LoadedModel | None:
         importlib.import_module(mod)
 
     try:
-        from ticketing.classifier import get_classifier
+        from ticketing import get_classifier
 
         get_classifier()
     except Exception:  # the job will raise the real error where it can be retried

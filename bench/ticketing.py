@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from callcenter.schema import upgrade  # noqa: E402
-from config.database import make_engine, session_scope  # noqa: E402
+from config.database import make_engine, readonly, session_scope  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def baseline_insert(engine: sa.Engine, n: int) -> float:
 
 def baseline_select(engine: sa.Engine, ids: list[int], n: int) -> float:
     times = []
-    with engine.connect() as c:
+    with readonly(engine).connect() as c:
         for _ in range(n):
             i = random.choice(ids)
             t0 = time.perf_counter()
@@ -119,7 +119,8 @@ def service_create(settings: Settings, engine: sa.Engine, n: int) -> float:
 def bulk_corpus(engine: sa.Engine, n: int) -> None:
     """Realistic-looking rows written directly (the query benchmark needs volume, not intake)."""
     texts = sample_texts()
-    depts = [r[0] for r in sa.inspect(engine).bind.connect().execute(sa.text("SELECT code FROM department"))]
+    with readonly(engine).connect() as c:
+        depts = [r[0] for r in c.execute(sa.text("SELECT code FROM department"))]
     from ticketing.models import utcnow
 
     now = utcnow()
@@ -197,7 +198,7 @@ def bulk_corpus(engine: sa.Engine, n: int) -> None:
 def query_latencies(engine: sa.Engine, n: int) -> dict[str, float]:
     from ticketing.queries import TicketFilter, department_inbox, list_tickets
 
-    with engine.connect() as c:
+    with readonly(engine).connect() as c:
         depts = [r[0] for r in c.execute(sa.text("SELECT code FROM department"))]
     words = ["营业执照", "退税", "社保", "施工许可", "不动产登记", "补贴", "拖欠", "投诉"]
     inbox, search, listing = [], [], []
@@ -245,6 +246,7 @@ async def http_create(base: str, token: str, n: int, concurrency: int) -> dict[s
                     "channel": "hotline",
                     "content": random.choice(texts),
                     "submitter_phone": f"1390000{i % 10000:04d}",
+                    "channel_data": {"call_id": f"bench-{os.getpid()}-{i}"},
                     "send_notice": False,
                 }
                 t0 = time.perf_counter()
@@ -270,10 +272,13 @@ async def http_create(base: str, token: str, n: int, concurrency: int) -> dict[s
 
 def run_http(settings_env: dict[str, str], n: int, concurrency: int) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, **settings_env, "CALLCENTER_PORT": str(port), "CALLCENTER_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **settings_env, "CALLCENTER_PORT": str(port)}
+    # Started exactly as production starts it (`callcenter web`: configure_logging, one uvicorn
+    # worker, no access log), so CALLCENTER_LOG_LEVEL applies as it would in a deployment.
+    cli = Path(sys.executable).with_name("callcenter")
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-m", "callcenter.cli"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "agent_console.app:create_app", "--factory", "--port", str(port),
-         "--workers", "1", "--log-level", "warning", "--no-access-log"],
+        [*cmd, "web", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         cwd=ROOT,
     )
@@ -321,9 +326,13 @@ def main() -> None:
         "CALLCENTER_DATA_DIR": str(tmp / "var"),
         "CALLCENTER_REDIS_NAMESPACE": f"bench{os.getpid()}",
         "CALLCENTER_SECRET_KEY": "bench-secret",
+        "CALLCENTER_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
     settings = Settings()
+    from config.logging import configure_logging
+
+    configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
     upgrade(url)
     engine = make_engine(url)
     from ticketing.departments import sync_departments
@@ -346,7 +355,7 @@ def main() -> None:
     out["http_concurrency"] = args.concurrency
     print(f"bulk corpus of {args.tickets} …", file=sys.stderr)
     bulk_corpus(engine, args.tickets)
-    with engine.connect() as c:
+    with readonly(engine).connect() as c:
         total = c.execute(sa.text("SELECT COUNT(*) FROM ticket")).scalar_one()
         ids = [r[0] for r in c.execute(sa.text("SELECT id FROM ticket ORDER BY random() LIMIT 2000"))]
     out["tickets_in_db"] = total

@@ -12,11 +12,16 @@ Every command and group has --help. Heavy imports happen inside the commands so 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from asr.cli import app as asr_app
+from asr.cli import transcribe as transcribe_cmd
+from callcenter.bridge_cli import bridge_app
 from config.settings import Settings
+from ivr.cli import app as agi_app
 
 app = typer.Typer(
     name="callcenter",
@@ -32,6 +37,10 @@ user_app = typer.Typer(
 # --- sub-apps: one add_typer line each --------------------------------------------------------
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(bridge_app, name="bridge")
+app.add_typer(agi_app, name="agi")
+app.add_typer(asr_app, name="asr")
+app.command("transcribe")(transcribe_cmd)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -46,11 +55,106 @@ def run(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default settings.port).")] = None,
 ) -> None:
-    """Start everything on embedded defaults (`make run`): migrations, departments, first admin,
-    embedded Redis when CALLCENTER_REDIS_URL is unset, an RQ worker and the web server."""
+    """Web side only (`make run`): web server + RQ worker on embedded defaults, no PBX.
+
+    Migrations, departments, first admin, embedded Redis when CALLCENTER_REDIS_URL is unset, an
+    RQ worker and the web server.
+
+    No PBX side: a fresh machine has no Asterisk. Next to a real Asterisk use `callcenter up`;
+    to see calls move without one, `callcenter demo`."""
     from callcenter.run import run_all
 
     raise typer.Exit(run_all(_settings(), host=host, port=port))
+
+
+@app.command()
+def up(
+    host: Annotated[
+        str | None, typer.Option(help="Web listen address (default settings.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Web listen port (default settings.port).")
+    ] = None,
+    agi_host: Annotated[
+        str | None, typer.Option(help="FastAGI listen address (default settings.agi_host).")
+    ] = None,
+    agi_port: Annotated[
+        int | None, typer.Option(help="FastAGI listen port (default settings.agi_port, 4573).")
+    ] = None,
+) -> None:
+    """Everything beside a real Asterisk: `run` PLUS the AMI bridge and the FastAGI IVR server.
+
+    The bridge logs in to each PBX in CALLCENTER_ASTERISK, a JSON list such as
+    '[{"name": "pbx1", "host": "127.0.0.1", "port": 5038, "username": "callcenter",
+    "secret": "…"}]'.
+
+    Children that die are restarted with backoff; a crash loop stops everything with a non-zero
+    exit code. Ctrl-C / SIGTERM stops all children cleanly."""
+    from callcenter.run import up_all
+
+    raise typer.Exit(
+        up_all(_settings(), host=host, port=port, agi_host=agi_host, agi_port=agi_port)
+    )
+
+
+@app.command()
+def demo(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Captured scenario to replay (repeatable): answered, abandoned, voicemail, "
+            "transfer, fastagi, sip-hold. Default: all of them."
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option(help="Replay the scenarios again and again.")] = False,
+    speed: Annotated[
+        float, typer.Option(help="Replay speed: 1 = real time, 5 = five times faster, 0 = at once.")
+    ] = 5.0,
+    web: Annotated[
+        bool, typer.Option(help="Also start the web console/API (and an RQ worker) on --port.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (with --loop or --web).")
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="The demo's own data folder (SQLite, embedded Redis).")
+    ] = Path("var/demo"),
+    fixtures: Annotated[
+        Path | None,
+        typer.Option(
+            help="AMI captures folder (default $CALLCENTER_SHARED_DIR/fixtures/ami or "
+            "../shared/fixtures/ami)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Web listen address (with --web).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Web listen port (with --web).")] = 8000,
+) -> None:
+    """SIMULATION (模拟演示): replayed Asterisk traffic instead of a PBX; watch calls and tickets.
+
+    Captured Asterisk traffic is replayed in place of a PBX, so you can watch calls, queues,
+    agents and tickets move. No Asterisk needed.
+
+    The real bridge, IVR (FastAGI, driven by a simulated caller), ticketing and database run on
+    embedded defaults in --data-dir (its own SQLite; embedded Redis unless CALLCENTER_REDIS_URL).
+    Everything it shows and stores is labelled as a simulation."""
+    from callcenter.demo import DemoError, DemoOptions, run_demo
+
+    opts = DemoOptions(
+        scenarios=scenario or DemoOptions().scenarios,
+        fixtures=fixtures,
+        data_dir=data_dir,
+        loop=loop,
+        speed=speed,
+        web=web,
+        duration=duration,
+        host=host,
+        port=port,
+    )
+    try:
+        code = run_demo(_settings(), opts)
+    except DemoError as e:
+        _fail(str(e))
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, create_engine
+
+WRITER_WAIT_S = 30.0  # same patience as SQLite's busy_timeout
 
 
 def make_engine(url: str, **kw) -> Engine:
@@ -35,18 +40,73 @@ def make_engine(url: str, **kw) -> Engine:
         def _no_autobegin(dbapi_conn, _rec):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None
 
+        # One writer at a time per process, handed over FIFO-ish by a lock instead of SQLite's
+        # sleeping busy handler (which backs off up to 100 ms per retry: seconds of p99 under
+        # load). Other processes still meet busy_timeout. A plain Lock (not RLock): the request
+        # that begins may commit on another threadpool thread.
+        writer = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _begin(conn):  # pragma: no cover - trivial
             if conn.get_execution_options().get("readonly"):
                 conn.exec_driver_sql("BEGIN")
-            else:
+                return
+            if not writer.acquire(timeout=WRITER_WAIT_S):
+                raise sa_exc.OperationalError(
+                    "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+                )
+            try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+            conn.info["_writer_lock"] = writer
 
+        _release_writer_after_end(engine)
         return engine
     kw.setdefault("pool_pre_ping", True)
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
     return create_engine(url, **kw)
+
+
+def _release_writer_after_end(engine: Engine) -> None:
+    """Release the writer lock only once COMMIT/ROLLBACK has really ended the SQLite transaction.
+
+    (ConnectionEvents.commit fires *before* the COMMIT, so the dialect's do_commit/do_rollback are
+    wrapped instead; the pool's reset-on-return also goes through do_rollback, and a checkin of a
+    connection that somehow still holds it, e.g. after invalidation, releases it too.)
+    """
+    dialect = engine.dialect
+
+    def release(info: dict | None) -> None:
+        lock = info.pop("_writer_lock", None) if info is not None else None
+        if lock is not None:
+            lock.release()
+
+    def wrap(method):
+        def wrapped(dbapi_conn) -> None:
+            try:
+                method(dbapi_conn)
+            finally:
+                try:
+                    info = dbapi_conn.info
+                except (AttributeError, NotImplementedError):  # first-connect probe: no record
+                    return
+                release(info)
+
+        return wrapped
+
+    dialect.do_commit = wrap(dialect.do_commit)  # type: ignore[method-assign]
+    dialect.do_rollback = wrap(dialect.do_rollback)  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn, record):  # pragma: no cover - defensive
+        release(record.info)
+
+    @event.listens_for(engine, "invalidate")
+    def _invalidate(_dbapi_conn, record, _exc):  # pragma: no cover - defensive
+        release(record.info)
 
 
 def readonly(engine: Engine) -> Engine:

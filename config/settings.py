@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_DIR = PACKAGE_DIR / "defaults"
@@ -50,7 +52,10 @@ class Settings(BaseSettings):
 
     # §12 hand-off to external systems: HMAC secret for outbound posts and status callbacks
     handoff_secret: SecretStr | None = None
-    handoff_retry_intervals: list[int] = Field(default_factory=lambda: [10, 30, 120, 600, 1800])
+    # seconds between retries; env takes "10,30,120" or a JSON list
+    handoff_retry_intervals: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [10, 30, 120, 600, 1800]
+    )
 
     # notifications (Twilio SMS when all three are set; otherwise the logged outbox)
     twilio_account_sid: str | None = None
@@ -69,6 +74,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("handoff_retry_intervals", mode="before")
+    @classmethod
+    def _intervals(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [int(x) for x in v.split(",") if x.strip()]
+        return v
 
     @property
     def resolved_database_url(self) -> str:

@@ -75,7 +75,7 @@ def _clean_path(raw: str | None) -> str:
 
 
 def _mask(phone: str | None) -> str:
-    from ticketing.phones import mask_phone
+    from ticketing import mask_phone
 
     try:
         return mask_phone(phone)
@@ -85,7 +85,7 @@ def _mask(phone: str | None) -> str:
 
 def submit_voicemail(session: Any, data: Any, *, settings: Settings) -> Any:
     """The one call into ticketing's intake (kept behind this function on purpose)."""
-    from ticketing.intake import submit
+    from ticketing import submit
 
     return submit(session, data, settings=settings, actor=ACTOR)
 
@@ -106,8 +106,7 @@ def file_voicemail(
     """Ticket + callback task for one voicemail; (ticket id, created?). Safe to call twice."""
     from sqlmodel import select
 
-    from ticketing.models import CallbackTask, Ticket
-    from ticketing.schemas import TicketIn
+    from ticketing import CallbackTask, Ticket, TicketIn
 
     why = "坐席忙未能接通" if reason == "queue_unavailable" else "非工作时间来电"
     content = f"{why}，来电人留言，录音时长{duration}秒，内容待转写。"
@@ -349,7 +348,7 @@ class TwilioFront:
             phone = self._phone(q.get("caller"))
             ticket_id, created = await run_in_threadpool(
                 file_voicemail,
-                self.db,
+                getattr(request.app.state, "engine", None) or self.db,
                 self.settings,
                 call_sid=call_sid,
                 phone=phone,
@@ -389,8 +388,7 @@ class TwilioFront:
         """E.164 when the caller ID is a real number; None for anonymous / client: identities."""
         if not raw:
             return None
-        from ticketing.errors import InvalidInput
-        from ticketing.phones import normalise_phone
+        from ticketing import InvalidInput, normalise_phone
 
         try:
             return normalise_phone(raw)

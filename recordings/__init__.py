@@ -3,7 +3,8 @@
 Front door (other packages use these names):
     import_monitor, import_voicemail, import_file, scan_spool, purge_expired, absolute_path
         (recordings.store)
-    probe, decode, iter_pcm16, AudioError (recordings.audio)
+    probe, decode, iter_pcm16, AudioError, AudioInfo (recordings.audio)
+    Recording, RecordingKind, PlaybackLog (recordings.models)
     make_router (recordings.api): the playback routes, mounted by the web layer
 Imports only config (layering).
 """
@@ -24,6 +25,10 @@ _EXPORTS = {
     "decode": "recordings.audio",
     "iter_pcm16": "recordings.audio",
     "AudioError": "recordings.audio",
+    "AudioInfo": "recordings.audio",
+    "Recording": "recordings.models",
+    "RecordingKind": "recordings.models",
+    "PlaybackLog": "recordings.models",
     "make_router": "recordings.api",
 }
 __all__ = sorted(_EXPORTS)

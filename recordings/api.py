@@ -1,11 +1,12 @@
 """HTTP routes for recordings, as an APIRouter factory the web layer mounts with its own auth.
 
     from recordings.api import make_router
-    ROUTERS.append((API_PREFIX, make_router(require("recordings.play"))))   # agent_console/app.py
+    ROUTERS.append((API_PREFIX, make_router(require)))   # agent_console/app.py
     # roles.py: "recordings.play": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER})
     # (the router's own rules in recordings.yaml then decide per recording)
 
-`auth` is any FastAPI dependency returning the user (attributes username, role, department_code).
+`auth(route_name)` returns a FastAPI dependency yielding the user (attributes username, role,
+department_code) allowed to call that route: the web layer's role matrix decides per route.
 The engine and settings come from `request.app.state.engine` / `.settings` (the web app's state)
 unless given here. Playback writes its audit row in its own short write transaction, so it works
 behind a read-only request session. Errors use the API's one shape {"error": {code, message, details}}.
@@ -14,9 +15,9 @@ behind a read-only request session. Errors use the API's one shape {"error": {co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
 
@@ -34,7 +35,11 @@ from recordings.playback import (
 )
 
 _CODES = {403: "forbidden", 404: "not_found", 410: "gone", 416: "range_not_satisfiable"}
-AUDIT_ROLES = frozenset({"admin", "supervisor"})
+AUDIT_ROLES = frozenset({"admin", "supervisor", "leader"})  # leaders read everything
+
+
+# ids fit the integer column on every backend; larger values are a 422, not a database error
+RecordingId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -43,11 +48,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def make_router(
-    auth: Callable[..., Any],
+    auth: Callable[[str], Callable[..., Any]],
     *,
     engine: Engine | None = None,
     settings: Settings | None = None,
     prefix: str = "/recordings",
+    responses: dict[int | str, dict[str, Any]] | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["recordings"])
 
@@ -72,8 +78,10 @@ def make_router(
             "deleted": rec.deleted_at is not None,
         }
 
-    @router.get("/{recording_id}", name="recordings.get")
-    def get_recording(recording_id: int, request: Request, user: Any = Depends(auth)) -> Any:
+    @router.get("/{recording_id}", name="recordings.get", responses=responses)
+    def get_recording(
+        recording_id: RecordingId, request: Request, user: Any = Depends(auth("recordings.get"))
+    ) -> Any:
         eng, st = _deps(request)
         with session_scope(eng, read_only=True) as s:
             rec = s.get(Recording, recording_id)
@@ -85,8 +93,15 @@ def make_router(
                 return _error(e.status, e.message)
             return _metadata(rec)
 
-    @router.api_route("/{recording_id}/audio", methods=["GET", "HEAD"], name="recordings.audio")
-    def stream_audio(recording_id: int, request: Request, user: Any = Depends(auth)) -> Response:
+    @router.api_route(
+        "/{recording_id}/audio",
+        methods=["GET", "HEAD"],
+        name="recordings.audio",
+        responses=responses,
+    )
+    def stream_audio(
+        recording_id: RecordingId, request: Request, user: Any = Depends(auth("recordings.audio"))
+    ) -> Response:
         eng, st = _deps(request)
         client = request.client.host if request.client else None
         with session_scope(eng) as s:
@@ -125,10 +140,14 @@ def make_router(
             media_type="audio/wav",
         )
 
-    @router.get("/{recording_id}/playbacks", name="recordings.playbacks")
-    def playbacks(recording_id: int, request: Request, user: Any = Depends(auth)) -> Any:
+    @router.get("/{recording_id}/playbacks", name="recordings.playbacks", responses=responses)
+    def playbacks(
+        recording_id: RecordingId,
+        request: Request,
+        user: Any = Depends(auth("recordings.playbacks")),
+    ) -> Any:
         if user.role not in AUDIT_ROLES:
-            return _error(403, "只有管理员和值班主管可以查看收听记录")
+            return _error(403, "只有管理员、值班主管和领导可以查看收听记录")
         eng, _ = _deps(request)
         from sqlmodel import select
 

@@ -31,6 +31,18 @@ COMMANDS = [
     ["user"],
     ["user", "create"],
     ["user", "list"],
+    ["up"],
+    ["demo"],
+    ["bridge"],
+    ["bridge", "run"],
+    ["bridge", "simulate"],
+    ["agi"],
+    ["agi", "serve"],
+    ["asr"],
+    ["asr", "download-model"],
+    ["asr", "worker"],
+    ["asr", "flush-outbox"],
+    ["transcribe"],
 ]
 
 
@@ -56,8 +68,36 @@ def test_help(args, tmp_path):
 
 def test_top_level_help_lists_every_command(tmp_path):
     out = _cli(["--help"], _env(tmp_path)).stdout
-    for cmd in ("run", "web", "worker", "db", "user"):
+    for cmd in ("run", "up", "demo", "web", "worker", "db", "user", "bridge", "agi", "asr"):
         assert re.search(rf"\b{cmd}\b", out), cmd
+    assert "transcribe" in out
+
+
+def test_help_tells_run_up_and_demo_apart(tmp_path):
+    """`make run` has no PBX side; `up` adds it; `demo` is labelled a simulation."""
+    env = _env(tmp_path)
+
+    def text(args: list[str]) -> str:  # rich wraps help in boxes: compare the words only
+        return " ".join(re.sub(r"[│╭╮╰╯─]", " ", _cli(args, env).stdout).split())
+
+    assert "no PBX" in text(["run", "--help"])
+    up = text(["up", "--help"])
+    assert "AMI bridge" in up and "FastAGI" in up
+    demo = text(["demo", "--help"])
+    assert "SIMULATION" in demo and "模拟演示" in demo
+
+
+def test_help_does_not_load_heavy_modules(tmp_path):
+    """--help must stay fast: the sub-apps' modules must not import Vosk or scikit-learn."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from callcenter.cli import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
+        "print(sorted(m for m in ('vosk', 'sklearn', 'jieba', 'uvicorn') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
 
 def test_user_create_with_password_stdin(db_url, tmp_path):

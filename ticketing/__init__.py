@@ -1,0 +1,101 @@
+"""The ticketing core: one intake for every channel and the city's closed loop.
+
+受理 (intake) → 分类分级 (classification, grading) → 派单 (dispatch, parallel sub-orders) → 办理
+(handling, hand-off to external systems) → 评价 (evaluation, reopen on 不满意).
+
+Front door — other packages import these names from `ticketing`, never its modules:
+
+    intake       submit(session, TicketIn, *, settings, actor) -> Ticket
+    queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
+    dispatch     auto_dispatch, dispatch, accept, reply, return_suborder, request_extension,
+                 decide_extension
+    evaluation   evaluate
+    notices      create_acceptance_notice, confirm_notice
+    notify       send_sms, flush_pending (the SMS outbox)
+    handoff      handle_callback, requeue_pending (§12 outbound adapters)
+    reference    sync_departments, get_department, normalise_phone, mask_phone, validate_uscc,
+                 deadline_for, add_duration, warning_for, get_classifier
+    models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
+                 Caller, Department, User, CallbackTask, and the enums
+    errors       TicketingError, InvalidInput, NotFound, Conflict, PermissionDenied
+
+Imports only config (layering). Names load lazily, so importing the package (or its models) does
+not pull in scikit-learn or the HTTP client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    "ticketing.intake": ("submit",),
+    "ticketing.schemas": ("TicketIn",),
+    "ticketing.queries": (
+        "TicketFilter",
+        "get_ticket_by_number",
+        "list_tickets",
+        "department_inbox",
+        "enterprise_file",
+    ),
+    "ticketing.dispatch": (
+        "auto_dispatch",
+        "dispatch",
+        "accept",
+        "reply",
+        "return_suborder",
+        "request_extension",
+        "decide_extension",
+        "classifier_threshold",
+    ),
+    "ticketing.evaluation": ("evaluate",),
+    "ticketing.notices": ("create_acceptance_notice", "confirm_notice"),
+    "ticketing.notify": ("send_sms", "flush_pending"),
+    "ticketing.handoff": ("handle_callback", "requeue_pending"),
+    "ticketing.departments": ("sync_departments", "get_department"),
+    "ticketing.phones": ("normalise_phone", "mask_phone"),
+    "ticketing.uscc": ("validate_uscc",),
+    "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
+    "ticketing.classifier": ("get_classifier", "Prediction"),
+    "ticketing.events": ("record_event", "history"),
+    "ticketing.errors": (
+        "TicketingError",
+        "InvalidInput",
+        "NotFound",
+        "Conflict",
+        "PermissionDenied",
+    ),
+    "ticketing.models": (
+        "Ticket",
+        "SubOrder",
+        "TicketEvent",
+        "Notice",
+        "OutboxMessage",
+        "Evaluation",
+        "HandoffAttempt",
+        "Enterprise",
+        "Caller",
+        "Department",
+        "User",
+        "CallbackTask",
+        "Channel",
+        "Category",
+        "Urgency",
+        "TicketStatus",
+        "SubOrderStatus",
+        "Warning",
+        "Role",
+        "Rating",
+        "utcnow",
+    ),
+}
+_ALIASES = {"record_event": "record"}
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ticketing' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), _ALIASES.get(name, name))

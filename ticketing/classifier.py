@@ -243,9 +243,12 @@ class _Head:
         self.bias = np.concatenate(biases)
 
     def predict_proba(self, x: Any) -> np.ndarray:
+        return self.proba_from_scores(np.asarray(x @ self.wt) + self.bias)
+
+    def proba_from_scores(self, zs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from the k fold models' margins side by side (rows x k*n)."""
         n = len(self.classes)
-        zs = np.asarray(x @ self.wt) + self.bias
-        out = np.zeros((x.shape[0], n))
+        out = np.zeros((zs.shape[0], n))
         for i in range(self.k):
             z = zs[:, i * n : (i + 1) * n]
             if self.method == "temperature":
@@ -285,6 +288,38 @@ class TicketClassifier:
             self.models[head] = _Head(
                 x, y, "sigmoid" if urgency else "temperature", balanced=urgency
             )
+        self._init_fast_path()
+
+    def _init_fast_path(self) -> None:
+        """Plain arrays for classifying one text without sklearn's per-call overhead.
+
+        The same analyzer, vocabulary and idf as the vectorizer (so the same TF-IDF vector),
+        and every head's fold weights stacked into one dense matrix: one text is then one
+        row gather and one small dot product instead of a CSR build plus three sparse products.
+        """
+        self._analyze = self.vectorizer.build_analyzer()
+        self._vocab: dict[str, int] = self.vectorizer.vocabulary_
+        self._idf = np.asarray(self.vectorizer.idf_, dtype=np.float64)
+        self._w_all = np.ascontiguousarray(np.hstack([self.models[h].wt for h in HEADS]))
+        self._b_all = np.concatenate([self.models[h].bias for h in HEADS])
+        widths = [self.models[h].wt.shape[1] for h in HEADS]
+        bounds = np.cumsum([0, *widths])
+        self._cols = {h: (int(bounds[i]), int(bounds[i + 1])) for i, h in enumerate(HEADS)}
+
+    def _probs_one(self, feat: str) -> dict[str, np.ndarray]:
+        """Per-head probabilities (1 x n) for one normalised text (== sklearn's transform path)."""
+        vocab = self._vocab
+        counts = Counter(vocab[g] for g in self._analyze(feat) if g in vocab)
+        if counts:
+            idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            v = (np.log(tf) + 1.0) * self._idf[idx]  # sublinear tf x idf
+            v /= np.sqrt(np.dot(v, v))  # l2
+            z = v @ self._w_all[idx] + self._b_all
+        else:
+            z = self._b_all.copy()
+        z = z.reshape(1, -1)
+        return {h: self.models[h].proba_from_scores(z[:, a:b]) for h, (a, b) in self._cols.items()}
 
     def coverage(self, text: str) -> float:
         """Share of the text's non-space, non-punctuation characters seen in training."""
@@ -308,8 +343,11 @@ class TicketClassifier:
             kws = keywords[i] if keywords is not None else None
             cleaned.append(_check_input(t, kws))
         feats = [_features_text(t, k) for t, k in cleaned]
-        x = self.vectorizer.transform(feats)
-        probs = {h: self.models[h].predict_proba(x) for h in HEADS}
+        if len(feats) == 1:  # the intake path: one ticket at a time
+            probs = self._probs_one(feats[0])
+        else:
+            x = self.vectorizer.transform(feats)
+            probs = {h: self.models[h].predict_proba(x) for h in HEADS}
         out: list[Prediction] = []
         for i, (t, k) in enumerate(cleaned):
             labels: dict[str, str] = {}

@@ -85,8 +85,7 @@ def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department
     return {d.code: d for d in rows}
 
 
-def _unusable(session: Session, codes: Sequence[str]) -> list[str]:
-    found = _departments(session, codes)
+def _unusable_in(found: dict[str, Department], codes: Sequence[str]) -> list[str]:
     return [c for c in codes if c not in found or not found[c].active]
 
 
@@ -115,13 +114,25 @@ def _own(so: SubOrder, department: str | None) -> None:
 
 
 def auto_dispatch(
-    session: Session, settings: Settings, ticket: Ticket, prediction: PredictionLike, actor: str
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    prediction: PredictionLike,
+    actor: str,
+    *,
+    created_here: bool = False,
 ) -> list[SubOrder]:
-    """Dispatch automatically when a rule or a confident prediction allows; else mark manual."""
+    """Dispatch automatically when a rule or a confident prediction allows; else mark manual.
+
+    created_here=True (intake only): the ticket was inserted by this very transaction, so no
+    other transaction can see or lock it and its in-memory state is current — the row-lock re-read
+    and the sub-order lookup are skipped (two queries and two autoflushes per intake).
+    """
     if ticket.id is None:
         session.add(ticket)
         session.flush()
-    ticket = lock_ticket(session, ticket.id)
+    if not created_here:
+        ticket = lock_ticket(session, ticket.id)
     if ticket.status != TicketStatus.pending_dispatch:
         raise Conflict(
             f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
@@ -137,7 +148,8 @@ def auto_dispatch(
 
     rule = match_rule(settings, f"{ticket.title or ''}\n{ticket.content or ''}")
     if rule is not None:
-        bad = _unusable(session, rule.departments)
+        found = _departments(session, rule.departments)
+        bad = _unusable_in(found, rule.departments)
         if not bad:
             return _dispatch(
                 session,
@@ -147,10 +159,14 @@ def auto_dispatch(
                 actor=actor,
                 mode="auto",
                 basis={"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)},
+                locked=True,
+                found=found,
+                first_round_empty=created_here,
             )
         reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
     elif confidence >= threshold and suggested:
-        bad = _unusable(session, [suggested])
+        found = _departments(session, [suggested])
+        bad = _unusable_in(found, [suggested])
         if not bad:
             return _dispatch(
                 session,
@@ -160,6 +176,9 @@ def auto_dispatch(
                 actor=actor,
                 mode="auto",
                 basis={"basis": "classifier", "confidence": confidence, "threshold": threshold},
+                locked=True,
+                found=found,
+                first_round_empty=created_here,
             )
         reason = f"分类建议的部门 {suggested} 不存在或已停用"
     elif not suggested:
@@ -234,12 +253,18 @@ def _dispatch(
     instructions: str | None = None,
     deadline: datetime | None = None,
     allow_beyond_ticket_deadline: bool = False,
+    locked: bool = False,
+    found: dict[str, Department] | None = None,
+    first_round_empty: bool = False,
 ) -> list[SubOrder]:
+    """locked: the caller already holds (or created) the ticket row; found: departments it just
+    read in this transaction; first_round_empty: the ticket was created by this transaction."""
     from ticketing import handoff  # handoff maps callbacks onto the actions below
 
     codes = _clean_codes(departments)
     instructions = _text(instructions, "instructions", "派单说明", 2000, required=False)
-    ticket = lock_ticket(session, ticket.id)
+    if not locked:
+        ticket = lock_ticket(session, ticket.id)
     if ticket.status not in DISPATCHABLE:
         raise Conflict(
             f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
@@ -248,7 +273,8 @@ def _dispatch(
             current=ticket.status,
             target=TicketStatus.dispatched,
         )
-    found = _departments(session, codes)
+    if found is None or any(c not in found for c in codes):
+        found = _departments(session, codes)
     missing = [c for c in codes if c not in found]
     if missing:
         raise InvalidInput(
@@ -259,7 +285,11 @@ def _dispatch(
         raise InvalidInput(
             f"部门已停用：{'、'.join(inactive)}", field="departments", inactive=inactive
         )
-    live = {s.department_code for s in round_suborders(session, ticket) if s.status != SS.returned}
+    live = (
+        set()
+        if first_round_empty
+        else {s.department_code for s in round_suborders(session, ticket) if s.status != SS.returned}
+    )
     dup = [c for c in codes if c in live]
     if dup:
         raise Conflict(

@@ -380,4 +380,4 @@ def _dispatch(session, settings, ticket, prediction, departments, actor) -> None
     if departments:
         dispatching.dispatch(session, settings, ticket, departments, actor=actor)
     else:
-        dispatching.auto_dispatch(session, settings, ticket, prediction, actor)
+        dispatching.auto_dispatch(session, settings, ticket, prediction, actor, created_here=True)

@@ -13,7 +13,7 @@ from agent_console.errors import ApiError, responses
 from agent_console.ratelimit import login_limit
 from agent_console.schemas import LoginIn, OkOut, TokenOut, UserOut
 from agent_console.security import COOKIE_NAME, DUMMY_HASH, issue_token, verify_password
-from ticketing.models import User
+from ticketing import User
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 log = structlog.get_logger("agent_console.auth")

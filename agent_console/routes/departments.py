@@ -11,8 +11,7 @@ from agent_console.access import is_handler
 from agent_console.deps import SessionDep, require
 from agent_console.errors import ApiError, responses
 from agent_console.schemas import DepartmentOut, InboxItem, InboxOut, SubOrderOut, TicketOut
-from ticketing.models import Department, SubOrderStatus, User
-from ticketing.queries import department_inbox
+from ticketing import Department, SubOrderStatus, User, department_inbox
 
 router = APIRouter(prefix="/departments", tags=["departments"])
 

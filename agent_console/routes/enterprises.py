@@ -7,8 +7,7 @@ from fastapi import APIRouter, Depends
 from agent_console.deps import SessionDep, require
 from agent_console.errors import responses
 from agent_console.schemas import EnterpriseFile, EnterpriseOut, TicketOut
-from ticketing.models import User
-from ticketing.queries import enterprise_file
+from ticketing import User, enterprise_file
 
 router = APIRouter(prefix="/enterprises", tags=["enterprises"])
 

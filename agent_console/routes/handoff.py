@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from agent_console.deps import SessionDep, SettingsDep
 from agent_console.errors import responses
 from agent_console.schemas import SubOrderOut
-from ticketing.handoff import handle_callback
+from ticketing import handle_callback
 
 router = APIRouter(prefix="/handoff", tags=["handoff"])
 

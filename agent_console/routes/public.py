@@ -22,13 +22,17 @@ from agent_console.schemas import (
     PublicTicketIn,
     PublicTicketOut,
 )
-from ticketing.errors import InvalidInput, NotFound
-from ticketing.evaluation import evaluate
-from ticketing.intake import submit
-from ticketing.models import Notice, Ticket
-from ticketing.notices import confirm_notice
-from ticketing.queries import get_ticket_by_number
-from ticketing.schemas import TicketIn
+from ticketing import (
+    InvalidInput,
+    NotFound,
+    Notice,
+    Ticket,
+    TicketIn,
+    confirm_notice,
+    evaluate,
+    get_ticket_by_number,
+    submit,
+)
 
 router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
 ACTOR = "public"

@@ -17,8 +17,8 @@ from agent_console.schemas import (
     ReturnIn,
     SubOrderOut,
 )
+from ticketing import User
 from ticketing import dispatch as svc
-from ticketing.models import User
 
 router = APIRouter(prefix="/suborders", tags=["suborders"])
 # ids are 32-bit integer columns: anything outside is a 422, not a database error

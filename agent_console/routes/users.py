@@ -13,8 +13,7 @@ from agent_console.deps import SessionDep, require
 from agent_console.errors import responses
 from agent_console.schemas import UserCreate, UserOut, UserUpdate
 from agent_console.security import hash_password
-from ticketing.errors import Conflict, InvalidInput, NotFound
-from ticketing.models import Department, Role, User
+from ticketing import Conflict, Department, InvalidInput, NotFound, Role, User
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -21,9 +21,7 @@ from sqlmodel import Session, select
 from callcenter.models import CallRecord
 from config.database import session_scope
 from config.settings import Settings
-from ticketing.errors import TicketingError
-from ticketing.models import CallbackTask, Ticket
-from ticketing.phones import mask_phone, normalise_phone
+from ticketing import CallbackTask, Ticket, TicketingError, mask_phone, normalise_phone
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +99,7 @@ def ticket_for_call(
         if t is not None:
             return t.id, t.number, None
         error = f"坐席填写的工单号不存在：{number}"
-    from ticketing.intake import submit
-    from ticketing.schemas import TicketIn
+    from ticketing import TicketIn, submit
 
     channel = "voicemail" if rec["disposition"] == "voicemail" else "hotline"
     data = TicketIn(

@@ -103,6 +103,7 @@ def matrix_app(request, tmp_path_factory, pg_admin_url, redis_server_url) -> Ite
             "uscc": USCC,
             "user_id": str(ids["leader"]),
             "token": "no-such-token",
+            "recording_id": "999999",  # none: allowed roles get 404, others 403
         }
         yield {"client": client, "engine": engine, "values": values, "settings": settings}
     engine.dispose()

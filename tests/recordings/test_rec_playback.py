@@ -55,7 +55,7 @@ def world(engine, settings):
             raise HTTPException(401, "login")
         return u
 
-    app.include_router(make_router(auth), prefix="/api")
+    app.include_router(make_router(lambda _route: auth), prefix="/api")
     return TestClient(app), call, vm
 
 

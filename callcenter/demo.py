@@ -1,0 +1,496 @@
+"""`callcenter demo`: the whole hotline on one machine with NO real PBX — a labelled SIMULATION.
+
+Why it exists: a newcomer (or a reviewer) should see calls, queues, agents and tickets move without
+an Asterisk. The replaying AMI peer (callcenter.ami.replay) serves captured Asterisk 22 traffic on a
+loopback port and the real bridge ingests it (callcenter.bridge.run_simulation): live state goes to
+Redis, finished calls become call records, tickets and callback tasks in the database — the real
+code paths. Beside it, the real FastAGI IVR server answers one simulated caller per scenario
+(ivr.agi_sim stands in for Asterisk's res_agi) pressing the key the captured caller pressed.
+
+Everything runs on embedded defaults in its own data folder (./var/demo): its own SQLite file,
+embedded Redis unless CALLCENTER_REDIS_URL is set (then under the "<namespace>-demo" key prefix),
+so a demo never writes simulated calls into a production database or wallboard. The live
+snapshot carries `simulation: true` in the simulated server's meta (Publisher.meta), which is
+what the web side sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from config.logging import mask_phones
+from config.settings import Settings
+
+BANNER_ZH = "【模拟演示】未连接真实电话交换机：来电为录制的 Asterisk 流量回放，工单为演示数据。"
+BANNER_EN = (
+    "SIMULATION: no real PBX is connected. Calls are replays of captured Asterisk traffic; "
+    "tickets created here are demo data."
+)
+SIM_TAG = "[模拟 SIMULATION]"
+DEFAULT_SCENARIOS = (
+    "answered",
+    "abandoned",
+    "voicemail",
+    "transfer",
+    "fastagi",
+    "sip-hold",
+)
+DEFAULT_SPEED = 5.0
+SIMULATED_SERVER = "simulated-pbx"  # the name run_simulation gives the replaying peer
+
+
+class DemoError(Exception):
+    """Bad options (unknown scenario, no fixtures); shown to the user, exit code 2."""
+
+
+@dataclass
+class DemoOptions:
+    scenarios: list[str] = field(default_factory=lambda: list(DEFAULT_SCENARIOS))
+    fixtures: Path | None = None
+    data_dir: Path = Path("var/demo")
+    loop: bool = False
+    speed: float | None = DEFAULT_SPEED  # None or 0: as fast as possible
+    web: bool = False
+    duration: float | None = None  # seconds; None: until the replay ends (or Ctrl-C with --web)
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+def find_fixtures(explicit: Path | None = None) -> Path:
+    """--fixtures, else $CALLCENTER_SHARED_DIR/fixtures/ami, else ../shared/fixtures/ami beside
+    the repository (the same lookup as the tests' conftest and `bridge simulate`)."""
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        candidates = []
+        if os.environ.get("CALLCENTER_SHARED_DIR"):
+            candidates.append(Path(os.environ["CALLCENTER_SHARED_DIR"]) / "fixtures" / "ami")
+        candidates.append(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ami")
+        candidates.append(Path("../shared/fixtures/ami"))
+    for c in candidates:
+        if (c / "actions-status.jsonl").is_file():
+            return c.resolve()
+    raise DemoError(
+        f"no AMI captures found in {', '.join(str(c) for c in candidates)} "
+        "(use --fixtures DIR or CALLCENTER_SHARED_DIR)"
+    )
+
+
+def scenario_names(given: list[str], fixtures: Path) -> list[str]:
+    """'answered' or 'scenario-answered' → 'scenario-answered'; unknown names are an error."""
+    out = []
+    for name in given:
+        full = name if name.startswith("scenario-") else f"scenario-{name}"
+        if not (fixtures / f"{full}.jsonl").is_file():
+            known = sorted(
+                p.name.removesuffix(".jsonl").removeprefix("scenario-")
+                for p in fixtures.glob("scenario-*.jsonl")
+                if not p.name.endswith(".agi.jsonl")
+            )
+            raise DemoError(f"unknown scenario {name!r}; known: {', '.join(known)}")
+        out.append(full)
+    return out
+
+
+def captured_ivr_keys(fixtures: Path, scenario: str) -> list[str]:
+    """The menu keys the captured caller pressed (DxeIvrChoice user events), in order."""
+    path = fixtures / f"{scenario}.ami"
+    if not path.exists():
+        path = fixtures / f"{scenario}.conn1.ami"
+    if not path.exists():
+        return []
+    text = path.read_bytes().decode("utf-8", errors="replace")  # keep the \r\n frame endings
+    return re.findall(r"UserEvent: DxeIvrChoice\r\n(?:[^\r\n]+\r\n)*?Choice: (\d)", text)
+
+
+def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
+    data_dir = data_dir.resolve()
+    return base.model_copy(
+        update={
+            "data_dir": data_dir,
+            "database_url": f"sqlite:///{data_dir / 'callcenter.db'}",
+            "redis_url": redis_url,
+            "redis_namespace": f"{base.redis_namespace}-demo",
+        }
+    )
+
+
+# ----- display ----------------------------------------------------------------------------------
+def _mask(raw: Any) -> str:
+    return mask_phones(str(raw or "")) or "-"
+
+
+def live_tables(snapshot: dict[str, Any]) -> Group:
+    """Calls, queues and agents of the live snapshot (what the wallboard reads from Redis)."""
+    calls = Table(title=f"{SIM_TAG} 通话 Calls", expand=True)
+    for col in ("call", "caller", "status", "IVR", "queue", "wait s", "agent"):
+        calls.add_column(col)
+    for c in snapshot.get("calls", []):
+        calls.add_row(
+            str(c.get("call_id")),
+            _mask(c.get("caller")),
+            str(c.get("status") or "-"),
+            str(c.get("ivr_path") or "-"),
+            str(c.get("queue") or "-"),
+            str(c.get("wait_seconds") if c.get("wait_seconds") is not None else "-"),
+            str(c.get("agent_name") or c.get("agent") or "-"),
+        )
+    queues = Table(title=f"{SIM_TAG} 队列 Queues", expand=True)
+    for col in ("queue", "waiting", "completed", "abandoned", "members"):
+        queues.add_column(col)
+    for q in snapshot.get("queues", []):
+        queues.add_row(
+            str(q["name"]),
+            str(q.get("waiting", 0)),
+            str(q.get("completed", 0)),
+            str(q.get("abandoned", 0)),
+            str(len(q.get("members", []))),
+        )
+    agents = Table(title=f"{SIM_TAG} 坐席 Agents", expand=True)
+    for col in ("agent", "name", "state", "pause reason", "calls taken"):
+        agents.add_column(col)
+    for a in snapshot.get("agents", []):
+        agents.add_row(
+            str(a["interface"]),
+            str(a.get("name") or "-"),
+            str(a.get("state") or "-"),
+            str(a.get("pause_reason") or "-"),
+            str(a.get("calls_taken", 0)),
+        )
+    return Group(calls, queues, agents)
+
+
+def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Call records with their tickets and callback tasks, from the demo database."""
+    from sqlmodel import select
+
+    from callcenter.models import CallRecord
+    from config.database import make_engine, session_scope
+    from ticketing.models import CallbackTask, Ticket
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(engine, read_only=True) as s:
+            rows = []
+            for rec in s.exec(select(CallRecord).order_by(CallRecord.id)):
+                ticket = s.get(Ticket, rec.ticket_id) if rec.ticket_id else None
+                callbacks = s.exec(
+                    select(CallbackTask).where(CallbackTask.call_id == rec.call_id)
+                ).all()
+                rows.append(
+                    {
+                        "call_id": rec.call_id,
+                        "caller": _mask(rec.caller_phone),
+                        "disposition": rec.disposition,
+                        "queue": rec.queue or "-",
+                        "ticket": rec.ticket_number or "-",
+                        "category": ticket.category if ticket else "-",
+                        "urgency": ticket.urgency if ticket else "-",
+                        "callback": ", ".join(f"{c.reason}/{c.status}" for c in callbacks) or "-",
+                        "note": rec.ticket_error or "",
+                    }
+                )
+            return rows
+    finally:
+        engine.dispose()
+
+
+def tickets_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title=f"{SIM_TAG} 通话记录与工单 Call records → tickets", expand=True)
+    for col in ("call", "caller", "disposition", "queue", "ticket", "category", "callback"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            r["call_id"],
+            r["caller"],
+            r["disposition"],
+            r["queue"],
+            r["ticket"],
+            f"{r['category']}/{r['urgency']}" if r["ticket"] != "-" else r["note"] or "-",
+            r["callback"],
+        )
+    return t
+
+
+# ----- the run ----------------------------------------------------------------------------------
+class _Display:
+    """A rich Live view on a terminal; plain tables after each scenario otherwise (logs, CI)."""
+
+    def __init__(self, console: Console, snapshot: Callable[[], dict[str, Any]]) -> None:
+        self.console = console
+        self.snapshot = snapshot
+        self.live: Live | None = None
+
+    def __enter__(self) -> _Display:
+        if self.console.is_terminal:
+            self.live = Live(Panel("…", title=SIM_TAG), console=self.console, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(
+                Panel(live_tables(self.snapshot()), title=f"{SIM_TAG} {BANNER_EN[:60]}…")
+            )
+
+    def after_scenario(self) -> None:
+        if self.live is None:
+            self.console.print(live_tables(self.snapshot()))
+
+
+async def _ivr_call(settings: Settings, host: str, port: int, keys: list[str], closed: bool):
+    """One simulated caller through the real FastAGI server (ivr.agi_sim plays Asterisk)."""
+    from ivr.agi_sim import DEFAULT_ENV, SimulatedAsterisk
+
+    env = dict(DEFAULT_ENV, agi_request=f"agi://{host}:{port}/ivr")
+    if closed:  # the captured voicemail call came after hours: force that branch
+        env["agi_arg_2"] = "mode=closed"
+    sim = SimulatedAsterisk(host, port, env=env, keys=keys or [None], timeout=10)
+    return await sim.run()
+
+
+async def _replay(
+    settings: Settings,
+    opts: DemoOptions,
+    fixtures: Path,
+    scenarios: list[str],
+    console: Console,
+    stop: asyncio.Event,
+) -> list[dict[str, Any]]:
+    import redis
+    import redis.asyncio as aioredis
+
+    from callcenter.bridge import run_simulation
+    from callcenter.live import load_snapshot
+    from config.database import make_engine
+    from ivr.agi import AgiServer
+
+    aredis = aioredis.from_url(settings.redis_url)
+    sredis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    engine = make_engine(settings.resolved_database_url)
+    agi = AgiServer(settings, host="127.0.0.1", port=0)
+    agi_host, agi_port = await agi.start()
+    console.print(f"{SIM_TAG} FastAGI IVR on agi://{agi_host}:{agi_port}/ivr (simulated callers)")
+    ivr_tasks: set[asyncio.Task] = set()
+    results: list[dict[str, Any]] = []
+
+    def snapshot() -> dict[str, Any]:
+        try:
+            return load_snapshot(sredis, settings)
+        except Exception as e:  # the display must never end the demo
+            return {"calls": [], "queues": [], "agents": [], "error": str(e)}
+
+    def on_progress(name: str, bridge) -> None:
+        if bridge.publisher is not None:  # what the web side sees in the live snapshot meta
+            bridge.publisher.meta["simulation"] = True
+            bridge.publisher.meta["simulation_notice"] = f"{BANNER_ZH} {BANNER_EN}"
+            bridge.publisher.meta["scenario"] = name
+        console.print(f"{SIM_TAG} 回放 replaying {name}")
+        keys = captured_ivr_keys(fixtures, name)
+        task = asyncio.ensure_future(
+            _ivr_call(settings, agi_host, agi_port, keys, closed=name.endswith("voicemail"))
+        )
+        task.add_done_callback(lambda t, n=name, k=keys: _report_ivr(console, n, k, t))
+        ivr_tasks.add(task)
+        task.add_done_callback(ivr_tasks.discard)
+
+    display = _Display(console, snapshot)
+    started = time.monotonic()
+    try:
+        with display:
+
+            async def refresher() -> None:
+                while True:
+                    await asyncio.to_thread(display.refresh)
+                    await asyncio.sleep(0.5)
+
+            ticker = asyncio.ensure_future(refresher())
+            try:
+                while not stop.is_set():
+                    for name in scenarios:
+                        if stop.is_set():
+                            break
+                        run = asyncio.ensure_future(
+                            run_simulation(
+                                settings,
+                                fixtures,
+                                [name],
+                                speed=opts.speed or None,
+                                redis=aredis,
+                                engine=engine,
+                                on_progress=on_progress,
+                            )
+                        )
+                        stopper = asyncio.ensure_future(stop.wait())
+                        await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                        stopper.cancel()
+                        if not run.done():
+                            run.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await run
+                            break
+                        results.extend(run.result())
+                        if ivr_tasks:
+                            await asyncio.wait(set(ivr_tasks), timeout=15)
+                        await asyncio.to_thread(display.after_scenario)
+                    if not opts.loop:
+                        break
+                # --web keeps the console up until Ctrl-C or --duration
+                if opts.web and not stop.is_set():
+                    console.print(f"{SIM_TAG} 回放结束，网页继续运行，Ctrl-C 退出 (replay done)")
+                    await stop.wait()
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+        console.print(
+            f"{SIM_TAG} replayed {len(results)} scenario(s) in {time.monotonic() - started:.1f} s"
+        )
+        return results
+    finally:
+        for t in list(ivr_tasks):
+            t.cancel()
+        await agi.close()
+        await aredis.aclose()
+        sredis.close()
+        engine.dispose()
+
+
+def _report_ivr(console: Console, scenario: str, keys: list[str], task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        console.print(f"{SIM_TAG} IVR caller for {scenario} failed: {type(exc).__name__}: {exc}")
+        return
+    v = task.result().variables
+    console.print(
+        f"{SIM_TAG} IVR 语音导航 ({scenario}): keys {'-'.join(keys) or '(none)'} → "
+        f"{v.get('IVR_RESULT', '?')} {v.get('IVR_QUEUE', '')} path={v.get('IVR_PATH', '')}"
+    )
+
+
+def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) -> int:
+    """The whole demo; returns the exit code. DemoError for bad options (before anything runs)."""
+    from callcenter.run import (
+        Child,
+        ChildSpec,
+        ensure_first_admin,
+        prepare_database,
+        start_child,
+        stop_children,
+    )
+    from config.logging import configure_logging
+
+    # a pipe or log file gets wide tables instead of 80 truncated columns
+    console = console or (Console() if Console().is_terminal else Console(width=160))
+    fixtures = find_fixtures(opts.fixtures)
+    scenarios = scenario_names(opts.scenarios, fixtures)
+    if opts.speed is not None and opts.speed < 0:
+        raise DemoError("--speed must be ≥ 0 (0 = as fast as possible)")
+
+    banner = Panel(f"{BANNER_ZH}\n{BANNER_EN}", title=SIM_TAG, style="bold yellow")
+    console.print(banner)
+    data_dir = opts.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    embedded = None
+    redis_url = base.redis_url or os.environ.get("CALLCENTER_REDIS_URL")
+    if not redis_url:
+        from config.redis import start_embedded
+
+        embedded, redis_url = start_embedded(data_dir)
+    settings = demo_settings(base, data_dir, redis_url)
+    if "CALLCENTER_LOG_LEVEL" not in os.environ:  # the tables are the demo's output, not logs
+        settings = settings.model_copy(update={"log_level": "WARNING"})
+    configure_logging(settings)
+    console.print(f"{SIM_TAG} data: {data_dir}  db: {settings.resolved_database_url}")
+
+    stop: asyncio.Event | None = None
+    children: list[Child] = []
+    code = 0
+    try:
+        prepare_database(settings)
+        ensure_first_admin(settings, echo=console.print)
+        if opts.web:
+            env = os.environ.copy()
+            env.update(
+                CALLCENTER_DATA_DIR=str(data_dir),
+                CALLCENTER_DATABASE_URL=settings.resolved_database_url,
+                CALLCENTER_REDIS_URL=redis_url,
+                CALLCENTER_REDIS_NAMESPACE=settings.redis_namespace,
+            )
+            specs = [
+                ChildSpec("worker", ["worker"]),
+                ChildSpec("web", ["web", "--host", opts.host, "--port", str(opts.port)]),
+            ]
+            for spec in specs:
+                c = Child(spec)
+                start_child(c, env)
+                children.append(c)
+            pids = " ".join(f"{c.spec.name}={c.proc.pid}" for c in children if c.proc)
+            console.print(f"{SIM_TAG} web console: http://{opts.host}:{opts.port}/ ({pids})")
+
+        async def main() -> list[dict[str, Any]]:
+            nonlocal stop
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            if opts.duration is not None:
+                loop.call_later(opts.duration, stop.set)
+
+            async def watch_children() -> None:
+                nonlocal code
+                while children:
+                    for c in children:
+                        if c.proc is not None and c.proc.poll() is not None:
+                            console.print(f"{SIM_TAG} {c.spec.name} exited ({c.proc.returncode})")
+                            code = c.proc.returncode or 1
+                            stop.set()
+                            return
+                    await asyncio.sleep(0.5)
+
+            watcher = asyncio.ensure_future(watch_children())
+            try:
+                return await _replay(settings, opts, fixtures, scenarios, console, stop)
+            finally:
+                watcher.cancel()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+        results = asyncio.run(main())
+        rows = ticket_rows(settings)
+        console.print(tickets_table(rows))
+        stored = sum(r.get("calls_stored", 0) for r in results)
+        console.print(
+            f"{SIM_TAG} {stored} call record(s) stored this run; "
+            f"{sum(1 for r in rows if r['ticket'] != '-')} ticket(s) and "
+            f"{sum(1 for r in rows if r['callback'] != '-')} callback task(s) in the demo database. "
+            "(A capture replayed again is the same call: stored once.)"
+        )
+    finally:
+        worst = stop_children(children)
+        code = code or worst
+        if embedded is not None:
+            embedded.shutdown()
+        console.print(f"{SIM_TAG} 演示结束 demo finished")
+    return code
