@@ -1,64 +1,21 @@
 """After-hours voicemail → ticket: transcript as content, classification (with the spotted keywords),
 urgency, acceptance notice + SMS (all by ticketing.intake.submit, channel "voicemail") and a
-CallbackTask due at the next working-day opening.
-
-Why the opening time is computed here: ivr/hours.py owns business hours, but asr may import only
-config, recordings and ticketing (layering). `next_opening` is a small reading of the same
-config/defaults/business_hours.yaml with chinese-calendar (statutory holidays, 调休 make-up days);
-moving one shared function into ticketing would remove the duplication (noted for the lead).
+CallbackTask due at the next working-day opening (ticketing.promise_callback, the same promise
+the AMI bridge and the Twilio front make).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from config.loader import load_yaml
 from config.settings import Settings
 from recordings import Recording
-from ticketing import CallbackTask, InvalidInput, Ticket, mask_phone, normalise_phone, utcnow
+from ticketing import InvalidInput, Ticket, mask_phone, normalise_phone, promise_callback
 
 ACTOR = "asr"
 NO_SPEECH = "（语音留言未识别出文字，请收听录音后回拨）"
-
-
-def _is_workday(d: date, cfg: dict[str, Any]) -> bool:
-    iso = d.isoformat()
-    if iso in {str(x) for x in cfg.get("closed_dates", []) or []}:
-        return False
-    if iso in {str(x) for x in cfg.get("open_dates", []) or []}:
-        return True
-    try:
-        import chinese_calendar
-
-        return bool(chinese_calendar.is_workday(d))
-    except (NotImplementedError, ImportError):  # year beyond the calendar's data
-        return d.weekday() < 5
-
-
-def next_opening(settings: Settings, now_utc: datetime | None = None) -> datetime:
-    """The next moment the hotline opens (naive UTC); `now` itself when it is open right now."""
-    cfg = load_yaml(settings, "business_hours.yaml")
-    tz = ZoneInfo(str(cfg.get("timezone") or settings.timezone))
-    periods = [
-        (time.fromisoformat(a), time.fromisoformat(b)) for a, b in cfg.get("periods") or []
-    ] or [(time(8, 30), time(17, 30))]
-    now = (now_utc or utcnow()).replace(tzinfo=UTC).astimezone(tz)
-    for day_offset in range(0, 60):
-        d = now.date() + timedelta(days=day_offset)
-        if not _is_workday(d, cfg):
-            continue
-        for start, end in sorted(periods):
-            opens = datetime.combine(d, start, tzinfo=tz)
-            closes = datetime.combine(d, end, tzinfo=tz)
-            if now < opens:
-                return opens.astimezone(UTC).replace(tzinfo=None)
-            if opens <= now < closes:
-                return now.astimezone(UTC).replace(tzinfo=None)
-    raise RuntimeError("no working day in the next 60 days: check business_hours.yaml")
 
 
 def _phone(raw: str | None) -> str | None:
@@ -108,21 +65,15 @@ def create_voicemail_ticket(
     rec.ticket_id = ticket.id
     session.add(rec)
     if phone:
-        exists = session.exec(
-            select(CallbackTask).where(
-                CallbackTask.call_id == call_id, CallbackTask.reason == "voicemail"
-            )
-        ).first()
-        if exists is None:
-            session.add(
-                CallbackTask(
-                    ticket_id=ticket.id,
-                    phone=phone,
-                    reason="voicemail",
-                    call_id=call_id,
-                    due_at=next_opening(settings),
-                    note=f"语音留言回拨（{mask_phone(phone)}）",
-                )
-            )
+        promise_callback(
+            session,
+            settings,
+            phone=phone,
+            reason="voicemail",
+            call_id=call_id,
+            ticket_id=ticket.id,
+            note=f"语音留言回拨（{mask_phone(phone)}）",
+            actor=ACTOR,
+        )
     session.flush()
     return ticket

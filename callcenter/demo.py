@@ -304,7 +304,7 @@ async def _replay(
             bridge.publisher.meta["simulation_notice"] = f"{BANNER_ZH} {BANNER_EN}"
             bridge.publisher.meta["scenario"] = name
         console.print(f"{SIM_TAG} 回放 replaying {name}")
-        keys = captured_ivr_keys(fixtures, name)
+        keys = captured_ivr_keys(fixtures, name)[:1]  # the first menu choice of the call
         task = asyncio.ensure_future(
             _ivr_call(settings, agi_host, agi_port, keys, closed=name.endswith("voicemail"))
         )

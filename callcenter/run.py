@@ -119,10 +119,11 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
     )
 
 
-# rq 3.x: a dead worker's started job is reclaimed once its registry entry expires
-# (job_monitoring_interval + 60 s after the last heartbeat) and a live worker's maintenance runs,
-# which happens at most every worker_ttl - 15 s; rq's default worker_ttl of 420 s would leave such
-# a job orphaned for up to ~8 minutes (see asr/worker.py).
+# rq 3.0 (checked in rq/worker/base.py): a dead worker's started job is reclaimed once its registry
+# entry expires (job_monitoring_interval + 60 s after the last heartbeat) and a live worker's
+# maintenance runs (every maintenance_interval, checked when the blocking dequeue times out, i.e.
+# every worker_ttl - 15 s); rq's defaults (420 s, 600 s) would leave such a job orphaned for
+# many minutes (see asr/worker.py).
 WORKER_TTL = 60
 JOB_MONITORING_INTERVAL = 10
 MAINTENANCE_INTERVAL = 30
@@ -131,8 +132,8 @@ MAINTENANCE_INTERVAL = 30
 def preload_worker(settings: Settings) -> None:
     """Load the Vosk model and the ticket classifier once, before RQ forks a work-horse per job.
 
-    Never fatal: without a model (asr_model_path unset) the ASR jobs fail and retry on their own,
-    while the other queues (notify, handoff, default) keep working.
+    Never fatal: without a model (asr_model_path unset) or with a broken one, only the ASR jobs
+    meet the problem when they run; the other queues (notify, handoff, default) keep working.
     """
     from asr.worker import preload
 

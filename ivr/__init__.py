@@ -11,9 +11,9 @@ Front door for other packages:
 
 from ivr.agi import AgiServer
 from ivr.engine import DialogState, IvrEngine, Turn
-from ivr.hours import BusinessHours, is_open, is_working_time, load_business_hours, next_opening
 from ivr.menu import Menu, MenuOption, load_menu
 from ivr.twiml import build_router as build_twilio_router
+from ticketing import BusinessHours, is_open, is_working_time, load_business_hours, next_opening
 
 __all__ = [
     "AgiServer",

@@ -37,8 +37,8 @@ from panoramisk.fast_agi import Application, Request
 
 from config.settings import Settings, get_settings
 from ivr.engine import Gather, Hangup, IvrEngine, ToQueue, ToVoicemail, Turn
-from ivr.hours import load_business_hours
 from ivr.menu import load_menu
+from ticketing import load_business_hours
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from ivr.hours import BusinessHours, format_opening
 from ivr.menu import Menu, MenuOption
+from ticketing import BusinessHours, format_opening
 
 TIMEOUT = "t"  # path entry for "no key pressed"
 PATH_SEP = "-"

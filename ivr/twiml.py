@@ -50,8 +50,8 @@ from ivr.engine import (
     ToVoicemail,
     Turn,
 )
-from ivr.hours import load_business_hours
 from ivr.menu import load_menu
+from ticketing import load_business_hours
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def file_voicemail(
     """Ticket + callback task for one voicemail; (ticket id, created?). Safe to call twice."""
     from sqlmodel import select
 
-    from ticketing import CallbackTask, Ticket, TicketIn
+    from ticketing import Ticket, TicketIn, promise_callback
 
     why = "坐席忙未能接通" if reason == "queue_unavailable" else "非工作时间来电"
     content = f"{why}，来电人留言，录音时长{duration}秒，内容待转写。"
@@ -131,23 +131,17 @@ def file_voicemail(
         ticket = submit_voicemail(s, data, settings=settings)
         created = before is None or ticket.id > before
         if phone:
-            task = s.exec(
-                select(CallbackTask).where(
-                    CallbackTask.call_id == call_sid, CallbackTask.reason == "voicemail"
-                )
-            ).first()
-            if task is None:
-                due = (callback_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-                s.add(
-                    CallbackTask(
-                        ticket_id=ticket.id,
-                        phone=phone,
-                        reason="voicemail",
-                        call_id=call_sid,
-                        due_at=due,
-                        note=f"{why}留言，承诺回电",
-                    )
-                )
+            promise_callback(
+                s,
+                settings,
+                phone=phone,
+                reason="voicemail",
+                call_id=call_sid,
+                ticket_id=ticket.id,
+                due_at=(callback_at.astimezone(UTC).replace(tzinfo=None) if callback_at else None),
+                note=f"{why}留言，承诺回电",
+                actor="twilio",
+            )
         return int(ticket.id), created
 
 

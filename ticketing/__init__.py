@@ -13,6 +13,8 @@ Front door — other packages import these names from `ticketing`, never its mod
     notices      create_acceptance_notice, confirm_notice
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
+    callbacks    promise_callback (one per call and reason), next_callback_time
+    hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening
     reference    sync_departments, get_department, normalise_phone, mask_phone, validate_uscc,
                  deadline_for, add_duration, warning_for, get_classifier
     models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
@@ -58,6 +60,15 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
     "ticketing.classifier": ("get_classifier", "Prediction"),
     "ticketing.events": ("record_event", "history"),
+    "ticketing.hours": (
+        "BusinessHours",
+        "load_business_hours",
+        "format_opening",
+        "is_open",
+        "is_working_time",
+        "next_opening",
+    ),
+    "ticketing.callbacks": ("promise_callback", "next_callback_time"),
     "ticketing.errors": (
         "TicketingError",
         "InvalidInput",

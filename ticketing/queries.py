@@ -5,6 +5,12 @@ Full-text over title+content: SQLite uses the FTS5 trigram table `ticket_fts` (m
 PostgreSQL uses ILIKE, served by pg_trgm GIN indexes on title and content (pg_trgm splits CJK text
 into trigrams under the C.UTF-8 ctype the test and default clusters use). Several whitespace
 separated terms must all match.
+
+The total of a search is exact, except when a term is shorter than 3 characters: no trigram index
+can serve such a term, so counting every match is a scan of the whole table (≈0.1–0.3 s at 200k
+tickets). Then counting stops at offset + COUNT_AHEAD_PAGES pages + 1: `total` is exact when
+below that cap, else a lower bound ("at least"), which still lets a pager offer the next pages.
+The page itself walks the created_at index newest first and stops after page_size matches.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ticketing.uscc import validate_uscc
 
 MAX_PAGE_SIZE = 200
 MAX_TERMS = 5
+COUNT_AHEAD_PAGES = 5  # a short-term search counts at most this many pages past the current one
 
 
 class TicketFilter(BaseModel):
@@ -77,6 +84,11 @@ def _like_escape(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _scan_terms(q: str | None) -> bool:
+    """True when some search term is too short for a trigram index (so matching it scans)."""
+    return any(len(t) < 3 for t in (q or "").split()[:MAX_TERMS])
+
+
 def _text_conditions(session: Session, q: str) -> list:
     terms = [t for t in q.split() if t][:MAX_TERMS]
     conds = []
@@ -93,12 +105,18 @@ def _text_conditions(session: Session, q: str) -> list:
             )
         else:
             pat = f"%{_like_escape(term)}%"
-            conds.append(
-                or_(
-                    Ticket.title.ilike(pat, escape="\\"),
-                    Ticket.content.ilike(pat, escape="\\"),
+            if sqlite:  # SQLite's LIKE is already case-insensitive (ASCII, like its lower()),
+                # and skipping lower() on every row's content makes the scan ~2.5x faster
+                conds.append(
+                    or_(Ticket.title.like(pat, escape="\\"), Ticket.content.like(pat, escape="\\"))
                 )
-            )
+            else:
+                conds.append(
+                    or_(
+                        Ticket.title.ilike(pat, escape="\\"),
+                        Ticket.content.ilike(pat, escape="\\"),
+                    )
+                )
     return conds
 
 
@@ -146,10 +164,17 @@ def list_tickets(
     page: int = 1,
     page_size: int = 20,
 ) -> tuple[list[Ticket], int]:
-    """(page of tickets newest first, total matching)."""
+    """(page of tickets newest first, total matching — a capped lower bound for a search with a
+    term shorter than 3 characters, see the module docstring)."""
     offset, limit = _paging(page, page_size)
-    conds = _conditions(session, filters or TicketFilter())
-    total = session.exec(select(func.count()).select_from(Ticket).where(*conds)).one()
+    filters = filters or TicketFilter()
+    conds = _conditions(session, filters)
+    if _scan_terms(filters.q):
+        cap = offset + limit * (COUNT_AHEAD_PAGES + 1) + 1
+        hits = select(Ticket.id).where(*conds).limit(cap).subquery()
+        total = session.exec(select(func.count()).select_from(hits)).one()
+    else:
+        total = session.exec(select(func.count()).select_from(Ticket).where(*conds)).one()
     items = list(
         session.exec(
             select(Ticket)
@@ -181,13 +206,15 @@ def department_inbox(
     if statuses:
         conds.append(SubOrder.status.in_(statuses))
     total = session.exec(select(func.count()).select_from(SubOrder).where(*conds)).one()
+    order = (SubOrder.deadline_at.asc().nulls_last(), SubOrder.id)
+    # Page the narrow sub-order keys first (served by ix_suborder_dept_status alone), then join
+    # only that page's tickets: sorting the department's joined rows cost ~50-80 ms at 200k.
+    page_ids = select(SubOrder.id).where(*conds).order_by(*order).offset(offset).limit(limit)
     rows = session.exec(
         select(SubOrder, Ticket)
         .join(Ticket, Ticket.id == SubOrder.ticket_id)
-        .where(*conds)
-        .order_by(SubOrder.deadline_at.asc().nulls_last(), SubOrder.id)
-        .offset(offset)
-        .limit(limit)
+        .where(SubOrder.id.in_(page_ids.scalar_subquery()))
+        .order_by(*order)
     )
     return [(so, t) for so, t in rows], int(total)
 

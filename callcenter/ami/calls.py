@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from callcenter.models import CallRecord
 from config.database import session_scope
 from config.settings import Settings
-from ticketing import CallbackTask, Ticket, TicketingError, mask_phone, normalise_phone
+from ticketing import Ticket, TicketingError, mask_phone, normalise_phone, promise_callback
 
 log = logging.getLogger(__name__)
 
@@ -172,21 +172,16 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
         elif rec["disposition"] == "voicemail":
             reason = "voicemail"
         if reason and phone:
-            dup = s.exec(
-                select(CallbackTask).where(
-                    CallbackTask.call_id == rec["call_id"], CallbackTask.reason == reason
-                )
-            ).first()
-            if dup is None:
-                s.add(
-                    CallbackTask(
-                        ticket_id=ticket_id,
-                        phone=phone,
-                        reason=reason,
-                        call_id=rec["call_id"],
-                        note=ticket_content(rec)[:1000],
-                    )
-                )
+            promise_callback(
+                s,
+                settings,
+                phone=phone,
+                reason=reason,
+                call_id=rec["call_id"],
+                ticket_id=ticket_id,
+                note=ticket_content(rec),
+                actor=ACTOR,
+            )
     log.info(
         "call %s stored: %s from %s, ticket %s",
         rec["call_id"],

@@ -21,11 +21,11 @@ from asr.jobs import (
     request_transcription,
 )
 from asr.models import JobOutbox, Transcript
-from asr.voicemail import next_opening
 from config.database import session_scope
 from config.queues import get_queue
 from recordings.models import Recording
 from recordings.store import import_monitor, import_voicemail
+from ticketing.callbacks import next_callback_time as next_opening
 from ticketing.departments import sync_departments
 from ticketing.intake import submit
 from ticketing.models import CallbackTask, Notice, OutboxMessage, Ticket, TicketEvent

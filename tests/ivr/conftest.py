@@ -6,8 +6,8 @@ import pytest
 
 from config.settings import Settings
 from ivr.engine import IvrEngine
-from ivr.hours import load_business_hours
 from ivr.menu import load_menu
+from ticketing.hours import load_business_hours
 
 
 @pytest.fixture

@@ -161,6 +161,7 @@ def upgrade() -> None:
             ["ticket.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("call_id", "reason", name="uq_callback_call_reason"),
     )
     with op.batch_alter_table("callbacktask", schema=None) as batch_op:
         batch_op.create_index("ix_callback_status_due", ["status", "due_at"], unique=False)

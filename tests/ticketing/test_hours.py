@@ -9,7 +9,7 @@ import pytest
 
 from config.loader import ConfigError
 from config.settings import Settings
-from ivr.hours import BusinessHours, format_opening, load_business_hours
+from ticketing.hours import BusinessHours, format_opening, load_business_hours
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -119,7 +119,7 @@ def test_format_opening():
 
 
 def test_module_shortcuts_use_the_configured_calendar():
-    from ivr.hours import is_open, is_working_time, next_opening
+    from ticketing.hours import is_open, is_working_time, next_opening
 
     s = Settings()
     assert is_open(at(2026, 11, 25, 10), s) and is_working_time(at(2026, 11, 25, 10), s)

@@ -130,4 +130,4 @@ def next_opening(now: datetime, settings: Settings | None = None) -> datetime:
     return load_business_hours(settings).next_opening(now)
 
 
-is_working_time = is_open  # the name the ticketing brief uses
+is_working_time = is_open  # the name the ticketing contract uses
