@@ -6,6 +6,8 @@ Front door (other packages use these names):
     flush_outbox(engine, settings), outbox_loop(...)  push work kept while Redis was down
     transcribe_file(lm, path), get_model(settings)    direct use (CLI, bench)
     normalise(text)                                    Mandarin post-processing
+    AsrWorker, preload(settings)                       the RQ worker that keeps models loaded
+    cli_app, transcribe_command                        the `callcenter asr` / `transcribe` commands
 Imports config, recordings and ticketing only (layering). Heavy modules load lazily.
 """
 
@@ -24,11 +26,18 @@ _EXPORTS = {
     "get_model": "asr.model",
     "normalise": "asr.textnorm",
     "spot": "asr.keywords",
+    "AsrWorker": "asr.worker",
+    "preload": "asr.worker",
+    "cli_app": "asr.cli",
+    "transcribe_command": "asr.cli",
 }
 __all__ = sorted(_EXPORTS)
 
 
+_ALIASES = {"cli_app": "app", "transcribe_command": "transcribe"}
+
+
 def __getattr__(name: str) -> Any:  # lazy: `import asr` must not load Vosk
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(importlib.import_module(_EXPORTS[name]), _ALIASES.get(name, name))
     raise AttributeError(name)

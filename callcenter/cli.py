@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from asr.cli import app as asr_app
-from asr.cli import transcribe as transcribe_cmd
+from asr import cli_app as asr_app
+from asr import transcribe_command as transcribe_cmd
 from callcenter.bridge_cli import bridge_app
 from config.settings import Settings
 from ivr.cli import app as agi_app
@@ -213,7 +213,7 @@ def user_create(
 
     from callcenter.run import hash_password
     from config.database import make_engine, session_scope
-    from ticketing.models import Department, Role, User
+    from ticketing import Department, Role, User
 
     if role not in {r.value for r in Role}:
         _fail(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
@@ -257,7 +257,7 @@ def user_list() -> None:
     from sqlmodel import select
 
     from config.database import make_engine, session_scope
-    from ticketing.models import User
+    from ticketing import User
 
     engine = make_engine(_settings().resolved_database_url)
     try:

@@ -180,7 +180,7 @@ def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
 
     from callcenter.models import CallRecord
     from config.database import make_engine, session_scope
-    from ticketing.models import CallbackTask, Ticket
+    from ticketing import CallbackTask, Ticket
 
     engine = make_engine(settings.resolved_database_url)
     try:

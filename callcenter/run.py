@@ -32,7 +32,7 @@ from callcenter.schema import upgrade
 from config.database import make_engine, session_scope
 from config.logging import configure_logging, get_logger
 from config.settings import Settings
-from ticketing.models import Role, User
+from ticketing import Role, User
 
 WEB_APP = "agent_console.app:create_app"
 STOP_GRACE_SECONDS = 15.0
@@ -48,7 +48,7 @@ def hash_password(password: str) -> str:
 
 def prepare_database(settings: Settings) -> None:
     """Migrations to head, then the configured departments mirrored into their table."""
-    from ticketing.departments import sync_departments
+    from ticketing import sync_departments
 
     url = settings.resolved_database_url
     upgrade(url)
@@ -135,7 +135,7 @@ def preload_worker(settings: Settings) -> None:
     Never fatal: without a model (asr_model_path unset) or with a broken one, only the ASR jobs
     meet the problem when they run; the other queues (notify, handoff, default) keep working.
     """
-    from asr.worker import preload
+    from asr import preload
 
     try:
         loaded = preload(settings)
@@ -151,7 +151,7 @@ def preload_worker(settings: Settings) -> None:
 def make_worker(settings: Settings, conn, *, name: str | None = None):
     """The combined worker on every namespaced queue: asr.worker.AsrWorker (its maintenance tick
     also pushes the ASR outbox) with our non-fatal preload and a short worker_ttl."""
-    from asr.worker import AsrWorker
+    from asr import AsrWorker
     from config.queues import QUEUES, get_queue
 
     class CombinedWorker(AsrWorker):

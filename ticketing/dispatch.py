@@ -13,10 +13,16 @@ Every function validates everything before writing anything; the caller owns the
 from __future__ import annotations
 
 import math
+import threading
+import time
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any, Protocol
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from config.loader import ConfigError, load_yaml
@@ -85,6 +91,60 @@ def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department
     return {d.code: d for d in rows}
 
 
+# ---- a short-lived per-process read cache of the department table, for intake's auto-dispatch
+
+DEPARTMENT_CACHE_TTL_S = 5.0
+_dept_cache: weakref.WeakKeyDictionary[Any, tuple[float, dict[str, Department]]] = (
+    weakref.WeakKeyDictionary()
+)
+_dept_cache_lock = threading.Lock()
+_FIELDS = ("id", "code", "name", "head_name", "head_phone", "handoff_url", "active")
+
+
+def _cached_departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
+    """Departments for auto-dispatch from a per-process snapshot (≤ DEPARTMENT_CACHE_TTL_S old).
+
+    Saves a query per intake. A commit in this process that changes a Department through the ORM
+    (sync_departments, the admin API) clears the snapshot at once; a change made by another process
+    is seen within the TTL. Entries are transient copies, never attached to any session.
+    """
+    bind = session.get_bind()
+    now = time.monotonic()
+    with _dept_cache_lock:
+        hit = _dept_cache.get(bind)
+    if hit is None or hit[0] <= now:
+        rows = session.exec(select(Department)).all()
+        snapshot = {d.code: Department(**{f: getattr(d, f) for f in _FIELDS}) for d in rows}
+        hit = (now + DEPARTMENT_CACHE_TTL_S, snapshot)
+        with _dept_cache_lock:
+            _dept_cache[bind] = hit
+    return {c: hit[1][c] for c in codes if c in hit[1]}
+
+
+def clear_department_cache() -> None:
+    with _dept_cache_lock:
+        _dept_cache.clear()
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _note_department_change(session: OrmSession, _ctx: Any, _instances: Any) -> None:
+    if any(isinstance(o, Department) for o in chain(session.new, session.dirty, session.deleted)):
+        session.info["_departments_changed"] = True
+        clear_department_cache()
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _departments_committed(session: OrmSession) -> None:
+    if session.info.pop("_departments_changed", False):
+        clear_department_cache()
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _departments_rolled_back(session: OrmSession) -> None:
+    if session.info.pop("_departments_changed", False):
+        clear_department_cache()
+
+
 def _unusable_in(found: dict[str, Department], codes: Sequence[str]) -> list[str]:
     return [c for c in codes if c not in found or not found[c].active]
 
@@ -147,8 +207,9 @@ def auto_dispatch(
     threshold = classifier_threshold(settings)
 
     rule = match_rule(settings, f"{ticket.title or ''}\n{ticket.content or ''}")
+    lookup = _cached_departments if created_here else _departments
     if rule is not None:
-        found = _departments(session, rule.departments)
+        found = lookup(session, rule.departments)
         bad = _unusable_in(found, rule.departments)
         if not bad:
             return _dispatch(
@@ -165,7 +226,7 @@ def auto_dispatch(
             )
         reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
     elif confidence >= threshold and suggested:
-        found = _departments(session, [suggested])
+        found = lookup(session, [suggested])
         bad = _unusable_in(found, [suggested])
         if not bad:
             return _dispatch(

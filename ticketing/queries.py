@@ -105,8 +105,10 @@ def _text_conditions(session: Session, q: str) -> list:
             )
         else:
             pat = f"%{_like_escape(term)}%"
-            if sqlite:  # SQLite's LIKE is already case-insensitive (ASCII, like its lower()),
-                # and skipping lower() on every row's content makes the scan ~2.5x faster
+            # SQLite's LIKE is already ASCII case-insensitive (as its lower() is), and a term
+            # without cased letters (Chinese) matches the same rows under LIKE as under ILIKE:
+            # skipping the per-row case folding makes the scan 2.5-3.5x faster.
+            if sqlite or term.lower() == term.upper():
                 conds.append(
                     or_(Ticket.title.like(pat, escape="\\"), Ticket.content.like(pat, escape="\\"))
                 )

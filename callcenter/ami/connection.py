@@ -67,7 +67,9 @@ class BridgeProtocol(AMIProtocol):
     """panoramisk's protocol with an incremental UTF-8 decoder and bounded, counted framing."""
 
     def connection_made(self, transport):
-        super().connection_made(transport)
+        factory = getattr(self, "factory", None)  # bound by BridgeManager._make_protocol
+        super().connection_made(transport)  # (panoramisk resets factory to None here)
+        self.factory = factory
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._buf = ""
         self._skipping = False
@@ -116,10 +118,17 @@ class BridgeManager(Manager):
     """panoramisk Manager minus its reconnect, login and pattern dispatch (we own those)."""
 
     def __init__(self, owner: AmiConnection, **config: Any) -> None:
-        config.setdefault("protocol_factory", BridgeProtocol)
         super().__init__(**config)
+        # panoramisk sets protocol.factory in a done-callback of the connection future, which can
+        # run after Asterisk's first bytes arrive (a fast PBX, loopback): bind it at construction.
+        self.config["protocol_factory"] = self._make_protocol
         self.owner = owner
         self.forgetable_actions = _NeverRequeue()
+
+    def _make_protocol(self) -> BridgeProtocol:
+        protocol = BridgeProtocol()
+        protocol.factory = self
+        return protocol
 
     def connection_made(self, f):
         if f.cancelled() or f.exception() is not None:

@@ -279,3 +279,26 @@ async def test_periodic_resync_clears_a_lost_hangup(settings, engine, aredis):
     finally:
         await bridge.stop()
         await server.close()
+
+
+async def test_protocol_is_bound_before_the_first_bytes_arrive():
+    """Asterisk's banner can arrive before panoramisk's connection callback runs: the protocol
+    must already know its manager (it once raised AttributeError and dropped the connection)."""
+    from callcenter.ami.connection import AmiConnection, BridgeManager
+
+    conn = AmiConnection.__new__(AmiConnection)  # only the attribute the protocol reads
+    conn.raw_event = None
+    manager = BridgeManager(conn, host="127.0.0.1", port=1, username="u", secret="s")
+    protocol = manager.config["protocol_factory"]()
+
+    class _Transport:
+        def write(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    protocol.connection_made(_Transport())
+    assert protocol.factory is manager
+    protocol.data_received(b"Asterisk Call Manager/9.0.0\r\n")
+    assert protocol.version == "9.0.0"
