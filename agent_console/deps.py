@@ -21,7 +21,7 @@ from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER, read_token
 from config.database import session_scope
 from config.settings import Settings
-from ticketing.models import User
+from ticketing import User
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

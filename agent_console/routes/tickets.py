@@ -24,23 +24,24 @@ from agent_console.schemas import (
     TicketOut,
     TicketPage,
 )
-from ticketing import dispatch as dispatch_service
-from ticketing import events
-from ticketing.evaluation import evaluate
-from ticketing.intake import submit
-from ticketing.models import (
+from ticketing import (
     Category,
     Channel,
     Evaluation,
     Notice,
     SubOrder,
+    TicketFilter,
+    TicketIn,
     TicketStatus,
     Urgency,
     User,
     Warning,
+    evaluate,
+    events,
+    list_tickets,
+    submit,
 )
-from ticketing.queries import TicketFilter, list_tickets
-from ticketing.schemas import TicketIn
+from ticketing import dispatch as dispatch_service
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 MAX_PAGE_SIZE = 100
@@ -92,7 +93,11 @@ def search_tickets(
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> TicketPage:
-    """Newest first. A handler's search is limited to tickets its department has sub-orders on."""
+    """Newest first. A handler's search is limited to tickets its department has sub-orders on.
+
+    `total` is exact, except when `q` has a term shorter than 3 characters (no trigram index
+    serves it): counting then stops after this page plus two more pages and one row, so a
+    `total` equal to that cap means "at least" (see ticketing.queries)."""
     if is_handler(user):
         if department is not None and department != user.department_code:
             raise ApiError(403, "只能查询本部门的工单", details={"department": department})
