@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from agent_console.deps import require
@@ -34,6 +35,7 @@ from config.redis import connect
 from config.settings import Settings, get_settings
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
+from ticketing import get_classifier
 
 API_PREFIX = "/api/v1"
 
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.secret_key = ensure_secret_key(settings)
         app.state.engine, app.state.redis = engine, conn
+        # Train the ticket classifier now (cached per process), not on the first intake.
+        await run_in_threadpool(get_classifier)
         try:
             yield
         finally:

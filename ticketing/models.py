@@ -162,7 +162,11 @@ class Ticket(SQLModel, table=True):
 class SubOrder(SQLModel, table=True):
     """One department's share of a ticket (parallel dispatch = several live sub-orders)."""
 
-    __table_args__ = (Index("ix_suborder_dept_status", "department_code", "status", "deadline_at"),)
+    __table_args__ = (
+        Index("ix_suborder_dept_status", "department_code", "status", "deadline_at"),
+        # the department inbox: one department's sub-orders by deadline, paged
+        Index("ix_suborder_dept_deadline", "department_code", "deadline_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)

@@ -288,3 +288,31 @@ def test_sync_departments_is_idempotent(engine, settings, tmp_path):
         )
         assert get_department(s, "NEW").active is False
         assert s.exec(select(func.count()).select_from(Department)).one() == n + 1
+
+
+def test_short_term_search_total_is_capped_and_long_term_total_exact(engine, settings):
+    """A 1–2 character term has no trigram index: its count stops at a cap (documented as
+    'at least'); a ≥ 3 character term is counted exactly. The page itself is always right."""
+    from ticketing.queries import COUNT_AHEAD_PAGES
+
+    n = 12
+    with session_scope(engine) as s:
+        sync_departments(s, settings)
+        for i in range(n):
+            submit(
+                s,
+                TicketIn(channel="web", content=f"稳岗补贴申请第{i}次咨询", send_notice=False),
+                settings=settings,
+                actor="test",
+            )
+    page_size = 2
+    cap = page_size * (COUNT_AHEAD_PAGES + 1) + 1
+    assert cap < n  # the fixture must exceed the cap for the test to mean anything
+    with session_scope(engine, read_only=True) as s:
+        items, total = list_tickets(s, TicketFilter(q="补贴"), page=1, page_size=page_size)
+        assert len(items) == page_size and total == cap
+        items, total = list_tickets(s, TicketFilter(q="补贴申请"), page=1, page_size=page_size)
+        assert len(items) == page_size and total == n
+        # on the last page the short-term count reaches the true end
+        items, total = list_tickets(s, TicketFilter(q="补贴"), page=6, page_size=page_size)
+        assert len(items) == 2 and total == n
