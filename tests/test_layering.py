@@ -56,3 +56,15 @@ def test_other_packages_use_front_doors(pkg, path):
         if top in FRONT_DOORS and top != pkg and module != top:
             # models are the shared schema; `ticketing.models` etc. would be allowed here if needed
             pytest.fail(f"{path.relative_to(ROOT)}:{line} reaches into {module}; use `{top}`")
+
+
+@pytest.mark.parametrize("pkg", sorted(FRONT_DOORS))
+def test_front_door_names_do_not_collide_with_submodules(pkg):
+    """Importing a submodule binds it on the package, so an export sharing a submodule's name
+    would mean a function before that import and a module after it."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(pkg)
+    submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+    assert not (set(package.__all__) & submodules), sorted(set(package.__all__) & submodules)

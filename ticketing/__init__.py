@@ -7,7 +7,7 @@ Front door — other packages import these names from `ticketing`, never its mod
 
     intake       submit(session, TicketIn, *, settings, actor) -> Ticket
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
-    dispatch     auto_dispatch, dispatch, accept, reply, return_suborder, request_extension,
+    dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
     notices      create_acceptance_notice, confirm_notice
@@ -42,7 +42,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "ticketing.dispatch": (
         "auto_dispatch",
-        "dispatch",
+        "dispatch_to_departments",
         "accept",
         "reply",
         "return_suborder",
@@ -100,7 +100,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "utcnow",
     ),
 }
-_ALIASES = {"record_event": "record"}
+# Exported under another name where the plain one would collide with a submodule: once
+# `ticketing.dispatch` is imported, the package attribute `dispatch` is that module.
+_ALIASES = {"record_event": "record", "dispatch_to_departments": "dispatch"}
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_EXPORTS)
 

@@ -17,8 +17,14 @@ from agent_console.schemas import (
     ReturnIn,
     SubOrderOut,
 )
-from ticketing import User
-from ticketing import dispatch as svc
+from ticketing import (
+    User,
+    accept,
+    decide_extension,
+    reply,
+    request_extension,
+    return_suborder,
+)
 
 router = APIRouter(prefix="/suborders", tags=["suborders"])
 # ids are 32-bit integer columns: anything outside is a 422, not a database error
@@ -26,7 +32,11 @@ SubOrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _ERR = responses(401, 403, 404, 409, 422)
 
 
-def _out(session, so) -> SubOrderOut:
+def _act(action, session, settings, user: User, suborder_id: int, **kw) -> SubOrderOut:
+    """The one shape of every sub-order action: the user must see the sub-order, the service
+    acts as the user (and, for a handler, checks it owns the sub-order), the result is returned."""
+    visible_suborder(session, user, suborder_id)
+    so = action(session, settings, suborder_id, actor=user.username, **kw)
     session.flush()
     return SubOrderOut.model_validate(so)
 
@@ -34,24 +44,20 @@ def _out(session, so) -> SubOrderOut:
 @router.post(
     "/{suborder_id}/accept", name="suborders.accept", response_model=SubOrderOut, responses=_ERR
 )
-def accept(
+def accept_route(
     suborder_id: SubOrderId,
     session: SessionDep,
     settings: SettingsDep,
     user: User = Depends(require("suborders.accept")),
 ) -> SubOrderOut:
     """签收."""
-    visible_suborder(session, user, suborder_id)
-    so = svc.accept(
-        session, settings, suborder_id, actor=user.username, department=handler_department(user)
-    )
-    return _out(session, so)
+    return _act(accept, session, settings, user, suborder_id, department=handler_department(user))
 
 
 @router.post(
     "/{suborder_id}/reply", name="suborders.reply", response_model=SubOrderOut, responses=_ERR
 )
-def reply(
+def reply_route(
     suborder_id: SubOrderId,
     body: ReplyIn,
     session: SessionDep,
@@ -59,22 +65,16 @@ def reply(
     user: User = Depends(require("suborders.reply")),
 ) -> SubOrderOut:
     """回复; the ticket resolves when every live sub-order has replied."""
-    visible_suborder(session, user, suborder_id)
-    so = svc.reply(
-        session,
-        settings,
-        suborder_id,
-        actor=user.username,
-        text=body.text,
-        department=handler_department(user),
-    )
-    return _out(session, so)
+    return _act(
+        reply, session, settings, user, suborder_id,
+        text=body.text, department=handler_department(user),
+    )  # fmt: skip
 
 
 @router.post(
     "/{suborder_id}/return", name="suborders.return", response_model=SubOrderOut, responses=_ERR
 )
-def return_suborder(
+def return_route(
     suborder_id: SubOrderId,
     body: ReturnIn,
     session: SessionDep,
@@ -82,16 +82,10 @@ def return_suborder(
     user: User = Depends(require("suborders.return")),
 ) -> SubOrderOut:
     """退回 to the dispatcher, with a reason."""
-    visible_suborder(session, user, suborder_id)
-    so = svc.return_suborder(
-        session,
-        settings,
-        suborder_id,
-        actor=user.username,
-        reason=body.reason,
-        department=handler_department(user),
-    )
-    return _out(session, so)
+    return _act(
+        return_suborder, session, settings, user, suborder_id,
+        reason=body.reason, department=handler_department(user),
+    )  # fmt: skip
 
 
 @router.post(
@@ -100,7 +94,7 @@ def return_suborder(
     response_model=SubOrderOut,
     responses=_ERR,
 )
-def request_extension(
+def extension_route(
     suborder_id: SubOrderId,
     body: ExtensionIn,
     session: SessionDep,
@@ -108,19 +102,11 @@ def request_extension(
     user: User = Depends(require("suborders.extension")),
 ) -> SubOrderOut:
     """延期申请: amount + unit, or until."""
-    visible_suborder(session, user, suborder_id)
-    so = svc.request_extension(
-        session,
-        settings,
-        suborder_id,
-        actor=user.username,
-        reason=body.reason,
-        amount=body.amount,
-        unit=body.unit,
-        until=body.until,
+    return _act(
+        request_extension, session, settings, user, suborder_id,
+        reason=body.reason, amount=body.amount, unit=body.unit, until=body.until,
         department=handler_department(user),
-    )
-    return _out(session, so)
+    )  # fmt: skip
 
 
 @router.post(
@@ -129,7 +115,7 @@ def request_extension(
     response_model=SubOrderOut,
     responses=_ERR,
 )
-def decide_extension(
+def extension_decision_route(
     suborder_id: SubOrderId,
     body: ExtensionDecisionIn,
     session: SessionDep,
@@ -137,8 +123,7 @@ def decide_extension(
     user: User = Depends(require("suborders.extension_decision")),
 ) -> SubOrderOut:
     """Approve (moves the deadline) or reject an extension request."""
-    visible_suborder(session, user, suborder_id)
-    so = svc.decide_extension(
-        session, settings, suborder_id, actor=user.username, approve=body.approve, note=body.note
-    )
-    return _out(session, so)
+    return _act(
+        decide_extension, session, settings, user, suborder_id,
+        approve=body.approve, note=body.note,
+    )  # fmt: skip

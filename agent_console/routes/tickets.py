@@ -36,12 +36,12 @@ from ticketing import (
     Urgency,
     User,
     Warning,
+    dispatch_to_departments,
     evaluate,
     events,
     list_tickets,
     submit,
 )
-from ticketing import dispatch as dispatch_service
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 MAX_PAGE_SIZE = 100
@@ -175,7 +175,7 @@ def dispatch_ticket(
 ) -> DispatchOut:
     """Manual / parallel dispatch: one sub-order per department, each with its own deadline."""
     ticket = visible_ticket(session, user, number)
-    subs = dispatch_service.dispatch(
+    subs = dispatch_to_departments(
         session,
         settings,
         ticket,

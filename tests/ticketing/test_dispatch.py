@@ -18,10 +18,10 @@ from _loop_helpers import (
 )
 from sqlmodel import select
 
+import ticketing.dispatch as d
 from config.database import session_scope
 from config.loader import ConfigError
 from config.settings import DEFAULTS_DIR, Settings
-from ticketing import dispatch as d
 from ticketing.errors import Conflict, InvalidInput, PermissionDenied
 from ticketing.models import Department, SubOrder, Ticket, utcnow
 from ticketing.routing import match_rule

@@ -16,8 +16,8 @@ from _loop_helpers import (
 )
 from sqlmodel import select
 
+import ticketing.dispatch as d
 from config.database import session_scope
-from ticketing import dispatch as d
 from ticketing.errors import Conflict, InvalidInput
 from ticketing.evaluation import evaluate, overall_rating, parse_rating
 from ticketing.intake import submit

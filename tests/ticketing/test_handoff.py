@@ -30,10 +30,10 @@ from rq.job import Job, JobStatus
 from rq.timeouts import TimerDeathPenalty
 from sqlmodel import select
 
+import ticketing.dispatch as d
 from config.database import session_scope
 from config.queues import get_queue
 from config.settings import DEFAULTS_DIR
-from ticketing import dispatch as d
 from ticketing import handoff
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.models import HandoffAttempt, Ticket

@@ -15,8 +15,8 @@ from _loop_helpers import (
     ticket,
 )
 
+import ticketing.dispatch as d
 from config.database import session_scope
-from ticketing import dispatch as d
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.lifecycle import (
     SUBORDER_ACTIONS,
