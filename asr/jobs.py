@@ -108,12 +108,19 @@ def request_transcription(session: Session, settings: Settings, recording_id: in
 
 
 def _flush_after_commit(session: Session, settings: Settings) -> None:
-    if session.info.get(_INFO_KEY):
-        return
+    """Push the outbox once the caller's transaction commits. A savepoint's release or rollback
+    (begin_nested, as the bridge and the intake use) fires the same session events while the
+    outer transaction is still open; those are ignored, or the push would run before the row is
+    visible and be lost until the next periodic flush."""
     session.info[_INFO_KEY] = settings
+    if session.info.get(_INFO_KEY + ".listening"):
+        return
+    session.info[_INFO_KEY + ".listening"] = True
     bind = session.get_bind()
 
     def after_commit(sess: Session) -> None:
+        if sess.in_nested_transaction():
+            return
         st = sess.info.pop(_INFO_KEY, None)
         if st is not None:
             try:
@@ -122,10 +129,11 @@ def _flush_after_commit(session: Session, settings: Settings) -> None:
                 log.exception("asr outbox flush after commit failed")
 
     def after_rollback(sess: Session) -> None:
-        sess.info.pop(_INFO_KEY, None)
+        if not sess.in_nested_transaction():
+            sess.info.pop(_INFO_KEY, None)
 
-    event.listen(session, "after_commit", after_commit, once=True)
-    event.listen(session, "after_rollback", after_rollback, once=True)
+    event.listen(session, "after_commit", after_commit)
+    event.listen(session, "after_rollback", after_rollback)
 
 
 @dataclass

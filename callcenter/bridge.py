@@ -23,6 +23,7 @@ from callcenter.ami.connection import AmiConnection, AmiError
 from callcenter.ami.handlers import Dispatcher, fields_of
 from callcenter.ami.publish import Publisher
 from callcenter.ami.state import LiveState, Reconciled
+from callcenter.spool_sweep import Sweeper
 from config.settings import AsteriskServer, Settings
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class PbxBridge:
         self._flushing = False
         self._resync_lock = asyncio.Lock()
         self.idle = asyncio.Event()  # set whenever journal and publisher have caught up
+        self.sweeper = Sweeper(settings, server) if engine is not None else None
+        self.last_sweep: dict[str, Any] = {}
 
     # ----- ingest (synchronous, hot path) --------------------------------------------------
     def on_raw_event(self, name: str, frame: str) -> None:
@@ -237,6 +240,17 @@ class PbxBridge:
                 except AmiError as e:
                     log.warning("periodic AMI resync failed: %s", e)
 
+    async def _sweep_loop(self) -> None:
+        """Recordings the call-end import could not take yet, voicemail tickets, retention."""
+        assert self.sweeper is not None
+        while not self._stopping:
+            try:
+                report = await asyncio.to_thread(self.sweeper.run_once, self.engine)
+                self.last_sweep = report.as_dict()
+            except Exception as e:  # DB down …: the next sweep tries again
+                log.warning("recordings sweep failed (%s: %s)", type(e).__name__, e)
+            await asyncio.sleep(self.sweeper.policy.sweep_interval_s)
+
     def _update_idle(self) -> None:
         clean = not (
             self._flushing
@@ -259,6 +273,8 @@ class PbxBridge:
             asyncio.ensure_future(self._store_loop()),
             asyncio.ensure_future(self._resync_loop()),
         ]
+        if self.sweeper is not None and self.server.spool_dir:
+            self._tasks.append(asyncio.ensure_future(self._sweep_loop()))
         self._calls_ready.set()  # records journaled by a previous run
 
     async def stop(self) -> None:

@@ -20,6 +20,7 @@ import typer
 from asr import cli_app as asr_app
 from asr import transcribe_command as transcribe_cmd
 from callcenter.bridge_cli import bridge_app
+from callcenter.recordings_cli import recordings_app
 from config.settings import Settings
 from ivr.cli import app as agi_app
 
@@ -40,6 +41,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(bridge_app, name="bridge")
 app.add_typer(agi_app, name="agi")
 app.add_typer(asr_app, name="asr")
+app.add_typer(recordings_app, name="recordings")
 app.command("transcribe")(transcribe_cmd)
 # ----------------------------------------------------------------------------------------------
 

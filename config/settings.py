@@ -22,6 +22,11 @@ class AsteriskServer(BaseSettings):
     port: int = 5038
     username: str = "callcenter"
     secret: SecretStr = SecretStr("")
+    # Where this PBX's spool (monitor/, voicemail/) is readable here, e.g. an NFS mount or the same
+    # host's /var/spool/asterisk; unset: no recordings are picked up from this PBX.
+    spool_dir: Path | None = None
+    # The spool as the PBX names it in MIXMONITOR_FILENAME (mapped onto spool_dir).
+    pbx_spool_dir: str = "/var/spool/asterisk"
 
 
 class Settings(BaseSettings):

@@ -1,8 +1,9 @@
 """Recordings: the audio store (MixMonitor calls, voicemails), metadata, retention, playback.
 
 Front door (other packages use these names):
-    import_monitor, import_voicemail, import_file, scan_spool, purge_expired, absolute_path
-        (recordings.store)
+    import_monitor, import_voicemail, import_file, scan_spool, purge_expired, absolute_path,
+        imported_sources (recordings.store)
+    parse_voicemail_txt, parse_monitor_name, PbxFile (recordings.asterisk): what the PBX says
     probe, decode, iter_pcm16, AudioError, AudioInfo (recordings.audio)
     Recording, RecordingKind, PlaybackLog (recordings.models)
     make_router (recordings.api): the playback routes, mounted by the web layer
@@ -19,6 +20,10 @@ _EXPORTS = {
     "import_monitor": "recordings.store",
     "import_voicemail": "recordings.store",
     "scan_spool": "recordings.store",
+    "imported_sources": "recordings.store",
+    "parse_voicemail_txt": "recordings.asterisk",
+    "parse_monitor_name": "recordings.asterisk",
+    "PbxFile": "recordings.asterisk",
     "purge_expired": "recordings.store",
     "absolute_path": "recordings.store",
     "probe": "recordings.audio",

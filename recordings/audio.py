@@ -52,6 +52,7 @@ class AudioError(ValueError):
 
     def __init__(self, code: str, message: str, path: str | Path | None = None) -> None:
         self.code = code
+        self.message = message
         self.path = str(path) if path is not None else None
         super().__init__(f"{path}: {message}" if path is not None else message)
 
@@ -68,6 +69,7 @@ class AudioInfo:
     bytes: int  # file size
     data_offset: int
     data_size: int
+    finalised: bool = True  # False: the data size was never written (writer running or killed)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +149,7 @@ def _probe_stream(f: BinaryIO, size: int, p: Path, max_seconds: float | None) ->
 
     fmt: dict[str, int] | None = None
     data_offset = data_size = None
+    finalised = True
     pos = 12
     while pos + 8 <= size:
         f.seek(pos)
@@ -176,6 +179,7 @@ def _probe_stream(f: BinaryIO, size: int, p: Path, max_seconds: float | None) ->
             available = size - body_at
             if csize in STREAMING_SIZES and available > 0:
                 data_size = available  # header never finalised (writer still running or killed)
+                finalised = False
             elif csize > available:
                 raise AudioError(
                     "truncated",
@@ -240,6 +244,7 @@ def _probe_stream(f: BinaryIO, size: int, p: Path, max_seconds: float | None) ->
         bytes=size,
         data_offset=data_offset,
         data_size=frames * ch * width,
+        finalised=finalised,
     )
 
 

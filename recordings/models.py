@@ -34,7 +34,8 @@ class Recording(SQLModel, table=True):
     # sha256 + ":" + call_id: one stored copy per (content, call); NULL-safe unlike a composite key
     dedupe_key: str = Field(unique=True, max_length=140)
     path: str = Field(max_length=300)  # relative to the store root, e.g. 2026/11/25/call-….wav
-    source_path: str | None = Field(default=None, max_length=500)  # where Asterisk wrote it
+    # where Asterisk wrote it (indexed: the spool sweep asks "imported already?" per file)
+    source_path: str | None = Field(default=None, max_length=500, index=True)
     duration_s: float
     format: str = Field(default="wav", max_length=8)
     codec: str = Field(max_length=16)  # pcm_s16le | pcm_mulaw | pcm_alaw

@@ -2,8 +2,10 @@
 
 Import never touches the original: it is read twice (probe + checksum), copied to a temporary name
 beside the destination, checked again and renamed into place, so a crash leaves either nothing or a
-complete file. Dedupe is by (sha256, call id): the spool scanner and the AMI event for the same
-recording may both import it, and that must yield one row.
+complete file. Dedupe is by (sha256, the PBX's own id of the file): the spool sweep and the bridge
+at call end may both import a recording, and that must yield one row. The PBX id is the Uniqueid in
+a MixMonitor file name or a voicemail's msg_id; `call_id` is the call the recording belongs to (the
+bridge's Linkedid when the call is known, else that same PBX id).
 """
 
 from __future__ import annotations
@@ -109,16 +111,19 @@ def import_file(
     agent: str | None = None,
     made_at: datetime | None = None,
     meta: dict[str, Any] | None = None,
+    dedupe_id: str | None = None,
 ) -> ImportResult:
     """Probe, checksum, dedupe, copy, and add the row (flushed, not committed: caller's transaction).
 
-    Raises AudioError (bad audio, original untouched) or StoreError.
+    `dedupe_id` (default: call_id) names the file on the PBX side; the same bytes under the same
+    dedupe id are one recording whichever call id the importer knew. Raises AudioError (bad audio,
+    original untouched) or StoreError.
     """
     kind = RecordingKind(kind).value
     src = Path(src)
     info: AudioInfo = probe(src, max_seconds=settings.max_audio_seconds)
     sha = sha256_file(src)
-    key = f"{sha}:{call_id or ''}"
+    key = f"{sha}:{(dedupe_id if dedupe_id is not None else call_id) or ''}"
     existing = session.exec(select(Recording).where(Recording.dedupe_key == key)).first()
     if existing is not None:
         return ImportResult(existing, False)
@@ -161,13 +166,19 @@ def import_file(
 
 
 def import_voicemail(
-    session: Session, settings: Settings, wav: str | Path, *, call_id: str | None = None
+    session: Session,
+    settings: Settings,
+    wav: str | Path,
+    *,
+    call_id: str | None = None,
+    ticket_id: int | None = None,
 ) -> ImportResult:
     """A voicemail from app_voicemail's spool (msgNNNN.wav + msgNNNN.txt beside it).
 
-    The call id is the message's msg_id from the .txt whenever there is one, even if the caller
-    passes the AMI Uniqueid (kept in meta["uniqueid"]): the spool scanner and the bridge's event
-    must agree on one id, or the same message would be stored, and ticketed, twice.
+    Dedupe is on the message's msg_id from the .txt whenever there is one, so the sweep and the
+    bridge store one row whatever call id they knew. `call_id` is the call's Linkedid when the
+    bridge matched the message to its call (the voicemail ticket is then keyed by the call, as the
+    bridge's callback task is); without it the msg_id stands in.
     """
     wav = Path(wav)
     txt = wav.with_suffix(".txt")
@@ -181,17 +192,18 @@ def import_voicemail(
         }
         if info.caller_name:
             meta["caller_name"] = info.caller_name
-    if call_id:
-        meta["uniqueid"] = call_id
+    msg_id = info.call_id if info else None
     return import_file(
         session,
         settings,
         wav,
         kind=RecordingKind.voicemail,
-        call_id=(info.call_id if info else None) or call_id,
+        call_id=call_id or msg_id,
+        ticket_id=ticket_id,
         caller_phone=info.caller_number if info else None,
         made_at=info.made_at if info else None,
         meta=meta,
+        dedupe_id=msg_id or call_id,
     )
 
 
@@ -204,7 +216,8 @@ def import_monitor(
     ticket_id: int | None = None,
     agent: str | None = None,
 ) -> ImportResult:
-    """A MixMonitor recording; call id/caller/time come from the dialplan's file name if not given."""
+    """A MixMonitor recording; caller/time come from the dialplan's file name. Dedupe is on the
+    Uniqueid in that name; `call_id` (the call's Linkedid) defaults to it."""
     info = parse_monitor_name(wav, settings.timezone)
     return import_file(
         session,
@@ -216,7 +229,24 @@ def import_monitor(
         caller_phone=info.caller_number,
         agent=agent,
         made_at=info.made_at,
+        meta={"uniqueid": info.call_id} if info.call_id else None,
+        dedupe_id=info.call_id or call_id,
     )
+
+
+def imported_sources(session: Session, paths: list[str]) -> set[str]:
+    """Which of these source paths (resolved, as import stores them) are already in the store."""
+    found: set[str] = set()
+    for i in range(0, len(paths), 500):
+        batch = paths[i : i + 500]
+        found.update(
+            p
+            for (p,) in session.execute(
+                sa.select(Recording.source_path).where(Recording.source_path.in_(batch))  # type: ignore[union-attr]
+            )
+            if p
+        )
+    return found
 
 
 def scan_spool(

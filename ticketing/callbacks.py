@@ -35,10 +35,17 @@ def promise_callback(
     note: str | None = None,
     actor: str = "system",
 ) -> tuple[CallbackTask, bool]:
-    """The callback task for (call_id, reason), created once; returns (task, created)."""
+    """The callback task for (call_id, reason), created once; returns (task, created).
+
+    A task promised before its ticket existed (a voicemail call whose ticket the transcription
+    job files) is linked to the ticket when the ticket's maker promises it again."""
     if call_id is not None:
         existing = _find(session, call_id, reason)
         if existing is not None:
+            if existing.ticket_id is None and ticket_id is not None:
+                existing.ticket_id = ticket_id
+                session.add(existing)
+                _promised(session, existing, actor)
             return existing, False
     task = CallbackTask(
         ticket_id=ticket_id,
@@ -57,16 +64,20 @@ def promise_callback(
             raise
         return existing, False
     if ticket_id is not None:
-        record(
-            session,
-            ticket_id,
-            actor,
-            "callback_promised",
-            reason=reason,
-            due_at=task.due_at,
-            callback_id=task.id,
-        )
+        _promised(session, task, actor)
     return task, True
+
+
+def _promised(session: Session, task: CallbackTask, actor: str) -> None:
+    record(
+        session,
+        task.ticket_id,  # type: ignore[arg-type]
+        actor,
+        "callback_promised",
+        reason=task.reason,
+        due_at=task.due_at,
+        callback_id=task.id,
+    )
 
 
 def _find(session: Session, call_id: str, reason: str) -> CallbackTask | None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from callcenter import call_audio
 from callcenter.models import CallRecord
 from config.database import session_scope
 from config.settings import Settings
@@ -132,7 +133,14 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
         if existing is not None:
             return "duplicate"
         phone = caller_phone(rec.get("caller") or "")
-        if reached_service(rec):
+        awaiting = (
+            rec["disposition"] == "voicemail"
+            and not (rec.get("ticket_number") or "").strip()
+            and call_audio.defers_voicemail_ticket(settings, server)
+        )
+        if awaiting:  # the transcription job files it (callcenter/call_audio.py)
+            ticket_id, number, error = None, None, None
+        elif reached_service(rec):
             ticket_id, number, error = ticket_for_call(s, settings, rec, phone)
         else:
             ticket_id, number, error = None, None, "未进入语音导航或人工服务，未建单"
@@ -161,11 +169,14 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
             ticket_error=error,
             extra={
                 k: rec.get(k)
-                for k in ("queues", "agents", "recordings", "voicemail_box", "ended_by")
+                for k in ("queues", "agents", "recordings", "voicemail_box", "ended_by", "channels")
                 if rec.get(k)
-            },
+            }
+            | ({"awaiting_voicemail_ticket": True} if awaiting else {}),
         )
         s.add(row)
+        s.flush()
+        call_audio.file_call_audio(s, settings, row, rec)
         reason = None
         if rec["disposition"] == "abandoned" and rec.get("queued_abandon"):
             reason = "abandoned"
@@ -178,7 +189,7 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
                 phone=phone,
                 reason=reason,
                 call_id=rec["call_id"],
-                ticket_id=ticket_id,
+                ticket_id=row.ticket_id,
                 note=ticket_content(rec),
                 actor=ACTOR,
             )
@@ -187,6 +198,6 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
         rec["call_id"],
         rec["disposition"],
         masked(rec.get("caller") or ""),
-        number or "-",
+        row.ticket_number or "-",
     )
     return "stored"

@@ -31,6 +31,7 @@ NAME_CATEGORY = {
 BUSY_DEVICE = frozenset({"2", "3", "6", "7", "8"})
 GONE_DEVICE = frozenset({"4", "5"})  # invalid / unavailable → logged out
 UNKNOWN = frozenset({"", "<unknown>", "<Unknown>", "anonymous", "Anonymous"})
+MAX_CALL_CHANNELS = 32  # a runaway transfer loop must not grow a record without bound
 
 
 @dataclass(slots=True)
@@ -73,6 +74,7 @@ class Call:
     hold_seconds: float = 0.0
     hold_since: float | None = None
     recordings: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)  # every leg's name (voicemail callerchan)
     abandoned: bool = False
     queued_abandon: bool = False
     voicemail: bool = False
@@ -160,6 +162,7 @@ class Call:
             "voicemail_box": self.voicemail_box,
             "recording": self.recordings[0] if self.recordings else "",
             "recordings": list(self.recordings),
+            "channels": list(self.channels),
             "ticket_number": self.ticket_number,
             "hangup_cause": self.hangup_cause,
             "ended_by": self.ended_by,
@@ -359,10 +362,14 @@ class LiveState:
             self.legs[uniqueid] = leg
             self.by_channel[channel] = uniqueid
             call.legs[uniqueid] = leg
+            if len(call.channels) < MAX_CALL_CHANNELS:
+                call.channels.append(channel)
         elif leg.channel != channel:  # masquerade/rename
             self.by_channel.pop(leg.channel, None)
             self.by_channel[channel] = uniqueid
             leg.channel = channel
+            if channel not in call.channels and len(call.channels) < MAX_CALL_CHANNELS:
+                call.channels.append(channel)
         if state:
             leg.state = state
         if caller_num and caller_num not in UNKNOWN:

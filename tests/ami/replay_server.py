@@ -79,8 +79,11 @@ async def make_server(name: str, **kw) -> ReplayServer:
 
 
 def make_bridge(settings: Settings, server: ReplayServer, *, redis=None, engine=None, **kw):
+    name = kw.pop("name", "pbx1")
+    configured = next((a for a in settings.asterisk if a.name == name), None)
     cfg = AsteriskServer(
-        name=kw.pop("name", "pbx1"),
+        name=name,
+        spool_dir=configured.spool_dir if configured else None,
         host="127.0.0.1",
         port=server.port,
         username="callcenter",
