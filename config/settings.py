@@ -7,15 +7,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_DIR = PACKAGE_DIR / "defaults"
 
 
-class AsteriskServer(BaseSettings):
-    """One Asterisk the bridge logs in to (one bridge per PBX)."""
+class AsteriskServer(BaseModel):
+    """One Asterisk the bridge logs in to (one bridge per PBX). A plain model, not settings: as
+    BaseSettings it would read bare HOST, USERNAME, SECRET … from the environment."""
 
     name: str = "pbx1"
     host: str = "127.0.0.1"
@@ -79,6 +80,14 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("asterisk", mode="before")
+    @classmethod
+    def _indexed_servers(cls, v: object) -> object:
+        """CALLCENTER_ASTERISK__0__SECRET=… arrives as {"0": {"secret": …}}: a list by index."""
+        if isinstance(v, dict) and v and all(str(k).isdigit() for k in v):
+            return [v[k] for k in sorted(v, key=int)]
+        return v
 
     @field_validator("handoff_retry_intervals", mode="before")
     @classmethod

@@ -1,0 +1,53 @@
+"""Settings from the environment: the PBX list by index or as JSON, and nothing read from bare
+variables such as USERNAME or HOST that every shell has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config.settings import Settings
+
+
+def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("CALLCENTER_"):
+            monkeypatch.delenv(k)
+
+
+def test_pbx_fields_by_index(monkeypatch):
+    _clean(monkeypatch)
+    monkeypatch.setenv("CALLCENTER_ASTERISK__0__SECRET", "s3cret")
+    monkeypatch.setenv("CALLCENTER_ASTERISK__0__SPOOL_DIR", "/mnt/pbx1")
+    monkeypatch.setenv("CALLCENTER_ASTERISK__1__NAME", "pbx2")
+    monkeypatch.setenv("CALLCENTER_ASTERISK__1__HOST", "10.0.0.6")
+    a, b = Settings().asterisk
+    assert (a.name, a.secret.get_secret_value(), a.spool_dir) == (
+        "pbx1",
+        "s3cret",
+        Path("/mnt/pbx1"),
+    )
+    assert (b.name, b.host, b.spool_dir) == ("pbx2", "10.0.0.6", None)
+
+
+def test_pbx_list_as_json_and_bare_variables_ignored(monkeypatch):
+    _clean(monkeypatch)
+    monkeypatch.setenv("USERNAME", "someone")
+    monkeypatch.setenv("HOST", "elsewhere")
+    monkeypatch.setenv("SECRET", "leak")
+    (a,) = Settings().asterisk
+    assert (a.username, a.host, a.secret.get_secret_value()) == ("callcenter", "127.0.0.1", "")
+    monkeypatch.setenv("CALLCENTER_ASTERISK", '[{"name": "east", "port": 5039}]')
+    (e,) = Settings().asterisk
+    assert (e.name, e.port) == ("east", 5039)
+
+
+def test_bad_pbx_setting_is_a_clear_error(monkeypatch):
+    _clean(monkeypatch)
+    monkeypatch.setenv("CALLCENTER_ASTERISK__0__PORT", "not-a-port")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
