@@ -296,3 +296,60 @@ def test_pbx_paths_map_into_the_spool_and_never_out_of_it(tmp_path):
     assert local_path(server, "/srv/rec/b.wav") == tmp_path / "monitor" / "b.wav"
     assert local_path(server, "/var/spool/asterisk/../../etc/passwd") is None
     assert local_path(AsteriskServer(), "/var/spool/asterisk/monitor/a.wav") is None
+
+
+async def test_the_running_bridge_sweeps_its_spool(settings, engine, aredis, tmp_path):
+    spool = spool_copy(tmp_path, voicemail=False)
+    age(
+        spool / "monitor" / MONITOR, spool_policy(settings).orphan_after_s + 60
+    )  # no call claims it
+    st = with_spool(settings, spool, asr=False)
+    server = await make_server("scenario-abandoned")
+    bridge = make_bridge(st, server, redis=aredis, engine=engine)
+    await bridge.start()
+    try:
+        for _ in range(200):
+            if bridge.last_sweep:
+                break
+            await asyncio.sleep(0.05)
+        assert bridge.last_sweep["orphans"] == 1
+        rec = one(engine, Recording)
+        assert rec.call_id == "1795569321.1" and rec.ticket_id is None
+    finally:
+        await bridge.stop()
+        await server.close()
+
+
+def test_sweep_command(settings, engine, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from callcenter.schema import upgrade
+
+    if not settings.resolved_database_url.startswith("sqlite"):
+        pytest.skip("the command is exercised once, on SQLite")
+    upgrade(settings.resolved_database_url)
+    spool = spool_copy(tmp_path, voicemail=False)
+    age(spool / "monitor" / MONITOR, 7200)
+    cli = str(Path(sys.executable).parent / "callcenter")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
+    env |= {
+        "CALLCENTER_DATA_DIR": str(settings.data_dir),
+        "CALLCENTER_DATABASE_URL": settings.resolved_database_url,
+        "CALLCENTER_ASTERISK__0__SPOOL_DIR": str(spool),
+    }
+    out = subprocess.run(
+        [cli, "recordings", "sweep"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["pbx1"]["orphans"] == 1
+    assert one(engine, Recording).source_path == str((spool / "monitor" / MONITOR).resolve())
+    bad = subprocess.run(
+        [cli, "recordings", "sweep", "--server", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "pbx1" in bad.stderr
