@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -152,26 +153,49 @@ class Sweeper:
             for pbx in [c.recording_path or "", *((c.extra or {}).get("recordings") or [])]:
                 if pbx:
                     by_name[PurePosixPath(pbx).name] = c.call_id
-        settings = self.settings
         for path in files:
-            call_id = by_name.get(path.name)
-            if call_id is not None:
+            self._store(
+                engine,
+                path,
+                by_name.get(path.name),
+                now,
+                report,
+                claimed=import_call_monitor,
+                alone=import_monitor,
+            )
 
-                def claim(s: Session, path: Path = path, call_id: str = call_id) -> None:
-                    row = s.exec(select(CallRecord).where(CallRecord.call_id == call_id)).one()
-                    import_call_monitor(s, settings, path, row)
+    def _store(
+        self,
+        engine: Engine,
+        path: Path,
+        call_id: str | None,
+        now: float,
+        report: SweepReport,
+        *,
+        claimed: Callable[[Session, Settings, Path, CallRecord], Any],
+        alone: Callable[[Session, Settings, Path], Any],
+    ) -> None:
+        """A file its call claims is imported for that call; one no call claims, on its own
+        once it is older than orphan_after_s (until then a call may still claim it)."""
+        settings = self.settings
+        if call_id is not None:
 
-                self._import(engine, path, claim, report, orphan=False)
-            elif now - path.stat().st_mtime >= self.policy.orphan_after_s:
+            def work(s: Session) -> None:
+                row = s.exec(select(CallRecord).where(CallRecord.call_id == call_id)).one()
+                claimed(s, settings, path, row)
 
-                def alone(s: Session, path: Path = path) -> None:
-                    res = import_monitor(s, settings, path)
-                    if asr_enabled(settings):
-                        from asr import request_transcription
+        elif now - path.stat().st_mtime >= self.policy.orphan_after_s:
 
-                        request_transcription(s, settings, res.recording.id)  # type: ignore[arg-type]
+            def work(s: Session) -> None:
+                res = alone(s, settings, path)
+                if asr_enabled(settings):
+                    from asr import request_transcription
 
-                self._import(engine, path, alone, report, orphan=True)
+                    request_transcription(s, settings, res.recording.id)
+
+        else:
+            return
+        self._import(engine, path, work, report, orphan=call_id is None)
 
     def _sweep_voicemail(self, engine: Engine, now: float, report: SweepReport) -> None:
         txts = self._candidates(engine, "voicemail", "msg*.txt", now)
@@ -198,26 +222,17 @@ class Sweeper:
                 for c in self._calls_since(s, oldest - 86400)
                 if c.disposition == "voicemail"
             ]
-        settings = self.settings
         for wav, vm in pairs:
             match = next((c for c in calls if vm and voicemail_matches(c, vm, window)), None)
-            if match is not None:
-
-                def claim(s: Session, wav: Path = wav, call_id: str = match.call_id) -> None:
-                    row = s.exec(select(CallRecord).where(CallRecord.call_id == call_id)).one()
-                    import_call_voicemail(s, settings, wav, row)
-
-                self._import(engine, wav, claim, report, orphan=False)
-            elif now - wav.stat().st_mtime >= self.policy.orphan_after_s:
-
-                def alone(s: Session, wav: Path = wav) -> None:
-                    res = import_voicemail(s, settings, wav)
-                    if asr_enabled(settings):
-                        from asr import request_transcription
-
-                        request_transcription(s, settings, res.recording.id)  # type: ignore[arg-type]
-
-                self._import(engine, wav, alone, report, orphan=True)
+            self._store(
+                engine,
+                wav,
+                match.call_id if match else None,
+                now,
+                report,
+                claimed=import_call_voicemail,
+                alone=import_voicemail,
+            )
 
     # -- voicemail calls waiting for their ticket --
     def _settle_voicemail_calls(self, engine: Engine, now: float, report: SweepReport) -> None:
