@@ -57,6 +57,7 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     # (agents: calls they handled; handlers: their department's tickets)
     "recordings.get": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
     "recordings.audio": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
+    "recordings.audio_head": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
     "recordings.playbacks": frozenset({ADMIN, SUPERVISOR, LEADER}),
 }
 

@@ -93,15 +93,23 @@ def make_router(
                 return _error(e.status, e.message)
             return _metadata(rec)
 
-    @router.api_route(
-        "/{recording_id}/audio",
-        methods=["GET", "HEAD"],
-        name="recordings.audio",
-        responses=responses,
-    )
+    # GET and HEAD as two routes with their own names and operation ids: one api_route with both
+    # methods gives both one OpenAPI operationId, which the schema forbids.
+    @router.get("/{recording_id}/audio", name="recordings.audio", responses=responses)
     def stream_audio(
         recording_id: RecordingId, request: Request, user: Any = Depends(auth("recordings.audio"))
     ) -> Response:
+        return _audio(recording_id, request, user)
+
+    @router.head("/{recording_id}/audio", name="recordings.audio_head", responses=responses)
+    def audio_head(
+        recording_id: RecordingId,
+        request: Request,
+        user: Any = Depends(auth("recordings.audio_head")),
+    ) -> Response:
+        return _audio(recording_id, request, user)
+
+    def _audio(recording_id: int, request: Request, user: Any) -> Response:
         eng, st = _deps(request)
         client = request.client.host if request.client else None
         with session_scope(eng) as s:

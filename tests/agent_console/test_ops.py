@@ -86,6 +86,8 @@ def test_openapi_declares_tags_models_and_errors(api):
             for c in codes - {"200", "201"}:
                 ref = op["responses"][c]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ErrorBody"), (method, path, c)
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
 def test_staff_body_limit_is_one_mebibyte(api):

@@ -141,11 +141,13 @@ def test_role_matrix(matrix_app, name, path, method, role):
         assert r.status_code < 500, (name, role, r.text)
     else:
         assert r.status_code == 403, (name, role, r.status_code, r.text)
-        assert r.json()["error"]["code"] == "forbidden"
+        if method != "HEAD":  # a HEAD answer has no body
+            assert r.json()["error"]["code"] == "forbidden"
 
 
 @pytest.mark.parametrize(("name", "path", "method"), PROTECTED, ids=[r[0] for r in PROTECTED])
 def test_unauthenticated_is_401(matrix_app, name, path, method):
     r = _call(matrix_app, method, path, None)
     assert r.status_code == 401, (name, r.status_code, r.text)
-    assert r.json()["error"]["code"] == "unauthorized"
+    if method != "HEAD":
+        assert r.json()["error"]["code"] == "unauthorized"
