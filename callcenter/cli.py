@@ -22,7 +22,7 @@ from asr import transcribe_command as transcribe_cmd
 from callcenter.bridge_cli import bridge_app
 from callcenter.recordings_cli import recordings_app
 from config.settings import Settings
-from ivr.cli import app as agi_app
+from ivr import cli_app as agi_app
 
 app = typer.Typer(
     name="callcenter",

@@ -258,7 +258,8 @@ class _Display:
 
 async def _ivr_call(settings: Settings, host: str, port: int, keys: list[str], closed: bool):
     """One simulated caller through the real FastAGI server (ivr.agi_sim plays Asterisk)."""
-    from ivr.agi_sim import DEFAULT_ENV, SimulatedAsterisk
+    from ivr import DEFAULT_AGI_ENV as DEFAULT_ENV
+    from ivr import SimulatedAsterisk
 
     env = dict(DEFAULT_ENV, agi_request=f"agi://{host}:{port}/ivr")
     if closed:  # the captured voicemail call came after hours: force that branch
@@ -281,7 +282,7 @@ async def _replay(
     from callcenter.bridge import run_simulation
     from callcenter.live import load_snapshot
     from config.database import make_engine
-    from ivr.agi import AgiServer
+    from ivr import AgiServer
 
     aredis = aioredis.from_url(settings.redis_url)
     sredis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
