@@ -182,6 +182,14 @@ def worker(
     run_worker(_settings(), burst=burst)
 
 
+@app.command()
+def scheduler() -> None:
+    """Put the periodic jobs on the queues (§13 warning scan …); one per deployment."""
+    from callcenter.scheduler import run_scheduler
+
+    run_scheduler(_settings())
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",

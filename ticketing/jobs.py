@@ -40,3 +40,17 @@ def run_handoff(suborder_id: int, snapshot: dict[str, Any] | None = None) -> dic
             f"hand-off of sub-order {suborder_id} failed (attempt {result.attempt}): {result.error}"
         )
     return {"suborder_id": suborder_id, "attempt": result.attempt, "skipped": result.skipped}
+
+
+def run_warning_scan(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scheduler's §13 job: bring every open ticket's warning level up to date."""
+    from config.database import session_scope
+    from ticketing.warning_scan import scan_warnings as scan
+
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(engine) as s:
+            return scan(s, settings).as_dict()
+    finally:
+        engine.dispose()

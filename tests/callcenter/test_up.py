@@ -158,6 +158,6 @@ def test_up_runs_bridge_and_ivr_restarts_children_and_stops_cleanly(
     started = next(e for e in events if e.get("event") == "started")
     assert started["agi"] == f"agi://127.0.0.1:{agi_port}/ivr"
     pids = _pids(text)
-    assert len(pids) == 5  # worker, web, agi, bridge + the restarted agi
+    assert len(pids) == 6  # worker, scheduler, web, agi, bridge + the restarted agi
     assert not any(pid_alive(p) for p in pids), [p for p in pids if pid_alive(p)]
     assert next(e for e in events if e.get("event") == "stopped")["code"] == 0

@@ -1,0 +1,60 @@
+"""`callcenter scheduler`: rq's CronScheduler puts the periodic jobs on the queues.
+
+One scheduler per deployment (a child of `callcenter run` / `up`); the jobs themselves run on any
+worker. What runs, and how often:
+    ticketing.run_warning_scan     every warnings.scan_interval_s (sla.yaml): §13 levels kept current
+The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
+a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.logging import configure_logging, get_logger
+from config.queues import queue_name
+from config.settings import Settings
+
+log = get_logger("callcenter.scheduler")
+SNAPSHOT_FIELDS = {
+    "data_dir",
+    "config_dir",
+    "database_url",
+    "redis_url",
+    "redis_namespace",
+    "timezone",
+}
+
+
+def snapshot(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", include=SNAPSHOT_FIELDS)
+
+
+def build_scheduler(settings: Settings, conn):
+    """The CronScheduler with every periodic job registered (not started)."""
+    from rq.cron import CronScheduler
+
+    from ticketing import run_warning_scan, warning_scan_interval
+
+    cron = CronScheduler(connection=conn, name=f"{settings.redis_namespace}-scheduler")
+    cron.register(
+        run_warning_scan,
+        queue_name(settings, "default"),
+        args=(snapshot(settings),),
+        interval=warning_scan_interval(settings),
+        job_timeout=600,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        name="warnings",
+    )
+    return cron
+
+
+def run_scheduler(settings: Settings) -> None:
+    from config.redis import connect
+
+    configure_logging(settings)
+    conn = connect(settings)
+    cron = build_scheduler(settings, conn)
+    log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
+    cron.start()
