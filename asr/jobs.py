@@ -57,22 +57,12 @@ FUNC = "asr.jobs.transcribe_recording"
 # StartedJobRegistry cleanup) and an immediate retry needs no scheduler process; later ones back off
 # (those need a worker started with the scheduler, as `callcenter asr worker` / `run` do).
 RETRY = Retry(max=3, interval=[0, 30, 300])
-SNAPSHOT_FIELDS = {
-    "data_dir",
-    "config_dir",
-    "database_url",
-    "redis_url",
-    "redis_namespace",
-    "timezone",
-    "asr_model_path",
-    "max_audio_seconds",
-}
 _INFO_KEY = "asr.outbox.flush"
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 def snapshot(settings: Settings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", include=SNAPSHOT_FIELDS)
+    return settings.job_snapshot("asr_model_path", "max_audio_seconds")
 
 
 def outbox_key(recording_id: int) -> str:

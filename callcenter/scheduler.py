@@ -9,25 +9,11 @@ a double effect. Job arguments carry a settings snapshot without secrets, as the
 
 from __future__ import annotations
 
-from typing import Any
-
 from config.logging import configure_logging, get_logger
 from config.queues import queue_name
 from config.settings import Settings
 
 log = get_logger("callcenter.scheduler")
-SNAPSHOT_FIELDS = {
-    "data_dir",
-    "config_dir",
-    "database_url",
-    "redis_url",
-    "redis_namespace",
-    "timezone",
-}
-
-
-def snapshot(settings: Settings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", include=SNAPSHOT_FIELDS)
 
 
 def build_scheduler(settings: Settings, conn):
@@ -40,7 +26,7 @@ def build_scheduler(settings: Settings, conn):
     cron.register(
         run_warning_scan,
         queue_name(settings, "default"),
-        args=(snapshot(settings),),
+        args=(settings.job_snapshot(),),
         interval=warning_scan_interval(settings),
         job_timeout=600,
         result_ttl=3600,

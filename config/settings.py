@@ -6,12 +6,23 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_DIR = PACKAGE_DIR / "defaults"
+
+
+JOB_SNAPSHOT_FIELDS = {
+    "data_dir",
+    "config_dir",
+    "database_url",
+    "redis_url",
+    "redis_namespace",
+    "timezone",
+}
 
 
 class AsteriskServer(BaseModel):
@@ -104,6 +115,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'callcenter.db').resolve()}"
+
+    def job_snapshot(self, *extra: str) -> dict[str, object]:
+        """What an RQ job needs to find this deployment (DB, Redis, config) without credentials.
+
+        Job arguments sit in Redis and rq prints them in its log lines, so a URL carrying a password
+        is left out: the worker then takes it from its own environment (CALLCENTER_DATABASE_URL /
+        CALLCENTER_REDIS_URL), which holds the same deployment's values."""
+        data = self.model_dump(mode="json", include=JOB_SNAPSHOT_FIELDS | set(extra))
+        for key in ("database_url", "redis_url"):
+            if data.get(key) and urlsplit(str(data[key])).password:
+                del data[key]
+        return data
 
     def config_file(self, name: str) -> Path:
         """A YAML file from config_dir, falling back to the bundled default."""

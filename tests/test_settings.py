@@ -51,3 +51,22 @@ def test_bad_pbx_setting_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("CALLCENTER_ASTERISK__0__PORT", "not-a-port")
     with pytest.raises(ValidationError, match="port"):
         Settings()
+
+
+def test_job_snapshot_never_carries_credentials(monkeypatch):
+    _clean(monkeypatch)
+    plain = Settings(
+        database_url="postgresql+psycopg://app@db/hotline", redis_url="redis://r:6379/0"
+    )
+    snap = plain.job_snapshot("public_base_url")
+    assert snap["database_url"] == "postgresql+psycopg://app@db/hotline"
+    assert snap["redis_url"] == "redis://r:6379/0" and "public_base_url" in snap
+    secret = Settings(
+        database_url="postgresql+psycopg://app:pw-123@db/hotline",
+        redis_url="redis://:redis-pw@r:6379/0",
+        handoff_secret="hmac-secret",
+    )
+    snap = secret.job_snapshot()
+    assert "database_url" not in snap and "redis_url" not in snap
+    assert "pw-123" not in str(snap) and "hmac-secret" not in str(snap)
+    assert snap["redis_namespace"] == "dxe"

@@ -64,17 +64,6 @@ DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)  # seconds: 5 retries over ~4
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _INFO_PENDING = "ticketing.handoff.pending"
 _INFO_HOOKED = "ticketing.handoff.hooked"
-# What a delivery worker needs from the dispatcher's settings (no secrets travel through Redis).
-_SNAPSHOT_FIELDS = {
-    "data_dir",
-    "config_dir",
-    "database_url",
-    "redis_url",
-    "redis_namespace",
-    "timezone",
-    "public_base_url",
-}
-
 # External status words → our sub-order action (a few synonyms real systems use).
 STATUS_MAP = {
     "accepted": "accepted",
@@ -211,7 +200,7 @@ def _after_rollback(session: Session) -> None:
 
 
 def _snapshot(settings: Settings) -> dict[str, Any]:
-    return settings.model_dump(mode="json", include=_SNAPSHOT_FIELDS)
+    return settings.job_snapshot("public_base_url")  # no secrets travel through Redis
 
 
 def enqueue(settings: Settings, suborder_id: int, *, conn: redis.Redis | None = None):
