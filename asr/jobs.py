@@ -211,6 +211,41 @@ def outbox_loop(engine: Engine, settings: Settings, stop: threading.Event, inter
         stop.wait(interval)
 
 
+def pick_up_untranscribed(
+    engine: Engine, settings: Settings, *, since_hours: float = 48, limit: int = 500
+) -> int:
+    """Queue every recent recording nobody asked to transcribe (one a package stored without
+    importing asr, e.g. a Twilio voicemail fetched by recordings.remote). Returns how many."""
+    from datetime import timedelta
+
+    since = utcnow() - timedelta(hours=since_hours)
+    with session_scope(engine, read_only=True) as s:
+        ids = list(
+            s.exec(
+                select(Recording.id)
+                .where(
+                    Recording.imported_at >= since,  # type: ignore[operator]
+                    Recording.deleted_at.is_(None),  # type: ignore[union-attr]
+                )
+                .order_by(Recording.id)  # type: ignore[arg-type]
+                .limit(limit)
+            )
+        )
+        if not ids:
+            return 0
+        asked = set(
+            s.exec(
+                select(JobOutbox.key).where(JobOutbox.key.in_([outbox_key(i) for i in ids]))  # type: ignore[attr-defined]
+            )
+        )
+    todo = [i for i in ids if outbox_key(i) not in asked]
+    if todo:
+        with session_scope(engine) as s:
+            for rid in todo:
+                request_transcription(s, settings, rid)  # type: ignore[arg-type]
+    return len(todo)
+
+
 # ---- the work ---------------------------------------------------------------------------------
 
 

@@ -58,10 +58,18 @@ class AsrWorker(Worker):
 
 
 def flush_from_worker(settings: Settings) -> None:
-    from asr.jobs import _engine, flush_outbox
+    from asr.jobs import _engine, flush_outbox, pick_up_untranscribed
 
+    engine = _engine(settings.resolved_database_url, os.getpid())
+    if settings.asr_model_path is not None:  # without a model nothing could transcribe them
+        try:
+            n = pick_up_untranscribed(engine, settings)
+            if n:
+                log.info("ASR pick-up: %d stored recording(s) queued", n)
+        except Exception:  # maintenance must never kill the worker
+            log.exception("ASR pick-up failed")
     try:
-        res = flush_outbox(_engine(settings.resolved_database_url, os.getpid()), settings)
+        res = flush_outbox(engine, settings)
         if res.enqueued:
             log.info("ASR outbox: %d job(s) enqueued", res.enqueued)
     except Exception:  # maintenance must never kill the worker

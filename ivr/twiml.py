@@ -145,6 +145,51 @@ def file_voicemail(
         return int(ticket.id), created
 
 
+def enqueue_fetch(
+    settings: Settings,
+    *,
+    recording_url: str,
+    call_sid: str,
+    recording_sid: str | None,
+    ticket_id: int,
+    phone: str | None,
+) -> bool:
+    """Queue the download of the voicemail audio into the store (recordings.remote.fetch_job);
+    the ASR worker then transcribes it onto the ticket. One job per recording: Twilio retries
+    its callbacks, and a second job with the same id is refused. Redis down: logged, the ticket
+    keeps the recording URL."""
+    from rq import Retry
+    from rq.exceptions import DuplicateJobError
+
+    from config.queues import get_queue
+
+    key = re.sub(r"[^A-Za-z0-9_-]", "-", recording_sid or call_sid)
+    try:
+        get_queue(settings, "default").enqueue(
+            "recordings.remote.fetch_job",
+            args=(
+                recording_url,
+                call_sid,
+                ticket_id,
+                recording_sid,
+                phone,
+                settings.job_snapshot(),
+            ),
+            job_id=f"{settings.redis_namespace}-fetch-{key}",
+            unique=True,
+            retry=Retry(max=4, interval=[10, 60, 300, 1800]),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"fetch Twilio recording of call {call_sid}",
+        )
+    except DuplicateJobError:
+        return False
+    except Exception as e:  # Redis away: the ticket still names the recording URL
+        log.warning("recording fetch for %s not queued: %s", call_sid, type(e).__name__)
+        return False
+    return True
+
+
 class TwilioFront:
     """Holds the engine, the settings and the DB; builds the APIRouter."""
 
@@ -361,6 +406,15 @@ class TwilioFront:
                 _mask(phone),
                 ticket_id,
                 "new" if created else "existing",
+            )
+            await run_in_threadpool(
+                enqueue_fetch,
+                self.settings,
+                recording_url=url,
+                call_sid=call_sid,
+                recording_sid=rec_sid,
+                ticket_id=ticket_id,
+                phone=phone,
             )
             return Response(status_code=204)
 

@@ -7,6 +7,7 @@ Front door (other packages use these names):
     probe, decode, iter_pcm16, AudioError, AudioInfo (recordings.audio)
     Recording, RecordingKind, PlaybackLog (recordings.models)
     make_router (recordings.api): the playback routes, mounted by the web layer
+    fetch_recording (recordings.remote): a Twilio recording into the store (fetch_job: its RQ job)
 Imports only config (layering).
 """
 
@@ -35,6 +36,7 @@ _EXPORTS = {
     "RecordingKind": "recordings.models",
     "PlaybackLog": "recordings.models",
     "make_router": "recordings.api",
+    "fetch_recording": "recordings.remote",
 }
 __all__ = sorted(_EXPORTS)
 
