@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -39,6 +40,7 @@ from recordings import (
     AudioError,
     PbxFile,
     Recording,
+    StoreError,
     import_monitor,
     import_voicemail,
     parse_voicemail_txt,
@@ -250,38 +252,53 @@ def _ready(path: Path, quiet_s: float, now: float) -> bool:
     try:
         if probe(path).finalised:
             return True
-        return now - path.stat().st_mtime >= quiet_s
-    except (AudioError, OSError):
-        return now - path.stat().st_mtime >= quiet_s if path.exists() else False
+    except AudioError:
+        pass  # not a complete WAV yet, or never will be: the import says which, once it is quiet
+    return now - path.stat().st_mtime >= quiet_s
 
 
 def file_call_audio(
     session: Session, settings: Settings, row: CallRecord, rec: dict[str, Any]
 ) -> None:
-    """At call end: import what the PBX has finished writing; the sweep takes the rest."""
+    """At call end: import what the PBX has finished writing; the sweep takes the rest.
+
+    Nothing here may hold up the call record: bad audio, an unreadable spool (NFS away, a name
+    too long for the filesystem from a hostile caller id) or a full store is noted on the record
+    and left to the sweep, each file in its own savepoint."""
     server = server_config(settings, row.server)
     if server is None or not server.spool_dir:
         return
     policy = spool_policy(settings)
     now = time.time()
     errors: list[dict[str, str]] = []
-    for pbx_path in rec.get("recordings") or ([rec["recording"]] if rec.get("recording") else []):
-        path = local_path(server, pbx_path)
-        if path is None or not path.is_file() or not _ready(path, policy.quiet_s, now):
-            continue
+
+    def attempt(name: str, work: Callable[[], object]) -> None:
         try:
             with session.begin_nested():
-                import_call_monitor(session, settings, path, row)
+                work()
         except AudioError as e:
-            errors.append({"file": path.name, "code": e.code, "message": e.message})
+            errors.append({"file": name[:120], "code": e.code, "message": e.message})
+        except (OSError, StoreError) as e:
+            errors.append({"file": name[:120], "code": "unreadable", "message": str(e)[:200]})
+
+    for pbx_path in rec.get("recordings") or ([rec["recording"]] if rec.get("recording") else []):
+        path = local_path(server, pbx_path)
+        if path is None:
+            continue
+
+        def monitor(path: Path = path) -> None:
+            if path.is_file() and _ready(path, policy.quiet_s, now):
+                import_call_monitor(session, settings, path, row)
+
+        attempt(path.name, monitor)
     if row.disposition == "voicemail":
-        found = find_voicemail(server, CallView.of_row(row), policy)
-        if found is not None:
-            try:
-                with session.begin_nested():
-                    import_call_voicemail(session, settings, found[0], row)
-            except AudioError as e:
-                errors.append({"file": found[0].name, "code": e.code, "message": e.message})
+
+        def voicemail() -> None:
+            found = find_voicemail(server, CallView.of_row(row), policy)
+            if found is not None:
+                import_call_voicemail(session, settings, found[0], row)
+
+        attempt("voicemail", voicemail)
     if errors:
         extra = dict(row.extra or {})
         extra["audio_errors"] = errors[:10]

@@ -38,6 +38,7 @@ from recordings import (
     AudioError,
     PbxFile,
     Recording,
+    StoreError,
     import_monitor,
     import_voicemail,
     imported_sources,
@@ -67,6 +68,13 @@ class SweepReport:
             "purged": self.purged,
             "errors": len(self.errors),
         }
+
+
+def _mtime(p: Path, default: float) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return default
 
 
 class Sweeper:
@@ -103,7 +111,7 @@ class Sweeper:
         files = [
             p
             for p in spool_files(root, pattern, lookback, now - self.policy.quiet_s)
-            if self._key(p) not in self._bad
+            if (key := self._key(p)) is not None and key not in self._bad
         ]
         if not files:
             return []
@@ -112,8 +120,11 @@ class Sweeper:
         return [p for p in files if str(p.resolve()) not in done]
 
     @staticmethod
-    def _key(p: Path) -> tuple[str, int, float]:
-        st = p.stat()
+    def _key(p: Path) -> tuple[str, int, float] | None:
+        try:
+            st = p.stat()
+        except OSError:  # gone since it was listed (the PBX moved or deleted it)
+            return None
         return (str(p), st.st_size, st.st_mtime)
 
     def _calls_since(self, s: Session, since: float) -> list[CallRecord]:
@@ -136,6 +147,10 @@ class Sweeper:
             report.errors.append(f"{path.name}: {e.code}")
             log.warning("recording %s rejected: %s (%s)", path.name, e.code, e.message)
             return
+        except (OSError, StoreError) as e:  # may pass (NFS, disk space): tried again next sweep
+            report.errors.append(f"{path.name[:120]}: unreadable")
+            log.warning("recording %s not imported yet: %s", path.name, e)
+            return
         if orphan:
             report.orphans += 1
         else:
@@ -145,7 +160,7 @@ class Sweeper:
         files = self._candidates(engine, "monitor", "*.[wW][aA][vV]", now)
         if not files:
             return
-        oldest = min(p.stat().st_mtime for p in files)
+        oldest = min(_mtime(p, now) for p in files)
         with session_scope(engine, read_only=True) as s:
             calls = self._calls_since(s, oldest - 86400)
         by_name: dict[str, str] = {}
@@ -184,7 +199,7 @@ class Sweeper:
                 row = s.exec(select(CallRecord).where(CallRecord.call_id == call_id)).one()
                 claimed(s, settings, path, row)
 
-        elif now - path.stat().st_mtime >= self.policy.orphan_after_s:
+        elif now - _mtime(path, now) >= self.policy.orphan_after_s:
 
             def work(s: Session) -> None:
                 res = alone(s, settings, path)
@@ -215,7 +230,7 @@ class Sweeper:
         if not pairs:
             return
         window = self.policy.match_window_s
-        oldest = min(p.stat().st_mtime for p, _ in pairs)
+        oldest = min(_mtime(p, now) for p, _ in pairs)
         with session_scope(engine, read_only=True) as s:
             calls = [
                 CallView.of_row(c)

@@ -2,7 +2,7 @@
 
 Front door (other packages use these names):
     import_monitor, import_voicemail, import_file, scan_spool, purge_expired, absolute_path,
-        imported_sources (recordings.store)
+        imported_sources, StoreError (recordings.store)
     parse_voicemail_txt, parse_monitor_name, PbxFile (recordings.asterisk): what the PBX says
     probe, decode, iter_pcm16, AudioError, AudioInfo (recordings.audio)
     Recording, RecordingKind, PlaybackLog (recordings.models)
@@ -22,6 +22,7 @@ _EXPORTS = {
     "import_voicemail": "recordings.store",
     "scan_spool": "recordings.store",
     "imported_sources": "recordings.store",
+    "StoreError": "recordings.store",
     "parse_voicemail_txt": "recordings.asterisk",
     "parse_monitor_name": "recordings.asterisk",
     "PbxFile": "recordings.asterisk",

@@ -353,3 +353,36 @@ def test_sweep_command(settings, engine, tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "pbx1" in bad.stderr
+
+
+def test_an_unreadable_recording_never_holds_up_the_call_record(settings, engine, tmp_path):
+    """A hostile caller id can make MIXMONITOR_FILENAME too long for the filesystem (the dialplan
+    keeps its digits): the call is still stored and ticketed, the problem noted on it."""
+    from callcenter.ami.calls import persist_call
+
+    spool = spool_copy(tmp_path, voicemail=False)
+    st = with_spool(settings, spool, asr=False)
+    now = time.time()
+    rec = {
+        "call_id": "1795570000.1",
+        "caller": "13800138000",
+        "started": now - 60,
+        "answered": now - 50,
+        "ended": now,
+        "ivr_choices": ["1"],
+        "queue": "dxe-enterprise",
+        "disposition": "answered",
+        "recording": "/var/spool/asterisk/monitor/dxe-" + "1" * 300 + ".wav",
+        "recordings": ["/var/spool/asterisk/monitor/dxe-" + "1" * 300 + ".wav"],
+    }
+    assert persist_call(engine, st, rec, "pbx1") == "stored"
+    call = one(engine, CallRecord)
+    assert call.ticket_id is not None
+    (err,) = call.extra["audio_errors"]
+    assert err["code"] == "unreadable" and len(err["file"]) <= 120
+    assert all_rows(engine, Recording) == []
+    # a spool that is not a folder at all: the sweep finds nothing and says nothing is wrong
+    not_a_dir = tmp_path / "plain-file"
+    not_a_dir.write_text("x")
+    rep = Sweeper(with_spool(settings, not_a_dir, asr=False), AsteriskServer(spool_dir=not_a_dir))
+    assert rep.run_once(engine).errors == []
