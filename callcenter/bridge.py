@@ -29,6 +29,24 @@ from config.settings import AsteriskServer, Settings
 log = logging.getLogger(__name__)
 
 RESYNC_ACTIONS = ("CoreShowChannels", "QueueStatus", "Status")
+POISON_TRIES = 3  # a record refused this often for a non-transient reason is set aside
+
+
+def transient(e: BaseException) -> bool:
+    """Worth retrying the same record later: the database or the disk was away or busy. Anything
+    else (a value the schema refuses, a bug) would fail the same way forever."""
+    from sqlalchemy import exc
+
+    return isinstance(
+        e,
+        exc.OperationalError
+        | exc.InterfaceError
+        | exc.TimeoutError
+        | exc.IntegrityError
+        | exc.DisconnectionError
+        | OSError
+        | ConnectionError,
+    ) or bool(getattr(e, "connection_invalidated", False))
 
 
 class PbxBridge:
@@ -72,6 +90,8 @@ class PbxBridge:
         self.resync_interval = resync_interval
         self.reconciled: list[dict[str, int]] = []
         self.stored = 0
+        self.buried = 0  # records the DB refused for good (dead-letter file)
+        self._refused: dict[str, int] = {}
         self.store_failures = 0
         self.last_store_error = ""
         self._dirty = asyncio.Event()
@@ -219,14 +239,33 @@ class PbxBridge:
                     await asyncio.to_thread(
                         persist_call, self.engine, self.settings, rec, self.server.name
                     )
-                except Exception as e:  # DB down, lock timeout …: keep it journaled, retry later
+                except Exception as e:
                     self.store_failures += 1
                     self.last_store_error = f"{type(e).__name__}: {e}"[:300]
-                    log.warning(
-                        "call %s not stored yet (%s); will retry", call_id, type(e).__name__
+                    if transient(e):  # DB down, lock timeout …: keep it journaled, retry later
+                        log.warning(
+                            "call %s not stored yet (%s); will retry", call_id, type(e).__name__
+                        )
+                        break
+                    tries = self._refused[call_id] = self._refused.get(call_id, 0) + 1
+                    if tries < POISON_TRIES:
+                        log.warning(
+                            "call %s refused (%s); try %d", call_id, type(e).__name__, tries
+                        )
+                        continue
+                    log.error(
+                        "call %s refused %d times (%s); moved to %s",
+                        call_id,
+                        tries,
+                        type(e).__name__,
+                        self.journal.dead_path,
                     )
-                    break
+                    self.journal.bury(call_id, rec, self.last_store_error)
+                    self._refused.pop(call_id, None)
+                    self.buried += 1
+                    continue
                 self.journal.done([call_id])
+                self._refused.pop(call_id, None)
                 self.stored += 1
             self._update_idle()
 

@@ -88,6 +88,20 @@ class Journal:
         self._pending_count = max(0, self._pending_count - len(keys))
         self._maybe_compact()
 
+    @property
+    def dead_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".dead.jsonl")
+
+    def bury(self, key: str, data: dict[str, Any], error: str) -> None:
+        """A record the database refuses for good goes to the dead-letter file (kept for a person
+        to look at and replay), so it stops blocking the records behind it."""
+        line = json.dumps({"id": key, "error": error, "data": data}, ensure_ascii=False) + "\n"
+        with self._lock, self.dead_path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.done([key])
+
     def pending(self, limit: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         items = list(self._scan().items())
         self._pending_count = len(items)

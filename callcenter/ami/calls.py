@@ -15,8 +15,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from callcenter import call_audio
 from callcenter.models import CallRecord
@@ -39,6 +40,22 @@ def _dt(ts: float | None) -> datetime | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+
+
+def _clip(v: Any, n: int) -> Any:
+    return v[:n] if isinstance(v, str) else v
+
+
+def fit_columns(model: type[SQLModel], **values: Any) -> Any:
+    """The row with every string cut to its column's length: what the PBX sends (caller names,
+    queue names, file names) is not ours to refuse, and one over-long value must not make a call
+    record unstorable (its journal entry would be retried forever)."""
+    cols = model.__table__.c  # type: ignore[attr-defined]
+    for k, v in values.items():
+        length = getattr(cols[k].type, "length", None) if k in cols else None
+        if length and isinstance(v, str) and len(v) > length:
+            values[k] = v[:length]
+    return model(**values)
 
 
 def caller_phone(raw: str) -> str | None:
@@ -99,30 +116,35 @@ def ticket_for_call(
         t = session.exec(select(Ticket).where(Ticket.number == number)).first()
         if t is not None:
             return t.id, t.number, None
-        error = f"坐席填写的工单号不存在：{number}"
+        error = f"坐席填写的工单号不存在：{number[:40]}"
     from ticketing import TicketIn, submit
 
     channel = "voicemail" if rec["disposition"] == "voicemail" else "hotline"
-    data = TicketIn(
-        channel=channel,
-        content=ticket_content(rec),
-        category=rec.get("category") or None,
-        submitter_phone=phone,
-        submitter_name=(rec.get("caller_name") or None),
-        channel_data={
-            "call_id": rec["call_id"],
-            "ivr_path": rec.get("ivr_path") or "",
-            "queue": rec.get("queue") or "",
-            "recording": rec.get("recording") or "",
-            "disposition": rec["disposition"],
-        },
-        send_notice=rec["disposition"] != "abandoned",
-    )
+    try:
+        data = TicketIn(
+            channel=channel,
+            content=ticket_content(rec)[:2000],
+            category=rec.get("category") or None,
+            submitter_phone=phone,
+            submitter_name=_clip(rec.get("caller_name"), 100) or None,
+            channel_data={
+                "call_id": rec["call_id"],
+                "ivr_path": _clip(rec.get("ivr_path"), 200) or "",
+                "queue": _clip(rec.get("queue"), 64) or "",
+                "recording": _clip(rec.get("recording"), 500) or "",
+                "disposition": rec["disposition"],
+            },
+            send_notice=rec["disposition"] != "abandoned",
+        )
+    except ValidationError as e:  # what the PBX sent cannot make a ticket; the call is kept
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return None, None, f"建单失败：来电数据不合规（{where}: {first.get('msg', '')}）"[:500]
     try:
         with session.begin_nested():
             ticket = submit(session, data, settings=settings, actor=ACTOR)
     except TicketingError as e:  # not transient: keep the call record, say why
-        return None, None, (f"{error}；" if error else "") + f"建单失败：{e.message}"
+        return None, None, ((f"{error}；" if error else "") + f"建单失败：{e.message}")[:500]
     return ticket.id, ticket.number, error
 
 
@@ -144,7 +166,8 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
             ticket_id, number, error = ticket_for_call(s, settings, rec, phone)
         else:
             ticket_id, number, error = None, None, "未进入语音导航或人工服务，未建单"
-        row = CallRecord(
+        row = fit_columns(
+            CallRecord,
             call_id=rec["call_id"],
             server=server,
             caller_phone=phone or (rec.get("caller") or None),
