@@ -3,6 +3,8 @@
 One scheduler per deployment (a child of `callcenter run` / `up`); the jobs themselves run on any
 worker. What runs, and how often:
     ticketing.run_warning_scan     every warnings.scan_interval_s (sla.yaml): §13 levels kept current
+    ticketing.requeue_lost_work    every 5 min: hand-offs queued but never attempted (Redis lost
+                                   them) are queued again
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
 """
@@ -14,13 +16,14 @@ from config.queues import queue_name
 from config.settings import Settings
 
 log = get_logger("callcenter.scheduler")
+LOST_WORK_INTERVAL = 300
 
 
 def build_scheduler(settings: Settings, conn):
     """The CronScheduler with every periodic job registered (not started)."""
     from rq.cron import CronScheduler
 
-    from ticketing import run_warning_scan, warning_scan_interval
+    from ticketing import requeue_lost_work, run_warning_scan, warning_scan_interval
 
     cron = CronScheduler(connection=conn, name=f"{settings.redis_namespace}-scheduler")
     cron.register(
@@ -32,6 +35,16 @@ def build_scheduler(settings: Settings, conn):
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         name="warnings",
+    )
+    cron.register(
+        requeue_lost_work,
+        queue_name(settings, "default"),
+        args=(settings.job_snapshot(),),
+        interval=LOST_WORK_INTERVAL,
+        job_timeout=300,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        name="lost-work",
     )
     return cron
 

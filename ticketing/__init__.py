@@ -61,7 +61,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ticketing.uscc": ("validate_uscc",),
     "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
     "ticketing.warning_scan": ("scan_warnings", "warning_scan_interval"),
-    "ticketing.jobs": ("run_warning_scan",),
+    "ticketing.jobs": ("run_warning_scan", "requeue_lost_work"),
     "ticketing.classifier": ("get_classifier", "Prediction"),
     "ticketing.events": ("record_event", "history"),
     "ticketing.hours": (

@@ -28,6 +28,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -222,20 +223,26 @@ def enqueue(settings: Settings, suborder_id: int, *, conn: redis.Redis | None = 
     )
 
 
-def requeue_pending(settings: Settings, engine: Engine, *, limit: int = 500) -> int:
+def requeue_pending(
+    settings: Settings,
+    engine: Engine,
+    *,
+    limit: int = 500,
+    older_than: timedelta | None = None,
+) -> int:
     """Re-enqueue sub-orders left "queued" with no attempt yet (Redis was down at commit).
-    Run at start-up or from a scheduler; a duplicate delivery is harmless (receivers key on
-    suborder_id, and our callbacks are idempotent)."""
+    At start-up every such row; from the scheduler only rows dispatched `older_than` ago, since a
+    younger one may simply be waiting in the queue. A duplicate delivery is harmless anyway
+    (receivers key on suborder_id, and our callbacks are idempotent)."""
+    q = (
+        select(SubOrder.id)
+        .where(SubOrder.handoff_status == "queued")
+        .where(~SubOrder.id.in_(select(HandoffAttempt.suborder_id)))
+    )
+    if older_than is not None:
+        q = q.where(SubOrder.dispatched_at <= utcnow() - older_than)
     with session_scope(engine, read_only=True) as s:
-        ids = list(
-            s.exec(
-                select(SubOrder.id)
-                .where(SubOrder.handoff_status == "queued")
-                .where(~SubOrder.id.in_(select(HandoffAttempt.suborder_id)))
-                .order_by(SubOrder.id)
-                .limit(limit)
-            )
-        )
+        ids = list(s.exec(q.order_by(SubOrder.id).limit(limit)))
     for sid in ids:
         enqueue(settings, sid)
     return len(ids)

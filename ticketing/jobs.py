@@ -54,3 +54,23 @@ def run_warning_scan(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
             return scan(s, settings).as_dict()
     finally:
         engine.dispose()
+
+
+# A job enqueued a moment ago may still be waiting in the queue; after this long without any
+# attempt it was lost (Redis down at commit, or restarted without its data).
+LOST_AFTER_MINUTES = 10
+
+
+def requeue_lost_work(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scheduler's safety net: hand-offs queued but never attempted are queued again."""
+    from datetime import timedelta
+
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        n = handoff.requeue_pending(
+            settings, engine, older_than=timedelta(minutes=LOST_AFTER_MINUTES)
+        )
+    finally:
+        engine.dispose()
+    return {"handoffs": n}
