@@ -6,6 +6,7 @@ Front door (other packages use these names):
     flush_outbox(engine, settings), outbox_loop(...)  push work kept while Redis was down
     transcribe_file(lm, path), get_model(settings)    direct use (CLI, bench)
     normalise(text)                                    Mandarin post-processing
+    Transcript                                         the stored text of a recording
     AsrWorker, preload(settings)                       the RQ worker that keeps models loaded
     cli_app, transcribe_command                        the `callcenter asr` / `transcribe` commands
 Imports config, recordings and ticketing only (layering). Heavy modules load lazily.
@@ -18,6 +19,7 @@ from typing import Any
 
 _EXPORTS = {
     "request_transcription": "asr.jobs",
+    "Transcript": "asr.models",
     "link_recording": "asr.jobs",
     "flush_outbox": "asr.jobs",
     "outbox_loop": "asr.jobs",

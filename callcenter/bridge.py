@@ -394,8 +394,13 @@ async def run_simulation(
             speed=speed,
             gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
         ).start()
+        configured = next((a for a in settings.asterisk if a.name == "simulated-pbx"), None)
         cfg = AsteriskServer(
-            name="simulated-pbx", host="127.0.0.1", port=server.port, secret="simulation"
+            name="simulated-pbx",
+            host="127.0.0.1",
+            port=server.port,
+            secret="simulation",
+            spool_dir=configured.spool_dir if configured else None,  # the demo's copy of pbx-side/
         )
         bridge = PbxBridge(
             settings, cfg, redis=redis, engine=engine, backoff_base=0.05, backoff_max=1.0

@@ -33,7 +33,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from config.logging import mask_phones
-from config.settings import Settings
+from config.settings import AsteriskServer, Settings
 
 BANNER_ZH = "【模拟演示】未连接真实电话交换机：来电为录制的 Asterisk 流量回放，工单为演示数据。"
 BANNER_EN = (
@@ -125,8 +125,30 @@ def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
             "database_url": f"sqlite:///{data_dir / 'callcenter.db'}",
             "redis_url": redis_url,
             "redis_namespace": f"{base.redis_namespace}-demo",
+            "asterisk": [AsteriskServer(name=SIMULATED_SERVER, spool_dir=data_dir / "pbx-spool")],
         }
     )
+
+
+def demo_spool(fixtures: Path, spool: Path, now: float) -> None:
+    """The files Asterisk wrote for the captured calls (pbx-side/), laid out as a PBX spool, so
+    the simulated calls pick up their recording and voicemail like real ones. The voicemail's
+    origtime is set to now: the replayed call happens now, and the message is matched to its
+    call by channel and time."""
+    import shutil
+
+    src = fixtures / "pbx-side"
+    if not src.is_dir():
+        return
+    (spool / "monitor").mkdir(parents=True, exist_ok=True)
+    for wav in (src / "monitor").glob("*.wav"):
+        shutil.copyfile(wav, spool / "monitor" / wav.name)
+    box = spool / "voicemail" / "dianxiaoer" / "12345" / "INBOX"
+    box.mkdir(parents=True, exist_ok=True)
+    for txt in (src / "voicemail").glob("msg*.txt"):
+        body = re.sub(r"(?m)^origtime=\d+", f"origtime={int(now)}", txt.read_text("utf-8"))
+        shutil.copyfile(txt.with_suffix(".wav"), box / txt.with_suffix(".wav").name)
+        (box / txt.name).write_text(body, encoding="utf-8")
 
 
 # ----- display ----------------------------------------------------------------------------------
@@ -207,6 +229,26 @@ def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
             return rows
     finally:
         engine.dispose()
+
+
+def recordings_line(settings: Settings) -> str:
+    """How many recordings the simulated calls left in the store, and how many have text."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from asr import Transcript
+    from config.database import make_engine, session_scope
+    from recordings import Recording
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(engine, read_only=True) as s:
+            recs = s.exec(select(func.count()).select_from(Recording)).one()
+            texts = s.exec(select(func.count()).select_from(Transcript)).one()
+    finally:
+        engine.dispose()
+    hint = "" if settings.asr_model_path else " (set CALLCENTER_ASR_MODEL_PATH for transcripts)"
+    return f"{recs} recording(s) on tickets, {texts} transcribed{hint}"
 
 
 def tickets_table(rows: list[dict[str, Any]]) -> Table:
@@ -420,6 +462,8 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
 
         embedded, redis_url = start_embedded(data_dir)
     settings = demo_settings(base, data_dir, redis_url)
+    if not opts.web:  # no worker runs to transcribe: the bridge files voicemail tickets itself
+        settings = settings.model_copy(update={"asr_model_path": None})
     if "CALLCENTER_LOG_LEVEL" not in os.environ:  # the tables are the demo's output, not logs
         settings = settings.model_copy(update={"log_level": "WARNING"})
     configure_logging(settings)
@@ -431,6 +475,7 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
     try:
         prepare_database(settings)
         ensure_first_admin(settings, echo=console.print)
+        demo_spool(fixtures, settings.asterisk[0].spool_dir, time.time())
         if opts.web:
             env = os.environ.copy()
             env.update(
@@ -488,6 +533,7 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
             f"{sum(1 for r in rows if r['callback'] != '-')} callback task(s) in the demo database. "
             "(A capture replayed again is the same call: stored once.)"
         )
+        console.print(f"{SIM_TAG} {recordings_line(settings)}")
     finally:
         worst = stop_children(children)
         code = code or worst

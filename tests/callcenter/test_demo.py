@@ -17,6 +17,7 @@ from callcenter.live import load_snapshot
 from callcenter.models import CallRecord
 from config.database import make_engine, session_scope
 from config.settings import Settings
+from recordings.models import Recording
 from ticketing.models import CallbackTask, Ticket
 
 
@@ -40,6 +41,7 @@ def test_demo_answered_and_abandoned(tmp_path, redis_server_url, redis_namespace
     assert r.returncode == 0, (out + r.stderr)[-4000:]
     # labelled, in both languages, at the start and on every line it prints about calls
     assert "SIMULATION" in out and "模拟演示" in out
+    assert "1 recording(s) on tickets" in out
     assert out.index("SIMULATION") < out.index("replaying scenario-answered")
     assert "[模拟 SIMULATION] 回放 replaying scenario-abandoned" in out
     # the FastAGI IVR answered a simulated caller pressing the captured keys (1, then 3)
@@ -62,6 +64,11 @@ def test_demo_answered_and_abandoned(tmp_path, redis_server_url, redis_namespace
             assert task.reason == "abandoned" and task.call_id == "1795569356.7"
             assert task.phone == abandoned.caller_phone and task.ticket_id == abandoned.ticket_id
             assert task.status == "open"
+            # the answered call's MixMonitor file from the PBX side is on its ticket
+            (rec,) = s.exec(select(Recording)).all()
+            answered = calls["1795569321.0"]
+            assert rec.kind == "call" and rec.call_id == answered.call_id
+            assert rec.ticket_id == answered.ticket_id
             # no caller's full number on the console (masked like +86138****8000)
             for c in calls.values():
                 assert c.caller_phone.startswith("+86")
