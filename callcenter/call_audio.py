@@ -203,6 +203,9 @@ def _after_import(
     if rec.call_id != row.call_id and rec.ticket_id is None:
         rec.call_id = row.call_id
         session.add(rec)
+    if rec.agent is None and rec.kind == "call" and (agent := _agent_username(session, row)):
+        rec.agent = agent  # stored earlier as an orphan: the call now says who took it
+        session.add(rec)
     if row.ticket_id is not None and rec.ticket_id is None:
         link_recording(session, settings, rec.id, row.ticket_id)  # type: ignore[arg-type]
     elif row.ticket_id is None and rec.ticket_id is not None:

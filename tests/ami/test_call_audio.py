@@ -47,7 +47,7 @@ def spool_copy(tmp_path: Path, *, voicemail: bool = True, monitor: bool = True) 
     (spool / "monitor").mkdir(parents=True)
     (spool / "voicemail").mkdir()
     if monitor:
-        shutil.copy2(PBX / "monitor" / MONITOR, spool / "monitor" / MONITOR)
+        shutil.copyfile(PBX / "monitor" / MONITOR, spool / "monitor" / MONITOR)  # written now
     if voicemail:
         write_voicemail(spool)
     return spool
@@ -162,10 +162,13 @@ async def test_voicemail_becomes_one_ticket_with_its_transcript(settings, engine
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("stored_before", [False, True], ids=["at-call-end", "orphan-first"])
 async def test_answered_call_recording_is_transcribed_onto_its_ticket(
-    settings, engine, aredis, tmp_path
+    settings, engine, aredis, tmp_path, stored_before
 ):
     spool = spool_copy(tmp_path, voicemail=False)
+    if stored_before:  # an old file: the bridge's first sweep stores it alone; the call claims it
+        age(spool / "monitor" / MONITOR, spool_policy(settings).orphan_after_s + 60)
     st = with_spool(settings, spool, asr=True)
     with Session(engine) as s:  # the agent who took the call, known to the console by login
         s.add(User(username="zhangmin", display_name="张敏", password_hash="x", role=Role.agent))
