@@ -8,6 +8,22 @@ from sqlmodel import Session, select
 
 from ticketing.models import TicketEvent, utcnow
 
+_INSERT = TicketEvent.__table__.insert()  # type: ignore[attr-defined]
+
+
+def entry(
+    ticket_id: int, actor: str, action: str, *, suborder_id: int | None = None, **detail: Any
+) -> dict[str, Any]:
+    """One event row, for `record_all`."""
+    return {
+        "ticket_id": ticket_id,
+        "suborder_id": suborder_id,
+        "actor": actor,
+        "action": action,
+        "detail": _jsonable(detail),
+        "at": utcnow(),
+    }
+
 
 def record(
     session: Session,
@@ -17,17 +33,22 @@ def record(
     *,
     suborder_id: int | None = None,
     **detail: Any,
-) -> TicketEvent:
-    ev = TicketEvent(
-        ticket_id=ticket_id,
-        suborder_id=suborder_id,
-        actor=actor,
-        action=action,
-        detail=_jsonable(detail),
-        at=utcnow(),
+) -> None:
+    """Append one event now, in the session's transaction (visible to its later queries).
+
+    A plain INSERT on the session's connection rather than an ORM object: events are never
+    changed after they are written, and building + flushing a model per event cost about as much
+    as the rest of an intake. The rows it names (ticket, sub-order) must already be flushed.
+    """
+    session.connection().execute(
+        _INSERT, entry(ticket_id, actor, action, suborder_id=suborder_id, **detail)
     )
-    session.add(ev)
-    return ev
+
+
+def record_all(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Append several `entry` rows with one executemany, in order."""
+    if rows:
+        session.connection().execute(_INSERT, rows)
 
 
 def history(session: Session, ticket_id: int) -> list[TicketEvent]:

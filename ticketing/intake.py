@@ -2,8 +2,11 @@
 
 `submit` first validates and normalises the whole matter (phone → E.164, USCC check digits,
 channel rules, departments, classification) without writing, so bad input raises InvalidInput
-and leaves no row behind. Then, in the caller's transaction: Caller/Enterprise upsert, number,
-deadline, the ticket, its "created" event, dispatch, and the acceptance notice + SMS.
+and leaves no row behind; the classifier runs before the first statement, so no transaction (on
+SQLite, no writer lock) is held while it computes. Then, in the caller's transaction:
+Caller/Enterprise upsert, deadline, the ticket, dispatch, number, events, and the acceptance
+notice + SMS. The usual path (automatic dispatch) is plain Core INSERTs (see
+_insert_auto_dispatched, held equal to dispatch.auto_dispatch by tests/ticketing/test_perf_intake.py).
 
 Channel rules live in CHANNEL_RULES (one table). channel_data may carry further keys (ivr_path,
 recording, transcript, …); they are stored as given within the size limits. A hotline or
@@ -20,13 +23,18 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, case, func, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import class_mapper, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from config.settings import Settings
@@ -37,6 +45,8 @@ from ticketing.models import (
     Channel,
     Department,
     Enterprise,
+    SubOrder,
+    SubOrderStatus,
     Ticket,
     TicketStatus,
     utcnow,
@@ -124,18 +134,16 @@ def submit(
     channel_data = _check_channel_data(rule, data.channel_data)
     if enterprise_name and not uscc:
         channel_data.setdefault("enterprise_name", enterprise_name)
-    departments = _check_departments(session, data.departments)
-
-    if rule.dedupe_key:
-        existing = _find_by_call_id(session, str(channel_data[rule.dedupe_key]))
-        if existing is not None:
-            return existing
+    wanted = _department_codes(data.departments)
 
     # The classifier fills a missing category/urgency (explicit values win) and suggests the
-    # department auto-dispatch uses; it is skipped only when the departments are given.
+    # department auto-dispatch uses; it is skipped only when the departments are given. It needs
+    # no database, so it runs before the first statement: the transaction (on SQLite the one
+    # writer lock) is not held while it computes. Its verdict is discarded if the call_id turns
+    # out to have a ticket already.
     prediction = None
     category, urgency = data.category, data.urgency
-    if category is None or urgency is None or not departments:
+    if category is None or urgency is None or not wanted:
         prediction = _classify(
             title, content, channel_data, required=category is None or urgency is None
         )
@@ -144,54 +152,114 @@ def submit(
             urgency = urgency or prediction.urgency
     category, urgency = str(category), str(urgency)
 
+    # ---- the database from here on ----
+    departments = _check_departments(session, wanted)
+    if rule.dedupe_key:
+        existing = _find_by_call_id(session, str(channel_data[rule.dedupe_key]))
+        if existing is not None:
+            return existing
+
     # ---- everything below writes; all validation is done ----
     now = utcnow()
     deadline, basis = deadline_for(settings, category, urgency, now)
-    caller_id = _upsert_caller(session, phone, submitter_name) if phone else None
-    enterprise_id = _upsert_enterprise(session, uscc, enterprise_name) if uscc else None
-    ticket = Ticket(
-        number=next_number(session, settings, now),
-        channel=str(data.channel),
-        title=title,
-        content=content,
-        category=category,
-        urgency=urgency,
-        status=TicketStatus.pending_dispatch,
-        suggested_department=getattr(prediction, "department", None),
-        classifier_confidence=getattr(prediction, "confidence", None),
-        enterprise_id=enterprise_id,
-        caller_id=caller_id,
-        submitter_name=submitter_name,
-        submitter_phone=phone,
-        channel_data=channel_data,
-        sla_basis=basis,
-        deadline_at=deadline,
-        created_by=actor,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(ticket)
-    session.flush()
-    events.record(
-        session,
-        ticket.id,
-        actor,
-        "created",
-        channel=ticket.channel,
-        number=ticket.number,
-        category=category,
-        urgency=urgency,
-        classified=prediction is not None,
-        confidence=ticket.classifier_confidence,
-        suggested_department=ticket.suggested_department,
-        deadline=deadline,
-    )
-    _dispatch(session, settings, ticket, prediction, departments, actor)
+    conn = session.connection()
+    dialect = conn.dialect.name
+    caller_id = _upsert_caller(conn, dialect, phone, submitter_name) if phone else None
+    enterprise_id = _upsert_enterprise(conn, dialect, uscc, enterprise_name) if uscc else None
+    values: dict[str, Any] = {
+        **_TICKET_DEFAULTS,
+        "number": _provisional_number(),
+        "channel": str(data.channel),
+        "title": title,
+        "content": content,
+        "category": category,
+        "urgency": urgency,
+        "status": TicketStatus.pending_dispatch.value,
+        "suggested_department": getattr(prediction, "department", None),
+        "classifier_confidence": getattr(prediction, "confidence", None),
+        "enterprise_id": enterprise_id,
+        "caller_id": caller_id,
+        "submitter_name": submitter_name,
+        "submitter_phone": phone,
+        "channel_data": channel_data,
+        "sla_basis": basis,
+        "deadline_at": deadline,
+        "created_by": actor,
+        "created_at": now,
+        "updated_at": now,
+    }
+    created = {
+        "channel": values["channel"],
+        "number": None,  # issued below
+        "category": category,
+        "urgency": urgency,
+        "classified": prediction is not None,
+        "confidence": values["classifier_confidence"],
+        "suggested_department": values["suggested_department"],
+        "deadline": deadline,
+    }
+    dispatching = _dispatch_module()
+    if departments or dispatching is None:
+        # Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch.
+        values["number"] = created["number"] = next_number(session, settings, now)
+        values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
+        ticket = _persistent(session, Ticket, values)
+        events.record(session, ticket.id, actor, "created", **created)
+        if dispatching is None:
+            if departments:
+                raise RuntimeError("ticketing.dispatch is not installed; cannot dispatch")
+            ticket.dispatch_mode = "manual"  # waits for a dispatcher
+        else:
+            dispatching.dispatch(session, settings, ticket, departments, actor=actor)
+    else:
+        ticket = _insert_auto_dispatched(
+            session, conn, settings, dispatching, values, created, prediction, actor, now
+        )
     if data.send_notice:
         from ticketing.notices import create_acceptance_notice
 
         create_acceptance_notice(session, settings, ticket)
     return ticket
+
+
+_M = TypeVar("_M", Ticket, SubOrder)
+_TICKET_TABLE = Ticket.__table__  # type: ignore[attr-defined]
+_TICKET_INSERT = _TICKET_TABLE.insert().returning(_TICKET_TABLE.c.id)
+_SET_NUMBER = (
+    _TICKET_TABLE.update()
+    .where(_TICKET_TABLE.c.id == bindparam("ticket_id"))
+    .values(number=bindparam("new_number"))
+)
+# Columns intake never sets, at their model defaults (every column is given, so the attached
+# instance below has nothing left to load).
+_TICKET_DEFAULTS: dict[str, Any] = {
+    "warning": "none",
+    "dispatch_mode": None,
+    "round": 1,
+    "reopen_count": 0,
+    "responsible_person": None,
+    "resolved_at": None,
+    "closed_at": None,
+}
+
+
+def _provisional_number() -> str:
+    """A unique placeholder (≤ 32 chars) until the real number is issued in the same transaction;
+    no other transaction ever sees it."""
+    return "~" + uuid.uuid4().hex[:31]
+
+
+def _persistent(session: Session, model: type[_M], values: dict[str, Any]) -> _M:
+    """The ORM instance of a row this transaction just INSERTed with Core, attached as if loaded.
+
+    Cheaper than constructing + flushing the model (validation, unit of work) or re-selecting it;
+    later ORM changes to it (auto-dispatch) are flushed as UPDATEs as usual.
+    """
+    obj = class_mapper(model).class_manager.new_instance()  # class_mapper: configured
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 # ---- validation helpers (read-only) ----
@@ -284,10 +352,15 @@ def _check_channel_data(rule: ChannelRule, raw: dict[str, Any]) -> dict[str, Any
     return cd
 
 
-def _check_departments(session: Session, codes: list[str] | None) -> list[str]:
+def _department_codes(codes: list[str] | None) -> list[str]:
     if not codes:
         return []
-    wanted = list(dict.fromkeys(str(c).strip() for c in codes if str(c).strip()))
+    return list(dict.fromkeys(str(c).strip() for c in codes if str(c).strip()))
+
+
+def _check_departments(session: Session, wanted: list[str]) -> list[str]:
+    if not wanted:
+        return []
     found = set(
         session.exec(select(Department.code).where(Department.code.in_(wanted), Department.active))
     )
@@ -315,23 +388,29 @@ def _classify(title: str, content: str, channel_data: dict[str, Any], *, require
     return classifier.get_classifier().predict(f"{title}\n{content}"[:limit], keywords or None)
 
 
-def _find_by_call_id(session: Session, call_id: str) -> Ticket | None:
-    dialect = session.get_bind().dialect.name
+_CALL_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
+
+
+@lru_cache(maxsize=4)
+def _call_id_query(dialect: str):
     if dialect == "postgresql":
-        # serialise intakes of the same call (a retried job racing the original)
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"ticket-call:{call_id}"}
-        )
         expr = "(channel_data ->> 'call_id')"
-    else:  # SQLite: BEGIN IMMEDIATE already serialises writers
+    else:
         expr = "json_extract(channel_data, '$.call_id')"
     chans = ", ".join(f"'{c}'" for c in DEDUPE_CHANNELS)
-    row = session.execute(
-        text(
-            f"SELECT id FROM ticket WHERE {expr} = :cid AND channel IN ({chans}) ORDER BY id LIMIT 1"
-        ),
-        {"cid": call_id},
-    ).first()
+    return text(
+        f"SELECT id FROM ticket WHERE {expr} = :cid AND channel IN ({chans}) ORDER BY id LIMIT 1"
+    )
+
+
+def _find_by_call_id(session: Session, call_id: str) -> Ticket | None:
+    conn = session.connection()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # serialise intakes of the same call (a retried job racing the original)
+        conn.execute(_CALL_LOCK, {"k": f"ticket-call:{call_id}"})
+    # (SQLite: BEGIN IMMEDIATE already serialises writers)
+    row = conn.execute(_call_id_query(dialect), {"cid": call_id}).first()
     return session.get(Ticket, row[0]) if row else None
 
 
@@ -349,47 +428,189 @@ def _insert(dialect: str, model):
 @lru_cache(maxsize=4)
 def _caller_upsert(dialect: str):
     """Built once per dialect with bind parameters (rebuilding it per intake cost ~0.4 ms)."""
-    stmt = _insert(dialect, Caller).values(
+    table = Caller.__table__  # type: ignore[attr-defined]
+    stmt = _insert(dialect, table).values(
         phone=bindparam("phone"), name=bindparam("name"), created_at=bindparam("created_at")
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=["phone"],
-        set_={"name": func.coalesce(stmt.excluded.name, Caller.__table__.c.name)},
+        set_={"name": func.coalesce(stmt.excluded.name, table.c.name)},
     )
-    return stmt.returning(Caller.__table__.c.id)
+    return stmt.returning(table.c.id)
 
 
-def _upsert_caller(session: Session, phone: str, name: str | None) -> int:
+def _upsert_caller(conn: Connection, dialect: str, phone: str, name: str | None) -> int:
     """One statement: insert or (re)name, returning the id either way."""
-    stmt = _caller_upsert(session.get_bind().dialect.name)
     params = {"phone": phone, "name": name, "created_at": utcnow()}
-    return session.execute(stmt, params).scalar_one()
+    return conn.execute(_caller_upsert(dialect), params).scalar_one()
 
 
-def _upsert_enterprise(session: Session, uscc: str, name: str | None) -> int:
+def _upsert_enterprise(conn: Connection, dialect: str, uscc: str, name: str | None) -> int:
     """One statement: insert, or fill/update the name when one is given; returns the id."""
-    dialect = session.get_bind().dialect.name
-    stmt = _insert(dialect, Enterprise).values(uscc=uscc, name=name or "", created_at=utcnow())
-    current = Enterprise.__table__.c.name
+    table = Enterprise.__table__  # type: ignore[attr-defined]
+    stmt = _insert(dialect, table).values(uscc=uscc, name=name or "", created_at=utcnow())
     stmt = stmt.on_conflict_do_update(
         index_elements=["uscc"],
-        set_={"name": case((stmt.excluded.name != "", stmt.excluded.name), else_=current)},
+        set_={"name": case((stmt.excluded.name != "", stmt.excluded.name), else_=table.c.name)},
     )
-    return session.execute(stmt.returning(Enterprise.__table__.c.id)).scalar_one()
+    return conn.execute(stmt.returning(table.c.id)).scalar_one()
 
 
-def _dispatch(session, settings, ticket, prediction, departments, actor) -> None:
-    """Hand over to ticketing.dispatch (imported lazily: it imports intake's neighbours)."""
+def _dispatch_module():
+    """ticketing.dispatch, imported lazily (it imports intake's neighbours); None if absent."""
     try:
         from ticketing import dispatch as dispatching
     except ModuleNotFoundError as e:
         if e.name != "ticketing.dispatch":
             raise
-        if departments:
-            raise RuntimeError("ticketing.dispatch is not installed; cannot dispatch") from e
-        ticket.dispatch_mode = "manual"  # waits for a dispatcher
-        return
-    if departments:
-        dispatching.dispatch(session, settings, ticket, departments, actor=actor)
+        return None
+    return dispatching
+
+
+_SUBORDER_TABLE = SubOrder.__table__  # type: ignore[attr-defined]
+_SUBORDER_INSERT = _SUBORDER_TABLE.insert().returning(_SUBORDER_TABLE.c.id)
+_SUBORDER_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "accepted_at": None,
+    "replied_at": None,
+    "reply": None,
+    "return_reason": None,
+    "extension_until": None,
+    "extension_reason": None,
+    "handoff_status": None,
+    "external_ref": None,
+}
+
+
+def _insert_auto_dispatched(
+    session: Session,
+    conn: Connection,
+    settings: Settings,
+    dispatching: Any,
+    values: dict[str, Any],
+    created: dict[str, Any],
+    prediction: Any,
+    actor: str,
+    now: datetime,
+) -> Ticket:
+    """A new ticket with its automatic first dispatch, written as plain INSERTs.
+
+    The same outcome, rows and events as inserting the ticket pending and calling
+    `dispatch.auto_dispatch(..., created_here=True)` — the rule, threshold and department checks
+    are dispatch's own functions; tests/ticketing/test_perf_intake.py holds the two paths equal —
+    but the ticket is inserted already in its final state, each sub-order with one INSERT, and
+    the events with one executemany: no ORM unit of work, no UPDATE of the row just inserted.
+    """
+    confidence = dispatching._confidence(getattr(prediction, "confidence", None))
+    suggested = getattr(prediction, "department", None) or None
+    threshold = dispatching.classifier_threshold(settings)
+    rule = dispatching.match_rule(settings, f"{values['title'] or ''}\n{values['content'] or ''}")
+    codes: list[str] = []
+    basis: dict[str, Any] = {}
+    found: dict[str, Department] = {}
+    reason = None
+    if rule is not None:
+        found = dispatching._cached_departments(session, rule.departments)
+        bad = dispatching._unusable_in(found, rule.departments)
+        if not bad:
+            codes = dispatching._clean_codes(list(rule.departments))
+            basis = {"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)}
+        else:
+            reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
+    elif confidence >= threshold and suggested:
+        found = dispatching._cached_departments(session, [suggested])
+        bad = dispatching._unusable_in(found, [suggested])
+        if not bad:
+            codes = [suggested]
+            basis = {"basis": "classifier", "confidence": confidence, "threshold": threshold}
+        else:
+            reason = f"分类建议的部门 {suggested} 不存在或已停用"
+    elif not suggested:
+        reason = "分类器未给出建议部门"
     else:
-        dispatching.auto_dispatch(session, settings, ticket, prediction, actor, created_here=True)
+        reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
+
+    values["suggested_department"] = suggested
+    values["classifier_confidence"] = confidence
+    values["updated_at"] = utcnow()
+    if codes:
+        values["status"] = TicketStatus.dispatched.value
+        values["dispatch_mode"] = "auto"
+    else:
+        values["dispatch_mode"] = "manual"
+    values["id"] = ticket_id = conn.execute(_TICKET_INSERT, values).scalar_one()
+    ticket = _persistent(session, Ticket, values)
+    from ticketing import handoff
+
+    due = values["deadline_at"]
+    dispatched_at = utcnow()
+    subs: list[tuple[int, str, bool]] = []
+    for code in codes:
+        sub = {
+            **_SUBORDER_DEFAULTS,
+            "ticket_id": ticket_id,
+            "department_code": code,
+            "round": values["round"],
+            "status": SubOrderStatus.dispatched.value,
+            "deadline_at": due,
+            "dispatched_by": actor,
+            "dispatched_at": dispatched_at,
+        }
+        sub["id"] = conn.execute(_SUBORDER_INSERT, sub).scalar_one()
+        so = _persistent(session, SubOrder, sub)
+        subs.append((sub["id"], code, handoff.schedule(session, settings, ticket, so, found[code])))
+
+    # The number last: on PostgreSQL the counter row stays locked from here to COMMIT, so only
+    # this UPDATE and the events INSERT run while other intakes wait for it.
+    number = next_number(session, settings, now)
+    conn.execute(_SET_NUMBER, {"ticket_id": ticket_id, "new_number": number})
+    set_committed_value(ticket, "number", number)
+    values["number"] = created["number"] = number
+
+    rows = [events.entry(ticket_id, actor, "created", **created)]
+    if not codes:
+        rows.append(
+            events.entry(
+                ticket_id,
+                actor,
+                "manual_dispatch_required",
+                reason=reason,
+                confidence=confidence,
+                threshold=threshold,
+                suggested_department=suggested,
+                rule=rule.name if rule else None,
+            )
+        )
+    else:
+        rows.append(
+            events.entry(
+                ticket_id,
+                actor,
+                "dispatched",
+                **{
+                    "from": TicketStatus.pending_dispatch.value,
+                    "to": TicketStatus.dispatched.value,
+                },
+                mode="auto",
+                departments=codes,
+                round=values["round"],
+                **basis,
+            )
+        )
+        rows.extend(
+            events.entry(
+                ticket_id,
+                actor,
+                "suborder_dispatched",
+                suborder_id=sub_id,
+                department=code,
+                deadline=due,
+                mode="auto",
+                instructions=None,
+                handoff=queued,
+                beyond_ticket_deadline=False,
+            )
+            for sub_id, code, queued in subs
+        )
+    events.record_all(session, rows)
+    return ticket

@@ -5,6 +5,11 @@ One atomic statement does the work on both SQLite and PostgreSQL:
 PostgreSQL row-locks the counter row until the intake transaction ends; SQLite's writers are
 serialised by BEGIN IMMEDIATE (config.database). Because the bump lives in the caller's transaction,
 a rolled-back intake also rolls back its number, so committed numbers have no gaps.
+
+Since every intake of the day queues on that one row, intake takes its number as late as it can:
+the ticket and its sub-orders are inserted under a unique placeholder, then the number is bumped,
+written into the ticket and the events are inserted, and the transaction commits
+(ticketing.intake._insert_auto_dispatched). Gap policy unchanged: no gaps among committed numbers.
 """
 
 from __future__ import annotations
