@@ -3,7 +3,7 @@
 One scheduler per deployment (a child of `callcenter run` / `up`); the jobs themselves run on any
 worker. What runs, and how often:
     ticketing.run_warning_scan     every warnings.scan_interval_s (sla.yaml): §13 levels kept current
-    ticketing.requeue_lost_work    every 5 min: hand-offs queued but never attempted (Redis lost
+    ticketing.requeue_lost_work    every 5 min: hand-offs and SMS queued but never attempted (Redis lost
                                    them) are queued again
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.

@@ -62,15 +62,16 @@ LOST_AFTER_MINUTES = 10
 
 
 def requeue_lost_work(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The scheduler's safety net: hand-offs queued but never attempted are queued again."""
+    """The scheduler's safety net: hand-offs and SMS queued but never attempted are queued again."""
     from datetime import timedelta
 
+    from ticketing import notify
+
     settings = _settings(snapshot)
+    lost = timedelta(minutes=LOST_AFTER_MINUTES)
     engine = make_engine(settings.resolved_database_url)
     try:
-        n = handoff.requeue_pending(
-            settings, engine, older_than=timedelta(minutes=LOST_AFTER_MINUTES)
-        )
+        n = handoff.requeue_pending(settings, engine, older_than=lost)
     finally:
         engine.dispose()
-    return {"handoffs": n}
+    return {"handoffs": n, "sms": notify.flush_pending(settings, older_than=lost)}

@@ -20,6 +20,7 @@ local stand-in in tests).
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -134,18 +135,21 @@ def enqueue(settings: Settings, outbox_ids: list[int]) -> int:
     return len(outbox_ids)
 
 
-def flush_pending(settings: Settings, *, limit: int = 1000) -> int:
+def flush_pending(
+    settings: Settings, *, limit: int = 1000, older_than: timedelta | None = None
+) -> int:
     """Re-enqueue outbox rows still pending (e.g. Redis was down at commit). Safe to repeat:
-    delivery is idempotent."""
-    with session_scope(_engine(settings.resolved_database_url), read_only=True) as s:
-        ids = list(
-            s.exec(
-                select(OutboxMessage.id)
-                .where(OutboxMessage.status == "pending")
-                .order_by(OutboxMessage.id)
-                .limit(limit)
-            )
+    delivery is idempotent. At start-up every pending row; from the scheduler only rows never
+    attempted and older than `older_than` (a younger one may be waiting in the queue, and a row
+    with attempts is RQ's to retry)."""
+    q = select(OutboxMessage.id).where(OutboxMessage.status == "pending")
+    if older_than is not None:
+        q = q.where(
+            OutboxMessage.attempts == 0,
+            OutboxMessage.created_at <= utcnow() - older_than,  # type: ignore[operator]
         )
+    with session_scope(_engine(settings.resolved_database_url), read_only=True) as s:
+        ids = list(s.exec(q.order_by(OutboxMessage.id).limit(limit)))
     return enqueue(settings, ids)
 
 
