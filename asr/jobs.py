@@ -34,7 +34,7 @@ import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
-from sqlalchemy import event
+from sqlalchemy import String, cast, event, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -219,26 +219,24 @@ def pick_up_untranscribed(
     from datetime import timedelta
 
     since = utcnow() - timedelta(hours=since_hours)
+    # the outbox key of each recording, built in SQL (`||` on SQLite and PostgreSQL), so the
+    # recordings already asked for are excluded before the limit, however many there are
+    key = literal("transcribe:").concat(cast(Recording.id, String))
+    asked = select(JobOutbox.id).where(JobOutbox.key == key)
     with session_scope(engine, read_only=True) as s:
-        ids = list(
+        todo = list(
             s.exec(
                 select(Recording.id)
                 .where(
-                    Recording.imported_at >= since,  # type: ignore[operator]
+                    Recording.kind.in_(["call", "voicemail"]),  # type: ignore[attr-defined]
+                    Recording.created_at >= since,  # type: ignore[operator]  # (kind, created_at) index
                     Recording.deleted_at.is_(None),  # type: ignore[union-attr]
+                    ~asked.exists(),
                 )
-                .order_by(Recording.id)  # type: ignore[arg-type]
+                .order_by(Recording.id.desc())  # type: ignore[union-attr]
                 .limit(limit)
             )
         )
-        if not ids:
-            return 0
-        asked = set(
-            s.exec(
-                select(JobOutbox.key).where(JobOutbox.key.in_([outbox_key(i) for i in ids]))  # type: ignore[attr-defined]
-            )
-        )
-    todo = [i for i in ids if outbox_key(i) not in asked]
     if todo:
         with session_scope(engine) as s:
             for rid in todo:

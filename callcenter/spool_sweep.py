@@ -48,6 +48,9 @@ from recordings import (
 from ticketing import mask_phone, promise_callback
 
 log = logging.getLogger(__name__)
+# A file is written during its call, so its call started at most this long before the file's
+# mtime: the calls a sweep loads to claim files are bounded by it, not by the whole lookback.
+MAX_CALL_S = 6 * 3600
 
 
 @dataclass
@@ -162,7 +165,7 @@ class Sweeper:
             return
         oldest = min(_mtime(p, now) for p in files)
         with session_scope(engine, read_only=True) as s:
-            calls = self._calls_since(s, oldest - 86400)
+            calls = self._calls_since(s, oldest - MAX_CALL_S)
         by_name: dict[str, str] = {}
         for c in calls:
             for pbx in [c.recording_path or "", *((c.extra or {}).get("recordings") or [])]:
@@ -234,7 +237,7 @@ class Sweeper:
         with session_scope(engine, read_only=True) as s:
             calls = [
                 CallView.of_row(c)
-                for c in self._calls_since(s, oldest - 86400)
+                for c in self._calls_since(s, oldest - MAX_CALL_S)
                 if c.disposition == "voicemail"
             ]
         for wav, vm in pairs:

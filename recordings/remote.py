@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import Session
 
 from config.database import make_engine, session_scope
 from config.settings import Settings
@@ -71,7 +72,7 @@ def download(settings: Settings, url: str, dest: Path) -> int:
 
 
 def fetch_recording(
-    session,
+    session: Session,
     settings: Settings,
     *,
     recording_url: str,

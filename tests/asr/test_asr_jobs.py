@@ -210,3 +210,22 @@ def test_next_opening(settings, local_now, expected_local):
     got = next_opening(settings, now.replace(tzinfo=None))
     want = datetime.fromisoformat(expected_local).replace(tzinfo=tz).astimezone(ZoneInfo("UTC"))
     assert got == want.replace(tzinfo=None)
+
+
+def test_pick_up_skips_recordings_already_asked_for_before_its_limit(engine, down_settings):
+    """Many recent recordings already queued must not hide a new one behind the limit."""
+    from asr.jobs import pick_up_untranscribed
+    from recordings.store import import_file
+
+    with session_scope(engine) as s:
+        ids = [
+            import_file(s, down_settings, PBX_MONITOR, kind="call", call_id=f"c{i}").recording.id
+            for i in range(3)
+        ]
+        for rid in ids[:2]:
+            request_transcription(s, down_settings, rid)
+    assert pick_up_untranscribed(engine, down_settings, limit=1) == 1
+    with session_scope(engine, read_only=True) as s:
+        keys = sorted(r.key for r in s.exec(select(JobOutbox)))
+    assert keys == sorted(f"transcribe:{i}" for i in ids)
+    assert pick_up_untranscribed(engine, down_settings, limit=1) == 0
