@@ -6,7 +6,8 @@ row is pushed to the "asr" queue (job id derived from the key, enqueued with uni
 second push is a no-op). If Redis is down the row stays `pending` and `flush_outbox` (after the
 next commit, from `callcenter asr flush-outbox`, or the `outbox_loop`) enqueues it when Redis is
 back. A row `enqueued` whose RQ job no longer exists in Redis (Redis restarted without its data)
-is pushed again by the same flush.
+is pushed again by the same flush; one whose job used up its retries is closed as `failed` (the
+job stays in RQ's failed-job registry, where `rq requeue` can revive it).
 
 At-least-once without double effects: `process_recording` transcribes outside any transaction,
 then writes the Transcript (recording_id UNIQUE), the voicemail ticket + callback (intake is
@@ -33,7 +34,7 @@ from typing import Any
 import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from sqlalchemy import String, cast, event, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -131,43 +132,69 @@ class FlushResult:
     enqueued: int = 0
     already: int = 0  # the RQ job existed (a previous push got through)
     pending: int = 0  # left for the next flush
+    failed: int = 0  # rows whose job used up its retries (now in RQ's failed-job registry)
     redis_ok: bool = True
+
+
+# An RQ job in one of these states will not run again by itself: its outbox row is closed as
+# "failed" (the job stays in RQ's failed-job registry for the operator, `rq requeue` revives it).
+_DEAD = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+
+
+def _rows(s: Session, status: str, limit: int) -> list[JobOutbox]:
+    return list(
+        s.exec(
+            select(JobOutbox)
+            .where(JobOutbox.status == status)
+            .order_by(JobOutbox.id)  # type: ignore[arg-type]
+            .limit(limit)
+        )
+    )
 
 
 def flush_outbox(
     engine: Engine, settings: Settings, *, conn: redis.Redis | None = None, limit: int = 200
 ) -> FlushResult:
-    """Push pending rows (and `enqueued` rows whose job vanished from Redis) to RQ."""
+    """Push pending rows to RQ, push again `enqueued` rows whose job vanished from Redis, and
+    close as `failed` those whose job died for good.
+
+    Pending and enqueued rows are read separately, each up to `limit`: a backlog of queued work
+    or old failures must never crowd new work out of the batch (one query for both let 200
+    failed jobs stop every later recording from being queued). The enqueued rows' jobs are
+    looked up in one round trip (Job.fetch_many), as this runs after every commit that asks
+    for a transcription."""
     res = FlushResult()
     with session_scope(engine, read_only=True) as s:
-        rows = s.exec(
-            select(JobOutbox)
-            .where(JobOutbox.status.in_(["pending", "enqueued"]))  # type: ignore[attr-defined]
-            .order_by(JobOutbox.id)  # type: ignore[arg-type]
-            .limit(limit)
-        ).all()
+        enqueued = _rows(s, "enqueued", limit)
+        pending = _rows(s, "pending", limit)
+        ids = [row.args[0] for row in (*enqueued, *pending) if row.args]
         durations = {
             r.id: r.duration_s
-            for r in s.exec(
-                select(Recording).where(
-                    Recording.id.in_([row.args[0] for row in rows if row.args])  # type: ignore[union-attr]
-                )
-            )
+            for r in s.exec(select(Recording).where(Recording.id.in_(ids)))  # type: ignore[union-attr]
         }
-    if not rows:
+    if not enqueued and not pending:
         return res
     try:
         queue = get_queue(settings, QUEUE, conn)
         queue.connection.ping()
+        jobs = Job.fetch_many(
+            [job_id(settings, row.key) for row in enqueued], connection=queue.connection
+        )
     except _REDIS_DOWN as e:
-        log.warning("asr outbox: Redis unreachable (%s); %d row(s) kept", e, len(rows))
-        return FlushResult(pending=len(rows), redis_ok=False)
+        n = len(enqueued) + len(pending)
+        log.warning("asr outbox: Redis unreachable (%s); %d row(s) kept", e, n)
+        return FlushResult(pending=len(pending), redis_ok=False)
+    to_push = []
+    for row, job in zip(enqueued, jobs, strict=True):
+        if job is None:
+            to_push.append(row)  # Redis lost it (restart without persistence, eviction)
+        elif job.get_status(refresh=False) in _DEAD:
+            res.failed += 1
+            _mark(engine, row.id, status="failed", last_error=_job_error(job))
     snap = snapshot(settings)
-    for row in rows:
+    for row in [*to_push, *pending]:
         jid = job_id(settings, row.key)
         try:
-            if row.status == "enqueued" and Job.exists(jid, connection=queue.connection):
-                continue
             try:
                 queue.enqueue(
                     row.func,
@@ -190,6 +217,17 @@ def flush_outbox(
             continue
         _mark(engine, row.id, status="enqueued", enqueued_at=utcnow(), last_error=None)
     return res
+
+
+def _job_error(job: Job) -> str:
+    """The last line of the job's traceback (the exception), for the outbox row."""
+    try:
+        result = job.latest_result()
+    except _REDIS_DOWN:
+        result = None
+    text = (getattr(result, "exc_string", None) or "").strip()
+    last = text.splitlines()[-1] if text else ""
+    return (last or f"RQ job {job.get_status(refresh=False)}")[:1000]
 
 
 def _mark(engine: Engine, row_id: int | None, **values: Any) -> None:
@@ -255,6 +293,7 @@ class ProcessResult:
     created_transcript: bool
     attached: bool
     rtf: float | None
+    model_pid: int | None = None  # the process that loaded the model used (None: not transcribed)
 
 
 def process_recording(
@@ -270,8 +309,10 @@ def process_recording(
 
     fresh: Transcript | None = None
     rtf = None
+    model_pid = None
     if done is None:
         lm = lm or get_model(settings)
+        model_pid = lm.loaded_in_pid
         res = transcribe_file(lm, path, max_seconds=settings.max_audio_seconds)
         words = res.words_as_dicts()
         hits = spot(res.raw_text, settings, words=words)
@@ -307,7 +348,15 @@ def process_recording(
         if row is not None and row.status != "done":
             row.status, row.done_at = "done", utcnow()
             s.add(row)
-        return ProcessResult(recording_id, tr.id, rec.ticket_id, created, attached, rtf)  # type: ignore[arg-type]
+        return ProcessResult(
+            recording_id,
+            tr.id,  # type: ignore[arg-type]
+            rec.ticket_id,
+            created,
+            attached,
+            rtf,
+            model_pid,
+        )
 
 
 def attach_transcript(session: Session, settings: Settings, rec: Recording, tr: Transcript) -> bool:
@@ -382,6 +431,8 @@ def transcribe_recording(recording_id: int, snap: dict[str, Any] | None = None) 
         "ticket_id": r.ticket_id,
         "created": r.created_transcript,
         "rtf": r.rtf,
+        "pid": os.getpid(),
+        "model_pid": r.model_pid,
     }
 
 

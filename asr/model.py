@@ -4,9 +4,10 @@ parent (asr/worker.py) so every work-horse inherits it copy-on-write."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import vosk
@@ -30,6 +31,9 @@ class LoadedModel:
     name: str
     sample_rate: int
     language: str | None  # "zh", "ko", … when recognisable from the model, else None
+    # the process that loaded it: in a forking RQ worker the work-horse inherits the parent's
+    # model, so a job reporting another pid than its own shows "loaded once per worker process"
+    loaded_in_pid: int = field(default_factory=os.getpid)
 
 
 def model_sample_rate(path: Path) -> int:

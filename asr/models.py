@@ -30,7 +30,8 @@ class Transcript(SQLModel, table=True):
 class JobOutbox(SQLModel, table=True):
     """Work written in the same transaction as its cause, pushed to RQ when Redis answers.
 
-    status: pending (not in Redis yet) → enqueued (RQ job exists) → done (the job finished).
+    status: pending (not in Redis yet) → enqueued (RQ job exists) → done (the job finished), or
+    failed (the job used up its retries; it waits in RQ's failed-job registry).
     """
 
     __table_args__ = (Index("ix_joboutbox_status_created", "status", "created_at"),)

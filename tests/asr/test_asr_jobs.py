@@ -229,3 +229,82 @@ def test_pick_up_skips_recordings_already_asked_for_before_its_limit(engine, dow
         keys = sorted(r.key for r in s.exec(select(JobOutbox)))
     assert keys == sorted(f"transcribe:{i}" for i in ids)
     assert pick_up_untranscribed(engine, down_settings, limit=1) == 0
+
+
+def let_retry_backoff_pass(q) -> float:
+    """Do what RQ's scheduler does once a retry's back-off has passed, without sleeping through
+    it (30 s, then 300 s): returns how many seconds ahead the retry had been scheduled."""
+    from datetime import UTC
+
+    from rq.scheduler import RQScheduler
+
+    reg = q.scheduled_job_registry
+    (jid,) = reg.get_job_ids()
+    ahead = (reg.get_scheduled_time(jid) - datetime.now(UTC)).total_seconds()
+    q.connection.zadd(reg.key, {jid: 0})  # due now
+    sch = RQScheduler([q.name], connection=q.connection)
+    sch.prepare_registries([q.name])
+    sch.enqueue_scheduled_jobs()
+    return ahead
+
+
+def test_a_job_that_keeps_failing_ends_in_the_failed_registry_and_never_blocks_new_work(
+    engine, asr_settings, down_settings, ko_model
+):
+    """The stored file is gone (a disk lost, a hand-deleted file): every attempt fails. A real
+    RQ worker retries it on the job's Retry back-off, then leaves it in the failed-job registry;
+    the outbox closes its row, and such rows never crowd new recordings out of a flush."""
+    from rq import SimpleWorker
+    from rq.job import JobStatus
+
+    from recordings.store import absolute_path, import_file
+
+    st = asr_settings
+    with session_scope(engine) as s:
+        sync_departments(s, st)
+        rec = import_file(s, st, PBX_MONITOR, kind="call", call_id="lost-1").recording
+        s.flush()
+        lost = rec.id
+        request_transcription(s, st, lost)  # pushed to Redis after the commit
+        stored = absolute_path(st, rec)
+    stored.unlink()
+    q = get_queue(st, "asr")
+    jid = job_id(st, outbox_key(lost))
+    try:
+        backoffs = []
+        for _ in range(4):  # the first attempt and RETRY.max retries, no more
+            SimpleWorker([q], connection=q.connection).work(burst=True)
+            job = Job.fetch(jid, connection=q.connection)
+            if job.get_status() == JobStatus.FAILED:
+                break
+            assert job.get_status() == JobStatus.SCHEDULED
+            backoffs.append(let_retry_backoff_pass(q))
+        # attempts 1 and 2 back to back (interval 0), then 30 s, then 300 s
+        assert [round(b, -1) for b in backoffs] == [30, 300], backoffs
+        assert job.get_status() == JobStatus.FAILED and job.retries_left == 0
+        assert jid in q.failed_job_registry.get_job_ids()
+        assert "文件不存在" in job.latest_result().exc_string  # the AudioError, not a crash
+        assert counts(engine)["Transcript"] == 0
+
+        # a new recording while Redis is away: its row waits as "pending"
+        with session_scope(engine) as s:
+            new = import_file(s, st, PBX_MONITOR, kind="call", call_id="new-1").recording
+            s.flush()
+            request_transcription(s, down_settings, new.id)
+            new_id = new.id
+        # one row per status in this flush: the dead job's row must not take the new one's place
+        res = flush_outbox(engine, st, limit=1)
+        assert (res.failed, res.enqueued) == (1, 1), res
+        assert job_id(st, outbox_key(new_id)) in q.job_ids
+        with session_scope(engine, read_only=True) as s:
+            rows = {r.key: r for r in s.exec(select(JobOutbox))}
+        dead = rows[outbox_key(lost)]
+        assert dead.status == "failed" and "AudioError" in dead.last_error
+        assert rows[outbox_key(new_id)].status == "enqueued"
+        assert flush_outbox(engine, st).failed == 0  # closed once, not counted again
+    finally:
+        for reg in (q.failed_job_registry, q.scheduled_job_registry):
+            for j in reg.get_job_ids():
+                Job.fetch(j, connection=q.connection).delete()
+        for j in q.job_ids:
+            Job.fetch(j, connection=q.connection).delete()

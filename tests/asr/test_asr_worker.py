@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from rec_testing import PBX_VOICEMAIL, read_pcm, write_pcm
+from rec_testing import PBX_MONITOR, PBX_VOICEMAIL, read_pcm, write_pcm
 from rq.job import Job, JobStatus
 from sqlalchemy import func
 from sqlmodel import select
@@ -154,29 +154,34 @@ def cleanup_jobs(settings):
 
 
 def test_worker_process_turns_a_voicemail_into_a_ticket(engine, asr_settings):
+    """…and loads the model once: each job runs in its own forked work-horse, and both use the
+    model the worker process loaded before forking them."""
     with session_scope(engine) as s:
         sync_departments(s, asr_settings)
         rec = import_voicemail(s, asr_settings, PBX_VOICEMAIL).recording
+        call = import_file(s, asr_settings, PBX_MONITOR, kind="call", call_id="once-1").recording
         s.flush()
-        rid = rec.id
+        rid, cid = rec.id, call.id
         request_transcription(s, asr_settings, rid)
+        request_transcription(s, asr_settings, cid)
     with session_scope(engine, read_only=True) as s:
-        assert s.exec(select(JobOutbox)).one().status == "enqueued"  # pushed after the commit
+        assert {r.status for r in s.exec(select(JobOutbox))} == {"enqueued"}  # after the commit
     w = start_worker(asr_settings, burst=True)
     try:
         w.wait(timeout=240)
         assert w.returncode == 0, w.log_path.read_text(errors="replace")
         with session_scope(engine, read_only=True) as s:
-            tr = s.exec(select(Transcript)).one()
+            tr = s.exec(select(Transcript).where(Transcript.recording_id == rid)).one()
             t = s.exec(select(Ticket)).one()
             assert t.channel == "voicemail" and t.content == tr.text
-            assert s.exec(select(JobOutbox)).one().status == "done"
-        job = Job.fetch(
-            job_id(asr_settings, outbox_key(rid)),
-            connection=get_queue(asr_settings, "asr").connection,
-        )
-        assert job.get_status() == JobStatus.FINISHED
-        assert job.return_value()["transcript_id"] == tr.id
+            assert {r.status for r in s.exec(select(JobOutbox))} == {"done"}
+        conn = get_queue(asr_settings, "asr").connection
+        jobs = [Job.fetch(job_id(asr_settings, outbox_key(i)), connection=conn) for i in (rid, cid)]
+        assert [j.get_status() for j in jobs] == [JobStatus.FINISHED] * 2
+        vm_ret, call_ret = (j.return_value() for j in jobs)
+        assert vm_ret["transcript_id"] == tr.id
+        assert vm_ret["pid"] != call_ret["pid"] and w.pid not in (vm_ret["pid"], call_ret["pid"])
+        assert vm_ret["model_pid"] == call_ret["model_pid"] == w.pid  # loaded once, by the worker
     finally:
         stop(w)
         cleanup_jobs(asr_settings)
