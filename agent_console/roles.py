@@ -53,11 +53,12 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "users.list": frozenset({ADMIN, LEADER}),  # leader reads everything
     "users.create": frozenset({ADMIN}),
     "users.update": frozenset({ADMIN}),
-    # recordings: the router then applies per-recording rules from recordings.yaml
-    # (agents: calls they handled; handlers: their department's tickets)
-    "recordings.get": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
-    "recordings.audio": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
-    "recordings.audio_head": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER}),
+    # recordings: every role reaches the router, whose per-recording rules in
+    # recordings.yaml decide (agents: calls they handled; handlers: their department's tickets;
+    # dispatchers: refused unless the policy lists them) and log every refusal with the playback
+    "recordings.get": ALL_ROLES,
+    "recordings.audio": ALL_ROLES,
+    "recordings.audio_head": ALL_ROLES,
     "recordings.playbacks": frozenset({ADMIN, SUPERVISOR, LEADER}),
 }
 

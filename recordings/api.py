@@ -2,8 +2,8 @@
 
     from recordings.api import make_router
     ROUTERS.append((API_PREFIX, make_router(require)))   # agent_console/app.py
-    # roles.py: "recordings.play": frozenset({ADMIN, SUPERVISOR, LEADER, AGENT, HANDLER})
-    # (the router's own rules in recordings.yaml then decide per recording)
+    # roles.py: "recordings.audio": ALL_ROLES — every role reaches the router, whose own
+    # rules in recordings.yaml then decide per recording and role (and log each refusal)
 
 `auth(route_name)` returns a FastAPI dependency yielding the user (attributes username, role,
 department_code) allowed to call that route: the web layer's role matrix decides per route.
