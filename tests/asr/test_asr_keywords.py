@@ -69,3 +69,51 @@ def test_keywords_feed_the_ticket_classifier(st):
     pred = get_classifier().predict(text, keywords=kws)
     assert pred.category in {"enterprise", "government", "complaint"}
     assert 0.0 <= pred.confidence <= 1.0
+
+
+def test_spotted_words_reach_the_voicemail_ticket_for_its_classifier(
+    engine, asr_settings, ko_model, tmp_path
+):
+    """The whole hand-off on real audio: the word list is config, the transcript is the real
+    recogniser's, and the ticket carries the hits as channel_data["keywords"], which intake
+    passes to the classifier. The Korean stand-in hears no Chinese vocabulary, so the list holds
+    words it really recognises in the PBX voicemail, read from a first decoding at run time,
+    never written here (all of them: Kaldi's feature dither lets a word or two differ between
+    decodings of the same audio)."""
+    from rec_testing import PBX_VOICEMAIL
+    from sqlmodel import select
+
+    from asr.jobs import process_recording, request_transcription
+    from asr.models import Transcript
+    from asr.transcribe import transcribe_file
+    from config.database import session_scope
+    from recordings.store import import_voicemail
+    from ticketing.departments import sync_departments
+    from ticketing.models import Ticket
+
+    heard = sorted(
+        {w.word for w in transcribe_file(ko_model, PBX_VOICEMAIL).words if len(w.word) > 1}
+    )
+    assert len(heard) >= 5
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    entries = "".join(f"  - {{word: {w}, tag: heard}}\n" for w in heard)
+    (cfg / "keywords.yaml").write_text(f"keywords:\n{entries}", encoding="utf-8")
+    # every other policy file falls back to the bundled one
+    st = asr_settings.model_copy(
+        update={"config_dir": cfg, "redis_url": "redis://127.0.0.1:1/0"}  # outbox only
+    )
+    with session_scope(engine) as s:
+        sync_departments(s, st)
+        rid = import_voicemail(s, st, PBX_VOICEMAIL).recording.id
+        request_transcription(s, st, rid)
+    r = process_recording(engine, st, rid, ko_model)
+    with session_scope(engine, read_only=True) as s:
+        tr = s.exec(select(Transcript)).one()
+        ticket = s.get(Ticket, r.ticket_id)
+    hits = tr.keywords
+    assert hits and {h["word"] for h in hits} <= set(heard)
+    assert all(h["tag"] == "heard" and h["start_s"] <= h["end_s"] for h in hits)
+    said = {(w["word"], w["start"], w["end"]) for w in tr.words}
+    assert any((h["word"], h["start_s"], h["end_s"]) in said for h in hits)  # when it was said
+    assert ticket.channel_data["keywords"] == list(dict.fromkeys(h["word"] for h in hits))
