@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from fastapi.routing import APIRoute
 
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
+from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
 from agent_console.routes import (
@@ -29,13 +31,14 @@ from agent_console.routes import (
     tickets,
     users,
 )
+from agent_console.schemas import TicketOut
 from agent_console.security import ensure_secret_key
 from config.database import make_engine
 from config.redis import connect
 from config.settings import Settings, get_settings
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
-from ticketing import get_classifier
+from ticketing import TicketIn, get_classifier
 
 API_PREFIX = "/api/v1"
 
@@ -68,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Nested runs (a test client inside another, as schemathesis does) restore the outer
         # run's resources on exit instead of leaving the app without an engine.
-        previous = {k: getattr(app.state, k, None) for k in ("secret_key", "engine", "redis")}
+        previous = {
+            k: getattr(app.state, k, None) for k in ("secret_key", "engine", "redis", "intake")
+        }
         engine = make_engine(settings.resolved_database_url)
         conn = connect(settings)
         app.state.settings = settings
@@ -76,9 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine, app.state.redis = engine, conn
         # Train the ticket classifier now (cached per process), not on the first intake.
         await run_in_threadpool(get_classifier)
+        app.state.intake = IntakeBatcher(
+            engine, settings, _ticket_json, observe=app.state.metrics.intake_batch.observe
+        )
         try:
             yield
         finally:
+            await run_in_threadpool(app.state.intake.close)
             conn.close()
             engine.dispose()
             for key, value in previous.items():
@@ -117,6 +126,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _ticket_json(ticket: Any) -> tuple[bytes, str]:
+    """A created ticket as the response body (in the intake writer thread) and its channel."""
+    return TicketOut.model_validate(ticket).model_dump_json().encode(), ticket.channel
+
+
 # (prefix, router) of every router the app serves; the single source for the route walk below.
 ROUTERS: list[tuple[str, APIRouter]] = [
     *(
@@ -136,6 +150,10 @@ def iter_routes() -> Iterator[tuple[str, APIRoute]]:
                 yield prefix + route.path, route
 
 
+# Request bodies that a route parses itself (tickets.create): their schemas join the components.
+BODY_MODELS = (TicketIn,)
+
+
 def _use_error_body_for_validation(app: FastAPI) -> None:
     """FastAPI documents 422 as its own HTTPValidationError; ours answer ErrorBody (errors.py)."""
 
@@ -151,7 +169,12 @@ def _use_error_body_for_validation(app: FastAPI) -> None:
                     resp["content"] = {
                         "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
                     }
-        comps = schema.get("components", {}).get("schemas", {})
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in BODY_MODELS:  # bodies read by the route itself (errors.json_body)
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in body.pop("$defs", {}).items():
+                comps.setdefault(name, sub)
+            comps.setdefault(model.__name__, body)
         if "HTTPValidationError" not in str(schema.get("paths")):
             comps.pop("HTTPValidationError", None)
             comps.pop("ValidationError", None)

@@ -156,3 +156,10 @@ def install_error_handlers(app: FastAPI) -> None:
             {"request_id": request_id},
             headers={"X-Request-ID": request_id} if request_id else None,
         )
+
+
+def json_body(model: str) -> dict[str, Any]:
+    """openapi_extra for a route that reads its JSON body itself: the named model, required (the
+    app registers the model's schema in components, see app.BODY_MODELS)."""
+    ref = {"$ref": f"#/components/schemas/{model}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}

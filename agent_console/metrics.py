@@ -89,4 +89,10 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.intake_batch = Histogram(
+            "callcenter_intake_batch_size",
+            "Ticket creations written per transaction by this web process's intake writer",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.registry.register(OpenTicketsCollector(engine_getter))

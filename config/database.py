@@ -146,6 +146,8 @@ class NaiveUTCDateTime(TypeDecorator):
     def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is None and dialect.name != "postgresql":
+            return value  # already the stored form (every intake binds several of these)
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         value = value.astimezone(UTC)

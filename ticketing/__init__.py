@@ -5,7 +5,8 @@
 
 Front door — other packages import these names from `ticketing`, never its modules:
 
-    intake       submit(session, TicketIn, *, settings, actor) -> Ticket
+    intake       submit(session, TicketIn, *, settings, actor) -> Ticket;
+                 submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction)
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
@@ -33,7 +34,7 @@ import importlib
 from typing import Any
 
 _MODULES: dict[str, tuple[str, ...]] = {
-    "ticketing.intake": ("submit",),
+    "ticketing.intake": ("submit", "submit_many"),
     "ticketing.schemas": ("TicketIn",),
     "ticketing.queries": (
         "TicketFilter",

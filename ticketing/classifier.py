@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -260,11 +261,6 @@ class _Head:
         return out / self.k
 
 
-def _top(probs: np.ndarray, classes: np.ndarray, k: int = 3) -> list[dict[str, Any]]:
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [{"label": str(classes[i]), "p": round(float(probs[i]), 4)} for i in order]
-
-
 class TicketClassifier:
     """Three linear heads over one char n-gram TF-IDF space."""
 
@@ -294,8 +290,8 @@ class TicketClassifier:
         """Plain arrays for classifying one text without sklearn's per-call overhead.
 
         The same analyzer, vocabulary and idf as the vectorizer (so the same TF-IDF vector),
-        and every head's fold weights stacked into one dense matrix: one text is then one
-        row gather and one small dot product instead of a CSR build plus three sparse products.
+        and every head's fold weights stacked into one dense matrix: a batch of texts is then one
+        CSR build and one sparse x dense product instead of sklearn's transform plus three products.
         """
         self._analyze = self.vectorizer.build_analyzer()
         self._vocab: dict[str, int] = self.vectorizer.vocabulary_
@@ -306,19 +302,32 @@ class TicketClassifier:
         bounds = np.cumsum([0, *widths])
         self._cols = {h: (int(bounds[i]), int(bounds[i + 1])) for i, h in enumerate(HEADS)}
 
-    def _probs_one(self, feat: str) -> dict[str, np.ndarray]:
-        """Per-head probabilities (1 x n) for one normalised text (== sklearn's transform path)."""
-        vocab = self._vocab
-        counts = Counter(vocab[g] for g in self._analyze(feat) if g in vocab)
-        if counts:
-            idx = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            v = (np.log(tf) + 1.0) * self._idf[idx]  # sublinear tf x idf
-            v /= np.sqrt(np.dot(v, v))  # l2
-            z = v @ self._w_all[idx] + self._b_all
-        else:
-            z = self._b_all.copy()
-        z = z.reshape(1, -1)
+    def _probs(self, feats: list[str]) -> dict[str, np.ndarray]:
+        """Per-head probabilities (len(feats) x n) for normalised texts (== sklearn's transform).
+
+        The same analyzer, vocabulary and idf as the vectorizer, so the same TF-IDF rows, built
+        straight into one CSR matrix (sklearn's transform raises and catches a KeyError for every
+        unseen n-gram and makes several passes), then one sparse x dense product for all heads.
+        """
+        vocab_get = self._vocab.get
+        indptr = [0]
+        idx: list[int] = []
+        tf: list[int] = []
+        for feat in feats:
+            counts = Counter(i for i in map(vocab_get, self._analyze(feat)) if i is not None)
+            idx.extend(counts.keys())
+            tf.extend(counts.values())
+            indptr.append(len(idx))
+        cols = np.asarray(idx, dtype=np.intp)
+        v = (np.log(np.asarray(tf, dtype=np.float64)) + 1.0) * self._idf[cols]  # sublinear tf x idf
+        starts = np.asarray(indptr, dtype=np.intp)
+        lengths = np.diff(starts)
+        if len(v):
+            sq = np.add.reduceat(v * v, np.minimum(starts[:-1], len(v) - 1))
+            norms = np.where(lengths > 0, np.sqrt(sq), 1.0)
+            v /= np.repeat(norms, lengths)  # l2 per row
+        x = csr_matrix((v, cols, starts), shape=(len(feats), len(self._idf)))
+        z = np.asarray(x @ self._w_all) + self._b_all
         return {h: self.models[h].proba_from_scores(z[:, a:b]) for h, (a, b) in self._cols.items()}
 
     def coverage(self, text: str) -> float:
@@ -343,20 +352,21 @@ class TicketClassifier:
             kws = keywords[i] if keywords is not None else None
             cleaned.append(_check_input(t, kws))
         feats = [_features_text(t, k) for t, k in cleaned]
-        if len(feats) == 1:  # the intake path: one ticket at a time
-            probs = self._probs_one(feats[0])
-        else:
-            x = self.vectorizer.transform(feats)
-            probs = {h: self.models[h].predict_proba(x) for h in HEADS}
+        probs = self._probs(feats)
+        # every head's labels and top 3 for the whole batch at once, then plain Python lists
+        tops: dict[str, list[list[dict[str, Any]]]] = {}
+        for h in HEADS:
+            p = probs[h]
+            classes = [str(c) for c in self.models[h].classes]
+            order = np.argsort(-p, axis=1, kind="stable")[:, :3].tolist()
+            rows = p.tolist()
+            tops[h] = [
+                [{"label": classes[j], "p": round(row[j], 4)} for j in o]
+                for row, o in zip(rows, order, strict=True)
+            ]
         out: list[Prediction] = []
         for i, (t, k) in enumerate(cleaned):
-            labels: dict[str, str] = {}
-            details: dict[str, Any] = {}
-            for h in HEADS:
-                p = probs[h][i]
-                classes = self.models[h].classes
-                labels[h] = str(classes[int(np.argmax(p))])
-                details[h] = _top(p, classes)
+            details: dict[str, Any] = {h: tops[h][i] for h in HEADS}
             cov = self.coverage(t + "".join(k))
             base = min(details["category"][0]["p"], details["department"][0]["p"])
             confidence = base * min(1.0, cov / MIN_COVERAGE)
@@ -366,9 +376,9 @@ class TicketClassifier:
             details["model"] = self.data_hash  # which labelled set trained it (audit trail)
             out.append(
                 Prediction(
-                    category=labels["category"],
-                    urgency=labels["urgency"],
-                    department=labels["department"],
+                    category=details["category"][0]["label"],
+                    urgency=details["urgency"][0]["label"],
+                    department=details["department"][0]["label"],
                     confidence=round(float(confidence), 4),
                     details=details,
                 )

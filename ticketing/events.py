@@ -61,7 +61,12 @@ def history(session: Session, ticket_id: int) -> list[TicketEvent]:
     )
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(v: Any) -> Any:
+    if type(v) in _PLAIN:  # the usual case, first
+        return v
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple | set):

@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -149,13 +150,22 @@ class Target:
 
 
 def target_for(
-    session: Session, settings: Settings, ticket: Ticket, dept: Department
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    dept: Department,
+    *,
+    lookup: Callable[[Session, list[str]], dict[str, Department]] | None = None,
 ) -> Target | None:
-    """Where this department's sub-order of this ticket is handed off, or None (inbox only)."""
+    """Where this department's sub-order of this ticket is handed off, or None (inbox only).
+    `lookup` (codes → rows) may serve the platform's row from a cache (intake's auto-dispatch)."""
     if ticket.category == Category.government:
         platform = government_platform(settings)
         if platform:
-            p = session.exec(select(Department).where(Department.code == platform)).first()
+            if lookup is not None:
+                p = lookup(session, [platform]).get(platform)
+            else:
+                p = session.exec(select(Department).where(Department.code == platform)).first()
             url = (p.handoff_url if p is not None else None) or _yaml_url(settings, platform)
             if url and (p is None or p.active):
                 return Target(url, platform)
@@ -177,12 +187,18 @@ def schedule(
         return False
     so.handoff_status = "queued"
     session.add(so)
-    session.info.setdefault(_INFO_PENDING, []).append((settings, so.id))
+    enqueue_after_commit(session, settings, [so.id])
+    return True
+
+
+def enqueue_after_commit(session: Session, settings: Settings, suborder_ids: list[int]) -> None:
+    """Deliver these sub-orders (already marked "queued") once the session's transaction commits;
+    dropped on rollback."""
+    session.info.setdefault(_INFO_PENDING, []).extend((settings, i) for i in suborder_ids)
     if not session.info.get(_INFO_HOOKED):
         event.listen(session, "after_commit", _after_commit)
         event.listen(session, "after_rollback", _after_rollback)
         session.info[_INFO_HOOKED] = True
-    return True
 
 
 def _after_commit(session: Session) -> None:

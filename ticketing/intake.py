@@ -3,10 +3,10 @@
 `submit` first validates and normalises the whole matter (phone → E.164, USCC check digits,
 channel rules, departments, classification) without writing, so bad input raises InvalidInput
 and leaves no row behind; the classifier runs before the first statement, so no transaction (on
-SQLite, no writer lock) is held while it computes. Then, in the caller's transaction:
-Caller/Enterprise upsert, deadline, the ticket, dispatch, number, events, and the acceptance
-notice + SMS. The usual path (automatic dispatch) is plain Core INSERTs (see
-_insert_auto_dispatched, held equal to dispatch.auto_dispatch by tests/ticketing/test_perf_intake.py).
+SQLite, no writer lock) is held while it computes (`prepare` → a Draft). Then, in the caller's
+transaction, ticketing.intake_write writes it: Caller/Enterprise upsert, deadline, number, the
+ticket, dispatch, events, and the acceptance notice + SMS. `submit_many` does the same for a batch
+of matters with a fixed number of statements (the web's group commit).
 
 Channel rules live in CHANNEL_RULES (one table). channel_data may carry further keys (ivr_path,
 recording, transcript, …); they are stored as given within the size limits. A hotline or
@@ -23,38 +23,19 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, case, func, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import class_mapper, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from config.settings import Settings
-from ticketing import events
-from ticketing.errors import InvalidInput
-from ticketing.models import (
-    Caller,
-    Channel,
-    Department,
-    Enterprise,
-    SubOrder,
-    SubOrderStatus,
-    Ticket,
-    TicketStatus,
-    utcnow,
-)
-from ticketing.numbering import next_number
+from ticketing.errors import InvalidInput, TicketingError
+from ticketing.intake_write import write_drafts
+from ticketing.models import Channel, Ticket
 from ticketing.phones import normalise_phone
 from ticketing.schemas import TicketIn
-from ticketing.sla import deadline_for
 from ticketing.uscc import validate_uscc
 
 TITLE_CHARS = 30
@@ -115,10 +96,61 @@ CHANNEL_RULES: dict[str, ChannelRule] = {
 DEDUPE_CHANNELS = tuple(c.value for c, r in CHANNEL_RULES.items() if r.dedupe_key)
 
 
+@dataclass(slots=True)
+class Draft:
+    """One matter validated, normalised and classified: all `submit` decides before the database."""
+
+    channel: str
+    actor: str
+    title: str
+    content: str
+    phone: str | None
+    uscc: str | None
+    submitter_name: str | None
+    enterprise_name: str | None
+    channel_data: dict[str, Any]
+    departments: list[str]
+    category: str
+    urgency: str
+    prediction: Any  # ticketing.classifier.Prediction, or None when the classifier was not asked
+    dedupe_id: str | None  # the call_id of a hotline/voicemail intake (one call, one ticket)
+    send_notice: bool
+
+
 def submit(
     session: Session, data: TicketIn | dict[str, Any], *, settings: Settings, actor: str
 ) -> Ticket:
     """Create (or, for a repeated call_id, return) the ticket for one matter from any channel."""
+    out = write_drafts(session, settings, [prepare(data, actor=actor)])[0]
+    if isinstance(out, TicketingError):
+        raise out
+    return out
+
+
+def submit_many(
+    session: Session,
+    items: list[tuple[TicketIn | dict[str, Any], str]],
+    *,
+    settings: Settings,
+) -> list[Ticket | TicketingError]:
+    """Many matters, each with its actor, in the caller's one transaction: per item its ticket or
+    the TicketingError that refused it (refusals write nothing). Classifies them together."""
+    drafts = prepare_many(items)
+    good = [d for d in drafts if isinstance(d, Draft)]
+    written = iter(write_drafts(session, settings, good) if good else [])
+    return [next(written) if isinstance(d, Draft) else d for d in drafts]
+
+
+def prepare(data: TicketIn | dict[str, Any], *, actor: str, classify: bool = True) -> Draft:
+    """Validate and normalise one matter and classify it; touches no database. InvalidInput on
+    anything wrong, so a refused matter never leaves a row behind.
+
+    The classifier fills a missing category/urgency (explicit values win) and suggests the
+    department auto-dispatch uses; it is skipped only when the departments are given. It runs
+    before the first statement, so no transaction (on SQLite, no writer lock) is held while it
+    computes. Its verdict is discarded if the call_id turns out to have a ticket already.
+    classify=False leaves that to the caller (prepare_many classifies a batch at once).
+    """
     data = _coerce(data)
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 64:
         raise InvalidInput("操作人无效", field="actor")
@@ -134,132 +166,55 @@ def submit(
     channel_data = _check_channel_data(rule, data.channel_data)
     if enterprise_name and not uscc:
         channel_data.setdefault("enterprise_name", enterprise_name)
-    wanted = _department_codes(data.departments)
-
-    # The classifier fills a missing category/urgency (explicit values win) and suggests the
-    # department auto-dispatch uses; it is skipped only when the departments are given. It needs
-    # no database, so it runs before the first statement: the transaction (on SQLite the one
-    # writer lock) is not held while it computes. Its verdict is discarded if the call_id turns
-    # out to have a ticket already.
-    prediction = None
-    category, urgency = data.category, data.urgency
-    if category is None or urgency is None or not wanted:
-        prediction = _classify(
-            title, content, channel_data, required=category is None or urgency is None
-        )
-        if prediction is not None:
-            category = category or prediction.category
-            urgency = urgency or prediction.urgency
-    category, urgency = str(category), str(urgency)
-
-    # ---- the database from here on ----
-    departments = _check_departments(session, wanted)
-    if rule.dedupe_key:
-        existing = _find_by_call_id(session, str(channel_data[rule.dedupe_key]))
-        if existing is not None:
-            return existing
-
-    # ---- everything below writes; all validation is done ----
-    now = utcnow()
-    deadline, basis = deadline_for(settings, category, urgency, now)
-    conn = session.connection()
-    dialect = conn.dialect.name
-    caller_id = _upsert_caller(conn, dialect, phone, submitter_name) if phone else None
-    enterprise_id = _upsert_enterprise(conn, dialect, uscc, enterprise_name) if uscc else None
-    values: dict[str, Any] = {
-        **_TICKET_DEFAULTS,
-        "number": _provisional_number(),
-        "channel": str(data.channel),
-        "title": title,
-        "content": content,
-        "category": category,
-        "urgency": urgency,
-        "status": TicketStatus.pending_dispatch.value,
-        "suggested_department": getattr(prediction, "department", None),
-        "classifier_confidence": getattr(prediction, "confidence", None),
-        "enterprise_id": enterprise_id,
-        "caller_id": caller_id,
-        "submitter_name": submitter_name,
-        "submitter_phone": phone,
-        "channel_data": channel_data,
-        "sla_basis": basis,
-        "deadline_at": deadline,
-        "created_by": actor,
-        "created_at": now,
-        "updated_at": now,
-    }
-    created = {
-        "channel": values["channel"],
-        "number": None,  # issued below
-        "category": category,
-        "urgency": urgency,
-        "classified": prediction is not None,
-        "confidence": values["classifier_confidence"],
-        "suggested_department": values["suggested_department"],
-        "deadline": deadline,
-    }
-    dispatching = _dispatch_module()
-    if departments or dispatching is None:
-        # Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch.
-        values["number"] = created["number"] = next_number(session, settings, now)
-        values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
-        ticket = _persistent(session, Ticket, values)
-        events.record(session, ticket.id, actor, "created", **created)
-        if dispatching is None:
-            if departments:
-                raise RuntimeError("ticketing.dispatch is not installed; cannot dispatch")
-            ticket.dispatch_mode = "manual"  # waits for a dispatcher
-        else:
-            dispatching.dispatch(session, settings, ticket, departments, actor=actor)
-    else:
-        ticket = _insert_auto_dispatched(
-            session, conn, settings, dispatching, values, created, prediction, actor, now
-        )
-    if data.send_notice:
-        from ticketing.notices import create_acceptance_notice
-
-        create_acceptance_notice(session, settings, ticket)
-    return ticket
+    draft = Draft(
+        channel=str(data.channel),
+        actor=actor,
+        title=title,
+        content=content,
+        phone=phone,
+        uscc=uscc,
+        submitter_name=submitter_name,
+        enterprise_name=enterprise_name,
+        channel_data=channel_data,
+        departments=_department_codes(data.departments),
+        category=str(data.category) if data.category is not None else "",
+        urgency=str(data.urgency) if data.urgency is not None else "",
+        prediction=None,
+        dedupe_id=str(channel_data[rule.dedupe_key]) if rule.dedupe_key else None,
+        send_notice=data.send_notice,
+    )
+    if classify and _needs_classifier(draft):
+        _apply(draft, _classify([draft])[0])
+    return draft
 
 
-_M = TypeVar("_M", Ticket, SubOrder)
-_TICKET_TABLE = Ticket.__table__  # type: ignore[attr-defined]
-_TICKET_INSERT = _TICKET_TABLE.insert().returning(_TICKET_TABLE.c.id)
-_SET_NUMBER = (
-    _TICKET_TABLE.update()
-    .where(_TICKET_TABLE.c.id == bindparam("ticket_id"))
-    .values(number=bindparam("new_number"))
-)
-# Columns intake never sets, at their model defaults (every column is given, so the attached
-# instance below has nothing left to load).
-_TICKET_DEFAULTS: dict[str, Any] = {
-    "warning": "none",
-    "dispatch_mode": None,
-    "round": 1,
-    "reopen_count": 0,
-    "responsible_person": None,
-    "resolved_at": None,
-    "closed_at": None,
-}
+def prepare_many(
+    items: list[tuple[TicketIn | dict[str, Any], str]],
+) -> list[Draft | TicketingError]:
+    """`prepare` for each (data, actor), with one classifier call for all that need it."""
+    out: list[Draft | TicketingError] = []
+    for data, actor in items:
+        try:
+            out.append(prepare(data, actor=actor, classify=False))
+        except TicketingError as e:
+            out.append(e)
+    pending = [d for d in out if isinstance(d, Draft) and _needs_classifier(d)]
+    if pending:
+        for d, p in zip(pending, _classify(pending), strict=True):
+            _apply(d, p)
+    return out
 
 
-def _provisional_number() -> str:
-    """A unique placeholder (≤ 32 chars) until the real number is issued in the same transaction;
-    no other transaction ever sees it."""
-    return "~" + uuid.uuid4().hex[:31]
+def _needs_classifier(d: Draft) -> bool:
+    return not d.category or not d.urgency or not d.departments
 
 
-def _persistent(session: Session, model: type[_M], values: dict[str, Any]) -> _M:
-    """The ORM instance of a row this transaction just INSERTed with Core, attached as if loaded.
-
-    Cheaper than constructing + flushing the model (validation, unit of work) or re-selecting it;
-    later ORM changes to it (auto-dispatch) are flushed as UPDATEs as usual.
-    """
-    obj = class_mapper(model).class_manager.new_instance()  # class_mapper: configured
-    obj.__dict__.update(values)
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
+def _apply(d: Draft, prediction: Any) -> None:
+    if prediction is None:
+        return
+    d.prediction = prediction
+    d.category = d.category or prediction.category
+    d.urgency = d.urgency or prediction.urgency
 
 
 # ---- validation helpers (read-only) ----
@@ -358,105 +313,35 @@ def _department_codes(codes: list[str] | None) -> list[str]:
     return list(dict.fromkeys(str(c).strip() for c in codes if str(c).strip()))
 
 
-def _check_departments(session: Session, wanted: list[str]) -> list[str]:
-    if not wanted:
-        return []
-    found = set(
-        session.exec(select(Department.code).where(Department.code.in_(wanted), Department.active))
-    )
-    missing = [c for c in wanted if c not in found]
-    if missing:
-        raise InvalidInput(
-            f"未知或已停用的部门：{'、'.join(missing)}", field="departments", missing=missing
-        )
-    return wanted
+def _classify(drafts: list[Draft]) -> list[Any]:
+    """The classifier's predictions; None (classifier not installed) only where nothing is missing.
 
-
-def _classify(title: str, content: str, channel_data: dict[str, Any], *, required: bool):
-    """The classifier's prediction; without the classifier installed only when nothing is missing."""
+    One text goes through the classifier's single-text path, several through its batch path
+    (the same model and features; one sparse product for all)."""
     try:
         from ticketing import classifier
     except ModuleNotFoundError as e:
-        if e.name != "ticketing.classifier" or required:
+        if e.name != "ticketing.classifier" or any(not d.category or not d.urgency for d in drafts):
             raise
-        return None
+        return [None] * len(drafts)
     limit = getattr(classifier, "MAX_TEXT_CHARS", 20000)
+    texts = [f"{d.title}\n{d.content}"[:limit] for d in drafts]
+    keywords = [_keywords(d.channel_data) for d in drafts]
+    model = classifier.get_classifier()
+    if len(drafts) == 1:
+        return [model.predict(texts[0], keywords[0])]
+    return model.predict_many(texts, keywords)
+
+
+def _keywords(channel_data: dict[str, Any]) -> list[str] | None:
     raw = channel_data.get("keywords")  # e.g. ASR keyword spotting
-    keywords = None
-    if isinstance(raw, list):
-        keywords = [k.strip()[:50] for k in raw if isinstance(k, str) and k.strip()][:50]
-    return classifier.get_classifier().predict(f"{title}\n{content}"[:limit], keywords or None)
+    if not isinstance(raw, list):
+        return None
+    kws = [k.strip()[:50] for k in raw if isinstance(k, str) and k.strip()][:50]
+    return kws or None
 
 
-_CALL_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:k))")
-
-
-@lru_cache(maxsize=4)
-def _call_id_query(dialect: str):
-    if dialect == "postgresql":
-        expr = "(channel_data ->> 'call_id')"
-    else:
-        expr = "json_extract(channel_data, '$.call_id')"
-    chans = ", ".join(f"'{c}'" for c in DEDUPE_CHANNELS)
-    return text(
-        f"SELECT id FROM ticket WHERE {expr} = :cid AND channel IN ({chans}) ORDER BY id LIMIT 1"
-    )
-
-
-def _find_by_call_id(session: Session, call_id: str) -> Ticket | None:
-    conn = session.connection()
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        # serialise intakes of the same call (a retried job racing the original)
-        conn.execute(_CALL_LOCK, {"k": f"ticket-call:{call_id}"})
-    # (SQLite: BEGIN IMMEDIATE already serialises writers)
-    row = conn.execute(_call_id_query(dialect), {"cid": call_id}).first()
-    return session.get(Ticket, row[0]) if row else None
-
-
-# ---- writes ----
-
-
-def _insert(dialect: str, model):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(model)
-
-
-@lru_cache(maxsize=4)
-def _caller_upsert(dialect: str):
-    """Built once per dialect with bind parameters (rebuilding it per intake cost ~0.4 ms)."""
-    table = Caller.__table__  # type: ignore[attr-defined]
-    stmt = _insert(dialect, table).values(
-        phone=bindparam("phone"), name=bindparam("name"), created_at=bindparam("created_at")
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["phone"],
-        set_={"name": func.coalesce(stmt.excluded.name, table.c.name)},
-    )
-    return stmt.returning(table.c.id)
-
-
-def _upsert_caller(conn: Connection, dialect: str, phone: str, name: str | None) -> int:
-    """One statement: insert or (re)name, returning the id either way."""
-    params = {"phone": phone, "name": name, "created_at": utcnow()}
-    return conn.execute(_caller_upsert(dialect), params).scalar_one()
-
-
-def _upsert_enterprise(conn: Connection, dialect: str, uscc: str, name: str | None) -> int:
-    """One statement: insert, or fill/update the name when one is given; returns the id."""
-    table = Enterprise.__table__  # type: ignore[attr-defined]
-    stmt = _insert(dialect, table).values(uscc=uscc, name=name or "", created_at=utcnow())
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["uscc"],
-        set_={"name": case((stmt.excluded.name != "", stmt.excluded.name), else_=table.c.name)},
-    )
-    return conn.execute(stmt.returning(table.c.id)).scalar_one()
-
-
-def _dispatch_module():
+def dispatch_module():
     """ticketing.dispatch, imported lazily (it imports intake's neighbours); None if absent."""
     try:
         from ticketing import dispatch as dispatching
@@ -465,152 +350,3 @@ def _dispatch_module():
             raise
         return None
     return dispatching
-
-
-_SUBORDER_TABLE = SubOrder.__table__  # type: ignore[attr-defined]
-_SUBORDER_INSERT = _SUBORDER_TABLE.insert().returning(_SUBORDER_TABLE.c.id)
-_SUBORDER_DEFAULTS: dict[str, Any] = {
-    "instructions": None,
-    "accepted_at": None,
-    "replied_at": None,
-    "reply": None,
-    "return_reason": None,
-    "extension_until": None,
-    "extension_reason": None,
-    "handoff_status": None,
-    "external_ref": None,
-}
-
-
-def _insert_auto_dispatched(
-    session: Session,
-    conn: Connection,
-    settings: Settings,
-    dispatching: Any,
-    values: dict[str, Any],
-    created: dict[str, Any],
-    prediction: Any,
-    actor: str,
-    now: datetime,
-) -> Ticket:
-    """A new ticket with its automatic first dispatch, written as plain INSERTs.
-
-    The same outcome, rows and events as inserting the ticket pending and calling
-    `dispatch.auto_dispatch(..., created_here=True)` — the rule, threshold and department checks
-    are dispatch's own functions; tests/ticketing/test_perf_intake.py holds the two paths equal —
-    but the ticket is inserted already in its final state, each sub-order with one INSERT, and
-    the events with one executemany: no ORM unit of work, no UPDATE of the row just inserted.
-    """
-    confidence = dispatching._confidence(getattr(prediction, "confidence", None))
-    suggested = getattr(prediction, "department", None) or None
-    threshold = dispatching.classifier_threshold(settings)
-    rule = dispatching.match_rule(settings, f"{values['title'] or ''}\n{values['content'] or ''}")
-    codes: list[str] = []
-    basis: dict[str, Any] = {}
-    found: dict[str, Department] = {}
-    reason = None
-    if rule is not None:
-        found = dispatching._cached_departments(session, rule.departments)
-        bad = dispatching._unusable_in(found, rule.departments)
-        if not bad:
-            codes = dispatching._clean_codes(list(rule.departments))
-            basis = {"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)}
-        else:
-            reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
-    elif confidence >= threshold and suggested:
-        found = dispatching._cached_departments(session, [suggested])
-        bad = dispatching._unusable_in(found, [suggested])
-        if not bad:
-            codes = [suggested]
-            basis = {"basis": "classifier", "confidence": confidence, "threshold": threshold}
-        else:
-            reason = f"分类建议的部门 {suggested} 不存在或已停用"
-    elif not suggested:
-        reason = "分类器未给出建议部门"
-    else:
-        reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
-
-    values["suggested_department"] = suggested
-    values["classifier_confidence"] = confidence
-    values["updated_at"] = utcnow()
-    if codes:
-        values["status"] = TicketStatus.dispatched.value
-        values["dispatch_mode"] = "auto"
-    else:
-        values["dispatch_mode"] = "manual"
-    values["id"] = ticket_id = conn.execute(_TICKET_INSERT, values).scalar_one()
-    ticket = _persistent(session, Ticket, values)
-    from ticketing import handoff
-
-    due = values["deadline_at"]
-    dispatched_at = utcnow()
-    subs: list[tuple[int, str, bool]] = []
-    for code in codes:
-        sub = {
-            **_SUBORDER_DEFAULTS,
-            "ticket_id": ticket_id,
-            "department_code": code,
-            "round": values["round"],
-            "status": SubOrderStatus.dispatched.value,
-            "deadline_at": due,
-            "dispatched_by": actor,
-            "dispatched_at": dispatched_at,
-        }
-        sub["id"] = conn.execute(_SUBORDER_INSERT, sub).scalar_one()
-        so = _persistent(session, SubOrder, sub)
-        subs.append((sub["id"], code, handoff.schedule(session, settings, ticket, so, found[code])))
-
-    # The number last: on PostgreSQL the counter row stays locked from here to COMMIT, so only
-    # this UPDATE and the events INSERT run while other intakes wait for it.
-    number = next_number(session, settings, now)
-    conn.execute(_SET_NUMBER, {"ticket_id": ticket_id, "new_number": number})
-    set_committed_value(ticket, "number", number)
-    values["number"] = created["number"] = number
-
-    rows = [events.entry(ticket_id, actor, "created", **created)]
-    if not codes:
-        rows.append(
-            events.entry(
-                ticket_id,
-                actor,
-                "manual_dispatch_required",
-                reason=reason,
-                confidence=confidence,
-                threshold=threshold,
-                suggested_department=suggested,
-                rule=rule.name if rule else None,
-            )
-        )
-    else:
-        rows.append(
-            events.entry(
-                ticket_id,
-                actor,
-                "dispatched",
-                **{
-                    "from": TicketStatus.pending_dispatch.value,
-                    "to": TicketStatus.dispatched.value,
-                },
-                mode="auto",
-                departments=codes,
-                round=values["round"],
-                **basis,
-            )
-        )
-        rows.extend(
-            events.entry(
-                ticket_id,
-                actor,
-                "suborder_dispatched",
-                suborder_id=sub_id,
-                department=code,
-                deadline=due,
-                mode="auto",
-                instructions=None,
-                handoff=queued,
-                beyond_ticket_deadline=False,
-            )
-            for sub_id, code, queued in subs
-        )
-    events.record_all(session, rows)
-    return ticket

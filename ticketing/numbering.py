@@ -6,10 +6,9 @@ PostgreSQL row-locks the counter row until the intake transaction ends; SQLite's
 serialised by BEGIN IMMEDIATE (config.database). Because the bump lives in the caller's transaction,
 a rolled-back intake also rolls back its number, so committed numbers have no gaps.
 
-Since every intake of the day queues on that one row, intake takes its number as late as it can:
-the ticket and its sub-orders are inserted under a unique placeholder, then the number is bumped,
-written into the ticket and the events are inserted, and the transaction commits
-(ticketing.intake._insert_auto_dispatched). Gap policy unchanged: no gaps among committed numbers.
+Since every intake of the day queues on that one row, intake writes its tickets in batches
+(ticketing.intake_write): one bump of `n` numbers for the whole batch, so the row is locked once
+per batch rather than once per ticket. Gap policy unchanged: no gaps among committed numbers.
 """
 
 from __future__ import annotations
@@ -37,10 +36,26 @@ def local_day(settings: Settings, now: datetime | None = None) -> str:
     return now.astimezone(ZoneInfo(settings.timezone)).strftime("%Y%m%d")
 
 
+_BUMP_BY = text(
+    "INSERT INTO ticketcounter (day, value) VALUES (:day, :n) "
+    "ON CONFLICT (day) DO UPDATE SET value = ticketcounter.value + :n "
+    "RETURNING value"
+)
+
+
 def next_number(session: Session, settings: Settings, now: datetime | None = None) -> str:
     day = local_day(settings, now)
     value = session.execute(_BUMP, {"day": day}).scalar_one()
     return format_number(settings.ticket_prefix, day, int(value))
+
+
+def next_numbers(session: Session, settings: Settings, now: datetime, n: int) -> list[str]:
+    """`n` consecutive numbers of `now`'s day with one bump of the counter (a batch of intakes)."""
+    if n < 1:
+        return []
+    day = local_day(settings, now)
+    last = int(session.execute(_BUMP_BY, {"day": day, "n": n}).scalar_one())
+    return [format_number(settings.ticket_prefix, day, v) for v in range(last - n + 1, last + 1)]
 
 
 def format_number(prefix: str, day: str, value: int) -> str:

@@ -8,6 +8,7 @@ area code) all normalise. Full-width digits are folded to ASCII first (NFKC).
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 import phonenumbers
 
@@ -20,6 +21,12 @@ def normalise_phone(raw: str, region: str = "CN") -> str:
     """E.164 (e.g. "+8613812345678"), or InvalidInput with a message a caller understands."""
     if not isinstance(raw, str):
         raise InvalidInput("电话号码必须是文本", field="phone")
+    return _normalise(raw, region)
+
+
+@lru_cache(maxsize=8192)
+def _normalise(raw: str, region: str) -> str:
+    """Cached: parsing costs ~0.2 ms and callers ring again (refusals are not cached)."""
     s = unicodedata.normalize("NFKC", raw).strip()
     if not s:
         raise InvalidInput("电话号码为空", field="phone", rule="empty")

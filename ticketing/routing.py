@@ -29,6 +29,21 @@ def _norm(text: str) -> str:
 def load_rules(settings: Settings) -> list[RoutingRule]:
     """All rules in file order; a malformed rule is a ConfigError naming it (never silently skipped)."""
     data = load_yaml(settings, "routing.yaml")
+    held = _parsed.get(id(data))
+    if held is not None and held[0] is data:  # the same parse of the same file: the same rules
+        return list(held[1])
+    rules = _parse(data)
+    _parsed.clear()  # one file per deployment; a changed file replaces the old parse
+    _parsed[id(data)] = (data, tuple(rules))
+    return rules
+
+
+# Per-process memo of the parsed rules, keyed by the loader's cached dict (which is replaced when
+# the file changes): intake matches the rules on every ticket.
+_parsed: dict[int, tuple[dict, tuple[RoutingRule, ...]]] = {}
+
+
+def _parse(data: dict) -> list[RoutingRule]:
     raw = data.get("rules") or []
     if not isinstance(raw, list):
         raise ConfigError("routing.yaml: 'rules' must be a list")

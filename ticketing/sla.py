@@ -114,15 +114,30 @@ def add_duration(settings: Settings, start: datetime, amount: int | float, unit:
         return start_utc + timedelta(hours=amount)
     if int(amount) != amount or amount > 366:
         raise InvalidInput("工作日数必须为1-366之间的整数", field="amount")
-    day = to_local(settings, start_utc).date()
-    working = _working_day_fn(_cfg(settings))
-    counted = 0
+    cfg = _cfg(settings)
+    day = _after_working_days(
+        to_local(settings, start_utc).date(),
+        int(amount),
+        tuple(cfg.get("extra_holidays") or ()),
+        tuple(cfg.get("extra_workdays") or ()),
+    )
+    local_deadline = datetime.combine(day, _end_of_day(settings), tzinfo=_tz(settings))
+    return to_utc_naive(local_deadline)
+
+
+@lru_cache(maxsize=2048)
+def _after_working_days(
+    start: date, amount: int, holidays: tuple[str, ...], workdays: tuple[str, ...]
+) -> date:
+    """The `amount`-th working day after `start`. Cached: every intake of a day asks the same
+    question, and the calendar (package data + the config's overrides, part of the key) is fixed."""
+    working = _working_day_fn({"extra_holidays": holidays, "extra_workdays": workdays})
+    day, counted = start, 0
     while counted < amount:
         day += timedelta(days=1)
         if working(day):
             counted += 1
-    local_deadline = datetime.combine(day, _end_of_day(settings), tzinfo=_tz(settings))
-    return to_utc_naive(local_deadline)
+    return day
 
 
 def policy_for(settings: Settings, category: str, urgency: str) -> tuple[int | float, str]:

@@ -1,6 +1,6 @@
-"""tickets.create authenticates without a request session (deps.require_principal) and runs its
-transaction in one threadpool call: revocation, deactivation, role and CSRF checks must still hold
-on every request, with no caching in between."""
+"""tickets.create checks only the token on the event loop (deps.require_token); its user is checked
+by the intake writer in the transaction that writes the ticket: revocation, deactivation, role and
+CSRF checks must still hold on every request, with no caching in between."""
 
 from __future__ import annotations
 

@@ -291,3 +291,28 @@ def test_training_needs_enough_data() -> None:
 def test_data_file_ships_in_the_package() -> None:
     assert DATA_PATH.name == "labelled.csv" and DATA_PATH.parent.name == "data"
     assert DATA_PATH.read_text(encoding="utf-8").startswith("text,category,urgency,department")
+
+
+# --- the direct TF-IDF path against sklearn's own transform ------------------------------------
+
+
+def test_batch_and_single_predictions_equal_sklearns_transform(clf) -> None:
+    """TicketClassifier._probs builds the TF-IDF rows itself (no sklearn transform at predict
+    time). It must give sklearn's probabilities for batches, for one text, for texts with
+    no known n-gram, and for empty-after-normalisation keyword runs."""
+    import numpy as np
+
+    from ticketing.classifier import _features_text
+
+    texts = [e.text for e in load_examples()[:200]] + ["ЖЖЖЖ", "?!", "营业执照 🙂 " * 40]
+    feats = [_features_text(t, []) for t in texts]
+    ours = clf._probs(feats)
+    x = clf.vectorizer.transform(feats)
+    for head in HEADS:
+        theirs = clf.models[head].predict_proba(x)
+        assert np.allclose(ours[head], theirs, rtol=0, atol=1e-12), head
+        single = np.vstack([clf._probs([f])[head] for f in feats[:20]])
+        assert np.allclose(single, theirs[:20], rtol=0, atol=1e-12), head
+    many = clf.predict_many(texts[:50])
+    assert [p.department for p in many] == [clf.predict(t).department for t in texts[:50]]
+    assert [p.confidence for p in many] == [clf.predict(t).confidence for t in texts[:50]]

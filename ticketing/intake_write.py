@@ -1,0 +1,543 @@
+"""The writing half of intake: drafts (validated, classified matters) into rows, many per transaction.
+
+Why batches: on the web, many intakes arrive at once, and nearly all of an intake's cost is fixed
+per statement and per transaction (BEGIN, COMMIT, the numbering counter, SQLAlchemy's per-execute
+work), not per row. `write_drafts` writes N drafts with a fixed number of statements: one call_id
+lookup, one caller upsert, one counter bump per local day, one INSERT of the tickets, one of the
+sub-orders, one of the events. A single `submit` is a batch of one through the same code, so there
+is one write path, held equal to the ORM's dispatch.auto_dispatch by
+tests/ticketing/test_perf_intake.py.
+
+Numbers (一事一单) are taken before the tickets are inserted, in the same transaction: a rollback
+returns them, so committed numbers stay gap-free. On PostgreSQL the day's counter row stays locked
+until COMMIT; a batch holds it once for all its tickets, where single intakes queued on it each.
+
+A draft that names its departments (a dispatcher at intake) goes through the ORM dispatch path,
+as any later dispatch does, inside a SAVEPOINT when it shares the batch: its refusal leaves the
+other drafts' rows alone. An InvalidInput found while writing (an unknown department) is that
+draft's result, not the batch's; any other error fails the whole transaction, and the caller
+decides (the web batcher retries each draft on its own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import bindparam, case, func, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import class_mapper, make_transient_to_detached
+from sqlmodel import Session, select
+
+from config.settings import Settings
+from ticketing import events
+from ticketing.errors import InvalidInput, TicketingError
+from ticketing.models import (
+    Caller,
+    Department,
+    Enterprise,
+    SubOrder,
+    SubOrderStatus,
+    Ticket,
+    TicketStatus,
+    utcnow,
+)
+from ticketing.numbering import next_numbers
+from ticketing.sla import deadline_for
+
+if TYPE_CHECKING:
+    from ticketing.intake import Draft
+
+_M = TypeVar("_M", Ticket, SubOrder)
+_TICKET_TABLE = Ticket.__table__  # type: ignore[attr-defined]
+_SUBORDER_TABLE = SubOrder.__table__  # type: ignore[attr-defined]
+_TICKET_INSERT = _TICKET_TABLE.insert().returning(_TICKET_TABLE.c.id)
+# A batch is inserted with one executemany and its ids read back by their natural keys (the
+# ticket number, issued before the insert; a sub-order's ticket + department), one SELECT each:
+# on SQLite an ordered RETURNING would fall back to one statement per row.
+_TICKETS_INSERT = _TICKET_TABLE.insert()
+_SUBORDERS_INSERT = _SUBORDER_TABLE.insert()
+_TICKET_IDS = select(_TICKET_TABLE.c.number, _TICKET_TABLE.c.id).where(
+    _TICKET_TABLE.c.number.in_(bindparam("numbers", expanding=True))
+)
+_SUBORDER_IDS = select(
+    _SUBORDER_TABLE.c.ticket_id, _SUBORDER_TABLE.c.department_code, _SUBORDER_TABLE.c.id
+).where(_SUBORDER_TABLE.c.ticket_id.in_(bindparam("tickets", expanding=True)))
+# Columns intake never sets, at their model defaults (every column is given, so the attached
+# instance below has nothing left to load).
+_TICKET_DEFAULTS: dict[str, Any] = {
+    "warning": "none",
+    "dispatch_mode": None,
+    "round": 1,
+    "reopen_count": 0,
+    "responsible_person": None,
+    "resolved_at": None,
+    "closed_at": None,
+}
+_SUBORDER_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "accepted_at": None,
+    "replied_at": None,
+    "reply": None,
+    "return_reason": None,
+    "extension_until": None,
+    "extension_reason": None,
+    "handoff_status": None,
+    "external_ref": None,
+}
+_CALL_LOCKS = text(
+    "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k"
+)
+
+
+@dataclass
+class _Row:
+    """One draft on its way to rows: the ticket's values, its events, its auto-dispatch."""
+
+    draft: Draft
+    values: dict[str, Any]
+    created: dict[str, Any]
+    codes: list[str]
+    basis: dict[str, Any]
+    reason: str | None
+    rule: Any
+    threshold: float
+    ticket: Ticket | None = None
+
+
+def write_drafts(
+    session: Session, settings: Settings, drafts: list[Draft]
+) -> list[Ticket | TicketingError]:
+    """The ticket of each draft, in order (an existing one for a repeated call_id), or the
+    InvalidInput that refused it. Writes in the caller's transaction."""
+    results: list[Ticket | TicketingError | None] = [None] * len(drafts)
+    conn = session.connection()
+    dialect = conn.dialect.name
+
+    # ---- reads and per-draft refusals, before anything is written
+    unknown = _unknown_departments(session, {c for d in drafts for c in d.departments})
+    by_call = _existing_by_call_id(session, conn, dialect, drafts)
+    first_of_call: dict[str, int] = {}
+    todo: list[int] = []
+    for i, d in enumerate(drafts):
+        missing = [c for c in d.departments if c in unknown]
+        if missing:
+            results[i] = InvalidInput(
+                f"未知或已停用的部门：{'、'.join(missing)}", field="departments", missing=missing
+            )
+        elif d.dedupe_id is not None and d.dedupe_id in by_call:
+            results[i] = by_call[d.dedupe_id]
+        elif d.dedupe_id is not None and d.dedupe_id in first_of_call:
+            continue  # the same call twice in one batch: one ticket, filled in below
+        else:
+            if d.dedupe_id is not None:
+                first_of_call[d.dedupe_id] = i
+            todo.append(i)
+    if not todo:
+        return _fill_repeats(drafts, results, first_of_call)
+
+    # ---- everything below writes
+    now = utcnow()
+    callers = _upsert_callers(conn, dialect, [drafts[i] for i in todo])
+    from ticketing.intake import dispatch_module
+
+    dispatching = dispatch_module()
+    fast = [i for i in todo if not drafts[i].departments and dispatching is not None]
+    fast_set = set(fast)
+    numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
+    rows: list[_Row] = []
+    for i in todo:
+        d = drafts[i]
+        values = _ticket_values(conn, dialect, settings, d, now, callers)
+        if i not in fast_set:
+            results[i] = _write_with_departments(
+                session, settings, d, values, dispatching, nested=len(drafts) > 1
+            )
+            continue
+        row = _auto_decision(session, settings, dispatching, d, values)
+        values["number"] = row.created["number"] = next(numbers)
+        rows.append(row)
+        results[i] = row
+    if rows:
+        _insert_fast(session, conn, settings, rows)
+        for i in fast:
+            results[i] = results[i].ticket  # type: ignore[union-attr]
+    for i in todo:
+        ticket = results[i]
+        if drafts[i].send_notice and isinstance(ticket, Ticket):
+            from ticketing.notices import create_acceptance_notice
+
+            create_acceptance_notice(session, settings, ticket)
+    return _fill_repeats(drafts, results, first_of_call)
+
+
+def _fill_repeats(
+    drafts: list[Draft],
+    results: list[Ticket | TicketingError | None],
+    first_of_call: dict[str, int],
+) -> list[Ticket | TicketingError]:
+    for i, d in enumerate(drafts):
+        if results[i] is None and d.dedupe_id is not None:
+            results[i] = results[first_of_call[d.dedupe_id]]
+    return results  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- reads
+
+
+def _unknown_departments(session: Session, wanted: set[str]) -> set[str]:
+    if not wanted:
+        return set()
+    found = set(
+        session.exec(
+            select(Department.code).where(Department.code.in_(sorted(wanted)), Department.active)
+        )
+    )
+    return wanted - found
+
+
+@lru_cache(maxsize=4)
+def _call_id_query(dialect: str):
+    from ticketing.intake import DEDUPE_CHANNELS
+
+    if dialect == "postgresql":
+        expr = "(channel_data ->> 'call_id')"
+    else:
+        expr = "json_extract(channel_data, '$.call_id')"
+    chans = ", ".join(f"'{c}'" for c in DEDUPE_CHANNELS)
+    return text(
+        f"SELECT id, {expr} AS cid FROM ticket WHERE {expr} IN :cids AND channel IN ({chans})"
+        " ORDER BY id"
+    ).bindparams(bindparam("cids", expanding=True))
+
+
+def _existing_by_call_id(
+    session: Session, conn: Connection, dialect: str, drafts: list[Draft]
+) -> dict[str, Ticket]:
+    """The first ticket already filed for each of the drafts' call ids (a retried job, a hotline
+    call that ended in voicemail)."""
+    keys = sorted({d.dedupe_id for d in drafts if d.dedupe_id is not None})
+    if not keys:
+        return {}
+    if dialect == "postgresql":
+        # serialise intakes of the same call (a retried job racing the original); one sorted
+        # statement, so two batches never wait on each other in a cycle
+        conn.execute(_CALL_LOCKS, {"keys": [f"ticket-call:{k}" for k in keys]})
+    # (SQLite: BEGIN IMMEDIATE already serialises writers)
+    first: dict[str, int] = {}
+    for tid, cid in conn.execute(_call_id_query(dialect), {"cids": keys}):
+        first.setdefault(str(cid), tid)
+    if not first:
+        return {}
+    tickets = {t.id: t for t in session.exec(select(Ticket).where(Ticket.id.in_(first.values())))}
+    return {cid: tickets[tid] for cid, tid in first.items()}
+
+
+# ---------------------------------------------------------------- upserts
+
+
+def _insert(dialect: str, table: Any):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+@lru_cache(maxsize=4)
+def _caller_upsert(dialect: str):
+    """Built once per dialect with bind parameters (rebuilding it per intake cost ~0.4 ms)."""
+    table = Caller.__table__  # type: ignore[attr-defined]
+    stmt = _insert(dialect, table).values(
+        phone=bindparam("phone"), name=bindparam("name"), created_at=bindparam("created_at")
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["phone"],
+        set_={"name": func.coalesce(stmt.excluded.name, table.c.name)},
+    )
+    return stmt
+
+
+_CALLER_TABLE = Caller.__table__  # type: ignore[attr-defined]
+_CALLER_IDS = select(_CALLER_TABLE.c.phone, _CALLER_TABLE.c.id).where(
+    _CALLER_TABLE.c.phone.in_(bindparam("phones", expanding=True))
+)
+
+
+def _upsert_callers(conn: Connection, dialect: str, drafts: list[Draft]) -> dict[str, int]:
+    """Insert or (re)name every caller of the batch in one statement; phone → caller id.
+
+    A phone twice in the batch is one row (an upsert may not touch a row twice), named as the
+    drafts one after another would leave it: the last name given."""
+    names: dict[str, str | None] = {}
+    for d in drafts:
+        if d.phone:
+            names[d.phone] = d.submitter_name or names.get(d.phone)
+    if not names:
+        return {}
+    now = utcnow()
+    params = [{"phone": p, "name": n, "created_at": now} for p, n in names.items()]
+    conn.execute(_caller_upsert(dialect), params)
+    return dict(conn.execute(_CALLER_IDS, {"phones": list(names)}).all())
+
+
+def _upsert_enterprise(conn: Connection, dialect: str, uscc: str, name: str | None) -> int:
+    """One statement: insert, or fill/update the name when one is given; returns the id."""
+    table = Enterprise.__table__  # type: ignore[attr-defined]
+    stmt = _insert(dialect, table).values(uscc=uscc, name=name or "", created_at=utcnow())
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["uscc"],
+        set_={"name": case((stmt.excluded.name != "", stmt.excluded.name), else_=table.c.name)},
+    )
+    return conn.execute(stmt.returning(table.c.id)).scalar_one()
+
+
+# ---------------------------------------------------------------- tickets
+
+
+def _ticket_values(
+    conn: Connection,
+    dialect: str,
+    settings: Settings,
+    d: Draft,
+    now: datetime,
+    callers: dict[str, int],
+) -> dict[str, Any]:
+    deadline, basis = deadline_for(settings, d.category, d.urgency, now)
+    enterprise_id = _upsert_enterprise(conn, dialect, d.uscc, d.enterprise_name) if d.uscc else None
+    return {
+        **_TICKET_DEFAULTS,
+        "number": None,
+        "channel": d.channel,
+        "title": d.title,
+        "content": d.content,
+        "category": d.category,
+        "urgency": d.urgency,
+        "status": TicketStatus.pending_dispatch.value,
+        "suggested_department": getattr(d.prediction, "department", None),
+        "classifier_confidence": getattr(d.prediction, "confidence", None),
+        "enterprise_id": enterprise_id,
+        "caller_id": callers.get(d.phone) if d.phone else None,
+        "submitter_name": d.submitter_name,
+        "submitter_phone": d.phone,
+        "channel_data": d.channel_data,
+        "sla_basis": basis,
+        "deadline_at": deadline,
+        "created_by": d.actor,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _created_event(d: Draft, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "channel": values["channel"],
+        "number": values["number"],
+        "category": d.category,
+        "urgency": d.urgency,
+        "classified": d.prediction is not None,
+        "confidence": values["classifier_confidence"],
+        "suggested_department": values["suggested_department"],
+        "deadline": values["deadline_at"],
+    }
+
+
+def _write_with_departments(
+    session: Session,
+    settings: Settings,
+    d: Draft,
+    values: dict[str, Any],
+    dispatching: Any,
+    *,
+    nested: bool,
+) -> Ticket | TicketingError:
+    """Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch."""
+    from ticketing.numbering import next_number
+
+    def write() -> Ticket:
+        values["number"] = next_number(session, settings, values["created_at"])
+        conn = session.connection()
+        values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
+        ticket = _persistent(session, Ticket, values)
+        events.record(session, ticket.id, d.actor, "created", **_created_event(d, values))
+        if dispatching is None:
+            if d.departments:
+                raise RuntimeError("ticketing.dispatch is not installed; cannot dispatch")
+            ticket.dispatch_mode = "manual"  # waits for a dispatcher
+        else:
+            dispatching.dispatch(session, settings, ticket, d.departments, actor=d.actor)
+        return ticket
+
+    if not nested:
+        return write()
+    try:
+        with session.begin_nested():
+            return write()
+    except InvalidInput as e:
+        return e
+
+
+def _auto_decision(
+    session: Session, settings: Settings, dispatching: Any, d: Draft, values: dict[str, Any]
+) -> _Row:
+    """Where auto-dispatch sends this ticket (dispatch's own rule, threshold and department
+    checks), and why not when it cannot: the same decision as dispatch.auto_dispatch."""
+    confidence = dispatching._confidence(getattr(d.prediction, "confidence", None))
+    suggested = getattr(d.prediction, "department", None) or None
+    threshold = dispatching.classifier_threshold(settings)
+    rule = dispatching.match_rule(settings, f"{values['title'] or ''}\n{values['content'] or ''}")
+    codes: list[str] = []
+    basis: dict[str, Any] = {}
+    reason = None
+    if rule is not None:
+        found = dispatching._cached_departments(session, rule.departments)
+        bad = dispatching._unusable_in(found, rule.departments)
+        if not bad:
+            codes = dispatching._clean_codes(list(rule.departments))
+            basis = {"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)}
+        else:
+            reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
+    elif confidence >= threshold and suggested:
+        found = dispatching._cached_departments(session, [suggested])
+        if not dispatching._unusable_in(found, [suggested]):
+            codes = [suggested]
+            basis = {"basis": "classifier", "confidence": confidence, "threshold": threshold}
+        else:
+            reason = f"分类建议的部门 {suggested} 不存在或已停用"
+    elif not suggested:
+        reason = "分类器未给出建议部门"
+    else:
+        reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
+    values["suggested_department"] = suggested
+    values["classifier_confidence"] = confidence
+    values["updated_at"] = utcnow()
+    if codes:
+        values["status"] = TicketStatus.dispatched.value
+        values["dispatch_mode"] = "auto"
+    else:
+        values["dispatch_mode"] = "manual"
+    return _Row(d, values, _created_event(d, values), codes, basis, reason, rule, threshold)
+
+
+def _insert_fast(session: Session, conn: Connection, settings: Settings, rows: list[_Row]) -> None:
+    """The batch's auto-dispatched tickets, their sub-orders and events: three statements."""
+    from ticketing import handoff
+    from ticketing.dispatch import _cached_departments
+
+    conn.execute(_TICKETS_INSERT, [r.values for r in rows])
+    numbers = [r.values["number"] for r in rows]
+    by_number = dict(conn.execute(_TICKET_IDS, {"numbers": numbers}).all())
+    ids = [by_number[n] for n in numbers]
+    subs: list[dict[str, Any]] = []
+    owners: list[_Row] = []
+    targets: dict[tuple[str, str], bool] = {}
+    for r, ticket_id in zip(rows, ids, strict=True):
+        r.values["id"] = ticket_id
+        r.ticket = _persistent(session, Ticket, r.values)
+        if not r.codes:
+            continue
+        found = _cached_departments(session, r.codes)
+        dispatched_at = utcnow()
+        for code in r.codes:
+            key = (r.values["category"], code)
+            if key not in targets:
+                target = handoff.target_for(
+                    session, settings, r.ticket, found[code], lookup=_cached_departments
+                )
+                targets[key] = target is not None
+            subs.append(
+                {
+                    **_SUBORDER_DEFAULTS,
+                    "ticket_id": ticket_id,
+                    "department_code": code,
+                    "round": r.values["round"],
+                    "status": SubOrderStatus.dispatched.value,
+                    "deadline_at": r.values["deadline_at"],
+                    "dispatched_by": r.draft.actor,
+                    "dispatched_at": dispatched_at,
+                    "handoff_status": "queued" if targets[key] else None,
+                }
+            )
+            owners.append(r)
+    sub_ids: list[int] = []
+    if subs:
+        conn.execute(_SUBORDERS_INSERT, subs)
+        tickets = sorted({sub["ticket_id"] for sub in subs})
+        found_ids = {(t, c): i for t, c, i in conn.execute(_SUBORDER_IDS, {"tickets": tickets})}
+        sub_ids = [found_ids[(sub["ticket_id"], sub["department_code"])] for sub in subs]
+    by_ticket: dict[int, list[tuple[int, str, bool]]] = {}
+    queued: list[int] = []
+    for sub, sub_id, r in zip(subs, sub_ids, owners, strict=True):
+        sub["id"] = sub_id
+        is_queued = sub["handoff_status"] == "queued"
+        by_ticket.setdefault(r.values["id"], []).append((sub_id, sub["department_code"], is_queued))
+        if is_queued:
+            queued.append(sub_id)
+    if queued:
+        handoff.enqueue_after_commit(session, settings, queued)
+    log_rows: list[dict[str, Any]] = []
+    for r in rows:
+        log_rows.extend(_events(r, by_ticket.get(r.values["id"], [])))
+    events.record_all(session, log_rows)
+
+
+def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
+    ticket_id, actor = r.values["id"], r.draft.actor
+    out = [events.entry(ticket_id, actor, "created", **r.created)]
+    if not r.codes:
+        out.append(
+            events.entry(
+                ticket_id,
+                actor,
+                "manual_dispatch_required",
+                reason=r.reason,
+                confidence=r.values["classifier_confidence"],
+                threshold=r.threshold,
+                suggested_department=r.values["suggested_department"],
+                rule=r.rule.name if r.rule else None,
+            )
+        )
+        return out
+    out.append(
+        events.entry(
+            ticket_id,
+            actor,
+            "dispatched",
+            **{"from": TicketStatus.pending_dispatch.value, "to": TicketStatus.dispatched.value},
+            mode="auto",
+            departments=r.codes,
+            round=r.values["round"],
+            **r.basis,
+        )
+    )
+    out.extend(
+        events.entry(
+            ticket_id,
+            actor,
+            "suborder_dispatched",
+            suborder_id=sub_id,
+            department=code,
+            deadline=r.values["deadline_at"],
+            mode="auto",
+            instructions=None,
+            handoff=queued,
+            beyond_ticket_deadline=False,
+        )
+        for sub_id, code, queued in subs
+    )
+    return out
+
+
+def _persistent(session: Session, model: type[_M], values: dict[str, Any]) -> _M:
+    """The ORM instance of a row this transaction just INSERTed with Core, attached as if loaded.
+
+    Cheaper than constructing + flushing the model (validation, unit of work) or re-selecting it;
+    later ORM changes to it are flushed as UPDATEs as usual.
+    """
+    obj = class_mapper(model).class_manager.new_instance()  # class_mapper: configured
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
