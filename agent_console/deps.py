@@ -6,9 +6,9 @@ an error anywhere in the request leaves nothing half-written. GET/HEAD use read-
 (SQLite: a deferred transaction that never queues behind writers).
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
-and CSRF are checked here, and its user (active, token version, role) is checked by the intake
-writer inside the very transaction that writes the ticket (agent_console.intake_batcher), one
-SELECT for a whole batch — a revocation committed before that transaction is always honoured.
+and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
+(agent_console.intake_batcher) when it prepares the request's batch, one SELECT for the whole
+batch — still on every request, with no cache in between.
 """
 
 from __future__ import annotations

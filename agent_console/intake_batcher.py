@@ -2,19 +2,23 @@
 
 Why: an intake's cost is mostly fixed per transaction and per statement (BEGIN, COMMIT, the
 day's number counter, SQLAlchemy's per-execute work), and on SQLite every writer queues on one
-lock anyway. So one writer thread per web process takes every intake waiting when it becomes free
-(none are held back on a timer: alone, an intake is written at once) and hands them to
-`ticketing.submit_many`, which classifies them together and writes them with a fixed number of
-statements. Under load the batches grow by themselves, and 32 threads no longer fight for the GIL
-and the writer lock.
+lock anyway. So each web process has one intake writer thread. It takes every creation waiting
+when it becomes free (none is held back on a timer: alone, a creation goes through at once), then
+1. prepares them: reads their users in one SELECT, parses the bodies and classifies them together
+   (`ticketing.prepare_many`), with no write transaction open, so SQLite's write lock is never
+   held while the classifier computes;
+2. writes them in one transaction with a fixed number of statements (`ticketing.write_drafts`)
+   and answers each request after COMMIT: a 201 means "stored".
+Under load the batches grow by themselves, and 32 threads no longer fight for the GIL and the
+writer lock. (A second thread preparing the next batch while one is written was measured: no
+gain on SQLite, where the GIL is the limit, and none on PostgreSQL sharing the machine's cores.)
 
 Each request still gets exactly its own outcome, in the order the API promises: 401/403 when the
-token's user is gone, deactivated, revoked or not allowed (checked here, inside the transaction
-that writes, with one SELECT for the batch), then 422 for an invalid body (parsed here, so that
-order holds), then the ticket or the TicketingError that refused it. A refusal writes nothing and
-does not disturb its neighbours. Should the shared transaction fail
-for any other reason, every intake of the batch is retried alone, so one poisoned intake costs
-only itself. The response is awaited until COMMIT, as before: a 201 always means "stored".
+token's user is gone, deactivated, revoked or not allowed (read when its batch is prepared, as a
+per-request dependency would), then 422 for an invalid body (parsed here, so that order holds),
+then the ticket or the TicketingError that refused it. A refusal writes nothing and does not
+disturb its neighbours. Should the shared transaction fail for any other reason, every intake of
+the batch is written alone, so one poisoned intake costs only itself.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +37,17 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from agent_console.deps import Bearer, unauthorized
 from agent_console.errors import ApiError
-from config.database import session_scope
+from config.database import readonly, session_scope
 from config.settings import Settings
-from ticketing import Ticket, TicketIn, User, submit_many
+from ticketing import Draft, Ticket, TicketIn, User, prepare_many, write_drafts
 
 log = structlog.get_logger("agent_console.intake")
 
 MAX_BATCH = 64
+_STOP = None
 
 
 @dataclass(slots=True)
@@ -51,6 +56,7 @@ class _Item:
     bearer: Bearer
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    draft: Draft | None = None  # set by _prepare when the item is good to write
 
 
 class IntakeBatcher:
@@ -63,15 +69,15 @@ class IntakeBatcher:
         serialise: Callable[[Ticket], Any],
         *,
         max_batch: int = MAX_BATCH,
-        observe: Callable[[int], None] | None = None,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self.engine, self.settings = engine, settings
         self.serialise = serialise  # runs in the writer thread, off the event loop
         self.max_batch = max_batch
-        self.observe = observe  # told each batch's size (a metric)
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self.observe = observe  # told each written batch's size and seconds (metrics)
+        self._incoming: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
+        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._thread.start()
 
     async def submit(self, body: bytes, bearer: Bearer) -> Any:
@@ -80,7 +86,7 @@ class IntakeBatcher:
             raise RuntimeError("intake writer is shut down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Item(body, bearer, loop, future))
+        self._incoming.put(_Item(body, bearer, loop, future))
         return await future
 
     def close(self, timeout: float = 30.0) -> None:
@@ -88,7 +94,7 @@ class IntakeBatcher:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
+        self._incoming.put(_STOP)
         self._thread.join(timeout)
 
     # ------------------------------------------------------------ the writer thread
@@ -96,39 +102,66 @@ class IntakeBatcher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            item = self._queue.get()
-            if item is None:
+            item = self._incoming.get()
+            if item is _STOP:
                 break
             batch = [item]
             while len(batch) < self.max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    nxt = self._incoming.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if nxt is _STOP:
                     stopping = True
                     break
                 batch.append(nxt)
-            if self.observe is not None:
-                self.observe(len(batch))
+            started = time.perf_counter()
             try:
-                self._write(batch)
-            except BaseException as e:  # never let the thread die with requests waiting
-                log.exception("intake_writer_failed", batch=len(batch))
+                ready = self._prepare(batch)
+                if ready:
+                    self._write(ready)
+            except BaseException as e:  # e.g. the database away: answer everyone, go on
+                log.warning("intake_batch_failed", batch=len(batch), exc_info=True)
                 for it in batch:
                     _resolve(it, error=e)
-        # anything that slipped in behind the stop signal is answered, not left hanging
-        while True:
+            if self.observe is not None:
+                self.observe(len(batch), time.perf_counter() - started)
+        _refuse_late(self._incoming)
+
+    def _prepare(self, batch: list[_Item]) -> list[_Item]:
+        """Authorise, parse and classify, with no write transaction open; answers the refused
+        items, returns the rest."""
+        with readonly(self.engine).connect() as conn:
+            users = {
+                row.id: row
+                for row in conn.execute(
+                    _USERS, {"ids": sorted({it.bearer.user_id for it in batch})}
+                )
+            }
+        accepted: list[_Item] = []
+        items: list[tuple[TicketIn, str]] = []
+        for it in batch:
             try:
-                late = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if late is not None:
-                _resolve(late, error=RuntimeError("intake writer is shut down"))
+                username = _authorise(users.get(it.bearer.user_id), it.bearer)
+                data = _parse(it.body)
+            except (ApiError, RequestValidationError) as e:
+                _resolve(it, error=e)
+                continue
+            accepted.append(it)
+            items.append((data, username))
+        ready: list[_Item] = []
+        for it, draft in zip(accepted, prepare_many(items, validated=True), strict=True):
+            if isinstance(draft, Draft):
+                it.draft = draft
+                ready.append(it)
+            else:
+                _resolve(it, error=draft)
+        return ready
 
     def _write(self, batch: list[_Item]) -> None:
         try:
-            outcomes = self._transaction(batch)
+            with session_scope(self.engine) as session:
+                results = write_drafts(session, self.settings, [it.draft for it in batch])
         except Exception as e:
             if len(batch) == 1:
                 _resolve(batch[0], error=e)
@@ -137,39 +170,16 @@ class IntakeBatcher:
             for it in batch:
                 self._write([it])
             return
-        for it, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                _resolve(it, error=outcome)
+        for it, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                _resolve(it, error=result)
                 continue
             try:
-                value = self.serialise(outcome)
+                value = self.serialise(result)
             except Exception as e:
                 _resolve(it, error=e)
                 continue
             _resolve(it, value=value)
-
-    def _transaction(self, batch: list[_Item]) -> list[Ticket | Exception]:
-        """Authorise, parse and submit the batch in one transaction: per item its ticket or the
-        error to answer with. Raises (rolling back) only on an unexpected failure."""
-        outcomes: list[Ticket | Exception | None] = [None] * len(batch)
-        with session_scope(self.engine) as session:
-            users = _users(session, {it.bearer.user_id for it in batch})
-            items: list[tuple[TicketIn, str]] = []
-            where: list[int] = []
-            for i, it in enumerate(batch):
-                try:
-                    username = _authorise(users.get(it.bearer.user_id), it.bearer)
-                    data = _parse(it.body)
-                except (ApiError, RequestValidationError) as e:
-                    outcomes[i] = e
-                    continue
-                items.append((data, username))
-                where.append(i)
-            if items:
-                results = submit_many(session, items, settings=self.settings)
-                for i, result in zip(where, results, strict=True):
-                    outcomes[i] = result
-        return outcomes  # type: ignore[return-value]
 
 
 _users_c = User.__table__.c  # type: ignore[attr-defined]
@@ -180,10 +190,6 @@ _USERS = select(
     _users_c.active,
     _users_c.token_version,
 ).where(_users_c.id.in_(bindparam("ids", expanding=True)))
-
-
-def _users(session: Session, ids: set[int]) -> dict[int, Any]:
-    return {row.id: row for row in session.connection().execute(_USERS, {"ids": sorted(ids)})}
 
 
 def _authorise(row: Any, bearer: Bearer) -> str:
@@ -203,6 +209,17 @@ def _parse(body: bytes) -> TicketIn:
         raise RequestValidationError(
             [{**err, "loc": ("body", *err.get("loc", ()))} for err in e.errors(include_url=False)]
         ) from None
+
+
+def _refuse_late(incoming: queue.SimpleQueue[_Item | None]) -> None:
+    """Anything that slipped in behind the stop signal is answered, not left hanging."""
+    while True:
+        try:
+            late = incoming.get_nowait()
+        except queue.Empty:
+            return
+        if late is not _STOP:
+            _resolve(late, error=RuntimeError("intake writer is shut down"))
 
 
 def _resolve(it: _Item, *, value: Any = None, error: BaseException | None = None) -> None:

@@ -89,10 +89,20 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
-        self.intake_batch = Histogram(
+        self.intake_batch_size = Histogram(
             "callcenter_intake_batch_size",
             "Ticket creations written per transaction by this web process's intake writer",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.intake_batch_seconds = Histogram(
+            "callcenter_intake_batch_seconds",
+            "Time the intake writer took per transaction (authorise, classify, write, commit)",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
         self.registry.register(OpenTicketsCollector(engine_getter))
+
+    def observe_intake_batch(self, size: int, seconds: float) -> None:
+        self.intake_batch_size.observe(size)
+        self.intake_batch_seconds.observe(seconds)

@@ -9,7 +9,7 @@ first, SIGKILL after a grace period — then the embedded Redis, so nothing is l
 `up` is `run` plus the PBX side (the AMI bridge and the FastAGI IVR server) for a machine next to
 an Asterisk; its children are restarted with backoff when they die.
 
-The web app is referenced by import string ("agent_console.app:create_app") so this layer never
+The web app is referenced by import string ("agent_console.app:create_server_app") so this layer never
 imports the agent console (layering: agent_console sits above callcenter).
 """
 
@@ -35,7 +35,7 @@ from config.logging import configure_logging, get_logger
 from config.settings import Settings
 from ticketing import Role, User
 
-WEB_APP = "agent_console.app:create_app"
+WEB_APP = "agent_console.app:create_server_app"
 STOP_GRACE_SECONDS = 15.0
 log = get_logger("callcenter.run")
 

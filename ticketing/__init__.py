@@ -6,7 +6,8 @@
 Front door — other packages import these names from `ticketing`, never its modules:
 
     intake       submit(session, TicketIn, *, settings, actor) -> Ticket;
-                 submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction)
+                 submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
+                 and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
@@ -34,7 +35,8 @@ import importlib
 from typing import Any
 
 _MODULES: dict[str, tuple[str, ...]] = {
-    "ticketing.intake": ("submit", "submit_many"),
+    "ticketing.intake": ("submit", "submit_many", "prepare_many", "Draft"),
+    "ticketing.intake_write": ("write_drafts",),
     "ticketing.schemas": ("TicketIn",),
     "ticketing.queries": (
         "TicketFilter",

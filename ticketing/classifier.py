@@ -37,6 +37,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -309,23 +310,23 @@ class TicketClassifier:
         straight into one CSR matrix (sklearn's transform raises and catches a KeyError for every
         unseen n-gram and makes several passes), then one sparse x dense product for all heads.
         """
-        vocab_get = self._vocab.get
-        indptr = [0]
-        idx: list[int] = []
-        tf: list[int] = []
+        n, width = len(feats), len(self._idf)
+        grams: list[str] = []
+        lengths: list[int] = []
         for feat in feats:
-            counts = Counter(i for i in map(vocab_get, self._analyze(feat)) if i is not None)
-            idx.extend(counts.keys())
-            tf.extend(counts.values())
-            indptr.append(len(idx))
-        cols = np.asarray(idx, dtype=np.intp)
-        v = (np.log(np.asarray(tf, dtype=np.float64)) + 1.0) * self._idf[cols]  # sublinear tf x idf
-        starts = np.asarray(indptr, dtype=np.intp)
-        lengths = np.diff(starts)
-        if len(v):
-            sq = np.add.reduceat(v * v, np.minimum(starts[:-1], len(v) - 1))
-            norms = np.where(lengths > 0, np.sqrt(sq), 1.0)
-            v /= np.repeat(norms, lengths)  # l2 per row
+            g = self._analyze(feat)
+            grams.extend(g)
+            lengths.append(len(g))
+        ids = np.fromiter(map(self._vocab.get, grams, repeat(-1)), dtype=np.intp, count=len(grams))
+        rows = np.repeat(np.arange(n, dtype=np.intp), lengths)
+        known = ids >= 0
+        # (row, column) pairs counted at once; np.unique sorts them as CSR wants
+        keys, tf = np.unique(rows[known] * width + ids[known], return_counts=True)
+        r, cols = np.divmod(keys, width)
+        v = (np.log(tf.astype(np.float64)) + 1.0) * self._idf[cols]  # sublinear tf x idf
+        norms = np.sqrt(np.bincount(r, weights=v * v, minlength=n))
+        v /= np.where(norms > 0, norms, 1.0)[r]  # l2 per row
+        starts = np.searchsorted(r, np.arange(n + 1))
         x = csr_matrix((v, cols, starts), shape=(len(feats), len(self._idf)))
         z = np.asarray(x @ self._w_all) + self._b_all
         return {h: self.models[h].proba_from_scores(z[:, a:b]) for h, (a, b) in self._cols.items()}

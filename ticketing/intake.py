@@ -132,16 +132,25 @@ def submit_many(
     items: list[tuple[TicketIn | dict[str, Any], str]],
     *,
     settings: Settings,
+    validated: bool = False,
 ) -> list[Ticket | TicketingError]:
     """Many matters, each with its actor, in the caller's one transaction: per item its ticket or
-    the TicketingError that refused it (refusals write nothing). Classifies them together."""
-    drafts = prepare_many(items)
+    the TicketingError that refused it (refusals write nothing). Classifies them together.
+    validated=True: every item is a TicketIn its caller has just built by validation (the web's
+    intake writer parses the body itself), so it is not validated twice."""
+    drafts = prepare_many(items, validated=validated)
     good = [d for d in drafts if isinstance(d, Draft)]
     written = iter(write_drafts(session, settings, good) if good else [])
     return [next(written) if isinstance(d, Draft) else d for d in drafts]
 
 
-def prepare(data: TicketIn | dict[str, Any], *, actor: str, classify: bool = True) -> Draft:
+def prepare(
+    data: TicketIn | dict[str, Any],
+    *,
+    actor: str,
+    classify: bool = True,
+    validated: bool = False,
+) -> Draft:
     """Validate and normalise one matter and classify it; touches no database. InvalidInput on
     anything wrong, so a refused matter never leaves a row behind.
 
@@ -151,7 +160,8 @@ def prepare(data: TicketIn | dict[str, Any], *, actor: str, classify: bool = Tru
     computes. Its verdict is discarded if the call_id turns out to have a ticket already.
     classify=False leaves that to the caller (prepare_many classifies a batch at once).
     """
-    data = _coerce(data)
+    if not (validated and isinstance(data, TicketIn)):
+        data = _coerce(data)
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 64:
         raise InvalidInput("操作人无效", field="actor")
     content = _clean(data.content).strip()
@@ -189,13 +199,13 @@ def prepare(data: TicketIn | dict[str, Any], *, actor: str, classify: bool = Tru
 
 
 def prepare_many(
-    items: list[tuple[TicketIn | dict[str, Any], str]],
+    items: list[tuple[TicketIn | dict[str, Any], str]], *, validated: bool = False
 ) -> list[Draft | TicketingError]:
     """`prepare` for each (data, actor), with one classifier call for all that need it."""
     out: list[Draft | TicketingError] = []
     for data, actor in items:
         try:
-            out.append(prepare(data, actor=actor, classify=False))
+            out.append(prepare(data, actor=actor, classify=False, validated=validated))
         except TicketingError as e:
             out.append(e)
     pending = [d for d in out if isinstance(d, Draft) and _needs_classifier(d)]

@@ -82,7 +82,12 @@ async def _batched(engine, batcher: IntakeBatcher, first, rest) -> list:
 def world(engine, settings):
     ids = seed(engine, settings)
     sizes: list[int] = []
-    batcher = IntakeBatcher(engine, settings, lambda t: (t.id, t.number), observe=sizes.append)
+    batcher = IntakeBatcher(
+        engine,
+        settings,
+        lambda t: (t.id, t.number),
+        observe=lambda size, _seconds: sizes.append(size),
+    )
     try:
         yield engine, batcher, ids, sizes
     finally:

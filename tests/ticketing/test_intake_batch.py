@@ -213,3 +213,73 @@ def test_a_failed_batch_returns_its_numbers(engine, settings):
     with session_scope(engine) as s:
         got = submit_many(s, items, settings=settings)
     assert sorted(int(t.number.rsplit("-", 1)[1]) for t in got) == [1, 2, 3, 4, 5]
+
+
+def test_the_call_id_lookup_searches_its_index(engine, settings):
+    """Intake must not slow as tickets accumulate: the call-id lookup uses ix_ticket_call_id
+    alone, without planner statistics (SQLite keeps none until an ANALYZE; PostgreSQL has none
+    before autovacuum's first, and this machine's runs without autovacuum), where a channel term
+    would walk the channel index, and with them, where SQLite, counting the NULLs of tickets
+    without a call id as one value, would rather scan the table."""
+    from ticketing.models import utcnow
+
+    now = utcnow()
+    rows = [
+        {
+            "number": f"T-{i}",
+            "channel": "hotline",
+            "title": "t",
+            "content": "c",
+            "category": "enterprise",
+            "channel_data": {"call_id": f"plan-{i}"},
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(3000)
+    ]
+    with session_scope(engine) as s:
+        s.connection().execute(Ticket.__table__.insert(), rows)
+    dialect = engine.dialect.name
+    assert "ix_ticket_call_id" in _plan(engine, dialect)
+    assert "ix_ticket_channel" not in _plan(engine, dialect)
+    # then most tickets without a call id (web, window ...), and statistics
+    web = [
+        {**r, "number": f"N-{i}", "channel": "web", "channel_data": {}}
+        for i, r in enumerate(rows * 3)
+    ]
+    with session_scope(engine) as s:
+        s.connection().execute(Ticket.__table__.insert(), web)
+        # a deployment that so far took web submissions only: no ticket carries a call id
+        table = Ticket.__table__
+        s.connection().execute(table.delete().where(table.c.channel == "hotline"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    assert "ix_ticket_call_id" in _plan(engine, dialect)
+    with session_scope(engine) as s:  # and it finds what it should, only on dedupe channels
+        s.connection().execute(
+            Ticket.__table__.insert(),
+            [rows[0], rows[9], {**rows[0], "number": "W-1", "channel": "web"}],
+        )
+        from ticketing.intake_write import _existing_by_call_id
+
+        class D:
+            def __init__(self, cid):
+                self.dedupe_id = cid
+
+        found = _existing_by_call_id(s, s.connection(), dialect, [D("plan-0"), D("plan-9")])
+        assert {k: t.number for k, t in found.items()} == {"plan-0": "T-0", "plan-9": "T-9"}
+        assert _existing_by_call_id(s, s.connection(), dialect, [D("plan-500")]) == {}  # deleted
+
+
+def _plan(engine, dialect: str) -> str:
+    from ticketing.intake_write import _call_id_query
+
+    # the statement as a batch of three sends it: IN (?, ?, ?)
+    # the statement as a batch of three sends it: IN (?, ?, ?)
+    marks = "?, ?, ?" if dialect == "sqlite" else "%s, %s, %s"
+    sql = str(_call_id_query(dialect)).replace("__[POSTCOMPILE_cids]", marks)
+    explain = "EXPLAIN QUERY PLAN" if dialect == "sqlite" else "EXPLAIN"
+    with engine.connect() as conn:
+        return " ".join(
+            str(r[-1]) for r in conn.exec_driver_sql(f"{explain} {sql}", ("a", "b", "c"))
+        )

@@ -64,3 +64,36 @@ def test_mask_phone_hides_the_middle():
     assert mask_phone("") == "" and mask_phone(None) == ""
     short = mask_phone("+8612345")
     assert short.endswith("45") and "123" not in short
+
+
+def test_the_mobile_fast_path_equals_the_full_parse():
+    """phones._fast_cn_mobile (libphonenumber's CN mobile pattern) against phonenumbers' parse and
+    validation, over every 3-digit prefix, typed plainly, spaced, dashed and with +86: the same
+    E.164 where it answers, and where it does not (None), the full parse decides as before."""
+    import random
+
+    from ticketing.errors import InvalidInput
+    from ticketing.phones import _fast_cn_mobile, _parse
+
+    rng = random.Random(7)
+    answered = 0
+    for prefix in range(100, 200):
+        for _ in range(20):
+            d = f"{prefix}{rng.randrange(10**8):08d}"
+            for typed in (
+                d,
+                f"{d[:3]} {d[3:7]} {d[7:]}",
+                f"{d[:3]}-{d[3:7]}-{d[7:]}",
+                f"+86{d}",
+                f"+86 {d}",
+                f"+86-{d[:3]}-{d[3:7]}-{d[7:]}",
+            ):
+                fast = _fast_cn_mobile(typed)
+                try:
+                    slow: str | None = _parse(typed, "CN")
+                except InvalidInput:
+                    slow = None
+                if fast is not None:
+                    answered += 1
+                    assert fast == slow, typed
+    assert answered > 5000  # the fast path does carry the usual caller
