@@ -201,6 +201,14 @@ def bulk_corpus(engine: sa.Engine, n: int) -> None:
             )
         print(f"  corpus {min(n, b + batch)}/{n}", file=sys.stderr, end="\r")
     if engine.dialect.name == "postgresql":
+        with engine.begin() as c:  # the rows came with explicit ids: move the sequences past them
+            for table in ("ticket", "suborder"):
+                c.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" (SELECT MAX(id) FROM {table}))"
+                    )
+                )
         with engine.connect() as c:
             # what autovacuum does to a freshly loaded table soon after: statistics, and the
             # visibility map that lets counts run as index-only scans

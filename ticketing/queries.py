@@ -96,14 +96,16 @@ def _text_conditions(session: Session, q: str) -> list:
     terms = [t for t in q.split() if t][:MAX_TERMS]
     conds = []
     sqlite = session.get_bind().dialect.name == "sqlite"
-    for term in terms:
+    for i, term in enumerate(terms):
         if sqlite and len(term) >= 3:
             phrase = '"' + term.replace('"', '""') + '"'
+            # one bind name per term: with a shared name, every term's subquery matched the last
+            name = f"fts{i}"
             conds.append(
                 Ticket.id.in_(
                     select(text("rowid"))
                     .select_from(text("ticket_fts"))
-                    .where(text("ticket_fts MATCH :fts").bindparams(fts=phrase))
+                    .where(text(f"ticket_fts MATCH :{name}").bindparams(**{name: phrase}))
                 )
             )
         else:
@@ -187,7 +189,9 @@ def list_tickets(
         hits = select(Ticket.id).where(*conds).limit(cap).subquery()
         total = session.exec(select(func.count()).select_from(hits)).one()
     else:
-        total = session.exec(select(func.count()).select_from(Ticket).where(*conds)).one()
+        total = _fts_count(session, filters)
+        if total is None:
+            total = session.exec(select(func.count()).select_from(Ticket).where(*conds)).one()
     items = list(
         session.exec(
             select(Ticket)
@@ -198,6 +202,21 @@ def list_tickets(
         )
     )
     return items, int(total)
+
+
+def _fts_count(session: Session, f: TicketFilter) -> int | None:
+    """SQLite, a search and no other filter: the FTS index counts its matches alone (a count
+    through the ticket table looked up every matching row: ~2x the whole search at 200k)."""
+    if session.get_bind().dialect.name != "sqlite" or set(f.model_dump(exclude_none=True)) != {"q"}:
+        return None
+    terms = [t for t in (f.q or "").split() if t][:MAX_TERMS]
+    if not terms or any(len(t) < 3 for t in terms):
+        return None
+    match = " AND ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return session.execute(_FTS_COUNT, {"m": match}).scalar_one()
+
+
+_FTS_COUNT = text("SELECT count(*) FROM ticket_fts WHERE ticket_fts MATCH :m")
 
 
 def department_inbox(

@@ -316,3 +316,47 @@ def test_short_term_search_total_is_capped_and_long_term_total_exact(engine, set
         # on the last page the short-term count reaches the true end
         items, total = list_tickets(s, TicketFilter(q="补贴"), page=6, page_size=page_size)
         assert len(items) == 2 and total == n
+
+
+def test_a_plain_search_counts_in_the_fts_index_like_through_the_table(engine, settings):
+    """SQLite counts a search with no other filter in ticket_fts alone: the same total as the
+    count through the ticket table, for one term, several terms, quotes, and with a filter; the
+    page holds exactly the tickets with every term (several terms once all matched the last)."""
+    import random
+
+    from ticketing.queries import _conditions
+
+    rng = random.Random(3)
+    words = ["稳岗补贴", "营业执照", "施工许可证", '带"引号"的话']
+    with session_scope(engine) as s:
+        sync_departments(s, settings)
+        for i in range(40):
+            text = "、".join(rng.sample(words, rng.randint(1, 3))) + f"，第{i}件"
+            submit(
+                s,
+                TicketIn(channel="web", content=text, send_notice=False),
+                settings=settings,
+                actor="test",
+            )
+    with session_scope(engine, read_only=True) as s:
+        for q in [
+            "营业执照",
+            "稳岗补贴 营业执照",
+            '"引号"',
+            "施工许可证 稳岗补贴 营业执照",
+            "无此词",
+        ]:
+            f = TicketFilter(q=q)
+            _, total = list_tickets(s, f, page=1, page_size=5)
+            through = s.exec(
+                select(func.count()).select_from(Ticket).where(*_conditions(s, f))
+            ).one()
+            assert total == through, q
+            expected = sum(
+                all(t in row.content for t in q.split()) for row in s.exec(select(Ticket))
+            )
+            assert total == expected, q
+        _, total = list_tickets(
+            s, TicketFilter(q="营业执照", channel="hotline"), page=1, page_size=5
+        )
+        assert total == 0
