@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -552,6 +553,7 @@ def main() -> None:
     engine.dispose()
     if server is not None:
         server.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)  # a 200k SQLite corpus is ~300 MB
     print(json.dumps(out, ensure_ascii=False))
 
 
