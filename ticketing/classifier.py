@@ -327,8 +327,11 @@ class TicketClassifier:
         norms = np.sqrt(np.bincount(r, weights=v * v, minlength=n))
         v /= np.where(norms > 0, norms, 1.0)[r]  # l2 per row
         starts = np.searchsorted(r, np.arange(n + 1))
-        x = csr_matrix((v, cols, starts), shape=(len(feats), len(self._idf)))
-        z = np.asarray(x @ self._w_all) + self._b_all
+        if n == 1:  # one text (a single intake): a row gather beats building a sparse matrix
+            z = (v @ self._w_all[cols] + self._b_all).reshape(1, -1)
+        else:
+            x = csr_matrix((v, cols, starts), shape=(n, width))
+            z = np.asarray(x @ self._w_all) + self._b_all
         return {h: self.models[h].proba_from_scores(z[:, a:b]) for h, (a, b) in self._cols.items()}
 
     def coverage(self, text: str) -> float:
