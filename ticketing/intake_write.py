@@ -147,7 +147,7 @@ def write_drafts(
     fast = [i for i in todo if not drafts[i].departments and dispatching is not None]
     fast_set = set(fast)
     numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
-    rows: list[_Row] = []
+    rows: dict[int, _Row] = {}
     for i in todo:
         d = drafts[i]
         values = _ticket_values(conn, dialect, settings, d, now, callers)
@@ -158,12 +158,11 @@ def write_drafts(
             continue
         row = _auto_decision(session, settings, dispatching, d, values)
         values["number"] = row.created["number"] = next(numbers)
-        rows.append(row)
-        results[i] = row
+        rows[i] = row
     if rows:
-        _insert_fast(session, conn, settings, rows)
-        for i in fast:
-            results[i] = results[i].ticket  # type: ignore[union-attr]
+        _insert_fast(session, conn, settings, list(rows.values()))
+        for i, row in rows.items():
+            results[i] = row.ticket
     for i in todo:
         ticket = results[i]
         if drafts[i].send_notice and isinstance(ticket, Ticket):

@@ -1,7 +1,7 @@
-"""The fast intake path (Core INSERTs, number taken last) against the ORM dispatch it stands for.
+"""The fast intake path (Core INSERTs, in batches) against the ORM dispatch it stands for.
 
-intake._insert_auto_dispatched writes a new ticket and its automatic first dispatch with plain
-INSERTs. These tests hold it equal, row for row and event for event, to inserting the same ticket
+ticketing.intake_write writes a new ticket and its automatic first dispatch with plain INSERTs
+(a single submit is a batch of one). These tests hold it equal, row for row and event for event, to inserting the same ticket
 pending and calling dispatch.auto_dispatch — over texts that take every branch (routing rule,
 confident classifier, low confidence → manual).
 """
@@ -194,7 +194,7 @@ def test_returned_ticket_is_complete_and_matches_the_row(engine, settings):
 
 @pytest.mark.parametrize("n", [3])
 def test_numbers_stay_gap_free_when_an_intake_rolls_back(engine, settings, n):
-    """The number is taken last, after the sub-order inserts: a failure after it still rolls it
+    """The number is taken in the intake's transaction: a failure after it still rolls it
     back with everything else, and the next intake reuses it."""
     with session_scope(engine) as s:
         sync_departments(s, settings)
