@@ -15,7 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketing import TicketingError
@@ -91,9 +91,10 @@ _DESCRIPTIONS = {
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a route: each listed status plus 500, all with ErrorBody."""
+    """OpenAPI `responses=` for a route: each listed status plus 500 and 503 (the database away),
+    all with ErrorBody."""
     out: dict[int | str, dict[str, Any]] = {}
-    for s in (*statuses, 500):
+    for s in (*statuses, 500, 503):
         out[s] = {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Internal error")}
     return out
 
@@ -137,6 +138,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # past validation: the client's input, so 422 — the transaction has been rolled back
         log.warning("database_rejected_input", path=request.url.path, error=type(exc.orig).__name__)
         return error_response(422, "invalid_input", "输入的数据超出允许范围")
+
+    @app.exception_handler(OperationalError)
+    async def _unavailable(request: Request, exc: OperationalError) -> JSONResponse:
+        # the database went away or stayed locked past its timeout: nothing was written (the
+        # transaction is gone), so the client may simply try again
+        log.warning("database_unavailable", path=request.url.path, error=type(exc.orig).__name__)
+        return error_response(
+            503, "unavailable", "服务暂不可用，请稍后重试", headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

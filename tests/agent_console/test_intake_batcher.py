@@ -181,3 +181,27 @@ def test_close_finishes_what_is_queued(engine, settings):
     assert len(set(numbers)) == 5
     with pytest.raises(RuntimeError):
         asyncio.run(batcher.submit(_body(9), agent))
+
+
+def test_database_away_answers_503_and_the_writer_lives_on(settings):
+    """Nothing listens where the database should be: a creation is answered 503 with
+    Retry-After (nothing was written), and the writer thread survives to answer the next."""
+    from console_helpers import make_client
+
+    from agent_console.security import issue_token
+
+    dead = settings.model_copy(
+        update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"}
+    )
+    with make_client(dead) as client:
+        token, _ = issue_token(client.app.state.secret_key, 1, 0, 600)
+        for _ in range(2):
+            r = client.post(
+                "/api/v1/tickets",
+                content=_body(1),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "5"
+            assert r.json()["error"]["code"] == "unavailable"
+        assert client.app.state.intake._thread.is_alive()
