@@ -14,6 +14,7 @@ import logging
 import os
 
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from asr.model import LoadedModel, ModelNotConfigured, get_model
 from config.settings import Settings, get_settings
@@ -66,12 +67,16 @@ def flush_from_worker(settings: Settings) -> None:
             n = pick_up_untranscribed(engine, settings)
             if n:
                 log.info("ASR pick-up: %d stored recording(s) queued", n)
+        except StopRequested:  # a warm shutdown arrived mid-maintenance: let rq stop
+            raise
         except Exception:  # maintenance must never kill the worker
             log.exception("ASR pick-up failed")
     try:
         res = flush_outbox(engine, settings)
         if res.enqueued:
             log.info("ASR outbox: %d job(s) enqueued", res.enqueued)
+    except StopRequested:
+        raise
     except Exception:  # maintenance must never kill the worker
         log.exception("ASR outbox flush failed")
 

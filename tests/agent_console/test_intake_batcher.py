@@ -55,7 +55,9 @@ def _write_lock(engine):
 
 
 async def _batched(engine, batcher: IntakeBatcher, first, rest) -> list:
-    """Submit `first`, then (with the writer stuck on the lock) all of `rest`; outcomes in order."""
+    """Submit `first`, then (with the writer stuck on the lock) all of `rest`; outcomes in order.
+    The writer is closed before returning: it reports a batch's size after answering it, so only
+    once it has stopped are all sizes in."""
     loop = asyncio.get_running_loop()
     release = threading.Event()
     held = threading.Event()
@@ -75,7 +77,9 @@ async def _batched(engine, batcher: IntakeBatcher, first, rest) -> list:
     await asyncio.sleep(0.1)
     release.set()
     await holder
-    return await asyncio.gather(*tasks, return_exceptions=True)
+    out = await asyncio.gather(*tasks, return_exceptions=True)
+    await loop.run_in_executor(None, batcher.close)
+    return out
 
 
 @pytest.fixture
