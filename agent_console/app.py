@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
+from agent_console.fastpath import FastPath
 from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
@@ -78,7 +79,11 @@ def create_server_app() -> FastAPI:
     return create_app(tune_gc=True)
 
 
-def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tune_gc: bool = False, fast_path: bool = True
+) -> FastAPI:
+    """The web app. `fast_path=False` leaves ticket creation to the router alone (the parity
+    test of agent_console.fastpath compares the two)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -131,6 +136,16 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     app.state.metrics = Metrics(lambda: app.state.engine)
 
     install_error_handlers(app)
+    if fast_path:  # innermost of ours: ticket creation without the router (agent_console.fastpath)
+        app.add_middleware(
+            FastPath,
+            method="POST",
+            path=f"{API_PREFIX}/tickets",
+            route=next(r for _, r in iter_routes() if r.name == "tickets.create"),
+            dependency=tickets.CREATE_TOKEN,
+            endpoint=tickets.create_ticket,
+            handlers=app.exception_handlers,
+        )
     app.add_middleware(
         BodyLimitMiddleware, public_limit=public_max_body(settings.public_max_content_chars)
     )

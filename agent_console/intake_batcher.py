@@ -57,6 +57,9 @@ class _Item:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
     draft: Draft | None = None  # set by _prepare when the item is good to write
+    value: Any = None  # the outcome, handed to the event loop once the whole batch is done
+    error: BaseException | None = None
+    answered: bool = False
 
 
 class IntakeBatcher:
@@ -124,6 +127,7 @@ class IntakeBatcher:
                 log.warning("intake_batch_failed", batch=len(batch), exc_info=True)
                 for it in batch:
                     _resolve(it, error=e)
+            _answer(batch)
             if self.observe is not None:
                 self.observe(len(batch), time.perf_counter() - started)
         _refuse_late(self._incoming)
@@ -220,16 +224,31 @@ def _refuse_late(incoming: queue.SimpleQueue[_Item | None]) -> None:
             return
         if late is not _STOP:
             _resolve(late, error=RuntimeError("intake writer is shut down"))
+            _answer([late])
 
 
 def _resolve(it: _Item, *, value: Any = None, error: BaseException | None = None) -> None:
-    def settle() -> None:
-        if it.future.done():  # the client went away; the ticket stands regardless
-            return
-        if error is not None:
-            it.future.set_exception(error)
-        else:
-            it.future.set_result(value)
+    it.value, it.error, it.answered = value, error, True
 
-    with contextlib.suppress(RuntimeError):  # that event loop has closed (a test client's)
-        it.loop.call_soon_threadsafe(settle)
+
+def _answer(batch: list[_Item]) -> None:
+    """Hand a batch's outcomes to their event loops: one wake-up per loop, not one per request
+    (each call_soon_threadsafe writes to the loop's self-pipe, a system call and a GIL hand-off)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+    for it in batch:
+        if not it.answered:  # cannot happen; should it ever, the request fails instead of hanging
+            _resolve(it, error=RuntimeError("intake writer left this creation unanswered"))
+        by_loop.setdefault(it.loop, []).append(it)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that event loop has closed (a test client's)
+            loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[_Item]) -> None:
+    for it in items:
+        if it.future.done():  # the client went away; the ticket stands regardless
+            continue
+        if it.error is not None:
+            it.future.set_exception(it.error)
+        else:
+            it.future.set_result(it.value)

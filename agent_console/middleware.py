@@ -47,6 +47,10 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _too_large(limit: int) -> dict[str, Any]:
+    return error_payload("payload_too_large", "请求内容过大", {"max_bytes": limit})
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, public_limit: int, default_limit: int = DEFAULT_MAX_BODY):
         self.app = app
@@ -59,7 +63,6 @@ class BodyLimitMiddleware:
             return
         path: str = scope["path"]
         limit = self.public_limit if path.startswith(PUBLIC_PREFIXES) else self.default_limit
-        too_large = error_payload("payload_too_large", "请求内容过大", {"max_bytes": limit})
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -67,7 +70,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    await _send_json(send, 413, too_large)
+                    await _send_json(send, 413, _too_large(limit))
                     return
         chunks: list[bytes] = []
         size = 0
@@ -79,7 +82,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _send_json(send, 413, too_large)
+                await _send_json(send, 413, _too_large(limit))
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -114,6 +117,9 @@ class AccessMiddleware:
         self.app = app
         self.metrics = metrics
         self.templates = templates  # id(route) -> full path template
+        # (method, route, status) -> its counter and histogram children: prometheus' labels()
+        # takes a lock and builds a key on every call; the set is bounded by the routes anyway
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,8 +146,16 @@ class AccessMiddleware:
             template = self.templates.get(id(route), "unmatched") if route else "unmatched"
             method = scope["method"]
             status = status_holder["status"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template, str(status)).observe(elapsed)
+            children = self._children.get((method, template, status))
+            if children is None:
+                labels = (method, template, str(status))
+                children = (
+                    self.metrics.requests.labels(*labels),
+                    self.metrics.latency.labels(*labels),
+                )
+                self._children[(method, template, status)] = children
+            children[0].inc()
+            children[1].observe(elapsed)
             if status >= 500:
                 log.warning("request_failed", method=method, route=template, status=status)
             structlog.contextvars.unbind_contextvars("request_id")

@@ -169,6 +169,17 @@ def _features_text(text: str, keywords: list[str]) -> str:
     return normalise(text)
 
 
+def _char_1_to_3_grams(text: str) -> list[str]:
+    """Every character 1-, 2- and 3-gram of a normalised text: sklearn's analyzer="char",
+    ngram_range=(1, 3) on such text, without its per-n-gram Python loop."""
+    n = len(text)
+    return [
+        *text,
+        *[text[i : i + 2] for i in range(n - 1)],
+        *[text[i : i + 3] for i in range(n - 2)],
+    ]
+
+
 def _svm(x: Any, y: np.ndarray, balanced: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(classes, W, b) of a one-vs-rest linear SVM; W dense (n_classes x n_features)."""
     m = LinearSVC(
@@ -294,7 +305,17 @@ class TicketClassifier:
         and every head's fold weights stacked into one dense matrix: a batch of texts is then one
         CSR build and one sparse x dense product instead of sklearn's transform plus three products.
         """
-        self._analyze = self.vectorizer.build_analyzer()
+        v = self.vectorizer
+        plain = (v.analyzer, v.ngram_range, v.lowercase, v.strip_accents, v.preprocessor) == (
+            "char",
+            (1, 3),
+            True,
+            None,
+            None,
+        )
+        # normalise() has already lower-cased the text and collapsed its spaces, all that
+        # sklearn's char analyzer would do before cutting n-grams, so the n-grams are cut directly
+        self._analyze = _char_1_to_3_grams if plain else v.build_analyzer()
         self._vocab: dict[str, int] = self.vectorizer.vocabulary_
         self._idf = np.asarray(self.vectorizer.idf_, dtype=np.float64)
         self._w_all = np.ascontiguousarray(np.hstack([self.models[h].wt for h in HEADS]))
@@ -339,7 +360,7 @@ class TicketClassifier:
         chars = [c for c in normalise(text) if c.isalnum()]
         if not chars:
             return 0.0
-        return sum(c in self._known_chars for c in chars) / len(chars)
+        return sum(map(self._known_chars.__contains__, chars)) / len(chars)
 
     def predict(self, text: str, keywords: list[str] | None = None) -> Prediction:
         """Classify one ticket text. InvalidInput on empty or over-long text or bad keywords."""

@@ -148,9 +148,10 @@ def write_drafts(
     fast_set = set(fast)
     numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
     rows: dict[int, _Row] = {}
+    deadlines: dict[tuple[str, str], tuple[datetime, str]] = {}  # one `now` for the whole batch
     for i in todo:
         d = drafts[i]
-        values = _ticket_values(conn, dialect, settings, d, now, callers)
+        values = _ticket_values(conn, dialect, settings, d, now, callers, deadlines)
         if i not in fast_set:
             results[i] = _write_with_departments(
                 session, settings, d, values, dispatching, nested=len(drafts) > 1
@@ -311,8 +312,12 @@ def _ticket_values(
     d: Draft,
     now: datetime,
     callers: dict[str, int],
+    deadlines: dict[tuple[str, str], tuple[datetime, str]],
 ) -> dict[str, Any]:
-    deadline, basis = deadline_for(settings, d.category, d.urgency, now)
+    key = (d.category, d.urgency)
+    if key not in deadlines:
+        deadlines[key] = deadline_for(settings, d.category, d.urgency, now)
+    deadline, basis = deadlines[key]
     enterprise_id = _upsert_enterprise(conn, dialect, d.uscc, d.enterprise_name) if d.uscc else None
     return {
         **_TICKET_DEFAULTS,

@@ -19,6 +19,8 @@ class RoutingRule:
     keywords: tuple[str, ...]
     departments: tuple[str, ...]
     hits: tuple[str, ...] = field(default=())  # keywords found in the text (set by match_rule)
+    # the keywords as _norm folds them, computed once per parse (match_rule runs on every intake)
+    folded: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
 
 def _norm(text: str) -> str:
@@ -58,7 +60,14 @@ def _parse(data: dict) -> list[RoutingRule]:
             raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of keywords")
         if not isinstance(depts, list) or not depts or not all(isinstance(d, str) for d in depts):
             raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of departments")
-        rules.append(RoutingRule(name=name, keywords=tuple(kws), departments=tuple(depts)))
+        rules.append(
+            RoutingRule(
+                name=name,
+                keywords=tuple(kws),
+                departments=tuple(depts),
+                folded=tuple(_norm(k) for k in kws),
+            )
+        )
     return rules
 
 
@@ -68,7 +77,8 @@ def match_rule(settings: Settings, text: str) -> RoutingRule | None:
     if not t:
         return None
     for rule in load_rules(settings):
-        hits = tuple(k for k in rule.keywords if _norm(k) in t)
+        folded = rule.folded or tuple(_norm(k) for k in rule.keywords)
+        hits = tuple(k for k, f in zip(rule.keywords, folded, strict=True) if f in t)
         if hits:
-            return RoutingRule(rule.name, rule.keywords, rule.departments, hits)
+            return RoutingRule(rule.name, rule.keywords, rule.departments, hits, folded)
     return None

@@ -42,6 +42,9 @@ from ticketing import (
 )
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
+# the create route's token check, also called by agent_console.fastpath (the same route, served
+# without the router)
+CREATE_TOKEN = require_token("tickets.create")
 MAX_PAGE_SIZE = 100
 
 
@@ -57,7 +60,7 @@ MAX_PAGE_SIZE = 100
 )
 async def create_ticket(
     request: Request,
-    bearer: Bearer = Depends(require_token("tickets.create")),
+    bearer: Bearer = Depends(CREATE_TOKEN),
 ) -> Response:
     """Staff intake from any channel (hotline, window, opinion, survey …) through the one intake
     path; category/urgency left out are classified, auto-dispatch applies."""

@@ -61,10 +61,16 @@ def test_match_rule_first_rule_wins_and_records_hits(settings):
 def test_match_rule_normalises_full_width(tmp_path):
     cfg = _config_dir(
         tmp_path,
-        **{"routing.yaml": "rules:\n  - {name: eia, keywords: [EIA], departments: [STHJ]}\n"},
+        **{
+            "routing.yaml": "rules:\n  - {name: eia, keywords: [EIA], departments: [STHJ]}\n"
+            "  - {name: vat, keywords: [ＶＡＴ专票], departments: [SW]}\n"
+        },
     )
     s = Settings(config_dir=cfg)
     assert match_rule(s, "请问ＥＩＡ报告怎么做").hits == ("EIA",)
+    # the keyword is folded too (once, when the file is parsed), and reported as written
+    vat = match_rule(s, "vat专票开不出来")
+    assert vat is not None and vat.hits == ("ＶＡＴ专票",) and vat.departments == ("SW",)
 
 
 def test_malformed_routing_rules_are_a_config_error(tmp_path):
