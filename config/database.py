@@ -18,8 +18,11 @@ from sqlmodel import Field, Session, create_engine
 WRITER_WAIT_S = 30.0  # same patience as SQLite's busy_timeout
 
 
-def make_engine(url: str, **kw) -> Engine:
-    """SQLite gets WAL + a busy timeout so concurrent writers queue instead of failing."""
+def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw) -> Engine:
+    """SQLite gets WAL + a busy timeout so concurrent writers queue instead of failing.
+
+    `wal_autocheckpoint` (pages; SQLite's default 1000) is raised by a process that checkpoints
+    in the background instead (config.wal)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -33,6 +36,7 @@ def make_engine(url: str, **kw) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
         # Let SQLAlchemy's BEGIN be real so writers take the lock up front (no upgrade deadlocks).

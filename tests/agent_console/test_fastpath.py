@@ -209,8 +209,9 @@ def test_database_errors_answer_as_the_router_does(pair, monkeypatch):
     assert a.status_code == b.status_code == 500
     assert a.json()["error"]["code"] == b.json()["error"]["code"] == "internal_error"
     assert a.headers["x-request-id"] == a.json()["error"]["details"]["request_id"]
-    from config.database import session_scope
     from sqlmodel import func, select
+
+    from config.database import session_scope
 
     with session_scope(engine, read_only=True) as s:
         assert s.exec(select(func.count()).select_from(Ticket)).one() == 0
