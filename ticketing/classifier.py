@@ -254,23 +254,28 @@ class _Head:
         # all folds' weights side by side, C-contiguous: one sparse x dense product per head
         self.wt = np.ascontiguousarray(np.hstack(weights))
         self.bias = np.concatenate(biases)
+        if self.platt:  # every fold's Platt slopes and intercepts as (k, n) arrays
+            self._platt_ab = (
+                np.vstack([a for a, _ in self.platt]),
+                np.vstack([b for _, b in self.platt]),
+            )
 
     def predict_proba(self, x: Any) -> np.ndarray:
         return self.proba_from_scores(np.asarray(x @ self.wt) + self.bias)
 
     def proba_from_scores(self, zs: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities from the k fold models' margins side by side (rows x k*n)."""
+        """Calibrated probabilities from the k fold models' margins side by side (rows x k*n):
+        all folds at once as a (rows, k, n) block, then their mean."""
         n = len(self.classes)
-        out = np.zeros((zs.shape[0], n))
-        for i in range(self.k):
-            z = zs[:, i * n : (i + 1) * n]
-            if self.method == "temperature":
-                out += _softmax(z)
-            else:
-                a, bb = self.platt[i]
-                p = _sigmoid(a * z + bb)
-                out += p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-        return out / self.k
+        z = zs.reshape(zs.shape[0], self.k, n)
+        if self.method == "temperature":
+            e = np.exp(z - z.max(axis=2, keepdims=True))
+            p = e / e.sum(axis=2, keepdims=True)
+        else:
+            a, b = self._platt_ab
+            p = _sigmoid(a * z + b)
+            p = p / np.maximum(p.sum(axis=2, keepdims=True), 1e-12)
+        return p.mean(axis=1)
 
 
 class TicketClassifier:
