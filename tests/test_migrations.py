@@ -29,3 +29,27 @@ def test_downgrade_then_upgrade_round_trip(db_url):
     upgrade(db_url)
     command.downgrade(cfg, "base")
     upgrade(db_url)
+
+
+def test_sqlite_search_index_merges_sixteen_segments_at_a_time(tmp_path):
+    """0008: FTS5's automerge option (kept in ticket_fts_config) is 16 after upgrade and back to
+    SQLite's 4 after a downgrade past it; the search keeps working either way."""
+    import sqlite3
+
+    from alembic import command
+
+    from callcenter.schema import alembic_config, upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+
+    def automerge() -> int | None:
+        with sqlite3.connect(tmp_path / "m.db") as c:
+            row = c.execute("SELECT v FROM ticket_fts_config WHERE k = 'automerge'").fetchone()
+            return None if row is None else int(row[0])
+
+    assert automerge() == 16
+    command.downgrade(alembic_config(url), "0007_recording_source")
+    assert automerge() == 4
+    upgrade(url)
+    assert automerge() == 16
