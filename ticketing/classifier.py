@@ -234,7 +234,8 @@ class _Head:
         folds = StratifiedKFold(n_splits=k).split(np.zeros(len(y)), y)
         weights: list[np.ndarray] = []
         biases: list[np.ndarray] = []
-        self.platt: list[tuple[np.ndarray, np.ndarray]] = []
+        slopes: list[np.ndarray] = []
+        intercepts: list[np.ndarray] = []
         for tr, te in folds:
             classes, w, b = _svm(x[tr], y[tr], balanced)
             full_w = np.zeros((len(self.classes), x.shape[1]))
@@ -247,18 +248,18 @@ class _Head:
                 full_w, full_b = full_w / t, full_b / t
             else:
                 ab = [_fit_platt(scores[:, c], y[te] == cls) for c, cls in enumerate(self.classes)]
-                self.platt.append((np.array([v[0] for v in ab]), np.array([v[1] for v in ab])))
+                slopes.append(np.array([v[0] for v in ab]))
+                intercepts.append(np.array([v[1] for v in ab]))
             weights.append(full_w.T)
             biases.append(full_b)
         self.k = len(weights)
         # all folds' weights side by side, C-contiguous: one sparse x dense product per head
         self.wt = np.ascontiguousarray(np.hstack(weights))
         self.bias = np.concatenate(biases)
-        if self.platt:  # every fold's Platt slopes and intercepts as (k, n) arrays
-            self._platt_ab = (
-                np.vstack([a for a, _ in self.platt]),
-                np.vstack([b for _, b in self.platt]),
-            )
+        # "sigmoid": every fold's Platt slopes and intercepts, as (k, n) arrays
+        self.platt: tuple[np.ndarray, np.ndarray] | None = (
+            (np.vstack(slopes), np.vstack(intercepts)) if slopes else None
+        )
 
     def predict_proba(self, x: Any) -> np.ndarray:
         return self.proba_from_scores(np.asarray(x @ self.wt) + self.bias)
@@ -272,7 +273,7 @@ class _Head:
             e = np.exp(z - z.max(axis=2, keepdims=True))
             p = e / e.sum(axis=2, keepdims=True)
         else:
-            a, b = self._platt_ab
+            a, b = self.platt
             p = _sigmoid(a * z + b)
             p = p / np.maximum(p.sum(axis=2, keepdims=True), 1e-12)
         return p.mean(axis=1)

@@ -45,15 +45,16 @@ def _fast_cn_mobile(s: str) -> str | None:
 @lru_cache(maxsize=8192)
 def _normalise(raw: str, region: str) -> str:
     """Cached: callers ring again (refusals are not cached)."""
+    s = unicodedata.normalize("NFKC", raw).strip()
     if region == "CN":
-        fast = _fast_cn_mobile(unicodedata.normalize("NFKC", raw).strip())
+        fast = _fast_cn_mobile(s)
         if fast is not None:
             return fast
-    return _parse(raw, region)
+    return _parse(s, region)
 
 
-def _parse(raw: str, region: str) -> str:
-    s = unicodedata.normalize("NFKC", raw).strip()
+def _parse(s: str, region: str) -> str:
+    """The full parse and validation of an NFKC-folded, stripped number."""
     if not s:
         raise InvalidInput("电话号码为空", field="phone", rule="empty")
     if len(s) > MAX_RAW_CHARS:

@@ -87,18 +87,27 @@ def _like_escape(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _terms(q: str | None) -> list[str]:
+    """The search's terms, as every part of the search reads them."""
+    return (q or "").split()[:MAX_TERMS]
+
+
+def _fts_phrase(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
 def _scan_terms(q: str | None) -> bool:
     """True when some search term is too short for a trigram index (so matching it scans)."""
-    return any(len(t) < 3 for t in (q or "").split()[:MAX_TERMS])
+    return any(len(t) < 3 for t in _terms(q))
 
 
 def _text_conditions(session: Session, q: str) -> list:
-    terms = [t for t in q.split() if t][:MAX_TERMS]
+    terms = _terms(q)
     conds = []
     sqlite = session.get_bind().dialect.name == "sqlite"
     for i, term in enumerate(terms):
         if sqlite and len(term) >= 3:
-            phrase = '"' + term.replace('"', '""') + '"'
+            phrase = _fts_phrase(term)
             # one bind name per term: with a shared name, every term's subquery matched the last
             name = f"fts{i}"
             conds.append(
@@ -209,10 +218,10 @@ def _fts_count(session: Session, f: TicketFilter) -> int | None:
     through the ticket table looked up every matching row: ~2x the whole search at 200k)."""
     if session.get_bind().dialect.name != "sqlite" or set(f.model_dump(exclude_none=True)) != {"q"}:
         return None
-    terms = [t for t in (f.q or "").split() if t][:MAX_TERMS]
+    terms = _terms(f.q)
     if not terms or any(len(t) < 3 for t in terms):
         return None
-    match = " AND ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    match = " AND ".join(_fts_phrase(t) for t in terms)
     return session.execute(_FTS_COUNT, {"m": match}).scalar_one()
 
 

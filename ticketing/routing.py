@@ -19,8 +19,11 @@ class RoutingRule:
     keywords: tuple[str, ...]
     departments: tuple[str, ...]
     hits: tuple[str, ...] = field(default=())  # keywords found in the text (set by match_rule)
-    # the keywords as _norm folds them, computed once per parse (match_rule runs on every intake)
-    folded: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # the keywords as _norm folds them, once per rule (match_rule runs on every intake)
+    folded: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded", tuple(_norm(k) for k in self.keywords))
 
 
 def _norm(text: str) -> str:
@@ -60,14 +63,7 @@ def _parse(data: dict) -> list[RoutingRule]:
             raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of keywords")
         if not isinstance(depts, list) or not depts or not all(isinstance(d, str) for d in depts):
             raise ConfigError(f"routing.yaml: rule {name!r} needs a non-empty list of departments")
-        rules.append(
-            RoutingRule(
-                name=name,
-                keywords=tuple(kws),
-                departments=tuple(depts),
-                folded=tuple(_norm(k) for k in kws),
-            )
-        )
+        rules.append(RoutingRule(name=name, keywords=tuple(kws), departments=tuple(depts)))
     return rules
 
 
@@ -77,8 +73,7 @@ def match_rule(settings: Settings, text: str) -> RoutingRule | None:
     if not t:
         return None
     for rule in load_rules(settings):
-        folded = rule.folded or tuple(_norm(k) for k in rule.keywords)
-        hits = tuple(k for k, f in zip(rule.keywords, folded, strict=True) if f in t)
+        hits = tuple(k for k, f in zip(rule.keywords, rule.folded, strict=True) if f in t)
         if hits:
-            return RoutingRule(rule.name, rule.keywords, rule.departments, hits, folded)
+            return RoutingRule(rule.name, rule.keywords, rule.departments, hits)
     return None
