@@ -35,10 +35,11 @@ from agent_console.routes import (
 )
 from agent_console.schemas import TicketOut
 from agent_console.security import ensure_secret_key
+from config import gin, wal
 from config.database import make_engine
 from config.redis import connect
 from config.settings import Settings, get_settings
-from config.wal import BACKSTOP_PAGES, start_for
+from config.wal import BACKSTOP_PAGES
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
 from ticketing import TicketIn, get_classifier
@@ -94,7 +95,7 @@ def create_app(
         previous = {
             k: getattr(app.state, k, None) for k in ("secret_key", "engine", "redis", "intake")
         }
-        # SQLite's WAL checkpoints run in a thread of their own, not in an intake's COMMIT
+        # SQLite's WAL checkpoints run in a thread of their own (below), not in an intake's COMMIT
         engine = make_engine(settings.resolved_database_url, wal_autocheckpoint=BACKSTOP_PAGES)
         conn = connect(settings)
         app.state.settings = settings
@@ -109,13 +110,14 @@ def create_app(
             gc.collect()
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        checkpointer = start_for(engine)
+        # index upkeep off the request path: SQLite's WAL checkpoints, PostgreSQL's GIN lists
+        upkeep = wal.start_for(engine) or gin.start_for(engine)
         try:
             yield
         finally:
             await run_in_threadpool(app.state.intake.close)
-            if checkpointer is not None:
-                await run_in_threadpool(checkpointer.stop)
+            if upkeep is not None:
+                await run_in_threadpool(upkeep.stop)
             conn.close()
             engine.dispose()
             for key, value in previous.items():
