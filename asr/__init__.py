@@ -3,7 +3,7 @@
 Front door (other packages use these names):
     request_transcription(session, settings, recording_id)  queue a stored recording (outbox)
     link_recording(session, settings, recording_id, ticket_id)  a call recording found its ticket
-    flush_outbox(engine, settings), outbox_loop(...)  push work kept while Redis was down
+    flush_outbox(engine, settings)                   push work kept while Redis was down
     transcribe_file(lm, path), get_model(settings)    direct use (CLI, bench)
     normalise(text)                                    Mandarin post-processing
     Transcript                                         the stored text of a recording
@@ -22,7 +22,6 @@ _EXPORTS = {
     "Transcript": "asr.models",
     "link_recording": "asr.jobs",
     "flush_outbox": "asr.jobs",
-    "outbox_loop": "asr.jobs",
     "process_recording": "asr.jobs",
     "transcribe_file": "asr.transcribe",
     "get_model": "asr.model",

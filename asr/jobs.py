@@ -4,10 +4,11 @@ Flow: whoever stores a recording calls `request_transcription(session, settings,
 the same transaction; that writes a JobOutbox row (unique key per recording). After the commit the
 row is pushed to the "asr" queue (job id derived from the key, enqueued with unique=True, so a
 second push is a no-op). If Redis is down the row stays `pending` and `flush_outbox` (after the
-next commit, from `callcenter asr flush-outbox`, or the `outbox_loop`) enqueues it when Redis is
-back. A row `enqueued` whose RQ job no longer exists in Redis (Redis restarted without its data)
-is pushed again by the same flush; one whose job used up its retries is closed as `failed` (the
-job stays in RQ's failed-job registry, where `rq requeue` can revive it).
+next commit, from `callcenter asr flush-outbox`, or every ASR worker's maintenance round)
+enqueues it when Redis is back. A row `enqueued` whose RQ job no longer exists in Redis (Redis
+restarted without its data) is pushed again by the same flush; one whose job used up its retries
+is closed as `failed` (the job stays in RQ's failed-job registry, where `rq requeue` can revive
+it).
 
 At-least-once without double effects: `process_recording` transcribes outside any transaction,
 then writes the Transcript (recording_id UNIQUE), the voicemail ticket + callback (intake is
@@ -26,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -239,16 +239,6 @@ def _mark(engine: Engine, row_id: int | None, **values: Any) -> None:
             s.add(row)
 
 
-def outbox_loop(engine: Engine, settings: Settings, stop: threading.Event, interval: float = 5.0):
-    """Run in the bridge / scheduler process: keeps retrying while Redis is away."""
-    while not stop.is_set():
-        try:
-            flush_outbox(engine, settings)
-        except Exception:
-            log.exception("asr outbox loop")
-        stop.wait(interval)
-
-
 def pick_up_untranscribed(
     engine: Engine, settings: Settings, *, since_hours: float = 48, limit: int = 500
 ) -> int:
@@ -443,7 +433,6 @@ __all__ = [
     "flush_outbox",
     "keyword_list",
     "link_recording",
-    "outbox_loop",
     "process_recording",
     "request_transcription",
     "transcribe_recording",

@@ -209,3 +209,32 @@ def test_database_away_answers_503_and_the_writer_lives_on(settings):
             assert r.headers["retry-after"] == "5"
             assert r.json()["error"]["code"] == "unavailable"
         assert client.app.state.intake._thread.is_alive()
+
+
+def test_a_restarted_database_costs_no_creation(world):
+    """PostgreSQL: the writer's pool does not ping its connections; when the server has dropped
+    them (a restart, a failover), the next batch finds one dead, the pool is emptied and the
+    batch goes again on a fresh connection: the caller sees its ticket, not a 503."""
+    engine, batcher, _ids, _sizes = world
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to restart")
+    agent = _bearer(engine, "agent")
+
+    async def create(i: int):
+        return await batcher.submit(_body(i), agent)
+
+    first = asyncio.run(create(1))
+    with engine.connect() as c:
+        killed = c.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert killed >= 1  # the writer's pooled connection among them
+    second = asyncio.run(create(2))
+    third = asyncio.run(create(3))
+    numbers = [first[1], second[1], third[1]]
+    assert len(set(numbers)) == 3
+    with session_scope(engine, read_only=True) as s:
+        assert s.exec(select(func.count()).select_from(Ticket)).one() == 3
