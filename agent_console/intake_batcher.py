@@ -76,8 +76,7 @@ class IntakeBatcher:
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
         self.engine, self.settings = engine, settings
-        self._own_engine = _writer_engine(engine)
-        self._db = self._own_engine or engine  # what the writer thread reads and writes through
+        self._db = _writer_engine(engine)  # what the writer thread reads and writes through
         self._reader = _reader(self._db)
         self.serialise = serialise  # runs in the writer thread, off the event loop
         self.max_batch = max_batch
@@ -103,8 +102,8 @@ class IntakeBatcher:
         self._closed = True
         self._incoming.put(_STOP)
         self._thread.join(timeout)
-        if self._own_engine is not None:
-            self._own_engine.dispose()
+        if self._db is not self.engine:
+            self._db.dispose()
 
     # ------------------------------------------------------------ the writer thread
 
@@ -126,14 +125,7 @@ class IntakeBatcher:
                 batch.append(nxt)
             started = time.perf_counter()
             try:
-                try:
-                    ready = self._prepare(batch)
-                except DBAPIError as e:
-                    if not e.connection_invalidated:
-                        raise
-                    # a pooled connection found dead (the database restarted): the pool has
-                    # been emptied, and the batch goes once more on a fresh connection
-                    ready = self._prepare(batch)
+                ready = self._prepare(batch)
                 if ready:
                     self._write(ready)
             except BaseException as e:  # e.g. the database away: answer everyone, go on
@@ -148,13 +140,7 @@ class IntakeBatcher:
     def _prepare(self, batch: list[_Item]) -> list[_Item]:
         """Authorise, parse and classify, with no write transaction open; answers the refused
         items, returns the rest."""
-        with self._reader.connect() as conn:
-            users = {
-                row.id: row
-                for row in conn.execute(
-                    _USERS, {"ids": sorted({it.bearer.user_id for it in batch})}
-                )
-            }
+        users = self._users(sorted({it.bearer.user_id for it in batch}))
         accepted: list[_Item] = []
         items: list[tuple[TicketIn, str]] = []
         for it in batch:
@@ -174,6 +160,21 @@ class IntakeBatcher:
             else:
                 _resolve(it, error=draft)
         return ready
+
+    def _users(self, ids: list[int]) -> dict[int, Any]:
+        """The batch's users by id: the first statement of a batch, so the one that finds a
+        pooled connection dead (the database restarted). The pool has then been emptied, and
+        the read goes once more on a fresh connection."""
+        try:
+            return self._read_users(ids)
+        except DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            return self._read_users(ids)
+
+    def _read_users(self, ids: list[int]) -> dict[int, Any]:
+        with self._reader.connect() as conn:
+            return {row.id: row for row in conn.execute(_USERS, {"ids": ids})}
 
     def _write(self, batch: list[_Item]) -> None:
         try:
@@ -199,16 +200,16 @@ class IntakeBatcher:
             _resolve(it, value=value)
 
 
-def _writer_engine(engine: Engine) -> Engine | None:
+def _writer_engine(engine: Engine) -> Engine:
     """PostgreSQL: the writer thread's own pool, without the ping per checkout.
 
     The app's engine pings each connection it hands out (pool_pre_ping), one round trip; the
     writer checks out twice per batch, so that was ~9 % of its time under load (py-spy). Here a
     dead connection shows itself as an error instead, which invalidates the pool: the batch's
-    read is tried once more on a fresh connection (_run), and a failed write is retried intake
+    read is tried once more on a fresh connection (_users), and a failed write is retried intake
     by intake (_write). SQLite keeps the app's engine: its writer lock is per engine."""
     if engine.dialect.name != "postgresql":
-        return None
+        return engine
     url = engine.url.render_as_string(hide_password=False)
     return make_engine(url, pool_pre_ping=False, pool_size=1, max_overflow=2)
 

@@ -19,12 +19,13 @@ INSERTs flush again, never an unbounded list.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from config.upkeep import UpkeepThread
 
 log = structlog.get_logger("config.gin")
 
@@ -43,25 +44,15 @@ _INDEXES = text(
 _CLEAN = text("SELECT gin_clean_pending_list(CAST(:index AS regclass))")
 
 
-class GinCleaner:
+class GinCleaner(UpkeepThread):
     """`GinCleaner(engine).start()` ... `.stop()`; one per process is plenty."""
 
+    name = "gin-clean"
+
     def __init__(self, engine: Engine, *, interval_s: float = INTERVAL_S) -> None:
-        self.engine, self.interval_s = engine, interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.rounds = 0  # rounds run (tests and curiosity; only this thread writes these)
-        self.pages = 0  # pending-list pages moved into the indexes
-
-    def start(self) -> GinCleaner:
-        self._thread = threading.Thread(target=self._run, name="gin-clean", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().__init__(interval_s=interval_s)
+        self.engine = engine
+        self.pages = 0  # pending-list pages moved into the indexes (only this thread writes it)
 
     def _run(self) -> None:
         conn: Connection | None = None

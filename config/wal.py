@@ -14,10 +14,11 @@ so a stopped checkpointer means larger checkpoints, never an unbounded log.
 from __future__ import annotations
 
 import sqlite3
-import threading
 
 import structlog
 from sqlalchemy.engine import Engine
+
+from config.upkeep import UpkeepThread
 
 log = structlog.get_logger("config.wal")
 
@@ -25,24 +26,14 @@ BACKSTOP_PAGES = 20_000  # ~80 MB of log with 4 KiB pages: only reached if this 
 INTERVAL_S = 0.2
 
 
-class WalCheckpointer:
+class WalCheckpointer(UpkeepThread):
     """`WalCheckpointer(path).start()` ... `.stop()`; one per process per database file."""
 
+    name = "wal-checkpoint"
+
     def __init__(self, path: str, *, interval_s: float = INTERVAL_S) -> None:
-        self.path, self.interval_s = path, interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.rounds = 0  # checkpoints run (for tests and curiosity; only this thread writes it)
-
-    def start(self) -> WalCheckpointer:
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().__init__(interval_s=interval_s)
+        self.path = path
 
     def _run(self) -> None:
         try:
