@@ -35,7 +35,8 @@ import importlib
 from typing import Any
 
 _MODULES: dict[str, tuple[str, ...]] = {
-    "ticketing.intake": ("submit", "submit_many", "prepare_many", "Draft"),
+    "ticketing.intake": ("submit", "submit_many", "prepare_many"),
+    "ticketing.drafts": ("Draft",),
     "ticketing.intake_write": ("write_drafts",),
     "ticketing.schemas": ("TicketIn",),
     "ticketing.queries": (
@@ -53,12 +54,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "return_suborder",
         "request_extension",
         "decide_extension",
-        "classifier_threshold",
     ),
+    "ticketing.dispatch_rule": ("classifier_threshold",),
     "ticketing.evaluation": ("evaluate",),
     "ticketing.notices": ("create_acceptance_notice", "confirm_notice"),
     "ticketing.notify": ("send_sms", "flush_pending"),
-    "ticketing.handoff": ("handle_callback", "requeue_pending"),
+    "ticketing.handoff": ("requeue_pending",),
+    "ticketing.handoff_callback": ("handle_callback",),
     "ticketing.departments": ("sync_departments", "get_department"),
     "ticketing.phones": ("normalise_phone", "mask_phone"),
     "ticketing.uscc": ("validate_uscc",),

@@ -438,12 +438,9 @@ def get_classifier(settings: Settings | None = None) -> TicketClassifier:
 
 def threshold_for(settings: Settings | None = None) -> float:
     """The auto-dispatch confidence threshold, read the way dispatch reads it (one rule)."""
-    settings = settings or get_settings()
-    try:
-        from ticketing.dispatch import classifier_threshold  # lazy: dispatch is heavier
-    except ImportError:  # dispatch not installed in this build: the settings value
-        return float(settings.classifier_threshold)
-    return float(classifier_threshold(settings))
+    from ticketing.dispatch_rule import classifier_threshold  # lazy: it reads routing too
+
+    return classifier_threshold(settings or get_settings())
 
 
 def split_examples(

@@ -12,22 +12,22 @@ Every function validates everything before writing anything; the caller owns the
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from itertools import chain
-from typing import Any, Protocol
+from functools import partial
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
-from ticketing import events
+from ticketing import events, handoff
+from ticketing.department_cache import cached_departments
+from ticketing.dispatch_rule import (
+    DepartmentLookup,
+    PredictionLike,
+    decide,
+)
 from ticketing.errors import Conflict, InvalidInput, PermissionDenied
 from ticketing.lifecycle import (
     DISPATCHABLE,
@@ -41,32 +41,13 @@ from ticketing.lifecycle import (
     transition_ticket,
 )
 from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
-from ticketing.routing import match_rule
 from ticketing.sla import add_duration, to_local, to_utc_naive
 
 SS = SubOrderStatus
 UNITS = ("hours", "working_days")
 
 
-class PredictionLike(Protocol):
-    """What auto_dispatch reads from ticketing.classifier.Prediction (and nothing more)."""
-
-    category: str
-    urgency: str
-    department: str | None
-    confidence: float
-    details: dict[str, Any]
-
-
 # ---------------------------------------------------------------- helpers
-
-
-def classifier_threshold(settings: Settings) -> float:
-    """CALLCENTER_CLASSIFIER_THRESHOLD when set explicitly, else categories.yaml, else the default."""
-    if "classifier_threshold" in settings.model_fields_set:
-        return float(settings.classifier_threshold)
-    value = load_yaml(settings, "categories.yaml").get("classifier_threshold")
-    return float(value) if value is not None else float(settings.classifier_threshold)
 
 
 def local_text(settings: Settings, dt: datetime | None) -> str:
@@ -74,7 +55,7 @@ def local_text(settings: Settings, dt: datetime | None) -> str:
     return "无" if dt is None else to_local(settings, dt).strftime("%Y-%m-%d %H:%M")
 
 
-def _clean_codes(departments: Iterable[str] | str) -> list[str]:
+def clean_codes(departments: Iterable[str] | str) -> list[str]:
     if isinstance(departments, str):
         departments = [departments]
     codes = [str(c).strip() for c in departments or []]
@@ -89,64 +70,6 @@ def _clean_codes(departments: Iterable[str] | str) -> list[str]:
 def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
     rows = session.exec(select(Department).where(Department.code.in_(list(codes))))
     return {d.code: d for d in rows}
-
-
-# ---- a short-lived per-process read cache of the department table, for intake's auto-dispatch
-
-DEPARTMENT_CACHE_TTL_S = 5.0
-_dept_cache: weakref.WeakKeyDictionary[Any, tuple[float, dict[str, Department]]] = (
-    weakref.WeakKeyDictionary()
-)
-_dept_cache_lock = threading.Lock()
-_FIELDS = ("id", "code", "name", "head_name", "head_phone", "handoff_url", "active")
-
-
-def _cached_departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
-    """Departments for auto-dispatch from a per-process snapshot (≤ DEPARTMENT_CACHE_TTL_S old).
-
-    Saves a query per intake. A commit in this process that changes a Department through the ORM
-    (sync_departments, the admin API) clears the snapshot at once; a change made by another process
-    is seen within the TTL. Entries are transient copies, never attached to any session.
-    """
-    bind = session.get_bind()
-    now = time.monotonic()
-    with _dept_cache_lock:
-        hit = _dept_cache.get(bind)
-    if hit is None or hit[0] <= now:
-        rows = session.exec(select(Department)).all()
-        snapshot = {d.code: Department(**{f: getattr(d, f) for f in _FIELDS}) for d in rows}
-        hit = (now + DEPARTMENT_CACHE_TTL_S, snapshot)
-        with _dept_cache_lock:
-            _dept_cache[bind] = hit
-    return {c: hit[1][c] for c in codes if c in hit[1]}
-
-
-def clear_department_cache() -> None:
-    with _dept_cache_lock:
-        _dept_cache.clear()
-
-
-@event.listens_for(OrmSession, "before_flush")
-def _note_department_change(session: OrmSession, _ctx: Any, _instances: Any) -> None:
-    if any(isinstance(o, Department) for o in chain(session.new, session.dirty, session.deleted)):
-        session.info["_departments_changed"] = True
-        clear_department_cache()
-
-
-@event.listens_for(OrmSession, "after_commit")
-def _departments_committed(session: OrmSession) -> None:
-    if session.info.pop("_departments_changed", False):
-        clear_department_cache()
-
-
-@event.listens_for(OrmSession, "after_rollback")
-def _departments_rolled_back(session: OrmSession) -> None:
-    if session.info.pop("_departments_changed", False):
-        clear_department_cache()
-
-
-def _unusable_in(found: dict[str, Department], codes: Sequence[str]) -> list[str]:
-    return [c for c in codes if c not in found or not found[c].active]
 
 
 def _text(value: str | None, field: str, label: str, max_len: int, *, required: bool) -> str | None:
@@ -200,76 +123,32 @@ def auto_dispatch(
             code="illegal_transition",
             current=ticket.status,
         )
-    confidence = _confidence(getattr(prediction, "confidence", None))
-    suggested = getattr(prediction, "department", None) or None
-    ticket.suggested_department = suggested
-    ticket.classifier_confidence = confidence
-    threshold = classifier_threshold(settings)
-
-    rule = match_rule(settings, f"{ticket.title or ''}\n{ticket.content or ''}")
-    lookup = _cached_departments if created_here else _departments
-    if rule is not None:
-        found = lookup(session, rule.departments)
-        bad = _unusable_in(found, rule.departments)
-        if not bad:
-            return _dispatch(
-                session,
-                settings,
-                ticket,
-                list(rule.departments),
-                actor=actor,
-                mode="auto",
-                basis={"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)},
-                locked=True,
-                found=found,
-                first_round_empty=created_here,
-            )
-        reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
-    elif confidence >= threshold and suggested:
-        found = lookup(session, [suggested])
-        bad = _unusable_in(found, [suggested])
-        if not bad:
-            return _dispatch(
-                session,
-                settings,
-                ticket,
-                [suggested],
-                actor=actor,
-                mode="auto",
-                basis={"basis": "classifier", "confidence": confidence, "threshold": threshold},
-                locked=True,
-                found=found,
-                first_round_empty=created_here,
-            )
-        reason = f"分类建议的部门 {suggested} 不存在或已停用"
-    elif not suggested:
-        reason = "分类器未给出建议部门"
+    lookup: DepartmentLookup
+    if created_here:
+        lookup = partial(cached_departments, session)
     else:
-        reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
-
+        lookup = partial(_departments, session)
+    decision = decide(settings, ticket.title, ticket.content, prediction, lookup)
+    ticket.suggested_department = decision.suggested
+    ticket.classifier_confidence = decision.confidence
+    if decision.codes:
+        return _dispatch(
+            session,
+            settings,
+            ticket,
+            decision.codes,
+            actor=actor,
+            mode="auto",
+            basis=decision.basis,
+            locked=True,
+            found=dict(decision.found),
+            first_round_empty=created_here,
+        )
     ticket.dispatch_mode = "manual"
     ticket.updated_at = utcnow()
     session.add(ticket)
-    events.record(
-        session,
-        ticket.id,
-        actor,
-        "manual_dispatch_required",
-        reason=reason,
-        confidence=confidence,
-        threshold=threshold,
-        suggested_department=suggested,
-        rule=rule.name if rule else None,
-    )
+    events.record(session, ticket.id, actor, "manual_dispatch_required", **decision.manual_event())
     return []
-
-
-def _confidence(value: Any) -> float:
-    try:
-        c = float(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return c if math.isfinite(c) else 0.0
 
 
 def dispatch(
@@ -320,9 +199,7 @@ def _dispatch(
 ) -> list[SubOrder]:
     """locked: the caller already holds (or created) the ticket row; found: departments it just
     read in this transaction; first_round_empty: the ticket was created by this transaction."""
-    from ticketing import handoff  # handoff maps callbacks onto the actions below
-
-    codes = _clean_codes(departments)
+    codes = clean_codes(departments)
     instructions = _text(instructions, "instructions", "派单说明", 2000, required=False)
     if not locked:
         ticket = lock_ticket(session, ticket.id)

@@ -14,10 +14,9 @@ attempt is a HandoffAttempt row. The HTTP call happens outside any database tran
 holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over the
 raw body: header `X-DXE-Signature: sha256=<hex>`, secret from CALLCENTER_HANDOFF_SECRET.
 
-Callbacks (`handle_callback`) carry the same signature over their raw body and a JSON object
-{"suborder_id", "status": accepted|replied|returned, "text", "reason", "external_ref",
-"ticket_number"}; they are mapped onto the sub-order actions in ticketing.dispatch and are
-idempotent: a status the sub-order already has (or has moved past) changes nothing.
+Callbacks carry the same signature over their raw body (ticketing.handoff_callback, which maps
+them onto ticketing.dispatch's sub-order actions: dispatch schedules hand-offs through this module,
+so this module does not import dispatch).
 """
 
 from __future__ import annotations
@@ -44,8 +43,6 @@ from config.loader import ConfigError, load_yaml
 from config.queues import get_queue
 from config.settings import Settings
 from ticketing import events
-from ticketing.errors import InvalidInput, NotFound, PermissionDenied
-from ticketing.lifecycle import lock_suborder
 from ticketing.models import (
     Category,
     Department,
@@ -419,71 +416,3 @@ def _external_ref(resp: httpx.Response) -> str | None:
     if isinstance(ref, str | int) and not isinstance(ref, bool) and str(ref):
         return str(ref)[:100]
     return None
-
-
-# ---------------------------------------------------------------- callbacks
-
-
-def handle_callback(
-    session: Session, settings: Settings, payload: bytes | str, signature: str | None
-) -> SubOrder:
-    """Apply an external system's status callback (raw body + its X-DXE-Signature header)."""
-    from ticketing import dispatch  # dispatch imports this module for schedule()
-
-    secret = handoff_secret(settings)
-    body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if secret is None:
-        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
-    if not verify(secret, body, signature):
-        raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidInput("回调内容不是合法的 JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("回调内容必须是 JSON 对象")
-    sid = data.get("suborder_id")
-    if isinstance(sid, bool) or not isinstance(sid, int):
-        raise InvalidInput("回调缺少有效的 suborder_id", field="suborder_id")
-    action = STATUS_MAP.get(str(data.get("status") or "").strip().lower())
-    if action is None:
-        raise InvalidInput(
-            f"不支持的回调状态：{data.get('status')!r}（应为 accepted / replied / returned）",
-            field="status",
-        )
-    ext = data.get("external_ref")
-    if ext is not None and (not isinstance(ext, str | int) or len(str(ext)) > 100):
-        raise InvalidInput("external_ref 无效（最多 100 个字符）", field="external_ref")
-
-    try:
-        ticket, so = lock_suborder(session, sid)
-    except NotFound:
-        raise NotFound(f"子工单不存在：{sid}", suborder_id=sid) from None
-    number = data.get("ticket_number")
-    if number is not None and number != ticket.number:
-        raise InvalidInput("回调的工单编号与子工单不符", field="ticket_number")
-    actor = f"handoff:{so.department_code}"[:64]
-    if ext is not None and so.external_ref != str(ext):
-        so.external_ref = str(ext)
-        session.add(so)
-
-    if action == "accepted":
-        if so.status == SS.dispatched:
-            return dispatch.accept(session, settings, sid, actor=actor)
-        return so  # already accepted or further along: a repeat or late delivery
-    if action == "replied":
-        if so.status == SS.replied:
-            return so
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput("“已办结”回调必须带回复内容 text", field="text")
-        if so.status == SS.dispatched:
-            dispatch.accept(session, settings, sid, actor=actor)
-        return dispatch.reply(session, settings, sid, actor=actor, text=text)
-    # returned
-    if so.status == SS.returned:
-        return so
-    reason = data.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidInput("“退回”回调必须带退回原因 reason", field="reason")
-    return dispatch.return_suborder(session, settings, sid, actor=actor, reason=reason)

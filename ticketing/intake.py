@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,9 +30,10 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from config.settings import Settings
+from ticketing.drafts import CHANNEL_RULES, ChannelRule, Draft
 from ticketing.errors import InvalidInput, TicketingError
 from ticketing.intake_write import write_drafts
-from ticketing.models import Channel, Ticket
+from ticketing.models import Ticket
 from ticketing.phones import normalise_phone
 from ticketing.schemas import TicketIn
 from ticketing.uscc import validate_uscc
@@ -46,17 +46,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[。！？!?；;]")
 
 
-@dataclass(frozen=True)
-class ChannelRule:
-    """What one channel must carry in channel_data."""
-
-    label: str
-    required_any: tuple[str, ...] = ()  # at least one of these keys, non-empty
-    id_fields: tuple[str, ...] = ()  # short identifiers: str/int, ≤ MAX_ID_CHARS
-    url_fields: tuple[str, ...] = ()  # http(s) URLs when present
-    dedupe_key: str | None = None  # same value → same ticket (idempotent intake)
-
-
 _FIELD_LABELS = {
     "call_id": "通话编号",
     "window_no": "窗口号",
@@ -67,54 +56,6 @@ _FIELD_LABELS = {
     "list_id": "调研清单编号",
     "survey_id": "调研编号",
 }
-
-CHANNEL_RULES: dict[str, ChannelRule] = {
-    Channel.hotline: ChannelRule(
-        "热线电话", required_any=("call_id",), id_fields=("call_id",), dedupe_key="call_id"
-    ),
-    Channel.voicemail: ChannelRule(
-        "留言", required_any=("call_id",), id_fields=("call_id",), dedupe_key="call_id"
-    ),
-    Channel.web: ChannelRule("网页端"),
-    Channel.mobile: ChannelRule("移动端"),
-    Channel.window: ChannelRule(
-        "特殊服务窗口",
-        required_any=("window_no", "operator"),
-        id_fields=("window_no", "operator"),
-    ),
-    Channel.opinion: ChannelRule(
-        "网络舆情",
-        required_any=("source_url", "opinion_url"),
-        url_fields=("source_url", "opinion_url"),
-    ),
-    Channel.survey: ChannelRule(
-        "线下调研",
-        required_any=("visit_id", "list_id", "survey_id"),
-        id_fields=("visit_id", "list_id", "survey_id"),
-    ),
-}
-DEDUPE_CHANNELS = tuple(c.value for c, r in CHANNEL_RULES.items() if r.dedupe_key)
-
-
-@dataclass(slots=True)
-class Draft:
-    """One matter validated, normalised and classified: all `submit` decides before the database."""
-
-    channel: str
-    actor: str
-    title: str
-    content: str
-    phone: str | None
-    uscc: str | None
-    submitter_name: str | None
-    enterprise_name: str | None
-    channel_data: dict[str, Any]
-    departments: list[str]
-    category: str
-    urgency: str
-    prediction: Any  # ticketing.classifier.Prediction, or None when the classifier was not asked
-    dedupe_id: str | None  # the call_id of a hotline/voicemail intake (one call, one ticket)
-    send_notice: bool
 
 
 def submit(
@@ -349,14 +290,3 @@ def _keywords(channel_data: dict[str, Any]) -> list[str] | None:
         return None
     kws = [k.strip()[:50] for k in raw if isinstance(k, str) and k.strip()][:50]
     return kws or None
-
-
-def dispatch_module():
-    """ticketing.dispatch, imported lazily (it imports intake's neighbours); None if absent."""
-    try:
-        from ticketing import dispatch as dispatching
-    except ModuleNotFoundError as e:
-        if e.name != "ticketing.dispatch":
-            raise
-        return None
-    return dispatching

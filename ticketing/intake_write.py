@@ -5,8 +5,8 @@ per statement and per transaction (BEGIN, COMMIT, the numbering counter, SQLAlch
 work), not per row. `write_drafts` writes N drafts with a fixed number of statements: one call_id
 lookup, one caller upsert, one counter bump per local day, one INSERT of the tickets, one of the
 sub-orders, one of the events. A single `submit` is a batch of one through the same code, so there
-is one write path, held equal to the ORM's dispatch.auto_dispatch by
-tests/ticketing/test_perf_intake.py.
+is one write path. Where an auto-dispatched ticket goes is ticketing.dispatch_rule.decide, the same
+decision dispatch.auto_dispatch applies through the ORM.
 
 Numbers (一事一单) are taken before the tickets are inserted, in the same transaction: a rollback
 returns them, so committed numbers stay gap-free. On PostgreSQL the day's counter row stays locked
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, case, func, text
 from sqlalchemy.engine import Connection
@@ -32,7 +32,11 @@ from sqlalchemy.orm import class_mapper, make_transient_to_detached
 from sqlmodel import Session, select
 
 from config.settings import Settings
-from ticketing import events
+from ticketing import events, handoff
+from ticketing.department_cache import cached_departments
+from ticketing.dispatch import clean_codes, dispatch
+from ticketing.dispatch_rule import Decision, decide
+from ticketing.drafts import DEDUPE_CHANNELS, Draft
 from ticketing.errors import InvalidInput, TicketingError
 from ticketing.models import (
     Caller,
@@ -44,11 +48,9 @@ from ticketing.models import (
     TicketStatus,
     utcnow,
 )
-from ticketing.numbering import next_numbers
+from ticketing.notices import create_acceptance_notice
+from ticketing.numbering import next_number, next_numbers
 from ticketing.sla import deadline_for
-
-if TYPE_CHECKING:
-    from ticketing.intake import Draft
 
 _M = TypeVar("_M", Ticket, SubOrder)
 _TICKET_TABLE = Ticket.__table__  # type: ignore[attr-defined]
@@ -100,10 +102,7 @@ class _Row:
     values: dict[str, Any]
     created: dict[str, Any]
     codes: list[str]
-    basis: dict[str, Any]
-    reason: str | None
-    rule: Any
-    threshold: float
+    decision: Decision
     ticket: Ticket | None = None
 
 
@@ -141,10 +140,7 @@ def write_drafts(
     # ---- everything below writes
     now = utcnow()
     callers = _upsert_callers(conn, dialect, [drafts[i] for i in todo])
-    from ticketing.intake import dispatch_module
-
-    dispatching = dispatch_module()
-    fast = [i for i in todo if not drafts[i].departments and dispatching is not None]
+    fast = [i for i in todo if not drafts[i].departments]
     fast_set = set(fast)
     numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
     rows: dict[int, _Row] = {}
@@ -154,10 +150,10 @@ def write_drafts(
         values = _ticket_values(conn, dialect, settings, d, now, callers, deadlines)
         if i not in fast_set:
             results[i] = _write_with_departments(
-                session, settings, d, values, dispatching, nested=len(drafts) > 1
+                session, settings, d, values, nested=len(drafts) > 1
             )
             continue
-        row = _auto_decision(session, settings, dispatching, d, values)
+        row = _auto_decision(session, settings, d, values)
         values["number"] = row.created["number"] = next(numbers)
         rows[i] = row
     if rows:
@@ -167,8 +163,6 @@ def write_drafts(
     for i in todo:
         ticket = results[i]
         if drafts[i].send_notice and isinstance(ticket, Ticket):
-            from ticketing.notices import create_acceptance_notice
-
             create_acceptance_notice(session, settings, ticket)
     return _fill_repeats(drafts, results, first_of_call)
 
@@ -231,8 +225,6 @@ def _existing_by_call_id(
         # statement, so two batches never wait on each other in a cycle
         conn.execute(_CALL_LOCKS, {"keys": [f"ticket-call:{k}" for k in keys]})
     # (SQLite: BEGIN IMMEDIATE already serialises writers)
-    from ticketing.intake import DEDUPE_CHANNELS
-
     first: dict[str, int] = {}
     for tid, cid, channel in conn.execute(_call_id_query(dialect), {"cids": keys}):
         if channel in DEDUPE_CHANNELS:
@@ -361,12 +353,10 @@ def _write_with_departments(
     settings: Settings,
     d: Draft,
     values: dict[str, Any],
-    dispatching: Any,
     *,
     nested: bool,
 ) -> Ticket | TicketingError:
     """Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch."""
-    from ticketing.numbering import next_number
 
     def write() -> Ticket:
         values["number"] = next_number(session, settings, values["created_at"])
@@ -374,12 +364,7 @@ def _write_with_departments(
         values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
         ticket = _persistent(session, Ticket, values)
         events.record(session, ticket.id, d.actor, "created", **_created_event(d, values))
-        if dispatching is None:
-            if d.departments:
-                raise RuntimeError("ticketing.dispatch is not installed; cannot dispatch")
-            ticket.dispatch_mode = "manual"  # waits for a dispatcher
-        else:
-            dispatching.dispatch(session, settings, ticket, d.departments, actor=d.actor)
+        dispatch(session, settings, ticket, d.departments, actor=d.actor)
         return ticket
 
     if not nested:
@@ -391,52 +376,29 @@ def _write_with_departments(
         return e
 
 
-def _auto_decision(
-    session: Session, settings: Settings, dispatching: Any, d: Draft, values: dict[str, Any]
-) -> _Row:
-    """Where auto-dispatch sends this ticket (dispatch's own rule, threshold and department
-    checks), and why not when it cannot: the same decision as dispatch.auto_dispatch."""
-    confidence = dispatching._confidence(getattr(d.prediction, "confidence", None))
-    suggested = getattr(d.prediction, "department", None) or None
-    threshold = dispatching.classifier_threshold(settings)
-    rule = dispatching.match_rule(settings, f"{values['title'] or ''}\n{values['content'] or ''}")
-    codes: list[str] = []
-    basis: dict[str, Any] = {}
-    reason = None
-    if rule is not None:
-        found = dispatching._cached_departments(session, rule.departments)
-        bad = dispatching._unusable_in(found, rule.departments)
-        if not bad:
-            codes = dispatching._clean_codes(list(rule.departments))
-            basis = {"basis": "rule", "rule": rule.name, "keywords": list(rule.hits)}
-        else:
-            reason = f"路由规则 {rule.name} 指向的部门不存在或已停用：{'、'.join(bad)}"
-    elif confidence >= threshold and suggested:
-        found = dispatching._cached_departments(session, [suggested])
-        if not dispatching._unusable_in(found, [suggested]):
-            codes = [suggested]
-            basis = {"basis": "classifier", "confidence": confidence, "threshold": threshold}
-        else:
-            reason = f"分类建议的部门 {suggested} 不存在或已停用"
-    elif not suggested:
-        reason = "分类器未给出建议部门"
-    else:
-        reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
-    values["suggested_department"] = suggested
-    values["classifier_confidence"] = confidence
+def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[str, Any]) -> _Row:
+    """Where auto-dispatch sends this ticket, and why not when it cannot (dispatch_rule.decide)."""
+    decision = decide(
+        settings,
+        values["title"],
+        values["content"],
+        d.prediction,
+        partial(cached_departments, session),
+    )
+    codes = clean_codes(decision.codes) if decision.codes else []
+    values["suggested_department"] = decision.suggested
+    values["classifier_confidence"] = decision.confidence
     values["updated_at"] = utcnow()
     if codes:
         values["status"] = TicketStatus.dispatched.value
         values["dispatch_mode"] = "auto"
     else:
         values["dispatch_mode"] = "manual"
-    return _Row(d, values, _created_event(d, values), codes, basis, reason, rule, threshold)
+    return _Row(d, values, _created_event(d, values), codes, decision)
 
 
 def _insert_fast(session: Session, conn: Connection, settings: Settings, rows: list[_Row]) -> None:
     """The batch's auto-dispatched tickets, their sub-orders and events: three statements."""
-    from ticketing import handoff
-    from ticketing.dispatch import _cached_departments
 
     conn.execute(_TICKETS_INSERT, [r.values for r in rows])
     numbers = [r.values["number"] for r in rows]
@@ -450,13 +412,13 @@ def _insert_fast(session: Session, conn: Connection, settings: Settings, rows: l
         r.ticket = _persistent(session, Ticket, r.values)
         if not r.codes:
             continue
-        found = _cached_departments(session, r.codes)
+        found = cached_departments(session, r.codes)
         dispatched_at = utcnow()
         for code in r.codes:
             key = (r.values["category"], code)
             if key not in targets:
                 target = handoff.target_for(
-                    session, settings, r.ticket, found[code], lookup=_cached_departments
+                    session, settings, r.ticket, found[code], lookup=cached_departments
                 )
                 targets[key] = target is not None
             subs.append(
@@ -504,11 +466,7 @@ def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
                 ticket_id,
                 actor,
                 "manual_dispatch_required",
-                reason=r.reason,
-                confidence=r.values["classifier_confidence"],
-                threshold=r.threshold,
-                suggested_department=r.values["suggested_department"],
-                rule=r.rule.name if r.rule else None,
+                **r.decision.manual_event(),
             )
         )
         return out
@@ -521,7 +479,7 @@ def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
             mode="auto",
             departments=r.codes,
             round=r.values["round"],
-            **r.basis,
+            **r.decision.basis,
         )
     )
     out.extend(

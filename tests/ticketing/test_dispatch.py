@@ -22,6 +22,7 @@ import ticketing.dispatch as d
 from config.database import session_scope
 from config.loader import ConfigError
 from config.settings import DEFAULTS_DIR, Settings
+from ticketing.dispatch_rule import classifier_threshold
 from ticketing.errors import Conflict, InvalidInput, PermissionDenied
 from ticketing.models import Department, SubOrder, Ticket, utcnow
 from ticketing.routing import match_rule
@@ -132,8 +133,8 @@ def test_threshold_comes_from_categories_yaml_unless_set_explicitly(world, tmp_p
     cfg = _config_dir(tmp_path, **{"categories.yaml": cats})
     from_yaml = Settings(config_dir=cfg)
     explicit = Settings(config_dir=cfg, classifier_threshold=0.5)
-    assert d.classifier_threshold(from_yaml) == pytest.approx(0.95)
-    assert d.classifier_threshold(explicit) == pytest.approx(0.5)
+    assert classifier_threshold(from_yaml) == pytest.approx(0.95)
+    assert classifier_threshold(explicit) == pytest.approx(0.5)
     t1 = make_ticket(engine, from_yaml)
     t2 = make_ticket(engine, explicit)
     with session_scope(engine) as s:

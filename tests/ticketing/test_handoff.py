@@ -35,7 +35,7 @@ import ticketing.dispatch as d
 from config.database import session_scope
 from config.queues import get_queue
 from config.settings import DEFAULTS_DIR
-from ticketing import handoff
+from ticketing import handoff, handoff_callback
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.models import HandoffAttempt, SubOrder, Ticket
 
@@ -342,7 +342,7 @@ def _cb(engine, settings, payload, signature="good"):
     )
     sig = handoff.sign(SECRET.encode(), body) if signature == "good" else signature
     with session_scope(engine) as s:
-        so = handoff.handle_callback(s, settings, body, sig)
+        so = handoff_callback.handle_callback(s, settings, body, sig)
         return so.status
 
 
@@ -431,7 +431,7 @@ def test_callback_signed_with_another_body_is_refused(world):
     signed = json.dumps({"suborder_id": sid, "status": "accepted"}).encode()
     sent = json.dumps({"suborder_id": sid, "status": "returned", "reason": "x"}).encode()
     with pytest.raises(PermissionDenied), session_scope(engine) as s:
-        handoff.handle_callback(s, settings, sent, handoff.sign(SECRET.encode(), signed))
+        handoff_callback.handle_callback(s, settings, sent, handoff.sign(SECRET.encode(), signed))
     assert suborders(engine, tid)[0].status == "dispatched"
 
 
@@ -442,5 +442,5 @@ def test_callbacks_refused_when_no_secret_is_configured(world, monkeypatch):
     sig = handoff.sign(SECRET.encode(), body)
     monkeypatch.delenv("CALLCENTER_HANDOFF_SECRET")
     with pytest.raises(PermissionDenied, match="密钥"), session_scope(engine) as s:
-        handoff.handle_callback(s, settings, body, sig)
+        handoff_callback.handle_callback(s, settings, body, sig)
     assert suborders(engine, tid)[0].status == "dispatched"

@@ -1,9 +1,10 @@
 """The fast intake path (Core INSERTs, in batches) against the ORM dispatch it stands for.
 
 ticketing.intake_write writes a new ticket and its automatic first dispatch with plain INSERTs
-(a single submit is a batch of one). These tests hold it equal, row for row and event for event, to inserting the same ticket
-pending and calling dispatch.auto_dispatch — over texts that take every branch (routing rule,
-confident classifier, low confidence → manual).
+(a single submit is a batch of one). Where a ticket goes is one function both writers call
+(ticketing.dispatch_rule.decide, tested in test_dispatch_rule.py); these tests hold the two
+writers' rows equal, row for row and event for event, to inserting the same ticket pending and
+calling dispatch.auto_dispatch — over texts that take every branch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""The one auto-dispatch decision (ticketing.dispatch_rule.decide), used by both the ORM dispatch
+and intake's batch writer: each branch, its reason string and what it looked up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from _loop_helpers import prediction
+
+from config.settings import Settings
+from ticketing.dispatch_rule import classifier_threshold, confidence_of, decide
+from ticketing.models import Department
+
+
+def _lookup(active: dict[str, bool]):
+    asked: list[list[str]] = []
+
+    def lookup(codes: Sequence[str]) -> dict[str, Department]:
+        asked.append(list(codes))
+        return {c: Department(code=c, name=c, active=active[c]) for c in codes if c in active}
+
+    return lookup, asked
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+def test_a_routing_rule_beats_a_confident_classifier(settings: Settings) -> None:
+    lookup, asked = _lookup({"SWJ": True, "CGJ": True})
+    d = decide(settings, "咨询", "我想问一下留抵退税的流程", prediction("CGJ", 0.99), lookup)
+    assert d.codes == ["SWJ"]
+    assert d.basis == {"basis": "rule", "rule": "tax-refund", "keywords": ["退税", "留抵退税"]}
+    assert d.reason is None and d.rule is not None and d.rule.name == "tax-refund"
+    assert asked == [["SWJ"]]
+    assert d.suggested == "CGJ" and d.confidence == pytest.approx(0.99)
+
+
+def test_a_rule_to_an_inactive_department_means_manual_even_if_confident(
+    settings: Settings,
+) -> None:
+    lookup, _ = _lookup({"SWJ": False, "CGJ": True})
+    d = decide(settings, None, "纳税申报出错", prediction("CGJ", 0.99), lookup)
+    assert d.codes == []
+    assert d.reason == "路由规则 tax-refund 指向的部门不存在或已停用：SWJ"
+    assert d.manual_event()["rule"] == "tax-refund"
+
+
+def test_a_confident_prediction_dispatches_to_its_department(settings: Settings) -> None:
+    threshold = classifier_threshold(settings)
+    lookup, asked = _lookup({"CGJ": True})
+    d = decide(settings, "路灯", "小区门口路灯坏了", prediction("CGJ", threshold), lookup)
+    assert d.codes == ["CGJ"]
+    assert d.basis == {"basis": "classifier", "confidence": threshold, "threshold": threshold}
+    assert asked == [["CGJ"]]
+    assert "CGJ" in d.found
+
+
+@pytest.mark.parametrize(
+    ("active", "pred", "reason"),
+    [
+        ({"CGJ": False}, ("CGJ", 0.99), "分类建议的部门 CGJ 不存在或已停用"),
+        ({}, ("CGJ", 0.99), "分类建议的部门 CGJ 不存在或已停用"),
+        ({"CGJ": True}, ("", 0.99), "分类器未给出建议部门"),
+        ({"CGJ": True}, ("CGJ", 0.1), "分类置信度 0.10 低于阈值 0.60"),
+    ],
+)
+def test_why_not_auto_dispatched(
+    settings: Settings, active: dict[str, bool], pred: tuple[str, float], reason: str
+) -> None:
+    lookup, _ = _lookup(active)
+    d = decide(settings, "路灯", "小区门口路灯坏了", prediction(*pred), lookup)
+    assert d.codes == [] and d.basis == {}
+    assert d.reason == reason
+    assert d.manual_event() == {
+        "reason": reason,
+        "confidence": pytest.approx(pred[1]),
+        "threshold": pytest.approx(0.6),
+        "suggested_department": pred[0] or None,
+        "rule": None,
+    }
+
+
+def test_no_prediction_and_garbage_confidence_are_manual_not_errors(settings: Settings) -> None:
+    lookup, asked = _lookup({"CGJ": True})
+    d = decide(settings, "", "", None, lookup)
+    assert (d.codes, d.reason, d.confidence, d.suggested) == ([], "分类器未给出建议部门", 0.0, None)
+    assert asked == []
+    for bad in (float("nan"), float("inf"), "x", None):
+        assert confidence_of(bad) == 0.0
+    assert confidence_of("0.7") == pytest.approx(0.7)
