@@ -14,31 +14,26 @@ Imports config, recordings and ticketing only (layering). Heavy modules load laz
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "request_transcription": "asr.jobs",
-    "Transcript": "asr.models",
-    "link_recording": "asr.jobs",
-    "flush_outbox": "asr.jobs",
-    "process_recording": "asr.jobs",
-    "transcribe_file": "asr.transcribe",
-    "get_model": "asr.model",
-    "normalise": "asr.textnorm",
-    "spot": "asr.keywords",
-    "AsrWorker": "asr.worker",
-    "preload": "asr.worker",
-    "cli_app": "asr.cli",
-    "transcribe_command": "asr.cli",
-}
-__all__ = sorted(_EXPORTS)
+from config.lazy import lazy_exports
 
+if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from asr.cli import app as cli_app
+    from asr.cli import transcribe as transcribe_command
+    from asr.jobs import (
+        flush_outbox,
+        link_recording,
+        process_recording,
+        request_transcription,
+    )
+    from asr.keywords import spot
+    from asr.model import get_model
+    from asr.models import Transcript
+    from asr.textnorm import normalise
+    from asr.transcribe import transcribe_file
+    from asr.worker import AsrWorker, preload
 
-_ALIASES = {"cli_app": "app", "transcribe_command": "transcribe"}
-
-
-def __getattr__(name: str) -> Any:  # lazy: `import asr` must not load Vosk
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), _ALIASES.get(name, name))
-    raise AttributeError(name)
+# lazy: `import asr` must not load Vosk
+if not TYPE_CHECKING:  # a checker sees the imports above, and no __getattr__ to hide typos
+    __all__, __getattr__ = lazy_exports(__name__, __file__)

@@ -1,7 +1,7 @@
 """After-hours voicemail → ticket: transcript as content, classification (with the spotted keywords),
-urgency, acceptance notice + SMS (all by ticketing.intake.submit, channel "voicemail") and a
-CallbackTask due at the next working-day opening (ticketing.promise_callback, the same promise
-the AMI bridge and the Twilio front make).
+urgency, acceptance notice + SMS (intake, channel "voicemail") and a CallbackTask due at the next
+working-day opening: ticketing.file_call, the call-to-ticket service the AMI bridge and the Twilio
+front use too.
 """
 
 from __future__ import annotations
@@ -12,19 +12,10 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from recordings import Recording
-from ticketing import InvalidInput, Ticket, mask_phone, normalise_phone, promise_callback
+from ticketing import Ticket, TicketIn, caller_phone, file_call, mask_phone
 
 ACTOR = "asr"
 NO_SPEECH = "（语音留言未识别出文字，请收听录音后回拨）"
-
-
-def _phone(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        return normalise_phone(raw)
-    except InvalidInput:
-        return None  # anonymous / withheld / junk caller id: no SMS, no callback number
 
 
 def create_voicemail_ticket(
@@ -37,9 +28,7 @@ def create_voicemail_ticket(
     transcript_id: int | None,
 ) -> Ticket:
     """In the caller's transaction: ticket (idempotent on call id), link, callback task."""
-    from ticketing import TicketIn, submit
-
-    phone = _phone(rec.caller_phone)
+    phone = caller_phone(rec.caller_phone)
     call_id = rec.call_id or f"recording-{rec.id}"
     channel_data: dict[str, Any] = {
         "call_id": call_id,
@@ -50,8 +39,9 @@ def create_voicemail_ticket(
     }
     if rec.caller_phone and not phone:
         channel_data["caller_number_raw"] = rec.caller_phone[:32]
-    ticket = submit(
+    ticket = file_call(
         session,
+        settings,
         TicketIn(
             channel="voicemail",
             content=text.strip() or NO_SPEECH,
@@ -59,21 +49,11 @@ def create_voicemail_ticket(
             submitter_name=(rec.meta or {}).get("caller_name"),
             channel_data=channel_data,
         ),
-        settings=settings,
         actor=ACTOR,
+        callback="voicemail",
+        note=f"语音留言回拨（{mask_phone(phone)}）" if phone else None,
     )
     rec.ticket_id = ticket.id
     session.add(rec)
-    if phone:
-        promise_callback(
-            session,
-            settings,
-            phone=phone,
-            reason="voicemail",
-            call_id=call_id,
-            ticket_id=ticket.id,
-            note=f"语音留言回拨（{mask_phone(phone)}）",
-            actor=ACTOR,
-        )
     session.flush()
     return ticket

@@ -90,12 +90,12 @@ def ensure_first_admin(settings: Settings, echo: Callable[[str], Any] = print) -
 def requeue_pending_work(settings: Settings) -> None:
     """Jobs whose rows were committed while Redis was down (SMS outbox, hand-offs) are queued again
     at start-up; delivery is idempotent. A failure here is logged, never fatal."""
-    from ticketing import handoff, notify
+    from ticketing import flush_pending, requeue_pending
 
     engine = make_engine(settings.resolved_database_url)
     try:
-        sms = notify.flush_pending(settings)
-        handoffs = handoff.requeue_pending(settings, engine)
+        sms = flush_pending(settings)
+        handoffs = requeue_pending(settings, engine)
         if sms or handoffs:
             log.info("requeued_pending", sms=sms, handoffs=handoffs)
     except Exception as e:

@@ -45,7 +45,7 @@ from recordings import (
     parse_voicemail_txt,
     purge_expired,
 )
-from ticketing import mask_phone, promise_callback
+from ticketing import mask_phone
 
 log = logging.getLogger(__name__)
 # A file is written during its call, so its call started at most this long before the file's
@@ -307,7 +307,7 @@ def file_waiting_ticket(session: Session, settings: Settings, row: CallRecord) -
         "recording": row.recording_path or "",
     }
     phone = row.caller_phone if (row.caller_phone or "").startswith("+") else None
-    ticket_id, number, error = ticket_for_call(session, settings, rec, phone)
+    ticket_id, number, error = ticket_for_call(session, settings, rec, phone, callback="voicemail")
     if ticket_id is None:
         row.ticket_error = (error or "建单失败")[:500]
         session.add(row)
@@ -318,16 +318,6 @@ def file_waiting_ticket(session: Session, settings: Settings, row: CallRecord) -
         select(Recording).where(Recording.call_id == row.call_id, Recording.ticket_id.is_(None))  # type: ignore[union-attr]
     ):
         link_recording(session, settings, r.id, ticket_id)  # type: ignore[arg-type]
-    if phone:
-        promise_callback(
-            session,
-            settings,
-            phone=phone,
-            reason="voicemail",
-            call_id=row.call_id,
-            ticket_id=ticket_id,
-            actor="ami-bridge",
-        )
     log.info(
         "voicemail call %s from %s: no transcript ticket after the grace period; filed %s",
         row.call_id,

@@ -13,32 +13,26 @@ Front door for other packages (lazy: `import ivr` loads neither FastAPI nor the 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "AgiServer": ("ivr.agi", "AgiServer"),
-    "DialogState": ("ivr.engine", "DialogState"),
-    "IvrEngine": ("ivr.engine", "IvrEngine"),
-    "Turn": ("ivr.engine", "Turn"),
-    "Menu": ("ivr.menu", "Menu"),
-    "MenuOption": ("ivr.menu", "MenuOption"),
-    "load_menu": ("ivr.menu", "load_menu"),
-    "build_twilio_router": ("ivr.twiml", "build_router"),
-    "SimulatedAsterisk": ("ivr.agi_sim", "SimulatedAsterisk"),
-    "DEFAULT_AGI_ENV": ("ivr.agi_sim", "DEFAULT_ENV"),
-    "cli_app": ("ivr.cli", "app"),
-    "BusinessHours": ("ticketing", "BusinessHours"),
-    "is_open": ("ticketing", "is_open"),
-    "is_working_time": ("ticketing", "is_working_time"),
-    "load_business_hours": ("ticketing", "load_business_hours"),
-    "next_opening": ("ticketing", "next_opening"),
-}
-__all__ = sorted(_EXPORTS)
+from config.lazy import lazy_exports
 
+if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from ivr.agi import AgiServer
+    from ivr.agi_sim import DEFAULT_ENV as DEFAULT_AGI_ENV
+    from ivr.agi_sim import SimulatedAsterisk
+    from ivr.cli import app as cli_app
+    from ivr.engine import DialogState, IvrEngine, Turn
+    from ivr.menu import Menu, MenuOption, load_menu
+    from ivr.twiml import build_router as build_twilio_router
+    from ticketing import (
+        BusinessHours,
+        is_open,
+        is_working_time,
+        load_business_hours,
+        next_opening,
+    )
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module, attr = _EXPORTS[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(name)
+# lazy: `import ivr` loads neither FastAPI nor the AGI server
+if not TYPE_CHECKING:  # a checker sees the imports above, and no __getattr__ to hide typos
+    __all__, __getattr__ = lazy_exports(__name__, __file__)

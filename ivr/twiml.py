@@ -83,13 +83,6 @@ def _mask(phone: str | None) -> str:
         return "***"
 
 
-def submit_voicemail(session: Any, data: Any, *, settings: Settings) -> Any:
-    """The one call into ticketing's intake (kept behind this function on purpose)."""
-    from ticketing import submit
-
-    return submit(session, data, settings=settings, actor=ACTOR)
-
-
 def file_voicemail(
     db: Engine,
     settings: Settings,
@@ -106,7 +99,7 @@ def file_voicemail(
     """Ticket + callback task for one voicemail; (ticket id, created?). Safe to call twice."""
     from sqlmodel import select
 
-    from ticketing import Ticket, TicketIn, promise_callback
+    from ticketing import Ticket, TicketIn, file_call
 
     why = "坐席忙未能接通" if reason == "queue_unavailable" else "非工作时间来电"
     content = f"{why}，来电人留言，录音时长{duration}秒，内容待转写。"
@@ -128,20 +121,17 @@ def file_voicemail(
     )
     with session_scope(db) as s:
         before = s.exec(select(Ticket.id).order_by(Ticket.id.desc())).first()
-        ticket = submit_voicemail(s, data, settings=settings)
+        ticket = file_call(
+            s,
+            settings,
+            data,
+            actor=ACTOR,
+            callback="voicemail",
+            due_at=(callback_at.astimezone(UTC).replace(tzinfo=None) if callback_at else None),
+            note=f"{why}留言，承诺回电",
+            callback_actor="twilio",
+        )
         created = before is None or ticket.id > before
-        if phone:
-            promise_callback(
-                s,
-                settings,
-                phone=phone,
-                reason="voicemail",
-                call_id=call_sid,
-                ticket_id=ticket.id,
-                due_at=(callback_at.astimezone(UTC).replace(tzinfo=None) if callback_at else None),
-                note=f"{why}留言，承诺回电",
-                actor="twilio",
-            )
         return int(ticket.id), created
 
 
@@ -434,14 +424,9 @@ class TwilioFront:
     @staticmethod
     def _phone(raw: str | None) -> str | None:
         """E.164 when the caller ID is a real number; None for anonymous / client: identities."""
-        if not raw:
-            return None
-        from ticketing import InvalidInput, normalise_phone
+        from ticketing import caller_phone
 
-        try:
-            return normalise_phone(raw)
-        except InvalidInput:
-            return None
+        return caller_phone(raw)
 
 
 def build_router(

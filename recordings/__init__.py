@@ -13,36 +13,41 @@ Imports only config (layering).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
-    "import_file": "recordings.store",
-    "import_monitor": "recordings.store",
-    "import_voicemail": "recordings.store",
-    "scan_spool": "recordings.store",
-    "imported_sources": "recordings.store",
-    "StoreError": "recordings.store",
-    "parse_voicemail_txt": "recordings.asterisk",
-    "parse_monitor_name": "recordings.asterisk",
-    "PbxFile": "recordings.asterisk",
-    "purge_expired": "recordings.store",
-    "absolute_path": "recordings.store",
-    "probe": "recordings.audio",
-    "decode": "recordings.audio",
-    "iter_pcm16": "recordings.audio",
-    "AudioError": "recordings.audio",
-    "AudioInfo": "recordings.audio",
-    "Recording": "recordings.models",
-    "RecordingKind": "recordings.models",
-    "PlaybackLog": "recordings.models",
-    "make_router": "recordings.api",
-    "fetch_recording": "recordings.remote",
-}
-__all__ = sorted(_EXPORTS)
+from config.lazy import lazy_exports
 
+if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from recordings.api import make_router
+    from recordings.asterisk import (
+        PbxFile,
+        parse_monitor_name,
+        parse_voicemail_txt,
+    )
+    from recordings.audio import (
+        AudioError,
+        AudioInfo,
+        decode,
+        iter_pcm16,
+        probe,
+    )
+    from recordings.models import (
+        PlaybackLog,
+        Recording,
+        RecordingKind,
+    )
+    from recordings.remote import fetch_recording
+    from recordings.store import (
+        StoreError,
+        absolute_path,
+        import_file,
+        import_monitor,
+        import_voicemail,
+        imported_sources,
+        purge_expired,
+        scan_spool,
+    )
 
-def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(name)
+# lazy: importing the package stays cheap
+if not TYPE_CHECKING:  # a checker sees the imports above, and no __getattr__ to hide typos
+    __all__, __getattr__ = lazy_exports(__name__, __file__)

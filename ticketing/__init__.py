@@ -16,10 +16,12 @@ Front door — other packages import these names from `ticketing`, never its mod
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
+    call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
     warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
                  §13 levels kept current on a schedule
     hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening
-    reference    sync_departments, get_department, normalise_phone, mask_phone, validate_uscc,
+    reference    sync_departments, get_department, normalise_phone, mask_phone, caller_phone,
+                 validate_uscc,
                  deadline_for, add_duration, warning_for, get_classifier
     models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
                  Caller, Department, User, CallbackTask, and the enums
@@ -31,93 +33,116 @@ not pull in scikit-learn or the HTTP client.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-_MODULES: dict[str, tuple[str, ...]] = {
-    "ticketing.intake": ("submit", "submit_many", "prepare_many"),
-    "ticketing.drafts": ("Draft",),
-    "ticketing.intake_write": ("write_drafts",),
-    "ticketing.schemas": ("TicketIn",),
-    "ticketing.queries": (
-        "TicketFilter",
-        "get_ticket_by_number",
-        "list_tickets",
-        "department_inbox",
-        "enterprise_file",
-    ),
-    "ticketing.dispatch": (
-        "auto_dispatch",
-        "dispatch_to_departments",
-        "accept",
-        "reply",
-        "return_suborder",
-        "request_extension",
-        "decide_extension",
-    ),
-    "ticketing.dispatch_rule": ("classifier_threshold",),
-    "ticketing.evaluation": ("evaluate",),
-    "ticketing.notices": ("create_acceptance_notice", "confirm_notice"),
-    "ticketing.notify": ("send_sms", "flush_pending"),
-    "ticketing.handoff": ("requeue_pending",),
-    "ticketing.handoff_callback": ("handle_callback",),
-    "ticketing.departments": ("sync_departments", "get_department"),
-    "ticketing.phones": ("normalise_phone", "mask_phone"),
-    "ticketing.uscc": ("validate_uscc",),
-    "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
-    "ticketing.warning_scan": ("scan_warnings", "warning_scan_interval"),
-    "ticketing.jobs": ("run_warning_scan", "requeue_lost_work"),
-    "ticketing.classifier": ("get_classifier", "Prediction"),
-    "ticketing.events": ("record_event", "history"),
-    "ticketing.hours": (
-        "BusinessHours",
-        "load_business_hours",
-        "format_opening",
-        "is_open",
-        "is_working_time",
-        "next_opening",
-    ),
-    "ticketing.callbacks": ("promise_callback", "next_callback_time"),
-    "ticketing.errors": (
-        "TicketingError",
-        "InvalidInput",
-        "NotFound",
-        "Conflict",
-        "PermissionDenied",
-    ),
-    "ticketing.models": (
-        "Ticket",
-        "SubOrder",
-        "TicketEvent",
-        "Notice",
-        "OutboxMessage",
-        "Evaluation",
-        "HandoffAttempt",
-        "Enterprise",
-        "Caller",
-        "Department",
-        "User",
-        "CallbackTask",
-        "Channel",
-        "Category",
-        "Urgency",
-        "TicketStatus",
-        "SubOrderStatus",
-        "Warning",
-        "Role",
-        "Rating",
-        "utcnow",
-    ),
-}
-# Exported under another name where the plain one would collide with a submodule: once
-# `ticketing.dispatch` is imported, the package attribute `dispatch` is that module.
-_ALIASES = {"record_event": "record", "dispatch_to_departments": "dispatch"}
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
-__all__ = sorted(_EXPORTS)
+from config.lazy import lazy_exports
 
+if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from ticketing.call_tickets import file_call
+    from ticketing.callbacks import (
+        next_callback_time,
+        promise_callback,
+    )
+    from ticketing.classifier import Prediction, get_classifier
+    from ticketing.departments import (
+        get_department,
+        sync_departments,
+    )
+    from ticketing.dispatch import (
+        accept,
+        auto_dispatch,
+        decide_extension,
+        reply,
+        request_extension,
+        return_suborder,
+    )
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ticketing' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), _ALIASES.get(name, name))
+    # Exported under another name where the plain one would collide with a submodule: once
+    # `ticketing.dispatch` is imported, the package attribute `dispatch` is that module.
+    from ticketing.dispatch import dispatch as dispatch_to_departments
+    from ticketing.dispatch_rule import classifier_threshold
+    from ticketing.drafts import Draft
+    from ticketing.errors import (
+        Conflict,
+        InvalidInput,
+        NotFound,
+        PermissionDenied,
+        TicketingError,
+    )
+    from ticketing.evaluation import evaluate
+    from ticketing.events import history
+    from ticketing.events import record as record_event
+    from ticketing.handoff import requeue_pending
+    from ticketing.handoff_callback import handle_callback
+    from ticketing.hours import (
+        BusinessHours,
+        format_opening,
+        is_open,
+        is_working_time,
+        load_business_hours,
+        next_opening,
+    )
+    from ticketing.intake import (
+        prepare_many,
+        submit,
+        submit_many,
+    )
+    from ticketing.intake_write import write_drafts
+    from ticketing.jobs import (
+        requeue_lost_work,
+        run_warning_scan,
+    )
+    from ticketing.models import (
+        CallbackTask,
+        Caller,
+        Category,
+        Channel,
+        Department,
+        Enterprise,
+        Evaluation,
+        HandoffAttempt,
+        Notice,
+        OutboxMessage,
+        Rating,
+        Role,
+        SubOrder,
+        SubOrderStatus,
+        Ticket,
+        TicketEvent,
+        TicketStatus,
+        Urgency,
+        User,
+        Warning,
+        utcnow,
+    )
+    from ticketing.notices import (
+        confirm_notice,
+        create_acceptance_notice,
+    )
+    from ticketing.notify import flush_pending, send_sms
+    from ticketing.phones import (
+        caller_phone,
+        mask_phone,
+        normalise_phone,
+    )
+    from ticketing.queries import (
+        TicketFilter,
+        department_inbox,
+        enterprise_file,
+        get_ticket_by_number,
+        list_tickets,
+    )
+    from ticketing.schemas import TicketIn
+    from ticketing.sla import (
+        add_duration,
+        deadline_for,
+        warning_for,
+    )
+    from ticketing.uscc import validate_uscc
+    from ticketing.warning_scan import (
+        scan_warnings,
+        warning_scan_interval,
+    )
+
+if not TYPE_CHECKING:  # a checker sees the imports above, and no __getattr__ to hide typos
+    __all__, __getattr__ = lazy_exports(__name__, __file__)

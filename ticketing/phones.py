@@ -26,6 +26,17 @@ def normalise_phone(raw: str, region: str = "CN") -> str:
     return _normalise(raw, region)
 
 
+def caller_phone(raw: str | None) -> str | None:
+    """A caller ID as E.164, or None for an anonymous / withheld / junk one (no SMS, no callback
+    number): the one rule of every telephony front (AMI bridge, Twilio, voicemail transcription)."""
+    if not raw:
+        return None
+    try:
+        return normalise_phone(raw)
+    except InvalidInput:
+        return None
+
+
 # The usual hotline caller: a Chinese mobile number, typed plainly. libphonenumber's own pattern
 # for CN mobiles (from the package's metadata, not written here) decides it in microseconds; the
 # full parse (~0.15 ms, a tenth of an intake) handles everything else. tests/ticketing/

@@ -37,9 +37,9 @@ from ticketing import (
     Warning,
     dispatch_to_departments,
     evaluate,
-    events,
     list_tickets,
 )
+from ticketing import history as ticket_history
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 # the create route's token check, also called by agent_console.fastpath (the same route, served
@@ -141,7 +141,7 @@ def get_ticket(
     subs = list(
         session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
     )
-    history = events.history(session, ticket.id)
+    history = ticket_history(session, ticket.id)
     dept = handler_department(user)
     if dept is not None:
         subs = [s for s in subs if s.department_code == dept]

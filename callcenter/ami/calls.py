@@ -5,8 +5,8 @@ over again after a crash or a DB outage, and nothing is written twice. A transfe
 Linkedid, hence one record and one ticket.
 
 The ticket is the one the agent filed during the call (channel variable TICKET_NUMBER, or the
-API hook `callcenter.live.link_ticket`), or a new hotline ticket through ticketing.intake.submit
-(which also dedupes on call_id, so a retried record never opens a second ticket).
+API hook `callcenter.live.link_ticket`), or a new hotline ticket through ticketing.file_call, the
+call-to-ticket service (intake dedupes on call_id, so a retried record never opens a second ticket).
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from callcenter import call_audio
 from callcenter.models import CallRecord
 from config.database import session_scope
 from config.settings import Settings
-from ticketing import Ticket, TicketingError, mask_phone, normalise_phone, promise_callback
+from ticketing import (
+    Ticket,
+    TicketIn,
+    TicketingError,
+    caller_phone,
+    file_call,
+    mask_phone,
+    promise_callback,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +64,6 @@ def fit_columns(model: type[SQLModel], **values: Any) -> Any:
         if length and isinstance(v, str) and len(v) > length:
             values[k] = v[:length]
     return model(**values)
-
-
-def caller_phone(raw: str) -> str | None:
-    """E.164 of the caller, or None for anonymous / junk numbers."""
-    if not raw:
-        return None
-    try:
-        return normalise_phone(raw)
-    except TicketingError:
-        return None
 
 
 def masked(raw: str) -> str:
@@ -107,9 +105,15 @@ def reached_service(rec: dict[str, Any]) -> bool:
 
 
 def ticket_for_call(
-    session: Session, settings: Settings, rec: dict[str, Any], phone: str | None
+    session: Session,
+    settings: Settings,
+    rec: dict[str, Any],
+    phone: str | None,
+    *,
+    callback: str | None = None,
 ) -> tuple[int | None, str | None, str | None]:
-    """(ticket_id, number, error). The agent's ticket when named, else a new hotline ticket."""
+    """(ticket_id, number, error). The agent's ticket when named, else a new hotline ticket
+    (with the callback promised for reason `callback`, when given and the number is known)."""
     error = None
     number = (rec.get("ticket_number") or "").strip().upper()
     if number:
@@ -117,7 +121,6 @@ def ticket_for_call(
         if t is not None:
             return t.id, t.number, None
         error = f"坐席填写的工单号不存在：{number[:40]}"
-    from ticketing import TicketIn, submit
 
     channel = "voicemail" if rec["disposition"] == "voicemail" else "hotline"
     try:
@@ -141,8 +144,7 @@ def ticket_for_call(
         where = ".".join(str(x) for x in first.get("loc", ()))
         return None, None, f"建单失败：来电数据不合规（{where}: {first.get('msg', '')}）"[:500]
     try:
-        with session.begin_nested():
-            ticket = submit(session, data, settings=settings, actor=ACTOR)
+        ticket = file_call(session, settings, data, actor=ACTOR, callback=callback, savepoint=True)
     except TicketingError as e:  # not transient: keep the call record, say why
         return None, None, ((f"{error}；" if error else "") + f"建单失败：{e.message}")[:500]
     return ticket.id, ticket.number, error
