@@ -35,7 +35,7 @@ import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import String, cast, event, literal
+from sqlalchemy import String, cast, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -44,11 +44,12 @@ from asr.keywords import keyword_list, spot
 from asr.model import LoadedModel, get_model
 from asr.models import JobOutbox, Transcript
 from asr.transcribe import transcribe_file
+from config.after_commit import after_commit
 from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.settings import Settings
 from recordings import Recording, absolute_path
-from ticketing import TicketEvent, events, utcnow
+from ticketing import TicketEvent, record_event, utcnow
 
 log = logging.getLogger("asr.jobs")
 
@@ -99,32 +100,17 @@ def request_transcription(session: Session, settings: Settings, recording_id: in
 
 
 def _flush_after_commit(session: Session, settings: Settings) -> None:
-    """Push the outbox once the caller's transaction commits. A savepoint's release or rollback
-    (begin_nested, as the bridge and the intake use) fires the same session events while the
-    outer transaction is still open; those are ignored, or the push would run before the row is
-    visible and be lost until the next periodic flush."""
-    session.info[_INFO_KEY] = settings
-    if session.info.get(_INFO_KEY + ".listening"):
-        return
-    session.info[_INFO_KEY + ".listening"] = True
-    bind = session.get_bind()
+    """Push the outbox once the caller's transaction commits (config.after_commit: a savepoint's
+    release is not the commit)."""
+    after_commit(session, _INFO_KEY, [(session.get_bind(), settings)], _flush_pushed)
 
-    def after_commit(sess: Session) -> None:
-        if sess.in_nested_transaction():
-            return
-        st = sess.info.pop(_INFO_KEY, None)
-        if st is not None:
-            try:
-                flush_outbox(bind, st)
-            except Exception:  # committed already; the row stays pending for the next flush
-                log.exception("asr outbox flush after commit failed")
 
-    def after_rollback(sess: Session) -> None:
-        if not sess.in_nested_transaction():
-            sess.info.pop(_INFO_KEY, None)
-
-    event.listen(session, "after_commit", after_commit)
-    event.listen(session, "after_rollback", after_rollback)
+def _flush_pushed(items: list[tuple[Any, Settings]]) -> None:
+    bind, settings = items[-1]
+    try:
+        flush_outbox(bind, settings)
+    except Exception:  # committed already; the row stays pending for the next flush
+        log.exception("asr outbox flush after commit failed")
 
 
 @dataclass
@@ -369,7 +355,7 @@ def attach_transcript(session: Session, settings: Settings, rec: Recording, tr: 
     ).all()
     if any((e.detail or {}).get("recording_id") == rec.id for e in prior):
         return False
-    events.record(
+    record_event(
         session,
         rec.ticket_id,
         "asr",

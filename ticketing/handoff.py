@@ -34,10 +34,11 @@ from typing import Any
 import httpx
 import redis
 import structlog
-from sqlalchemy import event, func, update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from config.after_commit import after_commit
 from config.database import session_scope
 from config.loader import ConfigError, load_yaml
 from config.queues import get_queue
@@ -62,7 +63,6 @@ SIGNATURE_HEADER = "X-DXE-Signature"
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)  # seconds: 5 retries over ~43 minutes
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _INFO_PENDING = "ticketing.handoff.pending"
-_INFO_HOOKED = "ticketing.handoff.hooked"
 # External status words → our sub-order action (a few synonyms real systems use).
 STATUS_MAP = {
     "accepted": "accepted",
@@ -191,26 +191,15 @@ def schedule(
 def enqueue_after_commit(session: Session, settings: Settings, suborder_ids: list[int]) -> None:
     """Deliver these sub-orders (already marked "queued") once the session's transaction commits;
     dropped on rollback."""
-    session.info.setdefault(_INFO_PENDING, []).extend((settings, i) for i in suborder_ids)
-    if not session.info.get(_INFO_HOOKED):
-        event.listen(session, "after_commit", _after_commit)
-        event.listen(session, "after_rollback", _after_rollback)
-        session.info[_INFO_HOOKED] = True
+    after_commit(session, _INFO_PENDING, ((settings, i) for i in suborder_ids), _enqueue_all)
 
 
-def _after_commit(session: Session) -> None:
-    if session.in_nested_transaction():  # a SAVEPOINT, not the real commit
-        return
-    for settings, suborder_id in session.info.pop(_INFO_PENDING, []):
+def _enqueue_all(items: list[tuple[Settings, int]]) -> None:
+    for settings, suborder_id in items:
         try:
             enqueue(settings, suborder_id)
         except Exception:  # committed already; the row stays "queued" for requeue_pending
             log.exception("handoff_enqueue_failed", suborder_id=suborder_id)
-
-
-def _after_rollback(session: Session) -> None:
-    if not session.in_nested_transaction():
-        session.info.pop(_INFO_PENDING, None)
 
 
 def _snapshot(settings: Settings) -> dict[str, Any]:

@@ -27,10 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import structlog
-from sqlalchemy import event, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from config.after_commit import after_commit
 from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.redis import redis_url
@@ -44,7 +45,6 @@ log = structlog.get_logger("ticketing.notify")
 MAX_BODY = 2000
 MAX_ATTEMPTS = 3
 _INFO_PENDING = "ticketing.notify.pending"
-_INFO_HOOKED = "ticketing.notify.hooked"
 # What a delivery worker needs from the sender's settings (no secrets).
 _SNAPSHOT_FIELDS = {
     "data_dir",
@@ -84,15 +84,10 @@ def send_sms(
 
 
 def _enqueue_after_commit(session: Session, settings: Settings, outbox_id: int) -> None:
-    session.info.setdefault(_INFO_PENDING, []).append((settings, outbox_id))
-    if not session.info.get(_INFO_HOOKED):
-        event.listen(session, "after_commit", _after_commit)
-        event.listen(session, "after_rollback", _after_rollback)
-        session.info[_INFO_HOOKED] = True
+    after_commit(session, _INFO_PENDING, [(settings, outbox_id)], _enqueue_all)
 
 
-def _after_commit(session: Session) -> None:
-    items = session.info.pop(_INFO_PENDING, [])
+def _enqueue_all(items: list[tuple[Settings, int]]) -> None:
     by_settings: dict[int, tuple[Settings, list[int]]] = {}
     for settings, oid in items:
         by_settings.setdefault(id(settings), (settings, []))[1].append(oid)
@@ -101,10 +96,6 @@ def _after_commit(session: Session) -> None:
             enqueue(settings, ids)
         except Exception:  # the commit already happened; the rows stay pending for flush_pending
             log.exception("sms_enqueue_failed", outbox_ids=ids)
-
-
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_INFO_PENDING, None)
 
 
 def _snapshot(settings: Settings) -> dict[str, Any]:
