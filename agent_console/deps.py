@@ -13,9 +13,9 @@ batch — still on every request, with no cache in between.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Request
 from redis import Redis
@@ -85,12 +85,37 @@ def _check_csrf(request: Request, via_cookie: bool) -> None:
         raise ApiError(403, f"缺少 {CSRF_HEADER} 请求头（CSRF 防护）", code="csrf")
 
 
+class UserLike(Protocol):
+    """What the user check reads: a User, or a row of its columns (the intake batcher's read)."""
+
+    @property
+    def active(self) -> bool: ...
+    @property
+    def token_version(self) -> int: ...
+    @property
+    def role(self) -> str: ...
+
+
+_U = TypeVar("_U", bound=UserLike)
+
+
+def check_user(user: _U | None, token_version: int) -> _U:
+    """The token's user; 401 unless it exists, is active and the token is of its current version."""
+    if user is None or not user.active or user.token_version != token_version:
+        raise unauthorized()
+    return user
+
+
+def check_role(user: UserLike, roles: Collection[str]) -> None:
+    """403 unless the user's role is one the route allows (roles.ROLE_MATRIX)."""
+    if user.role not in roles:
+        raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
+
+
 def authenticate(request: Request, session: Session) -> User:
     """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF."""
     claims, via_cookie = _claims(request)
-    user = session.get(User, claims.user_id)
-    if user is None or not user.active or user.token_version != claims.token_version:
-        raise unauthorized()
+    user = check_user(session.get(User, claims.user_id), claims.token_version)
     _check_csrf(request, via_cookie)
     request.state.user = user
     return user
@@ -102,8 +127,7 @@ def require(route_name: str) -> Callable[..., User]:
 
     def dependency(request: Request, session: SessionDep) -> User:
         user = authenticate(request, session)
-        if user.role not in roles:
-            raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
+        check_role(user, roles)
         return user
 
     dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests

@@ -39,7 +39,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from agent_console.deps import Bearer, unauthorized
+from agent_console.deps import Bearer, check_role, check_user
 from agent_console.errors import ApiError
 from config.database import make_engine, readonly, session_scope
 from config.settings import Settings
@@ -233,12 +233,10 @@ _USERS = select(
 
 
 def _authorise(row: Any, bearer: Bearer) -> str:
-    """The username behind the token, as deps.require checks it: 401, then 403 by role."""
-    if row is None or not row.active or row.token_version != bearer.token_version:
-        raise unauthorized()
-    if row.role not in bearer.roles:
-        raise ApiError(403, "当前角色无权执行此操作", details={"role": row.role})
-    return row.username
+    """The username behind the token, by deps.require's own checks: 401, then 403 by role."""
+    user = check_user(row, bearer.token_version)
+    check_role(user, bearer.roles)
+    return str(user.username)
 
 
 def _parse(body: bytes) -> TicketIn:
