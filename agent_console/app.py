@@ -35,7 +35,7 @@ from agent_console.routes import (
 )
 from agent_console.schemas import TicketOut
 from agent_console.security import ensure_secret_key
-from config import gin, wal
+from config import wal
 from config.database import make_engine
 from config.redis import connect
 from config.settings import Settings, get_settings
@@ -110,8 +110,9 @@ def create_app(
             gc.collect()
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        # index upkeep off the request path: SQLite's WAL checkpoints, PostgreSQL's GIN lists
-        upkeep = wal.start_for(engine) or gin.start_for(engine)
+        # log upkeep off the request path: SQLite's WAL checkpoints, where the writer is
+        # (PostgreSQL's GIN lists are the scheduler's: one cleaner per deployment)
+        upkeep = wal.start_for(engine)
         try:
             yield
         finally:

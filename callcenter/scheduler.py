@@ -7,10 +7,19 @@ worker. What runs, and how often:
                                    them) are queued again
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
+
+Database upkeep that needs one runner per deployment, not one per web process, also lives here:
+on PostgreSQL the GIN pending-list cleaner (config.gin). SQLite's WAL checkpointer stays in the
+web process, where the writer is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from config.database import make_engine
+from config.gin import GinCleaner, start_for
 from config.logging import configure_logging, get_logger
 from config.queues import queue_name
 from config.settings import Settings
@@ -49,6 +58,19 @@ def build_scheduler(settings: Settings, conn):
     return cron
 
 
+@contextmanager
+def database_upkeep(settings: Settings) -> Iterator[GinCleaner | None]:
+    """The deployment's one GIN cleaner while the scheduler runs (None unless PostgreSQL)."""
+    engine = make_engine(settings.resolved_database_url)
+    cleaner = start_for(engine)
+    try:
+        yield cleaner
+    finally:
+        if cleaner is not None:
+            cleaner.stop()
+        engine.dispose()
+
+
 def run_scheduler(settings: Settings) -> None:
     from config.redis import connect
 
@@ -56,4 +78,5 @@ def run_scheduler(settings: Settings) -> None:
     conn = connect(settings)
     cron = build_scheduler(settings, conn)
     log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
-    cron.start()
+    with database_upkeep(settings):
+        cron.start()

@@ -1,5 +1,6 @@
-"""config.gin: on PostgreSQL the web process flushes the ticket search indexes' GIN pending lists
-in a thread of its own, so no intake INSERT has to; stopped, the INSERTs flush again."""
+"""config.gin: on PostgreSQL the scheduler process (one per deployment) flushes the ticket search
+indexes' GIN pending lists in a thread of its own, so no intake INSERT has to; stopped, the
+INSERTs flush again. Web processes run none (N web processes would be N cleaners)."""
 
 from __future__ import annotations
 
@@ -146,10 +147,11 @@ def test_sqlite_gets_none(tmp_path):
         engine.dispose()
 
 
-def test_the_web_app_runs_one_while_it_serves(settings, pg_engine):
+def test_the_scheduler_runs_one_and_the_web_app_none(settings, pg_engine):
     from fastapi.testclient import TestClient
 
     from agent_console import create_app
+    from callcenter.scheduler import database_upkeep
 
     def running() -> int:
         return sum(t.name == "gin-clean" for t in threading.enumerate())
@@ -157,5 +159,8 @@ def test_the_web_app_runs_one_while_it_serves(settings, pg_engine):
     before = running()
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
+        assert running() == before
+    with database_upkeep(settings) as cleaner:
+        assert cleaner is not None
         assert running() == before + 1
     assert running() == before
