@@ -139,13 +139,3 @@ class Publisher:
         except Exception:
             return None
         return value.decode() if isinstance(value, bytes) else value
-
-    async def pending_links(self) -> dict[str, str]:
-        try:
-            raw = await self.redis.hgetall(self.k["links"])
-        except Exception:
-            return {}
-        return {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }

@@ -515,15 +515,6 @@ class LiveState:
             call.voicemail_box = mailbox
             self._touch(call)
 
-    def attach_ticket(self, call_id: str, number: str) -> bool:
-        """API hook: the agent filed a ticket during the call."""
-        call = self.calls.get(call_id)
-        if call is None:
-            return False
-        call.ticket_number = number
-        self._touch(call)
-        return True
-
     # ----- queues --------------------------------------------------------------------------
     def queue_join(
         self, uniqueid: str, queue: str, now: float, position: int = 0, wait: int = 0
