@@ -7,6 +7,9 @@ Redis, finished calls become call records, tickets and callback tasks in the dat
 code paths. Beside it, the real FastAGI IVR server answers one simulated caller per scenario
 (ivr.agi_sim stands in for Asterisk's res_agi) pressing the key the captured caller pressed.
 
+The module is the orchestration; its parts are callcenter.demo_fixtures (the captures),
+callcenter.demo_data (the demo database's rows) and callcenter.demo_display (the terminal).
+
 Everything runs on embedded defaults in its own data folder (./var/demo): its own SQLite file,
 embedded Redis unless CALLCENTER_REDIS_URL is set (then under the "<namespace>-demo" key prefix),
 so a demo never writes simulated calls into a production database or wallboard. The live
@@ -19,28 +22,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 
-from config.logging import mask_phones
+from callcenter.demo_data import recordings_line, ticket_rows
+from callcenter.demo_display import (
+    BANNER_EN,
+    BANNER_ZH,
+    SIM_TAG,
+    LiveDisplay,
+    tickets_table,
+)
+from callcenter.demo_fixtures import (
+    DemoError,
+    captured_ivr_keys,
+    demo_spool,
+    find_fixtures,
+    scenario_names,
+)
 from config.settings import AsteriskServer, Settings
 
-BANNER_ZH = "【模拟演示】未连接真实电话交换机：来电为录制的 Asterisk 流量回放，工单为演示数据。"
-BANNER_EN = (
-    "SIMULATION: no real PBX is connected. Calls are replays of captured Asterisk traffic; "
-    "tickets created here are demo data."
-)
-SIM_TAG = "[模拟 SIMULATION]"
 DEFAULT_SCENARIOS = (
     "answered",
     "abandoned",
@@ -51,10 +58,6 @@ DEFAULT_SCENARIOS = (
 )
 DEFAULT_SPEED = 5.0
 SIMULATED_SERVER = "simulated-pbx"  # the name run_simulation gives the replaying peer
-
-
-class DemoError(Exception):
-    """Bad options (unknown scenario, no fixtures); shown to the user, exit code 2."""
 
 
 @dataclass
@@ -70,53 +73,6 @@ class DemoOptions:
     port: int = 8000
 
 
-def find_fixtures(explicit: Path | None = None) -> Path:
-    """--fixtures, else $CALLCENTER_SHARED_DIR/fixtures/ami, else ../shared/fixtures/ami beside
-    the repository (the same lookup as the tests' conftest and `bridge simulate`)."""
-    if explicit is not None:
-        candidates = [explicit]
-    else:
-        candidates = []
-        if os.environ.get("CALLCENTER_SHARED_DIR"):
-            candidates.append(Path(os.environ["CALLCENTER_SHARED_DIR"]) / "fixtures" / "ami")
-        candidates.append(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ami")
-        candidates.append(Path("../shared/fixtures/ami"))
-    for c in candidates:
-        if (c / "actions-status.jsonl").is_file():
-            return c.resolve()
-    raise DemoError(
-        f"no AMI captures found in {', '.join(str(c) for c in candidates)} "
-        "(use --fixtures DIR or CALLCENTER_SHARED_DIR)"
-    )
-
-
-def scenario_names(given: list[str], fixtures: Path) -> list[str]:
-    """'answered' or 'scenario-answered' → 'scenario-answered'; unknown names are an error."""
-    out = []
-    for name in given:
-        full = name if name.startswith("scenario-") else f"scenario-{name}"
-        if not (fixtures / f"{full}.jsonl").is_file():
-            known = sorted(
-                p.name.removesuffix(".jsonl").removeprefix("scenario-")
-                for p in fixtures.glob("scenario-*.jsonl")
-                if not p.name.endswith(".agi.jsonl")
-            )
-            raise DemoError(f"unknown scenario {name!r}; known: {', '.join(known)}")
-        out.append(full)
-    return out
-
-
-def captured_ivr_keys(fixtures: Path, scenario: str) -> list[str]:
-    """The menu keys the captured caller pressed (DxeIvrChoice user events), in order."""
-    path = fixtures / f"{scenario}.ami"
-    if not path.exists():
-        path = fixtures / f"{scenario}.conn1.ami"
-    if not path.exists():
-        return []
-    text = path.read_bytes().decode("utf-8", errors="replace")  # keep the \r\n frame endings
-    return re.findall(r"UserEvent: DxeIvrChoice\r\n(?:[^\r\n]+\r\n)*?Choice: (\d)", text)
-
-
 def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
     data_dir = data_dir.resolve()
     return base.model_copy(
@@ -130,174 +86,7 @@ def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
     )
 
 
-def demo_spool(fixtures: Path, spool: Path, now: float) -> None:
-    """The files Asterisk wrote for the captured calls (pbx-side/), laid out as a PBX spool, so
-    the simulated calls pick up their recording and voicemail like real ones. The voicemail's
-    origtime is set to now: the replayed call happens now, and the message is matched to its
-    call by channel and time."""
-    import shutil
-
-    src = fixtures / "pbx-side"
-    if not src.is_dir():
-        return
-    (spool / "monitor").mkdir(parents=True, exist_ok=True)
-    for wav in (src / "monitor").glob("*.wav"):
-        shutil.copyfile(wav, spool / "monitor" / wav.name)
-    box = spool / "voicemail" / "dianxiaoer" / "12345" / "INBOX"
-    box.mkdir(parents=True, exist_ok=True)
-    for txt in (src / "voicemail").glob("msg*.txt"):
-        body = re.sub(r"(?m)^origtime=\d+", f"origtime={int(now)}", txt.read_text("utf-8"))
-        shutil.copyfile(txt.with_suffix(".wav"), box / txt.with_suffix(".wav").name)
-        (box / txt.name).write_text(body, encoding="utf-8")
-
-
-# ----- display ----------------------------------------------------------------------------------
-def _mask(raw: Any) -> str:
-    return mask_phones(str(raw or "")) or "-"
-
-
-def live_tables(snapshot: dict[str, Any]) -> Group:
-    """Calls, queues and agents of the live snapshot (what the wallboard reads from Redis)."""
-    calls = Table(title=f"{SIM_TAG} 通话 Calls", expand=True)
-    for col in ("call", "caller", "status", "IVR", "queue", "wait s", "agent"):
-        calls.add_column(col)
-    for c in snapshot.get("calls", []):
-        calls.add_row(
-            str(c.get("call_id")),
-            _mask(c.get("caller")),
-            str(c.get("status") or "-"),
-            str(c.get("ivr_path") or "-"),
-            str(c.get("queue") or "-"),
-            str(c.get("wait_seconds") if c.get("wait_seconds") is not None else "-"),
-            str(c.get("agent_name") or c.get("agent") or "-"),
-        )
-    queues = Table(title=f"{SIM_TAG} 队列 Queues", expand=True)
-    for col in ("queue", "waiting", "completed", "abandoned", "members"):
-        queues.add_column(col)
-    for q in snapshot.get("queues", []):
-        queues.add_row(
-            str(q["name"]),
-            str(q.get("waiting", 0)),
-            str(q.get("completed", 0)),
-            str(q.get("abandoned", 0)),
-            str(len(q.get("members", []))),
-        )
-    agents = Table(title=f"{SIM_TAG} 坐席 Agents", expand=True)
-    for col in ("agent", "name", "state", "pause reason", "calls taken"):
-        agents.add_column(col)
-    for a in snapshot.get("agents", []):
-        agents.add_row(
-            str(a["interface"]),
-            str(a.get("name") or "-"),
-            str(a.get("state") or "-"),
-            str(a.get("pause_reason") or "-"),
-            str(a.get("calls_taken", 0)),
-        )
-    return Group(calls, queues, agents)
-
-
-def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
-    """Call records with their tickets and callback tasks, from the demo database."""
-    from sqlmodel import select
-
-    from callcenter.models import CallRecord
-    from config.database import make_engine, session_scope
-    from ticketing import CallbackTask, Ticket
-
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with session_scope(engine, read_only=True) as s:
-            rows = []
-            for rec in s.exec(select(CallRecord).order_by(CallRecord.id)):
-                ticket = s.get(Ticket, rec.ticket_id) if rec.ticket_id else None
-                callbacks = s.exec(
-                    select(CallbackTask).where(CallbackTask.call_id == rec.call_id)
-                ).all()
-                rows.append(
-                    {
-                        "call_id": rec.call_id,
-                        "caller": _mask(rec.caller_phone),
-                        "disposition": rec.disposition,
-                        "queue": rec.queue or "-",
-                        "ticket": rec.ticket_number or "-",
-                        "category": ticket.category if ticket else "-",
-                        "urgency": ticket.urgency if ticket else "-",
-                        "callback": ", ".join(f"{c.reason}/{c.status}" for c in callbacks) or "-",
-                        "note": rec.ticket_error or "",
-                    }
-                )
-            return rows
-    finally:
-        engine.dispose()
-
-
-def recordings_line(settings: Settings) -> str:
-    """How many recordings the simulated calls left in the store, and how many have text."""
-    from sqlalchemy import func
-    from sqlmodel import select
-
-    from asr import Transcript
-    from config.database import make_engine, session_scope
-    from recordings import Recording
-
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        with session_scope(engine, read_only=True) as s:
-            recs = s.exec(select(func.count()).select_from(Recording)).one()
-            texts = s.exec(select(func.count()).select_from(Transcript)).one()
-    finally:
-        engine.dispose()
-    hint = "" if settings.asr_model_path else " (set CALLCENTER_ASR_MODEL_PATH for transcripts)"
-    return f"{recs} recording(s) on tickets, {texts} transcribed{hint}"
-
-
-def tickets_table(rows: list[dict[str, Any]]) -> Table:
-    t = Table(title=f"{SIM_TAG} 通话记录与工单 Call records → tickets", expand=True)
-    for col in ("call", "caller", "disposition", "queue", "ticket", "category", "callback"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(
-            r["call_id"],
-            r["caller"],
-            r["disposition"],
-            r["queue"],
-            r["ticket"],
-            f"{r['category']}/{r['urgency']}" if r["ticket"] != "-" else r["note"] or "-",
-            r["callback"],
-        )
-    return t
-
-
 # ----- the run ----------------------------------------------------------------------------------
-class _Display:
-    """A rich Live view on a terminal; plain tables after each scenario otherwise (logs, CI)."""
-
-    def __init__(self, console: Console, snapshot: Callable[[], dict[str, Any]]) -> None:
-        self.console = console
-        self.snapshot = snapshot
-        self.live: Live | None = None
-
-    def __enter__(self) -> _Display:
-        if self.console.is_terminal:
-            self.live = Live(Panel("…", title=SIM_TAG), console=self.console, refresh_per_second=4)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(
-                Panel(live_tables(self.snapshot()), title=f"{SIM_TAG} {BANNER_EN[:60]}…")
-            )
-
-    def after_scenario(self) -> None:
-        if self.live is None:
-            self.console.print(live_tables(self.snapshot()))
-
-
 async def _ivr_call(settings: Settings, host: str, port: int, keys: list[str], closed: bool):
     """One simulated caller through the real FastAGI server (ivr.agi_sim plays Asterisk)."""
     from ivr import DEFAULT_AGI_ENV as DEFAULT_ENV
@@ -355,7 +144,7 @@ async def _replay(
         ivr_tasks.add(task)
         task.add_done_callback(ivr_tasks.discard)
 
-    display = _Display(console, snapshot)
+    display = LiveDisplay(console, snapshot)
     started = time.monotonic()
     try:
         with display:
