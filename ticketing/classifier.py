@@ -439,7 +439,6 @@ class TicketClassifier:
             )
         return out
 
-
     def _decide_urgency(
         self, p: np.ndarray, found: list[list[str]]
     ) -> list[tuple[str, str | None]]:
