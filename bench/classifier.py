@@ -27,14 +27,13 @@ import os
 import statistics
 import sys
 import time
-
-# one core: no BLAS thread pool (the intake path runs one prediction per request)
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# one core: no BLAS thread pool (the intake path runs one prediction per request)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from config.loader import load_yaml
 from config.settings import Settings
