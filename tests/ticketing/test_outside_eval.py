@@ -1,0 +1,138 @@
+"""The outside evaluation set: big and hard enough to mean something, and apart from training.
+
+ticketing/data/outside_eval.csv (reported on only) and outside_dev.csv (the split tuning may look
+at) were written by another hand in other voices; see ticketing/classifier_eval.py. "Apart by
+construction": training reads labelled.csv only, and no outside text, nor a light rewording of one
+(char-3-gram Jaccard >= 0.8), is in labelled.csv or fresh.csv.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import ticketing.classifier
+from ticketing.classifier import (
+    DEPARTMENTS,
+    FRESH_PATH,
+    get_classifier,
+    load_examples,
+)
+from ticketing.classifier_eval import (
+    NEAR_DUPLICATE,
+    OUTSIDE_DEV_PATH,
+    OUTSIDE_EVAL_PATH,
+    char3,
+    evaluate_outside,
+    jaccard,
+    load_outside,
+    near_duplicates,
+)
+from ticketing.models import Channel
+
+
+@pytest.fixture(scope="module")
+def outside() -> list:
+    return load_outside(OUTSIDE_EVAL_PATH)
+
+
+@pytest.fixture(scope="module")
+def dev() -> list:
+    return load_outside(OUTSIDE_DEV_PATH)
+
+
+def test_eval_set_is_large_and_hard(outside: list) -> None:
+    n = len(outside)
+    assert n >= 300
+    assert sum(r.example.urgency == "critical" for r in outside) / n >= 0.20
+    assert sum(bool(r.trap) for r in outside) / n >= 0.25
+    assert {r.channel for r in outside} == {c.value for c in Channel}  # all seven channels
+    assert {r.example.department for r in outside} == set(DEPARTMENTS)
+    traps = Counter(r.trap for r in outside if r.trap)
+    assert set(traps) == {"cat", "dept", "loud", "calm"} and min(traps.values()) >= 10
+    texts = [r.example.text for r in outside]
+    assert len(set(texts)) == n
+
+
+def test_styles_of_other_writers_are_present(outside: list) -> None:
+    """Dialect fillers, unpunctuated transcripts, long letters and one-line posts all occur."""
+    texts = [r.example.text for r in outside]
+    dialect = [t for t in texts if any(w in t for w in ("冇得", "么样", "晓得", "搞么事", "蛮"))]
+    assert len(dialect) >= 30
+    bare = [t for t in texts if " " in t and not any(p in t for p in "，。？！,")]
+    assert len(bare) >= 60  # ASR-like: words separated by pauses, no punctuation
+    assert sum(len(t) >= 60 for t in texts) >= 20  # formal letters (60-114 characters)
+    posts = [r.example.text for r in outside if r.channel == "opinion"]
+    assert len(posts) >= 30
+
+
+def test_no_text_or_near_duplicate_crosses_into_training(outside: list, dev: list) -> None:
+    training = [e.text for e in load_examples()]
+    fresh = [e.text for e in load_examples(FRESH_PATH)]
+    ev = [r.example.text for r in outside]
+    dv = [r.example.text for r in dev]
+    for other in (training, fresh):
+        assert not set(ev + dv) & set(other)
+        assert near_duplicates(ev + dv, other) == []
+    assert not set(ev) & set(dv)
+    assert near_duplicates(ev, dv) == []
+
+
+def test_the_near_duplicate_check_can_fail() -> None:
+    """A light rewording is caught, a different matter in the same style is not."""
+    a = "喂 那个我问一哈 我屋里伢在赤壁读书 户口要迁过来 要带么东西克派出所办 我不晓得"
+    reworded = "喂 那个我问一下 我屋里伢在赤壁读书 户口要迁过来 要带么东西克派出所办 我不晓得"
+    other = "喂 那个我问一哈 我屋里老人要办身份证 腿脚不方便 能不能上门 我不晓得"
+    assert jaccard(char3(a), char3(reworded)) >= NEAR_DUPLICATE
+    assert near_duplicates([reworded], [a, other]) == [
+        (reworded, a, pytest.approx(jaccard(char3(a), char3(reworded)), abs=1e-3))
+    ]
+    assert near_duplicates([other], [a]) == []
+
+
+def test_training_reads_only_the_labelled_set(outside: list) -> None:
+    src = inspect.getsource(ticketing.classifier)
+    assert "outside" not in src  # the model module never names the outside sets
+    clf = get_classifier()
+    assert clf.n_examples == len(load_examples())
+
+
+def test_bad_outside_row_is_rejected_with_its_line(tmp_path: Path) -> None:
+    p = tmp_path / "o.csv"
+    head = "text,category,urgency,department,channel,trap\n"
+    p.write_text(
+        head
+        + "营业执照怎么办,government,general,SCJG,hotline,\n"
+        + "发票,government,general,SWJ,fax,\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match=r"o.csv:3: bad channel 'fax'"):
+        load_outside(p)
+    p.write_text(head + "发票,government,general,SWJ,web,maybe\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"o.csv:2: bad trap"):
+        load_outside(p)
+    p.write_text(
+        "text,category,urgency,department\n发票,government,general,SWJ\n", encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match="header"):
+        load_outside(p)
+
+
+def test_floors_on_text_the_model_never_saw() -> None:
+    """Floors under the figures measured by bench/classifier.py on outside_eval.csv (category
+    0.87, urgency 0.80, department 0.75, 紧要 recall 0.92 at precision 0.67; before issue 13:
+    0.85 / 0.74 / 0.72, recall 0.71): a change that loses the critical matters again fails here."""
+    r = evaluate_outside(OUTSIDE_EVAL_PATH)
+    assert r["category"]["accuracy"] >= 0.84
+    assert r["urgency"]["accuracy"] >= 0.76
+    assert r["urgency"]["critical_recall"] >= 0.85
+    assert r["urgency"]["critical_precision"] >= 0.6
+    assert r["department"]["accuracy"] >= 0.7
+    # the model beats the bare keyword rule it is layered over
+    assert r["urgency"]["accuracy"] > r["urgency_keyword_baseline"]["accuracy"]
+    for head in ("category", "urgency", "department"):
+        table = r[head]["confusion"]
+        assert sum(sum(row.values()) for row in table.values()) == r["n"]

@@ -1,0 +1,192 @@
+"""Urgency signals (ticketing/data/urgency_signals.yaml): each one recognised in words it was
+written for, not tripped by the look-alikes that are not urgent, and the rule they make over the
+model (critical floor, asymmetric 紧要 threshold). None of these texts is in any data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ticketing.classifier import TicketClassifier, get_classifier, load_examples
+from ticketing.urgency_signals import (
+    SIGNALS_PATH,
+    chinese_number,
+    load_signals,
+    parse_signals,
+)
+
+
+@pytest.fixture(scope="module")
+def signals():
+    return load_signals()
+
+
+SEEN = [
+    # (signal, text)
+    ("production_stopped", "今天下午园区断电，我们全厂停产了，明天的订单交不了"),
+    ("production_stopped", "喂 窑炉那边冇得气了 马上要熄火"),
+    ("major_loss", "这一批货全部报废，损失上百万"),
+    ("major_loss", "资金链马上断裂，企业撑不下去了"),
+    ("safety_now", "楼道里一股很浓的煤气味，邻居家没人开门"),
+    ("safety_now", "仓库着火了，火还没灭"),
+    ("safety_now", "后山滑坡，石头滚到了路上"),
+    ("safety_now", "一辆拉货的货车在桥上侧翻了"),
+    ("safety_now", "菜场门口有个人拿着刀在追人"),
+    ("harm_done", "吃了食堂的饭，好几个人呕吐"),
+    ("pollution_incident", "河里漂着一层死鱼，味道很重"),
+    ("many_affected", "厂里三百多名工人两个月没领到工资"),
+    ("many_affected", "园区十几家企业都受影响"),
+    ("many_affected", "整个小区都停水了"),
+    ("crowd_risk", "上百名业主在售楼部拉横幅"),
+    ("crowd_risk", "工友们说明天一起去市政府"),
+    ("crowd_risk", "网上有人说这是群体性事件"),
+    ("beyond_department", "跑了三个部门，互相推诿，谁都不管"),
+    ("deadline_days", "许可证下周到期，延续还没批"),
+    ("deadline_days", "原料库存只够三天了"),
+    ("threat", "他扬言不给钱就从楼上跳下去"),
+    ("threat", "老板再不发工资我们就去堵路"),
+    ("investor_withdrawal", "投资方说手续再办不下来就撤资"),
+    ("investor_withdrawal", "总部已经在考虑把生产线迁往外省"),
+    ("viral_opinion", "这个视频已经上了热搜"),
+    ("viral_opinion", "帖子转发量过万，评论很激烈"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), SEEN)
+def test_each_signal_is_recognised(signals, name: str, text: str) -> None:
+    assert name in signals.detect(text), signals.detect(text)
+
+
+NOT_TRIPPED = [
+    # (signal that must stay silent, text): a procedure, a past or imagined event, a small number
+    ("safety_now", "危险化学品经营许可证在哪里办"),
+    ("safety_now", "消防通道老是被车堵着，万一着火了怎么办"),
+    ("safety_now", "上个月家里着火已扑灭，现在想问维修基金怎么申请"),
+    ("safety_now", "那边的砖厂冒黑烟，衣服都不敢晒"),
+    ("harm_done", "员工受伤后工伤认定要交哪些材料"),
+    ("viral_opinion", "网友发帖吐槽排队太久，播放量一般，评论较少"),
+    ("investor_withdrawal", "物业公司撤走了，小区没人管"),
+    ("crowd_risk", "材料明天要报到省里，还差一个章"),
+    ("crowd_risk", "小区门口的马路天天有人乱停车"),
+    ("crowd_risk", "刚才楼下有人吵架，现在已经走了"),
+    ("many_affected", "我们厂想招五十个普工"),
+    ("many_affected", "损失上百万"),
+    ("many_affected", "我们公司二十几个人"),
+    ("threat", "旁边工地晚上十二点了还在浇混凝土"),
+    ("production_stopped", "停电的事已经恢复了，生产线都停了半天，现已恢复"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), NOT_TRIPPED)
+def test_look_alikes_do_not_trip_a_signal(signals, name: str, text: str) -> None:
+    assert name not in signals.detect(text), signals.detect(text)
+
+
+@pytest.mark.parametrize(
+    ("s", "n"),
+    [
+        ("300", 300),
+        ("三百", 300),
+        ("两百", 200),
+        ("十几", 13),
+        ("几十", 30),
+        ("一千二百", 1200),
+        ("八百", 800),
+        ("四十", 40),
+        ("二十几", 23),
+        ("两万", 20000),
+        ("甲", 0),
+    ],
+)
+def test_chinese_numbers(s: str, n: int) -> None:
+    assert chinese_number(s) == n
+
+
+def test_the_floor_needs_a_strong_signal_or_two(signals) -> None:
+    assert signals.critical_floor(["threat"])  # strong
+    assert not signals.critical_floor(["many_affected"])  # critical level, not strong
+    assert signals.critical_floor(["many_affected", "production_stopped"])
+    assert not signals.critical_floor(["deadline_days", "beyond_department"])  # urgent level
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("signals: [1, 2]", "expected a mapping"),
+        ("signals:\n  x:\n    level: high\n    patterns: ['a']\n", "x: level"),
+        ("signals:\n  x:\n    level: urgent\n    patterns: ['(']\n", "x: bad pattern"),
+        ("signals:\n  x:\n    level: urgent\n    patterns: []\n", "x: no patterns"),
+        ("signals: {x: [", "urgency signals"),
+    ],
+)
+def test_malformed_signal_file_is_a_clear_error(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_signals(text)
+
+
+def test_signal_file_ships_in_the_package() -> None:
+    assert SIGNALS_PATH.parent.name == "data" and SIGNALS_PATH.suffix == ".yaml"
+    assert load_signals() is load_signals()  # cached until the file changes
+
+
+# --- the decision over the model ---------------------------------------------------------------
+
+
+def _urgency_classes(clf: TicketClassifier) -> list[str]:
+    return [str(c) for c in clf.models["urgency"].classes]
+
+
+def _row(clf: TicketClassifier, **p: float) -> np.ndarray:
+    return np.array([[p.get(c, 0.0) for c in _urgency_classes(clf)]])
+
+
+def test_asymmetric_threshold_for_critical() -> None:
+    clf = get_classifier()
+    t = clf.critical_threshold
+    assert 0.0 < t < 0.5  # critical wins below an even chance: a miss costs more
+    above = _row(clf, critical=t + 0.01, urgent=1 - t - 0.01)
+    below = _row(clf, critical=t - 0.01, urgent=1 - t + 0.01)
+    assert clf._decide_urgency(above, [[]])[0][0] == "critical"
+    assert clf._decide_urgency(above, [[]])[0][1]  # the rule is named in the details
+    assert clf._decide_urgency(below, [[]]) == [("urgent", None)]
+    # the signal floor lifts a low-probability matter with a strong signal
+    assert clf._decide_urgency(below, [["threat"]])[0][0] == "critical"
+    assert clf._decide_urgency(_row(clf, general=0.9, urgent=0.1), [["deadline_days"]]) == [
+        ("general", None)
+    ]
+
+
+def test_without_the_rules_the_model_decides_alone() -> None:
+    ex = load_examples()
+    bare = TicketClassifier(ex, critical_threshold=1.01, signal_floor=False)
+    p = _row(bare, critical=0.45, urgent=0.55)
+    assert bare._decide_urgency(p, [["threat", "crowd_risk"]]) == [("urgent", None)]
+
+
+def test_prediction_names_signals_and_rule() -> None:
+    clf = get_classifier()
+    p = clf.predict("喂 老板跑了 我们一百多个工人的工钱冇得着落 大家都在厂门口聚到 说明天去市政府")
+    assert p.urgency == "critical"
+    assert {"many_affected", "crowd_risk"} <= set(p.details["urgency_signals"])
+    calm = clf.predict("请问营业执照年报在哪个网站填")
+    assert calm.urgency == "general" and calm.details["urgency_signals"] == []
+    assert "urgency_rule" not in calm.details
+
+
+def test_custom_signal_file_changes_the_floor(tmp_path: Path) -> None:
+    """Operators add a wording in the YAML; a new model picks it up (no code change)."""
+    text = "我们这边的某某设施出现了异常情况，想请人来看看"
+    base = get_classifier()
+    assert base.predict(text).urgency != "critical"
+    spec = SIGNALS_PATH.read_text(encoding="utf-8") + (
+        "  custom_watch:\n    level: critical\n    strong: true\n    patterns:\n"
+        '      - "某某设施出现了异常"\n'
+    )
+    path = tmp_path / "signals.yaml"
+    path.write_text(spec, encoding="utf-8")
+    clf = TicketClassifier(load_examples(), signals=load_signals(path))
+    p = clf.predict(text)
+    assert p.urgency == "critical" and "custom_watch" in p.details["urgency_signals"]
+    assert p.details["urgency_rule"].startswith("紧要信号")
