@@ -30,7 +30,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "FLOW",
         "STATUS_LABELS",
     ),
-    "ticketing.knowledge.search": ("search_articles", "log_search", "log_open", "SearchFilter", "Hit"),
+    "ticketing.knowledge.search": (
+        "search_articles",
+        "log_search",
+        "log_open",
+        "SearchFilter",
+        "Hit",
+    ),
     "ticketing.knowledge.seed": ("seed_knowledge",),
     "ticketing.knowledge.reports": (
         "expire_and_remind",

@@ -72,9 +72,13 @@ class KbArticle(SQLModel, table=True):
     apply_from: date | None = None  # application window (政策申报期)
     apply_until: date | None = None
     # where it applies / whom it targets (issue #12's names)
-    industries: list[str] = Field(default_factory=list, sa_column=Column(JSON))  # GB/T 4754 prefixes
+    industries: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON)
+    )  # GB/T 4754 prefixes
     size_bands: list[str] = Field(default_factory=list, sa_column=Column(JSON))  # SizeBand values
-    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON))  # towns of 赤壁; [] = all
+    regions: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON)
+    )  # towns of 赤壁; [] = all
     audiences: list[str] = Field(default_factory=list, sa_column=Column(JSON))  # 个人/企业/个体户…
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     is_public: bool = True

@@ -11,10 +11,32 @@ import nh3
 
 TAGS = frozenset(
     {
-        "p", "br", "strong", "b", "em", "i", "u", "s", "ul", "ol", "li", "h2", "h3", "h4",
-        "blockquote", "table", "thead", "tbody", "tr", "th", "td", "a", "span", "hr",
+        "p",
+        "br",
+        "strong",
+        "b",
+        "em",
+        "i",
+        "u",
+        "s",
+        "ul",
+        "ol",
+        "li",
+        "h2",
+        "h3",
+        "h4",
+        "blockquote",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "a",
+        "span",
+        "hr",
     }
-)  # fmt: skip
+)
 ATTRIBUTES = {"a": {"href", "title"}, "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _BLOCK_END = re.compile(r"</(?:p|li|h[2-4]|tr|blockquote|table)>|<br\s*/?>|<hr\s*/?>", re.I)

@@ -66,9 +66,9 @@ class ArticleIn(BaseModel):
     expires_on: date | None = None
     apply_from: date | None = None
     apply_until: date | None = None
-    industries: list[Annotated[str, Field(pattern=r"^[A-T]?\d{0,4}$", min_length=1, max_length=5)]] = Field(
-        default_factory=list, max_length=50
-    )
+    industries: list[
+        Annotated[str, Field(pattern=r"^[A-T]?\d{0,4}$", min_length=1, max_length=5)]
+    ] = Field(default_factory=list, max_length=50)
     size_bands: list[str] = Field(default_factory=list, max_length=4)
     regions: list[Word] = Field(default_factory=list, max_length=30)
     audiences: list[Word] = Field(default_factory=list, max_length=10)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import text
 from sqlmodel import Session, select
@@ -191,9 +191,7 @@ def search(
     return [Hit(a, round(s, 3), snippet(groups, a)) for s, _, a in scored[:limit]]
 
 
-def log_search(
-    session: Session, question: str, hits: list[Hit], *, public: bool
-) -> KbQueryLog:
+def log_search(session: Session, question: str, hits: list[Hit], *, public: bool) -> KbQueryLog:
     """Record a search (the unanswered-questions and no-hit-articles reports read these)."""
     row = KbQueryLog(
         kind="search",
@@ -210,6 +208,19 @@ def log_search(
 def log_open(session: Session, article_id: int, *, public: bool) -> None:
     session.add(
         KbQueryLog(
-            kind="open", audience="public" if public else "staff", article_id=article_id, at=utcnow()
+            kind="open",
+            audience="public" if public else "staff",
+            article_id=article_id,
+            at=utcnow(),
         )
     )
+
+
+def day_bounds(settings: Settings, since: date, until: date) -> tuple[datetime, datetime]:
+    """[start of `since`, end of `until`] in local days, as naive UTC bounds."""
+    from ticketing.sla import to_local, to_utc_naive
+
+    tz = to_local(settings, utcnow()).tzinfo
+    start = datetime.combine(since, time.min, tzinfo=tz)
+    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz)
+    return to_utc_naive(start), to_utc_naive(end)

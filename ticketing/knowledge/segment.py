@@ -47,7 +47,9 @@ class QueryGroup:
 
 def vocabulary(settings: Settings) -> Vocabulary:
     cfg = load_yaml(settings, "knowledge.yaml")
-    return _vocabulary(_freeze(cfg.get("synonyms")), _freeze(cfg.get("stopwords")), _freeze(cfg.get("words")))
+    return _vocabulary(
+        _freeze(cfg.get("synonyms")), _freeze(cfg.get("stopwords")), _freeze(cfg.get("words"))
+    )
 
 
 def _freeze(value: Any) -> Any:
@@ -138,6 +140,7 @@ def query_groups(settings: Settings, question: str, limit: int = 24) -> list[Que
     return ranked[:limit]
 
 
-def idf_ready() -> None:
+def warm_up(settings: Settings) -> None:
     """Load the dictionary and the IDF table now (start-up), not on the first question."""
     _idf()
+    _tokenizer(vocabulary(settings).words)

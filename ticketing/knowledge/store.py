@@ -39,10 +39,28 @@ STATUS_LABELS = {S.draft: "草稿", S.reviewed: "已审核", S.published: "已�
 DONE = {"review": "reviewed", "publish": "published", "expire": "expired", "withdraw": "withdrawn"}
 ACTION_LABELS = {"review": "审核", "publish": "发布", "expire": "失效", "withdraw": "撤回"}
 CONTENT_FIELDS = (
-    "title", "summary", "body", "kind", "department_code", "categories", "keywords", "issuer",
-    "doc_number", "links", "attachments", "effective_from", "expires_on", "apply_from",
-    "apply_until", "industries", "size_bands", "regions", "audiences", "tags", "is_public",
-)  # fmt: skip
+    "title",
+    "summary",
+    "body",
+    "kind",
+    "department_code",
+    "categories",
+    "keywords",
+    "issuer",
+    "doc_number",
+    "links",
+    "attachments",
+    "effective_from",
+    "expires_on",
+    "apply_from",
+    "apply_until",
+    "industries",
+    "size_bands",
+    "regions",
+    "audiences",
+    "tags",
+    "is_public",
+)
 
 
 @dataclass(frozen=True)
@@ -177,9 +195,7 @@ def get_article(session: Session, article_id: int) -> KbArticle:
 
 
 def _lock(session: Session, article_id: int) -> KbArticle:
-    a = session.exec(
-        select(KbArticle).where(KbArticle.id == article_id).with_for_update()
-    ).first()
+    a = session.exec(select(KbArticle).where(KbArticle.id == article_id).with_for_update()).first()
     if a is None:
         raise NotFound(f"未找到知识库文章：{article_id}", field="article_id")
     return a
