@@ -14,14 +14,18 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlmodel import Session, select
 
 from config.loader import load_yaml
 from config.settings import Settings
+from ticketing.errors import InvalidInput
 from ticketing.knowledge.models import ArticleStatus, KbArticle, KbQueryLog
 from ticketing.knowledge.search import local_today
 from ticketing.knowledge.store import SYSTEM, transition
 from ticketing.models import Department
+
+log = structlog.get_logger("ticketing.knowledge")
 
 
 def expire_and_remind(session: Session, settings: Settings) -> dict[str, int]:
@@ -39,7 +43,7 @@ def expire_and_remind(session: Session, settings: Settings) -> dict[str, int]:
     ):
         transition(session, a.id, "expire", SYSTEM, note="已过失效日期")
         expired += 1
-    reminded = 0
+    reminded = failed = 0
     soon = session.exec(
         select(KbArticle).where(
             KbArticle.status.in_(live),
@@ -56,12 +60,16 @@ def expire_and_remind(session: Session, settings: Settings) -> dict[str, int]:
             body = template.format_map(
                 {"title": a.title, "id": a.id, "expires_on": a.expires_on.isoformat()}
             )
-            send_sms(session, settings, dept.head_phone, body, kind="kb_expiry")
+            try:
+                send_sms(session, settings, dept.head_phone, body, kind="kb_expiry")
+            except InvalidInput as e:  # a department's bad number must not stop the others
+                log.warning("kb_expiry_sms_refused", department=a.department_code, error=e.message)
+                failed += 1
         a.expiry_reminded_on = a.expires_on
         session.add(a)
         reminded += 1
     session.flush()
-    return {"expired": expired, "reminded": reminded}
+    return {"expired": expired, "reminded": reminded, "sms_refused": failed}
 
 
 def run_knowledge_upkeep(snapshot: dict[str, Any] | None = None) -> dict[str, int]:
