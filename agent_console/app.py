@@ -27,6 +27,7 @@ from agent_console.routes import (
     departments,
     enterprises,
     handoff,
+    knowledge,
     ops,
     public,
     suborders,
@@ -43,6 +44,7 @@ from config.wal import BACKSTOP_PAGES
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
 from ticketing import TicketIn, get_classifier
+from ticketing.knowledge.segment import warm_up as knowledge_ready
 
 API_PREFIX = "/api/v1"
 GC_YOUNG_THRESHOLD = 5000
@@ -66,6 +68,10 @@ TAGS = [
         "description": "Status callbacks from external handling systems (HMAC-signed)",
     },
     {"name": "ops", "description": "Health and metrics"},
+    {
+        "name": "knowledge",
+        "description": "知识库: search, articles and their review flow, gaps, 直接答复 figures",
+    },
 ]
 
 
@@ -103,6 +109,8 @@ def create_app(
         app.state.engine, app.state.redis = engine, conn
         # Train the ticket classifier now (cached per process), not on the first intake.
         await run_in_threadpool(get_classifier)
+        # and the knowledge base's segmenter (jieba's dictionary, its IDF table)
+        await run_in_threadpool(knowledge_ready, settings)
         app.state.intake = IntakeBatcher(
             engine, settings, _ticket_json, observe=app.state.metrics.observe_intake_batch
         )
@@ -181,6 +189,8 @@ ROUTERS: list[tuple[str, APIRouter]] = [
         (API_PREFIX, m.router)
         for m in (auth, tickets, suborders, enterprises, departments, users, public, handoff)
     ),
+    (API_PREFIX, knowledge.router),
+    (API_PREFIX, knowledge.public_router),
     ("", ops.router),
     (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]

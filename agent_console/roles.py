@@ -60,6 +60,21 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "recordings.audio": ALL_ROLES,
     "recordings.audio_head": ALL_ROLES,
     "recordings.playbacks": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    # knowledge base (issue #19): every staff role searches and reads (internal + public);
+    # create/edit/review/publish reach the store, which admits only admins and the owning
+    # department's handlers (a handler of another department gets 403)
+    "knowledge.search": ALL_ROLES,
+    "knowledge.list": ALL_ROLES,
+    "knowledge.get": ALL_ROLES,
+    "knowledge.versions": ALL_ROLES,
+    "knowledge.create": frozenset({ADMIN, HANDLER}),
+    "knowledge.update": frozenset({ADMIN, HANDLER}),
+    "knowledge.transition": frozenset({ADMIN, HANDLER}),
+    "knowledge.gaps": _DISPATCH | {LEADER, HANDLER},  # handler: its department's articles
+    "knowledge.figures": _DISPATCH | {LEADER},
+    # 直接答复: an agent closes a consultation at intake; a dispatcher a waiting one
+    "tickets.direct_answer": _STAFF,
+    "tickets.answer_waiting": _DISPATCH,
 }
 
 PUBLIC_ROUTES: frozenset[str] = frozenset(
@@ -68,6 +83,8 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "public.tickets.create",
         "public.notices.confirm",
         "public.tickets.evaluate",
+        "public.knowledge.search",
+        "public.knowledge.get",
         "handoff.callback",
         "healthz",
         "metrics",

@@ -48,8 +48,10 @@ def hash_password(password: str) -> str:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Migrations to head, then the configured departments mirrored into their table."""
+    """Migrations to head, then the configured departments mirrored into their table, then the
+    knowledge base's starter articles (added once each; never overwrites edits)."""
     from ticketing import sync_departments
+    from ticketing.knowledge import seed_knowledge
 
     url = settings.resolved_database_url
     upgrade(url)
@@ -57,6 +59,8 @@ def prepare_database(settings: Settings) -> None:
     try:
         with session_scope(engine) as s:
             sync_departments(s, settings)
+            s.flush()
+            seed_knowledge(s, settings)
     finally:
         engine.dispose()
 

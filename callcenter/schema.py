@@ -13,6 +13,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Every module that defines tables; each package owns its own models.
 MODEL_MODULES = [
     "ticketing.models",
+    "ticketing.knowledge.models",
     "recordings.models",
     "asr.models",
     "ivr.models",
@@ -27,6 +28,8 @@ UNMANAGED_PREFIXES = (
     "ix_ticket_call_id",
     "ix_ticket_title_trgm",
     "ix_ticket_content_trgm",
+    "kb_article_fts",  # SQLite FTS5 of the knowledge base (0013_knowledge)
+    "kb_tsv",  # PostgreSQL: its tsvector column and GIN index
 )
 
 

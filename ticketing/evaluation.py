@@ -121,6 +121,7 @@ def evaluate(
             code="illegal_transition",
             current=ticket.status,
         )
+    was_direct = ticket.dispatch_mode == "direct"  # 直接答复 (ticketing.direct_answer)
     if overall == Rating.unsatisfied and person is None:
         person = default_responsible(session, ticket)
 
@@ -162,6 +163,8 @@ def evaluate(
 
     if overall != Rating.unsatisfied:
         transition_ticket(session, ticket, TicketStatus.closed, actor=actor, action="closed")
+        if was_direct:
+            _after_direct_answer(session, settings, ticket, overall)
         return ev
 
     previous_deadline = ticket.deadline_at
@@ -186,4 +189,14 @@ def evaluate(
         previous_deadline=previous_deadline,
         deadline=deadline,
     )
+    if was_direct:  # 不满意 with a direct answer: it becomes a dispatched ticket
+        _after_direct_answer(session, settings, ticket, overall)
     return ev
+
+
+def _after_direct_answer(
+    session: Session, settings: Settings, ticket: Ticket, overall: str
+) -> None:
+    from ticketing.direct_answer import after_evaluation
+
+    after_evaluation(session, settings, ticket, overall)

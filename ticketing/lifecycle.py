@@ -33,7 +33,8 @@ TS = TicketStatus
 SS = SubOrderStatus
 
 TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
-    TS.pending_dispatch: frozenset({TS.dispatched}),
+    # resolved straight from pending: 直接答复, answered at first contact (ticketing.direct_answer)
+    TS.pending_dispatch: frozenset({TS.dispatched, TS.resolved}),
     # back to pending_dispatch when every sub-order was returned
     TS.dispatched: frozenset({TS.resolved, TS.pending_dispatch}),
     TS.resolved: frozenset({TS.closed, TS.reopened}),

@@ -104,6 +104,8 @@ def matrix_app(request, tmp_path_factory, pg_admin_url, redis_server_url) -> Ite
             "user_id": str(ids["leader"]),
             "token": "no-such-token",
             "recording_id": "999999",  # none: allowed roles get 404, others 403
+            "article_id": "999999",  # none: allowed roles get 404/422, others 403
+            "action": "review",
         }
         yield {"client": client, "engine": engine, "values": values, "settings": settings}
     engine.dispose()

@@ -1,0 +1,226 @@
+"""Search the knowledge base with a Chinese question.
+
+Two stages, the same on SQLite and PostgreSQL:
+1. Candidates from the database's own full-text index over the jieba-segmented columns: any of
+   the question's words or their synonyms (an OR query), best CANDIDATES by the database's rank
+   (SQLite FTS5 bm25 with title/keywords weighted over body; PostgreSQL ts_rank on kb_tsv), with
+   the visibility rules and scalar filters in the same statement.
+2. Ranked here: each question word (weighted by how telling it is, segment.word_weight) scores by
+   where the article has it or a synonym — title, keywords, body — and the list filters (region,
+   audience) apply. The snippet is the body's sentence with most of the question's words.
+
+Visibility: only published articles that have not expired (status and expiry date both checked,
+so an article past its date is never suggested even before the daily job marks it expired);
+the public sees public articles only.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from config.settings import Settings
+from ticketing.knowledge import segment
+from ticketing.knowledge.models import ArticleStatus, KbArticle, KbQueryLog
+from ticketing.models import utcnow
+
+CANDIDATES = 60
+MAX_QUERY_CHARS = 200
+FIELD_SCORE = {"title": 3.0, "keywords": 2.5, "body": 1.0}
+_SENTENCE = re.compile(r"(?<=[。；！？!?;\n])")
+SNIPPET_CHARS = 90
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    kind: str | None = None
+    department: str | None = None
+    region: str | None = None  # an article limited to other regions is left out
+    audience: str | None = None
+
+
+@dataclass
+class Hit:
+    article: KbArticle
+    score: float
+    snippet: str  # HTML-escaped text with <mark> around the question's words
+
+
+def local_today(settings: Settings) -> date:
+    from ticketing.sla import to_local
+
+    return to_local(settings, utcnow()).date()
+
+
+def visible_clause(alias: str, public: bool) -> str:
+    """The SQL condition for what may be suggested (published, not past its expiry date)."""
+    cond = (
+        f"{alias}.status = '{ArticleStatus.published.value}' "
+        f"AND ({alias}.expires_on IS NULL OR {alias}.expires_on >= :today)"
+    )
+    return cond + (f" AND {alias}.is_public = :true" if public else "")
+
+
+def _filters_sql(f: SearchFilter, params: dict) -> str:
+    sql = ""
+    if f.kind:
+        sql += " AND a.kind = :kind"
+        params["kind"] = f.kind
+    if f.department:
+        sql += " AND a.department_code = :dept"
+        params["dept"] = f.department
+    return sql
+
+
+def fts_query(dialect: str, groups: list[segment.QueryGroup]) -> str:
+    words = list(dict.fromkeys(w for g in groups for w in g.alternatives))
+    if dialect == "postgresql":
+        return " | ".join(f"'{w}'" for w in words)
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def candidates(
+    session: Session,
+    settings: Settings,
+    groups: list[segment.QueryGroup],
+    *,
+    public: bool,
+    filters: SearchFilter,
+    limit: int = CANDIDATES,
+) -> list[int]:
+    """Ids of the best `limit` visible articles by the database's own full-text rank."""
+    if not groups:
+        return []
+    conn = session.connection()
+    dialect = conn.dialect.name
+    today = local_today(settings)
+    params: dict = {
+        "q": fts_query(dialect, groups),
+        "k": limit,
+        "today": today if dialect == "postgresql" else today.isoformat(),
+        "true": True,
+    }
+    where = visible_clause("a", public) + _filters_sql(filters, params)
+    if dialect == "postgresql":
+        sql = (
+            "SELECT a.id FROM kb_article a, to_tsquery('simple', :q) query "
+            f"WHERE a.kb_tsv @@ query AND {where} "
+            "ORDER BY ts_rank(a.kb_tsv, query) DESC, a.id LIMIT :k"
+        )
+    else:
+        sql = (
+            "SELECT a.id FROM kb_article_fts f JOIN kb_article a ON a.id = f.rowid "
+            f"WHERE kb_article_fts MATCH :q AND {where} "
+            "ORDER BY bm25(kb_article_fts, 4.0, 3.0, 1.0), a.id LIMIT :k"
+        )
+    return [row[0] for row in conn.execute(text(sql), params)]
+
+
+def _score(groups: list[segment.QueryGroup], a: KbArticle) -> float:
+    fields = {
+        "title": set(a.search_title.split()),
+        "keywords": set(a.search_keywords.split()),
+        "body": set(a.search_body.split()),
+    }
+    total = 0.0
+    for g in groups:
+        best = 0.0
+        for name, words in fields.items():
+            if any(w in words for w in g.alternatives):
+                best = max(best, FIELD_SCORE[name])
+        total += g.weight * best
+    return total
+
+
+def _applies(a: KbArticle, f: SearchFilter) -> bool:
+    if f.region and a.regions and f.region not in a.regions:
+        return False
+    return not (f.audience and a.audiences and f.audience not in a.audiences)
+
+
+def snippet(groups: list[segment.QueryGroup], a: KbArticle) -> str:
+    """The body sentence holding most of the question's words, the words marked."""
+    words = sorted({w for g in groups for w in g.alternatives}, key=len, reverse=True)
+    sentences = [s.strip() for s in _SENTENCE.split(a.body_text or "") if s.strip()]
+    best, best_score = (a.summary or (sentences[0] if sentences else "")), 0.0
+    for s in sentences:
+        score = sum(g.weight for g in groups if any(w in s for w in g.alternatives))
+        if score > best_score:
+            best, best_score = s, score
+    if len(best) > SNIPPET_CHARS:
+        first = min((best.find(w) for w in words if w in best), default=0)
+        start = max(0, min(first - 20, len(best) - SNIPPET_CHARS))
+        best = ("…" if start else "") + best[start : start + SNIPPET_CHARS] + "…"
+    if not words:
+        return html.escape(best)
+    pattern = re.compile("|".join(re.escape(w) for w in words))
+    out, pos = [], 0
+    for m in pattern.finditer(best):
+        out.append(html.escape(best[pos : m.start()]))
+        out.append(f"<mark>{html.escape(m.group())}</mark>")
+        pos = m.end()
+    out.append(html.escape(best[pos:]))
+    return "".join(out)
+
+
+def search(
+    session: Session,
+    settings: Settings,
+    question: str,
+    *,
+    public: bool,
+    filters: SearchFilter | None = None,
+    limit: int = 10,
+) -> list[Hit]:
+    """The articles that answer `question`, best first, each with its matching passage."""
+    filters = filters or SearchFilter()
+    groups = segment.query_groups(settings, (question or "")[:MAX_QUERY_CHARS])
+    need = CANDIDATES if not (filters.region or filters.audience) else CANDIDATES * 4
+    ids = candidates(session, settings, groups, public=public, filters=filters, limit=need)
+    if not ids:
+        return []
+    rank = {i: n for n, i in enumerate(ids)}
+    rows = session.exec(select(KbArticle).where(KbArticle.id.in_(ids))).all()
+    scored = [(_score(groups, a), -rank[a.id], a) for a in rows if _applies(a, filters)]
+    scored.sort(key=lambda t: (t[0], t[1]), reverse=True)
+    return [Hit(a, round(s, 3), snippet(groups, a)) for s, _, a in scored[:limit]]
+
+
+def log_search(session: Session, question: str, hits: list[Hit], *, public: bool) -> KbQueryLog:
+    """Record a search (the unanswered-questions and no-hit-articles reports read these)."""
+    row = KbQueryLog(
+        kind="search",
+        audience="public" if public else "staff",
+        query=" ".join((question or "").split())[:200],
+        result_count=len(hits),
+        top_ids=[h.article.id for h in hits[:3]],
+        at=utcnow(),
+    )
+    session.add(row)
+    return row
+
+
+def log_open(session: Session, article_id: int, *, public: bool) -> None:
+    session.add(
+        KbQueryLog(
+            kind="open",
+            audience="public" if public else "staff",
+            article_id=article_id,
+            at=utcnow(),
+        )
+    )
+
+
+def day_bounds(settings: Settings, since: date, until: date) -> tuple[datetime, datetime]:
+    """[start of `since`, end of `until`] in local days, as naive UTC bounds."""
+    from ticketing.sla import to_local, to_utc_naive
+
+    tz = to_local(settings, utcnow()).tzinfo
+    start = datetime.combine(since, time.min, tzinfo=tz)
+    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=tz)
+    return to_utc_naive(start), to_utc_naive(end)
