@@ -27,6 +27,7 @@ UNMANAGED_PREFIXES = (
     "ix_ticket_call_id",
     "ix_ticket_title_trgm",
     "ix_ticket_content_trgm",
+    "ix_user_username_ci",
 )
 
 

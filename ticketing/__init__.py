@@ -12,7 +12,7 @@ Front door — other packages import these names from `ticketing`, never its mod
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
-    notices      create_acceptance_notice, confirm_notice
+    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
@@ -56,7 +56,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "classifier_threshold",
     ),
     "ticketing.evaluation": ("evaluate",),
-    "ticketing.notices": ("create_acceptance_notice", "confirm_notice"),
+    "ticketing.notices": (
+        "create_acceptance_notice",
+        "confirm_notice",
+        "issued_tokens",
+        "notice_for_evaluation",
+    ),
     "ticketing.notify": ("send_sms", "flush_pending"),
     "ticketing.handoff": ("handle_callback", "requeue_pending"),
     "ticketing.departments": ("sync_departments", "get_department"),

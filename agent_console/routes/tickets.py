@@ -209,7 +209,9 @@ def evaluate_ticket(
     settings: SettingsDep,
     user: User = Depends(require("tickets.evaluate")),
 ) -> EvaluationOut:
-    """Staff record the submitter's evaluation (e.g. taken on a return call). Unsatisfied reopens."""
+    """Staff record the caller's evaluation taken on a return call (回访): kept as staff-recorded
+    (source staff, channel callback), superseded by the submitter's own rating if one comes.
+    Unsatisfied reopens."""
     ticket = visible_ticket(session, user, number)
     ev = evaluate(
         session,
@@ -221,6 +223,8 @@ def evaluate_ticket(
         comment=body.comment,
         responsible_person=body.responsible_person,
         actor=user.username,
+        source="staff",
+        channel="callback",
     )
     session.flush()
     return EvaluationOut.model_validate(ev)
