@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """A short signing key can be brute-forced from one session token: refuse it."""
+        if v is not None and v.get_secret_value() and len(v.get_secret_value().encode()) < 32:
+            raise ValueError(
+                f"CALLCENTER_SECRET_KEY is {len(v.get_secret_value().encode())} bytes; at least 32 "
+                "are required (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                ", or leave it unset to have one generated into the data dir"
+            )
+        return v
+
     @field_validator("asterisk", mode="before")
     @classmethod
     def _indexed_servers(cls, v: object) -> object:

@@ -230,10 +230,7 @@ def _staff_to_supersede(ticket: Ticket, rows: list[Evaluation]) -> Evaluation | 
     submitter rating of that round yet. None when the submitter rates a resolved ticket."""
     if ticket.status == TicketStatus.resolved:
         return None
-    if ticket.status == TicketStatus.closed:
-        round_no = ticket.round
-    else:
-        round_no = ticket.round - 1
+    round_no = ticket.round if ticket.status == TicketStatus.closed else ticket.round - 1
     staff = [
         e
         for e in rows
