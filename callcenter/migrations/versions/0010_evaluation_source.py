@@ -10,6 +10,7 @@ them, and usernames are unique regardless of case.
   per (ticket, round, source) instead of one per (ticket, round). Rows by "public" become
   submitter/link, all others staff/callback.
 - user: a unique index on lower(username) (refused, with the names, if duplicates exist).
+- playbacklog: `what` (audio | transcript): transcript reads are logged like playback.
 
 Revision ID: 0010_evaluation_source
 Revises: 0008_fts_automerge
@@ -116,8 +117,22 @@ def upgrade() -> None:
         )
     op.execute('CREATE UNIQUE INDEX ix_user_username_ci ON "user" (lower(username))')
 
+    with op.batch_alter_table("playbacklog", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "what",
+                sqlmodel.sql.sqltypes.AutoString(length=12),
+                nullable=False,
+                server_default="audio",
+            )
+        )
+    with op.batch_alter_table("playbacklog", schema=None) as batch_op:
+        batch_op.alter_column("what", server_default=None)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("playbacklog", schema=None) as batch_op:
+        batch_op.drop_column("what")
     op.execute("DROP INDEX IF EXISTS ix_user_username_ci")
     op.execute("DELETE FROM evaluation WHERE superseded")
     op.execute(
