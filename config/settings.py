@@ -67,8 +67,16 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     classifier_threshold: float = 0.6
 
-    # §12 hand-off to external systems: HMAC secret for outbound posts and status callbacks
+    # §12 hand-off to external systems: HMAC secrets for outbound posts and status callbacks.
+    # Each external system (named by the department code whose endpoint it is, e.g. XNPT) has its
+    # own secret: handoff_secrets[CODE] (CALLCENTER_HANDOFF_SECRETS__XNPT=…), else the env var named
+    # by its departments.yaml entry (handoff_secret_env), else one derived from handoff_secret
+    # (HMAC(handoff_secret, "dxe-handoff-system:CODE"), see ticketing.handoff.system_secret).
     handoff_secret: SecretStr | None = None
+    handoff_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # a callback's X-DXE-Timestamp must be within this many seconds of our clock (replays older
+    # than that are refused; within it a repeat is idempotent)
+    handoff_callback_window_s: int = 300
     # seconds between retries; env takes "10,30,120" or a JSON list
     handoff_retry_intervals: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [10, 30, 120, 600, 1800]

@@ -11,13 +11,19 @@ One generic HTTP adapter, configured by data, not code per system:
 Delivery runs as an RQ job on the "handoff" queue (`ticketing.jobs.run_handoff`), enqueued only
 after the dispatching transaction commits, retried with rq.Retry at growing intervals. Every
 attempt is a HandoffAttempt row. The HTTP call happens outside any database transaction (SQLite
-holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over the
-raw body: header `X-DXE-Signature: sha256=<hex>`, secret from CALLCENTER_HANDOFF_SECRET.
+holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over
+"<timestamp>." + the raw body: headers `X-DXE-Timestamp: <unix seconds>` and
+`X-DXE-Signature: sha256=<hex>`, with the secret of the receiving system (`system_secret`: every
+external system its own, so one system cannot sign for another).
 
-Callbacks (`handle_callback`) carry the same signature over their raw body and a JSON object
+Callbacks (`handle_callback`) carry the same two headers over their raw body and a JSON object
 {"suborder_id", "status": accepted|replied|returned, "text", "reason", "external_ref",
-"ticket_number"}; they are mapped onto the sub-order actions in ticketing.dispatch and are
-idempotent: a status the sub-order already has (or has moved past) changes nothing.
+"ticket_number"}. A callback is bound to the hand-off it answers: the sub-order must have been
+handed off (handoff_status set) to the system whose secret signed it, and the timestamp must lie
+within settings.handoff_callback_window_s of our clock (an old capture cannot be replayed; inside
+the window a repeat changes nothing). They are mapped onto the sub-order actions in
+ticketing.dispatch and are idempotent: a status the sub-order already has (or has moved past)
+changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +69,7 @@ log = structlog.get_logger("ticketing.handoff")
 SS = SubOrderStatus
 CALLBACK_PATH = "/api/v1/handoff/callback"  # served by agent_console; named in every payload
 SIGNATURE_HEADER = "X-DXE-Signature"
+TIMESTAMP_HEADER = "X-DXE-Timestamp"
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)  # seconds: 5 retries over ~43 minutes
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _INFO_PENDING = "ticketing.handoff.pending"
@@ -117,14 +125,51 @@ def retry_intervals() -> list[int]:
     return values
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def system_secret(settings: Settings, system: str) -> bytes | None:
+    """The HMAC secret shared with one external system (named by the department code whose
+    endpoint it is): settings.handoff_secrets[system], else the environment variable its
+    departments.yaml entry names in `handoff_secret_env`, else derived from the deployment's
+    handoff_secret as HMAC-SHA256(handoff_secret, "dxe-handoff-system:" + system) in hex — give
+    each system its own value (print it with `python -c "from config.settings import Settings;
+    from ticketing.handoff import system_secret; print(system_secret(Settings(), 'XNPT').decode())"`).
+    None when nothing is configured."""
+    explicit: Any = (getattr(settings, "handoff_secrets", None) or {}).get(system)
+    if explicit is not None and hasattr(explicit, "get_secret_value"):
+        explicit = explicit.get_secret_value()
+    if explicit:
+        return str(explicit).encode("utf-8")
+    env_name = _yaml_entry(settings, system).get("handoff_secret_env")
+    if env_name and os.environ.get(str(env_name)):
+        return os.environ[str(env_name)].encode("utf-8")
+    master = handoff_secret(settings)
+    if master is None:
+        return None
+    return (
+        hmac.new(master, b"dxe-handoff-system:" + system.encode(), hashlib.sha256)
+        .hexdigest()
+        .encode()
+    )
 
 
-def verify(secret: bytes, body: bytes, signature: str | None) -> bool:
+def signing_input(timestamp: str, body: bytes) -> bytes:
+    return timestamp.encode("utf-8") + b"." + body
+
+
+def sign(secret: bytes, body: bytes, timestamp: str | None = None) -> str:
+    """sha256=<hex> over the body, or over "<timestamp>." + body when a timestamp is given (hand-offs
+    and callbacks always give one)."""
+    data = body if timestamp is None else signing_input(timestamp, body)
+    return "sha256=" + hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, signature: str | None, timestamp: str | None = None) -> bool:
     if not signature:
         return False
-    return hmac.compare_digest(sign(secret, body), signature.strip())
+    try:
+        given = signature.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp).encode("ascii"), given)
 
 
 def _yaml_departments(settings: Settings) -> dict[str, Any]:
@@ -136,11 +181,15 @@ def government_platform(settings: Settings) -> str | None:
     return code or None
 
 
-def _yaml_url(settings: Settings, code: str) -> str | None:
+def _yaml_entry(settings: Settings, code: str) -> dict[str, Any]:
     for entry in _yaml_departments(settings).get("departments") or []:
         if isinstance(entry, dict) and str(entry.get("code")) == code:
-            return entry.get("handoff_url") or None
-    return None
+            return entry
+    return {}
+
+
+def _yaml_url(settings: Settings, code: str) -> str | None:
+    return _yaml_entry(settings, code).get("handoff_url") or None
 
 
 @dataclass(frozen=True)
@@ -330,17 +379,22 @@ def deliver(
         return AttemptResult(ok=True, attempt=int(n), skipped=True)
 
     attempt = int(n) + 1
-    secret = handoff_secret(settings)
+    secret = system_secret(settings, target.via)
     status_code: int | None = None
     error: str | None = None
     external_ref: str | None = None
     if secret is None:
-        error = "CALLCENTER_HANDOFF_SECRET is not set; refusing to send unsigned hand-offs"
+        error = (
+            f"no hand-off secret for {target.via} (CALLCENTER_HANDOFF_SECRETS__{target.via} or "
+            "CALLCENTER_HANDOFF_SECRET); refusing to send unsigned hand-offs"
+        )
     else:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            SIGNATURE_HEADER: sign(secret, body),
+            TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign(secret, body, ts),
             "X-DXE-Delivery": f"{suborder_id}-{attempt}",
             "User-Agent": "dxe-callcenter-handoff/1",
         }
@@ -425,17 +479,21 @@ def _external_ref(resp: httpx.Response) -> str | None:
 
 
 def handle_callback(
-    session: Session, settings: Settings, payload: bytes | str, signature: str | None
+    session: Session,
+    settings: Settings,
+    payload: bytes | str,
+    signature: str | None,
+    timestamp: str | None = None,
 ) -> SubOrder:
-    """Apply an external system's status callback (raw body + its X-DXE-Signature header)."""
+    """Apply an external system's status callback (raw body, its X-DXE-Signature and
+    X-DXE-Timestamp headers). Refused (PermissionDenied) unless the timestamp is fresh and the
+    signature is by the system the sub-order was handed off to."""
     from ticketing import dispatch  # dispatch imports this module for schedule()
 
-    secret = handoff_secret(settings)
     body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if secret is None:
-        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
-    if not verify(secret, body, signature):
+    if not signature:
         raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
+    ts = _fresh_timestamp(settings, timestamp)
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -455,6 +513,21 @@ def handle_callback(
     if ext is not None and (not isinstance(ext, str | int) or len(str(ext)) > 100):
         raise InvalidInput("external_ref 无效（最多 100 个字符）", field="external_ref")
 
+    # who may answer for this sub-order: the system it was handed off to (read before any lock:
+    # an unauthenticated request must not take the write lock)
+    peek = session.get(SubOrder, sid)
+    if peek is None:
+        raise NotFound(f"子工单不存在：{sid}", suborder_id=sid)
+    system = _handed_off_to(session, settings, peek)
+    if system is None:
+        raise PermissionDenied(
+            "该子工单未交由外部系统办理，不接受回调", code="not_handed_off", suborder_id=sid
+        )
+    secret = system_secret(settings, system)
+    if secret is None:
+        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
+    if not verify(secret, body, signature, ts):
+        raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
     try:
         ticket, so = lock_suborder(session, sid)
     except NotFound:
@@ -487,3 +560,31 @@ def handle_callback(
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("“退回”回调必须带退回原因 reason", field="reason")
     return dispatch.return_suborder(session, settings, sid, actor=actor, reason=reason)
+
+
+def _fresh_timestamp(settings: Settings, timestamp: str | None) -> str:
+    """The X-DXE-Timestamp as signed (digits), when within the window of our clock."""
+    window = int(getattr(settings, "handoff_callback_window_s", 300))
+    ts = (timestamp or "").strip()
+    if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
+        raise PermissionDenied(
+            f"回调缺少有效的时间戳（{TIMESTAMP_HEADER}，Unix 秒）", code="bad_timestamp"
+        )
+    if abs(time.time() - int(ts)) > window:
+        raise PermissionDenied(
+            f"回调时间戳超出允许范围（±{window} 秒），可能是重放", code="stale_timestamp"
+        )
+    return ts
+
+
+def _handed_off_to(session: Session, settings: Settings, so: SubOrder) -> str | None:
+    """The external system (department code of the endpoint) this sub-order was handed off to;
+    None when it never was (inbox only)."""
+    if not so.handoff_status:
+        return None
+    ticket = session.get(Ticket, so.ticket_id)
+    dept = session.exec(select(Department).where(Department.code == so.department_code)).first()
+    if ticket is None or dept is None:
+        return None
+    target = target_for(session, settings, ticket, dept)
+    return target.via if target is not None else None
