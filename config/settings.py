@@ -22,6 +22,7 @@ JOB_SNAPSHOT_FIELDS = {
     "redis_url",
     "redis_namespace",
     "timezone",
+    "twilio_recording_hosts",
 }
 
 
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
+    # Hosts a Twilio recording may be downloaded from (https only; ".twilio.com" = any subdomain,
+    # e.g. Twilio's regional api.dublin.ie1.twilio.com). Any other RecordingUrl is refused, so a
+    # forged webhook cannot make the worker fetch (with our Twilio credentials) from elsewhere.
+    # A local stand-in for tests goes here as "http://127.0.0.1:PORT" (scheme and port must match).
+    twilio_recording_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["api.twilio.com", ".twilio.com"]
+    )
 
     # telephony
     asterisk: list[AsteriskServer] = Field(default_factory=lambda: [AsteriskServer()])
@@ -118,6 +126,14 @@ class Settings(BaseSettings):
         """CALLCENTER_ASTERISK__0__SECRET=… arrives as {"0": {"secret": …}}: a list by index."""
         if isinstance(v, dict) and v and all(str(k).isdigit() for k in v):
             return [v[k] for k in sorted(v, key=int)]
+        return v
+
+    @field_validator("twilio_recording_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            return json.loads(v) if v.startswith("[") else [x.strip() for x in v.split(",") if x]
         return v
 
     @field_validator("handoff_retry_intervals", mode="before")

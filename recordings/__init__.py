@@ -10,6 +10,7 @@ Front door (other packages use these names):
     check_access, log_playback, PlaybackDenied (recordings.playback): the playback policy, also
         applied to transcripts shown as text
     fetch_recording (recordings.remote): a Twilio recording into the store (fetch_job: its RQ job)
+    twilio_media_url_allowed (recordings.remote): a RecordingUrl is on Twilio's hosts
 Imports only config (layering).
 """
 
@@ -43,6 +44,7 @@ _EXPORTS = {
     "log_playback": "recordings.playback",
     "PlaybackDenied": "recordings.playback",
     "fetch_recording": "recordings.remote",
+    "twilio_media_url_allowed": "recordings.remote",
 }
 __all__ = sorted(_EXPORTS)
 
