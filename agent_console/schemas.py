@@ -264,6 +264,12 @@ class PublicTicketOut(BaseModel):
     evaluation_token: str | None = Field(
         default=None, description="authorises the submitter's own evaluation (that only)"
     )
+    sms_sent: bool = Field(
+        default=False,
+        description="the acceptance notice is texted (mainland mobile numbers only); otherwise "
+        "`notice` is the submitter's copy, to show on the page",
+    )
+    notice: str | None = Field(default=None, description="the acceptance notice (受理告知书)")
 
 
 class PublicEvaluationIn(EvaluationIn):

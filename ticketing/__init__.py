@@ -65,7 +65,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "ticketing.notify": ("send_sms", "flush_pending"),
     "ticketing.handoff": ("handle_callback", "requeue_pending"),
     "ticketing.departments": ("sync_departments", "get_department"),
-    "ticketing.phones": ("normalise_phone", "mask_phone"),
+    "ticketing.phones": ("normalise_phone", "mask_phone", "is_mainland_mobile"),
     "ticketing.uscc": ("validate_uscc",),
     "ticketing.sla": ("deadline_for", "add_duration", "warning_for"),
     "ticketing.warning_scan": ("scan_warnings", "warning_scan_interval"),

@@ -24,6 +24,7 @@ from ticketing import events
 from ticketing.errors import NotFound
 from ticketing.models import Notice, Ticket, utcnow
 from ticketing.notify import send_sms
+from ticketing.phones import is_mainland_mobile
 from ticketing.sla import to_local
 
 TIME_FORMAT = "%Y年%m月%d日 %H:%M"
@@ -70,7 +71,8 @@ def _render(template: str, values: dict[str, str], name: str) -> str:
 
 
 def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticket) -> Notice:
-    """Render, store and (when the ticket has a submitter phone) text the acceptance notice."""
+    """Render, store and (when the submitter's phone is a mainland mobile) text the acceptance
+    notice; any other number gets it only where it submitted (the public form's answer)."""
     cfg = load_yaml(settings, "notices.yaml")
     labels = _labels(settings)
     tokens = NoticeTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
@@ -107,7 +109,8 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
     session.flush()
     session.info.setdefault(_INFO_TOKENS, {})[notice.id] = tokens
     outbox_id = None
-    if ticket.submitter_phone:
+    texted = is_mainland_mobile(ticket.submitter_phone)
+    if texted:
         sms = _render(str(cfg.get("acceptance_sms") or sent), values, "acceptance_sms")
         outbox_id = send_sms(
             session, settings, ticket.submitter_phone, sms, ticket_id=ticket.id, kind="acceptance"
@@ -120,6 +123,8 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
         notice_id=notice.id,
         kind="acceptance",
         sms_outbox_id=outbox_id,
+        # a number that is not a mainland mobile gets no SMS: the notice is shown on the page
+        sms_skipped="not_mainland_mobile" if ticket.submitter_phone and not texted else None,
     )
     return notice
 

@@ -33,6 +33,7 @@ from ticketing import (
     confirm_notice,
     evaluate,
     get_ticket_by_number,
+    is_mainland_mobile,
     issued_tokens,
     notice_for_evaluation,
     submit,
@@ -82,6 +83,8 @@ def submit_public(
         deadline_at=ticket.deadline_at,
         notice_token=tokens.confirm if tokens else None,
         evaluation_token=tokens.evaluation if tokens else None,
+        sms_sent=is_mainland_mobile(ticket.submitter_phone),
+        notice=notice.sent_body if notice else None,
     )
 
 
