@@ -10,11 +10,15 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
@@ -35,9 +39,10 @@ from agent_console.routes import (
     users,
 )
 from agent_console.schemas import TicketOut
-from agent_console.security import ensure_secret_key
+from agent_console.security import ensure_secret_key, warn_insecure_cookie
 from config import wal
 from config.database import make_engine
+from config.datadir import secure_data_dir
 from config.redis import connect
 from config.settings import Settings, get_settings
 from config.wal import BACKSTOP_PAGES
@@ -105,6 +110,8 @@ def create_app(
         engine = make_engine(settings.resolved_database_url, wal_autocheckpoint=BACKSTOP_PAGES)
         conn = connect(settings)
         app.state.settings = settings
+        secure_data_dir(settings.data_dir)  # 0700/0600 before the key and the database land
+        warn_insecure_cookie(settings)
         app.state.secret_key = ensure_secret_key(settings)
         app.state.engine, app.state.redis = engine, conn
         # Train the ticket classifier now (cached per process), not on the first intake.
@@ -146,7 +153,11 @@ def create_app(
         # Metrics are Prometheus (/metrics) and logs structlog; FastAPI's native OpenTelemetry
         # hooks, unconfigured, would still look up three environment variables per request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # /docs is served below from vendored Swagger UI files (no CDN); ReDoc would load one
+        docs_url=None,
+        redoc_url=None,
     )
+    _serve_docs(app)
     app.state.settings = settings
     app.state.engine = None
     app.state.metrics = Metrics(lambda: app.state.engine)
@@ -176,6 +187,27 @@ def create_app(
     app.include_router(build_twilio_router(settings), include_in_schema=False)
     _use_error_body_for_validation(app)
     return app
+
+
+SWAGGER_DIR = Path(__file__).resolve().parent / "vendor" / "swagger-ui"
+DOCS_STATIC = "/docs/static"
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from agent_console/vendor/swagger-ui (npm swagger-ui-dist): an
+    intranet has no CDN, and no third-party script may run on the API's origin."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=SWAGGER_DIR), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} — Swagger UI",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+        )
 
 
 def _ticket_json(ticket: Any) -> tuple[bytes, str]:

@@ -41,6 +41,7 @@ from sqlalchemy.exc import DBAPIError
 
 from agent_console.deps import Bearer, check_role, check_user
 from agent_console.errors import ApiError
+from agent_console.roles import may_name_departments
 from config.database import make_engine, readonly, session_scope
 from config.settings import Settings
 from ticketing import Draft, Ticket, TicketIn, User, prepare_many, write_drafts
@@ -147,6 +148,7 @@ class IntakeBatcher:
             try:
                 username = _authorise(users.get(it.bearer.user_id), it.bearer)
                 data = _parse(it.body)
+                _check_departments(users[it.bearer.user_id].role, data)
             except (ApiError, RequestValidationError) as e:
                 _resolve(it, error=e)
                 continue
@@ -237,6 +239,18 @@ def _authorise(row: Any, bearer: Bearer) -> str:
     user = check_user(row, bearer.token_version)
     check_role(user, bearer.roles)
     return str(user.username)
+
+
+def _check_departments(role: str, data: TicketIn) -> None:
+    """Departments named at intake dispatch the ticket: only roles that may dispatch may name
+    them (roles.may_name_departments); others leave routing to the classifier/dispatcher."""
+    if data.departments and not may_name_departments(role):
+        raise ApiError(
+            403,
+            "当前角色无权派单：受理时不能指定承办部门，请交由派单员派单",
+            code="dispatch_forbidden",
+            details={"role": role, "field": "departments"},
+        )
 
 
 def _parse(body: bytes) -> TicketIn:

@@ -99,6 +99,33 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+# Sent on every response (issue #17 §7). Cache-Control no-store on everything but static assets:
+# API answers and pages carry personal data (names, phones, complaints) that must not stay in a
+# shared browser's or proxy's cache. frame-ancestors and X-Frame-Options: no other site may frame
+# the console (clickjacking). no-referrer: links carry tokens (a notice's confirm link).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+FRAME_ANCESTORS = (b"content-security-policy", b"frame-ancestors 'none'")
+NO_STORE = (b"cache-control", b"no-store")
+STATIC_PREFIXES = ("/static/", "/docs/static/")
+
+
+def add_security_headers(
+    path: str, headers: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The headers with ours added; a route's own Cache-Control or CSP is kept as it is."""
+    names = {name.lower() for name, _ in headers}
+    extra = [h for h in SECURITY_HEADERS if h[0] not in names]
+    if b"content-security-policy" not in names:
+        extra.append(FRAME_ANCESTORS)
+    if b"cache-control" not in names and not path.startswith(STATIC_PREFIXES):
+        extra.append(NO_STORE)
+    return [*headers, *extra]
+
+
 # Request ids: a random per-process prefix and a counter. uuid4 would read os.urandom on every
 # request, a system call that hands the GIL to the intake writer and waits to get it back.
 _ID_PREFIX = uuid.uuid4().hex[:8]
@@ -127,6 +154,7 @@ class AccessMiddleware:
             return
         request_id = _next_request_id()
         scope["request_id"] = request_id
+        path: str = scope["path"]
         status_holder = {"status": 500}
         start = time.perf_counter()
 
@@ -134,7 +162,9 @@ class AccessMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = add_security_headers(
+                    path, [*message["headers"], (b"x-request-id", request_id.encode())]
+                )
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -94,3 +94,9 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
 
 def allowed(route_name: str, role: str) -> bool:
     return role in ROLE_MATRIX[route_name]
+
+
+def may_name_departments(role: str) -> bool:
+    """Naming departments at intake IS dispatching: the same permission governs both paths
+    (an agent may file a ticket, not send it to three departments)."""
+    return allowed("tickets.dispatch", role)

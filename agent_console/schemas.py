@@ -147,6 +147,9 @@ class EvaluationOut(_Out):
     comment: str | None = None
     responsible_person: str | None = None
     submitted_by: str | None = None
+    source: str = Field(description="submitter | staff (recorded on the caller's behalf)")
+    channel: str = Field(description="link | sms (the submitter) | callback (回访 by staff)")
+    superseded: bool = Field(description="a staff-recorded rating the submitter's own replaced")
     created_at: datetime
 
 
@@ -256,12 +259,26 @@ class PublicTicketOut(BaseModel):
     status: str
     deadline_at: datetime | None = None
     notice_token: str | None = Field(
-        description="confirms the acceptance notice and authorises the submitter's evaluation"
+        description="confirms the acceptance notice (that only; see evaluation_token)"
     )
+    evaluation_token: str | None = Field(
+        default=None, description="authorises the submitter's own evaluation (that only)"
+    )
+    sms_sent: bool = Field(
+        default=False,
+        description="the acceptance notice is texted (mainland mobile numbers only); otherwise "
+        "`notice` is the submitter's copy, to show on the page",
+    )
+    notice: str | None = Field(default=None, description="the acceptance notice (受理告知书)")
 
 
 class PublicEvaluationIn(EvaluationIn):
-    notice_token: str = Field(min_length=1, max_length=64)
+    evaluation_token: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the evaluation token (or the link's ?token=); the confirm token does not do",
+    )
 
 
 class NoticeConfirmOut(BaseModel):

@@ -21,8 +21,10 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -32,8 +34,42 @@ COOKIE_NAME = "dxe_session"
 CSRF_HEADER = "X-Requested-With"
 TOKEN_PREFIX = "v1"
 MIN_PASSWORD_LEN = 8
+MIN_SECRET_KEY_BYTES = 32
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "data" / "common_passwords.txt"
 
 _hasher = PasswordHasher()
+log = structlog.get_logger("agent_console.security")
+
+
+def warn_insecure_cookie(settings: Settings) -> bool:
+    """At start: a public URL on https with a session cookie not marked Secure means the cookie
+    would also travel over plain http (a proxy's port 80, a downgrade). Warn; returns whether."""
+    if settings.public_base_url.lower().startswith("https://") and not settings.cookie_secure:
+        log.warning(
+            "session_cookie_not_secure",
+            public_base_url=settings.public_base_url,
+            hint="set CALLCENTER_COOKIE_SECURE=true when the service is reached over https",
+        )
+        return True
+    return False
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_FILE.read_text("utf-8").splitlines()
+    return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
+
+
+def password_problem(password: str) -> str | None:
+    """Why a new password is refused (a Chinese message), or None. Only spaces, NULs or other
+    invisible characters are refused (the length check counted them), as is a password from the
+    small bundled list of common ones (agent_console/data/common_passwords.txt)."""
+    visible = "".join(ch for ch in password if ch.isprintable() and not ch.isspace())
+    if len(visible) < MIN_PASSWORD_LEN:
+        return f"密码至少需要 {MIN_PASSWORD_LEN} 个可见字符（不能只有空格或不可见字符）"
+    if password.strip().lower() in _common_passwords():
+        return "密码过于常见，请换一个不易被猜到的密码"
+    return None
 
 
 def hash_password(password: str) -> str:
@@ -67,6 +103,11 @@ def ensure_secret_key(settings: Settings) -> bytes:
         for _ in range(50):  # another process may be writing it right now
             data = path.read_bytes().strip()
             if data:
+                if len(data) < MIN_SECRET_KEY_BYTES:
+                    raise RuntimeError(
+                        f"secret key file {path} holds {len(data)} bytes; at least "
+                        f"{MIN_SECRET_KEY_BYTES} are required (delete it to generate a new one)"
+                    ) from None
                 return data
             time.sleep(0.05)
         raise RuntimeError(f"secret key file {path} is empty") from None

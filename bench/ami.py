@@ -118,7 +118,12 @@ async def run_bridge(port: int, n_events: int, url: str) -> dict:
 
     ns = f"bench-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp())
-    settings = Settings(data_dir=tmp, redis_url=url, redis_namespace=ns, secret_key="bench")
+    settings = Settings(
+        data_dir=tmp,
+        redis_url=url,
+        redis_namespace=ns,
+        secret_key="bench-secret-key-long-enough-32-bytes",
+    )
     r = aioredis.from_url(url)
     cfg = AsteriskServer(name="bench", host="127.0.0.1", port=port, secret="x")
     bridge = PbxBridge(settings, cfg, redis=r, engine=None, flush_interval=0.05)

@@ -488,7 +488,7 @@ def main() -> None:
         "CALLCENTER_REDIS_URL": redis_url,
         "CALLCENTER_DATA_DIR": str(tmp / "var"),
         "CALLCENTER_REDIS_NAMESPACE": f"bench{os.getpid()}",
-        "CALLCENTER_SECRET_KEY": "bench-secret",
+        "CALLCENTER_SECRET_KEY": "bench-secret-key-long-enough-for-32-bytes",
         "CALLCENTER_LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)

@@ -47,7 +47,14 @@ app.command("transcribe")(transcribe_cmd)
 
 
 def _settings() -> Settings:
-    return Settings()
+    """Settings for a command; the data dir and every file the command (and its children) will
+    write there are made private first (config.datadir)."""
+    from config.datadir import private_umask, secure_data_dir
+
+    settings = Settings()
+    private_umask()
+    secure_data_dir(settings.data_dir)
+    return settings
 
 
 @app.command()

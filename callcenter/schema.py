@@ -30,6 +30,7 @@ UNMANAGED_PREFIXES = (
     "ix_ticket_content_trgm",
     "kb_article_fts",  # SQLite FTS5 of the knowledge base (0013_knowledge)
     "kb_tsv",  # PostgreSQL: its tsvector column and GIN index
+    "ix_user_username_ci",
 )
 
 

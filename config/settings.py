@@ -22,6 +22,7 @@ JOB_SNAPSHOT_FIELDS = {
     "redis_url",
     "redis_namespace",
     "timezone",
+    "twilio_recording_hosts",
 }
 
 
@@ -67,8 +68,16 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     classifier_threshold: float = 0.6
 
-    # §12 hand-off to external systems: HMAC secret for outbound posts and status callbacks
+    # §12 hand-off to external systems: HMAC secrets for outbound posts and status callbacks.
+    # Each external system (named by the department code whose endpoint it is, e.g. XNPT) has its
+    # own secret: handoff_secrets[CODE] (CALLCENTER_HANDOFF_SECRETS__XNPT=…), else the env var named
+    # by its departments.yaml entry (handoff_secret_env), else one derived from handoff_secret
+    # (HMAC(handoff_secret, "dxe-handoff-system:CODE"), see ticketing.handoff.system_secret).
     handoff_secret: SecretStr | None = None
+    handoff_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # a callback's X-DXE-Timestamp must be within this many seconds of our clock (replays older
+    # than that are refused; within it a repeat is idempotent)
+    handoff_callback_window_s: int = 300
     # seconds between retries; env takes "10,30,120" or a JSON list
     handoff_retry_intervals: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [10, 30, 120, 600, 1800]
@@ -78,6 +87,13 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
+    # Hosts a Twilio recording may be downloaded from (https only; ".twilio.com" = any subdomain,
+    # e.g. Twilio's regional api.dublin.ie1.twilio.com). Any other RecordingUrl is refused, so a
+    # forged webhook cannot make the worker fetch (with our Twilio credentials) from elsewhere.
+    # A local stand-in for tests goes here as "http://127.0.0.1:PORT" (scheme and port must match).
+    twilio_recording_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["api.twilio.com", ".twilio.com"]
+    )
 
     # telephony
     asterisk: list[AsteriskServer] = Field(default_factory=lambda: [AsteriskServer()])
@@ -92,12 +108,32 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret_key(cls, v: SecretStr | None) -> SecretStr | None:
+        """A short signing key can be brute-forced from one session token: refuse it."""
+        if v is not None and v.get_secret_value() and len(v.get_secret_value().encode()) < 32:
+            raise ValueError(
+                f"CALLCENTER_SECRET_KEY is {len(v.get_secret_value().encode())} bytes; at least 32 "
+                "are required (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                ", or leave it unset to have one generated into the data dir"
+            )
+        return v
+
     @field_validator("asterisk", mode="before")
     @classmethod
     def _indexed_servers(cls, v: object) -> object:
         """CALLCENTER_ASTERISK__0__SECRET=… arrives as {"0": {"secret": …}}: a list by index."""
         if isinstance(v, dict) and v and all(str(k).isdigit() for k in v):
             return [v[k] for k in sorted(v, key=int)]
+        return v
+
+    @field_validator("twilio_recording_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            return json.loads(v) if v.startswith("[") else [x.strip() for x in v.split(",") if x]
         return v
 
     @field_validator("handoff_retry_intervals", mode="before")

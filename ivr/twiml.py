@@ -51,6 +51,7 @@ from ivr.engine import (
     Turn,
 )
 from ivr.menu import load_menu
+from recordings import twilio_media_url_allowed
 from ticketing import load_business_hours
 
 log = logging.getLogger(__name__)
@@ -360,6 +361,8 @@ class TwilioFront:
             parts = urlsplit(url)
             if parts.scheme != "https" or not parts.netloc:
                 raise HTTPException(400, "RecordingUrl missing or not https")
+            if not twilio_media_url_allowed(self.settings, url):
+                raise HTTPException(400, "RecordingUrl is not on a Twilio host")
             rec_sid = str(form.get("RecordingSid") or "") or None
             if rec_sid and not _REC_SID.match(rec_sid):
                 raise HTTPException(400, "RecordingSid malformed")

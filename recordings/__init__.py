@@ -8,6 +8,9 @@ Front door (other packages use these names):
     Recording, RecordingKind, PlaybackLog (recordings.models)
     make_router (recordings.api): the playback routes, mounted by the web layer
     fetch_recording (recordings.remote): a Twilio recording into the store (fetch_job: its RQ job)
+    check_access, log_playback, PlaybackDenied (recordings.playback): the playback policy, also
+        applied to transcripts shown as text
+    twilio_media_url_allowed (recordings.remote): a RecordingUrl is on Twilio's hosts
 Imports only config (layering).
 """
 
@@ -36,7 +39,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         Recording,
         RecordingKind,
     )
-    from recordings.remote import fetch_recording
+    from recordings.playback import PlaybackDenied, check_access, log_playback
+    from recordings.remote import fetch_recording, twilio_media_url_allowed
     from recordings.store import (
         StoreError,
         absolute_path,

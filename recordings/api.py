@@ -172,6 +172,7 @@ def make_router(
                     "at": r.at.isoformat(),
                     "range": [r.range_start, r.range_end] if r.range_start is not None else None,
                     "status": r.status_code,
+                    "what": r.what,
                 }
                 for r in rows
             ]

@@ -64,3 +64,5 @@ class PlaybackLog(SQLModel, table=True):
     range_end: int | None = None  # inclusive byte offset
     status_code: int
     client: str | None = Field(default=None, max_length=64)
+    # what was given out: the audio, or its transcript (shown as text on the ticket)
+    what: str = Field(default="audio", max_length=12)

@@ -8,7 +8,9 @@ Access (config `playback:`; the defaults):
                               department; anything else is reported as NOT FOUND (404, like the
                               ticket API), so a handler cannot probe which recordings exist
   dispatcher and other roles  refused unless the policy lists them
-Every request, allowed or refused, is written to PlaybackLog.
+Every request, allowed or refused, is written to PlaybackLog. The same policy governs a recording's
+transcript wherever it is shown as text (the ticket's history, agent_console.access): a role
+refused the audio gets the event without the text, and every read is logged (what="transcript").
 
 This module imports only config and recordings (layering): the department check reads the
 `suborder` table through SQL Core, not ticketing's models.
@@ -128,8 +130,10 @@ def log_playback(
     status: int,
     rng: ByteRange | None = None,
     client: str | None = None,
+    what: str = "audio",
 ) -> PlaybackLog:
     row = PlaybackLog(
+        what=what,
         recording_id=rec_id,
         username=user.username,
         role=user.role,

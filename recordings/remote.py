@@ -18,6 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlmodel import Session
@@ -48,8 +49,37 @@ def _auth(settings: Settings) -> tuple[str, str] | None:
     return None
 
 
+def twilio_media_url_allowed(settings: Settings, url: str) -> bool:
+    """Whether a RecordingUrl points at Twilio (settings.twilio_recording_hosts): https on
+    api.twilio.com or a *.twilio.com host by default; an entry with a scheme
+    ("http://127.0.0.1:8123", a stand-in) must match scheme, host and port exactly."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        port = parts.port
+    except ValueError:
+        return False
+    if not host or parts.username or parts.password:
+        return False
+    for entry in settings.twilio_recording_hosts:
+        e = entry.strip().lower()
+        if "://" in e:
+            want = urlsplit(e)
+            if (parts.scheme, host, port) == (want.scheme, want.hostname, want.port):
+                return True
+            continue
+        if parts.scheme != "https" or port not in (None, 443):
+            continue
+        if host == e or (e.startswith(".") and host.endswith(e)):
+            return True
+    return False
+
+
 def download(settings: Settings, url: str, dest: Path) -> int:
-    """Stream `url` into dest; returns the byte count. Raises FetchFailed / FetchRefused."""
+    """Stream `url` into dest; returns the byte count. Raises FetchFailed / FetchRefused.
+    Only from Twilio's hosts (twilio_media_url_allowed): our credentials go with the request."""
+    if not twilio_media_url_allowed(settings, url):
+        raise FetchRefused(f"recording URL is not on a Twilio host: {urlsplit(url).netloc!r}")
     cap = settings.max_audio_seconds * BYTES_PER_SECOND_CAP + 1_000_000
     try:
         with httpx.stream(

@@ -12,7 +12,7 @@ Front door — other packages import these names from `ticketing`, never its mod
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
-    notices      create_acceptance_notice, confirm_notice
+    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
@@ -118,10 +118,13 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.notices import (
         confirm_notice,
         create_acceptance_notice,
+        issued_tokens,
+        notice_for_evaluation,
     )
     from ticketing.notify import flush_pending, send_sms
     from ticketing.phones import (
         caller_phone,
+        is_mainland_mobile,
         mask_phone,
         normalise_phone,
     )

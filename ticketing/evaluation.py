@@ -11,6 +11,13 @@
   it is not required; when absent it defaults to the heads of the departments whose replies were
   rejected (the round's replied sub-orders, e.g. "税务局局长"). It is stored on the evaluation and
   on the ticket.
+- Who gave it and how: `source` submitter (channel link or sms) or staff (channel callback: an
+  agent's 回访 on the caller's behalf), and `submitted_by` (the username, or "public").
+- A staff-recorded evaluation does not lock the submitter out: the submitter may still rate the
+  same round once, and the submitter's rating supersedes the staff one (the staff row is kept,
+  marked `superseded`). When the staff rating had closed the ticket and the submitter is
+  unsatisfied, the ticket is reopened; when the staff rating had already reopened it, the follow-up
+  stands and only the record is superseded. Staff cannot record over a submitter's rating (409).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from ticketing.lifecycle import TICKET_LABELS, lock_ticket, round_suborders, tra
 from ticketing.models import (
     Department,
     Evaluation,
+    EvaluationChannel,
+    EvaluationSource,
     Rating,
     SubOrderStatus,
     Ticket,
@@ -93,8 +102,11 @@ def evaluate(
     comment: str | None = None,
     responsible_person: str | None = None,
     actor: str,
+    source: EvaluationSource | str = EvaluationSource.submitter,
+    channel: EvaluationChannel | str = EvaluationChannel.link,
 ) -> Evaluation:
-    """Record the submitter's evaluation of the current round; close or reopen the ticket."""
+    """Record an evaluation of the current round (or the submitter's over a staff-recorded one);
+    close or reopen the ticket."""
     p = parse_rating(process, "process")
     t = parse_rating(timeliness, "timeliness")
     r = parse_rating(result, "result")
@@ -102,19 +114,25 @@ def evaluate(
     person = _clean(responsible_person, "responsible_person", "责任人", 100)
     overall = overall_rating(p, t, r)
 
+    src = EvaluationSource(source)
+    chan = EvaluationChannel(channel)
     ticket = lock_ticket(session, ticket.id)
-    already = session.exec(
-        select(Evaluation.id).where(
-            Evaluation.ticket_id == ticket.id, Evaluation.round == ticket.round
+    rows = list(
+        session.exec(
+            select(Evaluation).where(
+                Evaluation.ticket_id == ticket.id, Evaluation.round >= ticket.round - 1
+            )
         )
-    ).first()
-    if already is not None:
-        raise Conflict(
-            f"工单 {ticket.number} 第 {ticket.round} 轮已评价，不能重复评价",
-            code="already_evaluated",
-            round=ticket.round,
-        )
-    if ticket.status != TicketStatus.resolved:
+    )
+    superseding = None
+    if src == EvaluationSource.submitter:
+        superseding = _staff_to_supersede(ticket, rows)
+    round_no = superseding.round if superseding is not None else ticket.round
+    if any(
+        e.round == round_no and (src == EvaluationSource.staff or e.source == src) for e in rows
+    ):
+        raise _already(ticket, round_no)
+    if superseding is None and ticket.status != TicketStatus.resolved:
         raise Conflict(
             f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
             f"({ticket.status})，只有已办结(resolved)的工单可以评价",
@@ -127,7 +145,7 @@ def evaluate(
 
     ev = Evaluation(
         ticket_id=ticket.id,
-        round=ticket.round,
+        round=round_no,
         process=p,
         timeliness=t,
         result=r,
@@ -135,6 +153,8 @@ def evaluate(
         comment=comment,
         responsible_person=person,
         submitted_by=actor[:64],
+        source=src,
+        channel=chan,
         created_at=utcnow(),
     )
     try:
@@ -142,17 +162,19 @@ def evaluate(
             session.add(ev)
             session.flush()
     except IntegrityError:
-        raise Conflict(
-            f"工单 {ticket.number} 第 {ticket.round} 轮已评价，不能重复评价",
-            code="already_evaluated",
-            round=ticket.round,
-        ) from None
+        raise _already(ticket, round_no) from None
+    if superseding is not None:
+        superseding.superseded = True
+        session.add(superseding)
     events.record(
         session,
         ticket.id,
         actor,
         "evaluated",
-        round=ticket.round,
+        round=round_no,
+        source=src,
+        channel=chan,
+        supersedes=superseding.id if superseding is not None else None,
         process=p,
         timeliness=t,
         result=r,
@@ -161,7 +183,12 @@ def evaluate(
         responsible_person=person,
     )
 
-    if overall != Rating.unsatisfied:
+    if superseding is not None:
+        # the ticket already moved on the staff rating: reopen it only when that rating closed it
+        # and the submitter is unsatisfied; a follow-up already under way stands
+        if overall != Rating.unsatisfied or ticket.status != TicketStatus.closed:
+            return ev
+    elif overall != Rating.unsatisfied:
         transition_ticket(session, ticket, TicketStatus.closed, actor=actor, action="closed")
         if was_direct:
             _after_direct_answer(session, settings, ticket, overall)
@@ -200,3 +227,26 @@ def _after_direct_answer(
     from ticketing.direct_answer import after_evaluation
 
     after_evaluation(session, settings, ticket, overall)
+
+
+def _already(ticket: Ticket, round_no: int) -> Conflict:
+    return Conflict(
+        f"工单 {ticket.number} 第 {round_no} 轮已评价，不能重复评价",
+        code="already_evaluated",
+        round=round_no,
+    )
+
+
+def _staff_to_supersede(ticket: Ticket, rows: list[Evaluation]) -> Evaluation | None:
+    """The staff-recorded evaluation a submitter's rating would supersede: the live staff row of
+    the round that closed the ticket (same round) or reopened it (the previous round), with no
+    submitter rating of that round yet. None when the submitter rates a resolved ticket."""
+    if ticket.status == TicketStatus.resolved:
+        return None
+    round_no = ticket.round if ticket.status == TicketStatus.closed else ticket.round - 1
+    staff = [
+        e
+        for e in rows
+        if e.round == round_no and e.source == EvaluationSource.staff and not e.superseded
+    ]
+    return staff[0] if staff else None

@@ -11,12 +11,15 @@ One generic HTTP adapter, configured by data, not code per system:
 Delivery runs as an RQ job on the "handoff" queue (`ticketing.jobs.run_handoff`), enqueued only
 after the dispatching transaction commits, retried with rq.Retry at growing intervals. Every
 attempt is a HandoffAttempt row. The HTTP call happens outside any database transaction (SQLite
-holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over the
-raw body: header `X-DXE-Signature: sha256=<hex>`, secret from CALLCENTER_HANDOFF_SECRET.
+holds its write lock for the whole transaction). Bodies are JSON, signed with HMAC-SHA256 over
+"<timestamp>." + the raw body: headers `X-DXE-Timestamp: <unix seconds>` and
+`X-DXE-Signature: sha256=<hex>`, with the secret of the receiving system (`system_secret`: every
+external system its own, so one system cannot sign for another).
 
-Callbacks carry the same signature over their raw body (ticketing.handoff_callback, which maps
-them onto ticketing.dispatch's sub-order actions: dispatch schedules hand-offs through this module,
-so this module does not import dispatch).
+Callbacks carry the same two headers over their raw body (ticketing.handoff_callback, which
+binds each to the hand-off it answers, checks the timestamp window and maps them onto
+ticketing.dispatch's sub-order actions: dispatch schedules hand-offs through this module, so this
+module does not import dispatch).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +64,7 @@ log = structlog.get_logger("ticketing.handoff")
 SS = SubOrderStatus
 CALLBACK_PATH = "/api/v1/handoff/callback"  # served by agent_console; named in every payload
 SIGNATURE_HEADER = "X-DXE-Signature"
+TIMESTAMP_HEADER = "X-DXE-Timestamp"
 DEFAULT_RETRY_INTERVALS = (10, 30, 120, 600, 1800)  # seconds: 5 retries over ~43 minutes
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _INFO_PENDING = "ticketing.handoff.pending"
@@ -114,14 +119,51 @@ def retry_intervals() -> list[int]:
     return values
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def system_secret(settings: Settings, system: str) -> bytes | None:
+    """The HMAC secret shared with one external system (named by the department code whose
+    endpoint it is): settings.handoff_secrets[system], else the environment variable its
+    departments.yaml entry names in `handoff_secret_env`, else derived from the deployment's
+    handoff_secret as HMAC-SHA256(handoff_secret, "dxe-handoff-system:" + system) in hex — give
+    each system its own value (print it with `python -c "from config.settings import Settings;
+    from ticketing.handoff import system_secret; print(system_secret(Settings(), 'XNPT').decode())"`).
+    None when nothing is configured."""
+    explicit: Any = (getattr(settings, "handoff_secrets", None) or {}).get(system)
+    if explicit is not None and hasattr(explicit, "get_secret_value"):
+        explicit = explicit.get_secret_value()
+    if explicit:
+        return str(explicit).encode("utf-8")
+    env_name = _yaml_entry(settings, system).get("handoff_secret_env")
+    if env_name and os.environ.get(str(env_name)):
+        return os.environ[str(env_name)].encode("utf-8")
+    master = handoff_secret(settings)
+    if master is None:
+        return None
+    return (
+        hmac.new(master, b"dxe-handoff-system:" + system.encode(), hashlib.sha256)
+        .hexdigest()
+        .encode()
+    )
 
 
-def verify(secret: bytes, body: bytes, signature: str | None) -> bool:
+def signing_input(timestamp: str, body: bytes) -> bytes:
+    return timestamp.encode("utf-8") + b"." + body
+
+
+def sign(secret: bytes, body: bytes, timestamp: str | None = None) -> str:
+    """sha256=<hex> over the body, or over "<timestamp>." + body when a timestamp is given (hand-offs
+    and callbacks always give one)."""
+    data = body if timestamp is None else signing_input(timestamp, body)
+    return "sha256=" + hmac.new(secret, data, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, signature: str | None, timestamp: str | None = None) -> bool:
     if not signature:
         return False
-    return hmac.compare_digest(sign(secret, body), signature.strip())
+    try:
+        given = signature.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp).encode("ascii"), given)
 
 
 def _yaml_departments(settings: Settings) -> dict[str, Any]:
@@ -133,11 +175,15 @@ def government_platform(settings: Settings) -> str | None:
     return code or None
 
 
-def _yaml_url(settings: Settings, code: str) -> str | None:
+def _yaml_entry(settings: Settings, code: str) -> dict[str, Any]:
     for entry in _yaml_departments(settings).get("departments") or []:
         if isinstance(entry, dict) and str(entry.get("code")) == code:
-            return entry.get("handoff_url") or None
-    return None
+            return entry
+    return {}
+
+
+def _yaml_url(settings: Settings, code: str) -> str | None:
+    return _yaml_entry(settings, code).get("handoff_url") or None
 
 
 @dataclass(frozen=True)
@@ -316,17 +362,22 @@ def deliver(
         return AttemptResult(ok=True, attempt=int(n), skipped=True)
 
     attempt = int(n) + 1
-    secret = handoff_secret(settings)
+    secret = system_secret(settings, target.via)
     status_code: int | None = None
     error: str | None = None
     external_ref: str | None = None
     if secret is None:
-        error = "CALLCENTER_HANDOFF_SECRET is not set; refusing to send unsigned hand-offs"
+        error = (
+            f"no hand-off secret for {target.via} (CALLCENTER_HANDOFF_SECRETS__{target.via} or "
+            "CALLCENTER_HANDOFF_SECRET); refusing to send unsigned hand-offs"
+        )
     else:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            SIGNATURE_HEADER: sign(secret, body),
+            TIMESTAMP_HEADER: ts,
+            SIGNATURE_HEADER: sign(secret, body, ts),
             "X-DXE-Delivery": f"{suborder_id}-{attempt}",
             "User-Agent": "dxe-callcenter-handoff/1",
         }

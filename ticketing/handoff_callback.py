@@ -1,37 +1,46 @@
 """§12 hand-off callbacks: an external system reports a sub-order accepted, replied or returned.
 
-A callback carries ticketing.handoff's signature over its raw body (header X-DXE-Signature) and a
-JSON object {"suborder_id", "status": accepted|replied|returned, "text", "reason",
-"external_ref", "ticket_number"}; it is mapped onto the sub-order actions of ticketing.dispatch
-and is idempotent: a status the sub-order already has (or has moved past) changes nothing.
+A callback carries ticketing.handoff's two headers over its raw body (X-DXE-Timestamp and
+X-DXE-Signature) and a JSON object {"suborder_id", "status": accepted|replied|returned, "text",
+"reason", "external_ref", "ticket_number"}. It is bound to the hand-off it answers: the sub-order
+must have been handed off (handoff_status set) to the system whose secret signed it, and the
+timestamp must lie within settings.handoff_callback_window_s of our clock (an old capture cannot be
+replayed; inside the window a repeat changes nothing). It is mapped onto the sub-order actions of
+ticketing.dispatch and is idempotent: a status the sub-order already has (or has moved past)
+changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from config.settings import Settings
 from ticketing import dispatch
 from ticketing.errors import InvalidInput, NotFound, PermissionDenied
-from ticketing.handoff import STATUS_MAP, handoff_secret, verify
+from ticketing.handoff import STATUS_MAP, TIMESTAMP_HEADER, system_secret, target_for, verify
 from ticketing.lifecycle import lock_suborder
-from ticketing.models import SubOrder, SubOrderStatus
+from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket
 
 SS = SubOrderStatus
 
 
 def handle_callback(
-    session: Session, settings: Settings, payload: bytes | str, signature: str | None
+    session: Session,
+    settings: Settings,
+    payload: bytes | str,
+    signature: str | None,
+    timestamp: str | None = None,
 ) -> SubOrder:
-    """Apply an external system's status callback (raw body + its X-DXE-Signature header)."""
-    secret = handoff_secret(settings)
+    """Apply an external system's status callback (raw body, its X-DXE-Signature and
+    X-DXE-Timestamp headers). Refused (PermissionDenied) unless the timestamp is fresh and the
+    signature is by the system the sub-order was handed off to."""
     body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if secret is None:
-        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
-    if not verify(secret, body, signature):
+    if not signature:
         raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
+    ts = _fresh_timestamp(settings, timestamp)
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -51,6 +60,21 @@ def handle_callback(
     if ext is not None and (not isinstance(ext, str | int) or len(str(ext)) > 100):
         raise InvalidInput("external_ref 无效（最多 100 个字符）", field="external_ref")
 
+    # who may answer for this sub-order: the system it was handed off to (read before any lock:
+    # an unauthenticated request must not take the write lock)
+    peek = session.get(SubOrder, sid)
+    if peek is None:
+        raise NotFound(f"子工单不存在：{sid}", suborder_id=sid)
+    system = _handed_off_to(session, settings, peek)
+    if system is None:
+        raise PermissionDenied(
+            "该子工单未交由外部系统办理，不接受回调", code="not_handed_off", suborder_id=sid
+        )
+    secret = system_secret(settings, system)
+    if secret is None:
+        raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
+    if not verify(secret, body, signature, ts):
+        raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
     try:
         ticket, so = lock_suborder(session, sid)
     except NotFound:
@@ -83,3 +107,31 @@ def handle_callback(
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput("“退回”回调必须带退回原因 reason", field="reason")
     return dispatch.return_suborder(session, settings, sid, actor=actor, reason=reason)
+
+
+def _fresh_timestamp(settings: Settings, timestamp: str | None) -> str:
+    """The X-DXE-Timestamp as signed (digits), when within the window of our clock."""
+    window = int(getattr(settings, "handoff_callback_window_s", 300))
+    ts = (timestamp or "").strip()
+    if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
+        raise PermissionDenied(
+            f"回调缺少有效的时间戳（{TIMESTAMP_HEADER}，Unix 秒）", code="bad_timestamp"
+        )
+    if abs(time.time() - int(ts)) > window:
+        raise PermissionDenied(
+            f"回调时间戳超出允许范围（±{window} 秒），可能是重放", code="stale_timestamp"
+        )
+    return ts
+
+
+def _handed_off_to(session: Session, settings: Settings, so: SubOrder) -> str | None:
+    """The external system (department code of the endpoint) this sub-order was handed off to;
+    None when it never was (inbox only)."""
+    if not so.handoff_status:
+        return None
+    ticket = session.get(Ticket, so.ticket_id)
+    dept = session.exec(select(Department).where(Department.code == so.department_code)).first()
+    if ticket is None or dept is None:
+        return None
+    target = target_for(session, settings, ticket, dept)
+    return target.via if target is not None else None

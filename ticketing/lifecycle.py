@@ -1,8 +1,9 @@
 """The ticket and sub-order state machines, in one place.
 
 Ticket:    pending_dispatch → dispatched → resolved → closed
-                                  ↓  ↑          ↓ (unsatisfied)
-                   (all returned) pending      reopened → dispatched → …
+                                  ↓  ↑          ↓ (unsatisfied)  ↓ (the submitter's own rating
+                   (all returned) pending      reopened ←──────┘  over a staff-recorded one)
+                                                  → dispatched → …
 Sub-order: dispatched → accepted → replied;  dispatched/accepted → returned;
            accepted → extension_requested → accepted (approved or rejected)
 
@@ -39,7 +40,8 @@ TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
     TS.dispatched: frozenset({TS.resolved, TS.pending_dispatch}),
     TS.resolved: frozenset({TS.closed, TS.reopened}),
     TS.reopened: frozenset({TS.dispatched}),
-    TS.closed: frozenset(),
+    # a staff-recorded (回访) rating closed it and the submitter's own rating is unsatisfied
+    TS.closed: frozenset({TS.reopened}),
 }
 
 # Sub-order moves are named by action, because two actions can reach the same state (accept and

@@ -200,13 +200,20 @@ class TicketEvent(SQLModel, table=True):
 
 
 class Notice(SQLModel, table=True):
-    """受理告知书 and other notices sent to the submitter; confirmable by token."""
+    """受理告知书 and other notices sent to the submitter; confirmable by token.
+
+    The submitter's secrets never reach staff: `body` is the notice with its links redacted (what
+    staff see), `sent_body` what the submitter was given. The two tokens are single-purpose and
+    stored as SHA-256 hex digests only: `confirm_token` confirms receipt, `evaluation_token`
+    authorises the submitter's own evaluation (ticketing.notices)."""
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     kind: str = Field(default="acceptance", max_length=20)
     body: str = Field(max_length=5000)
+    sent_body: str | None = Field(default=None, max_length=5000)
     confirm_token: str = Field(unique=True, index=True, max_length=64)
+    evaluation_token: str | None = Field(default=None, unique=True, index=True, max_length=64)
     created_at: datetime = UTCField(default_factory=utcnow)
     confirmed_at: datetime | None = UTCField(default=None)
 
@@ -228,10 +235,25 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = UTCField(default=None)
 
 
-class Evaluation(SQLModel, table=True):
-    """满意度评价 on process, timeliness and result; one per ticket per round."""
+class EvaluationSource(StrEnum):
+    submitter = "submitter"  # the submitter, by the evaluation link or an SMS reply
+    staff = "staff"  # recorded by staff on the caller's behalf (an agent's 回访)
 
-    __table_args__ = (UniqueConstraint("ticket_id", "round", name="uq_evaluation_round"),)
+
+class EvaluationChannel(StrEnum):
+    link = "link"  # the submitter's evaluation link / public form (evaluation token)
+    sms = "sms"  # the submitter's SMS reply
+    callback = "callback"  # 回访: an agent's return call, recorded on the caller's behalf
+
+
+class Evaluation(SQLModel, table=True):
+    """满意度评价 on process, timeliness and result; per ticket and round, at most one from the
+    submitter and one recorded by staff. The submitter's own rating supersedes a staff-recorded
+    one of the same round (`superseded` is then set on the staff row; ticketing.evaluation)."""
+
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "round", "source", name="uq_evaluation_round_source"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
@@ -243,6 +265,9 @@ class Evaluation(SQLModel, table=True):
     comment: str | None = Field(default=None, max_length=2000)
     responsible_person: str | None = Field(default=None, max_length=100)
     submitted_by: str | None = Field(default=None, max_length=64)
+    source: str = Field(default=EvaluationSource.submitter, max_length=12)
+    channel: str = Field(default=EvaluationChannel.link, max_length=12)
+    superseded: bool = False
     created_at: datetime = UTCField(default_factory=utcnow)
 
 

@@ -1,8 +1,19 @@
-"""受理告知书 (§9): rendered from config/notices.yaml, stored with a confirm token, sent by SMS."""
+"""受理告知书 (§9): rendered from config/notices.yaml, stored with its tokens, sent by SMS.
+
+Two single-purpose secrets per notice, both only for the submitter and stored hashed (SHA-256):
+the confirm token (in the link of the SMS: confirms receipt, nothing else) and the evaluation
+token (authorises the submitter's own evaluation of the ticket, nothing else). Staff read the
+notice with every link redacted (`Notice.body`); what the submitter was given is `sent_body`.
+The raw tokens exist only while the creating transaction runs: `issued_tokens` hands them to the
+code that answers the submitter (the public form's response).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import update
 from sqlmodel import Session, select
@@ -13,13 +24,38 @@ from ticketing import events
 from ticketing.errors import NotFound
 from ticketing.models import Notice, Ticket, utcnow
 from ticketing.notify import send_sms
+from ticketing.phones import is_mainland_mobile
 from ticketing.sla import to_local
 
 TIME_FORMAT = "%Y年%m月%d日 %H:%M"
+REDACTED = "[已隐去]"
+_INFO_TOKENS = "ticketing.notices.tokens"
+
+
+@dataclass(frozen=True)
+class NoticeTokens:
+    confirm: str
+    evaluation: str
+
+
+def token_digest(token: str) -> str:
+    """What is stored for a token: its SHA-256 hex digest (64 chars). The tokens are 256-bit
+    random, so an unsalted hash is enough: a copy of the database does not give them away."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def confirm_url(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/api/v1/public/notices/{token}/confirm"
+
+
+def evaluate_url(settings: Settings, number: str, token: str) -> str:
+    base = settings.public_base_url.rstrip("/")
+    return f"{base}/api/v1/public/tickets/{number}/evaluation?token={token}"
+
+
+def issued_tokens(session: Session, notice_id: int) -> NoticeTokens | None:
+    """The raw tokens of a notice created in this session's transaction (else None)."""
+    return session.info.get(_INFO_TOKENS, {}).get(notice_id)
 
 
 def _labels(settings: Settings) -> dict[str, dict[str, str]]:
@@ -35,10 +71,11 @@ def _render(template: str, values: dict[str, str], name: str) -> str:
 
 
 def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticket) -> Notice:
-    """Render, store and (when the ticket has a submitter phone) text the acceptance notice."""
+    """Render, store and (when the submitter's phone is a mainland mobile) text the acceptance
+    notice; any other number gets it only where it submitted (the public form's answer)."""
     cfg = load_yaml(settings, "notices.yaml")
     labels = _labels(settings)
-    token = secrets.token_urlsafe(32)  # 43 chars, fits the 64-char column
+    tokens = NoticeTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32))
     deadline = (
         to_local(settings, ticket.deadline_at).strftime(TIME_FORMAT) if ticket.deadline_at else "—"
     )
@@ -49,16 +86,32 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
         "urgency": labels["urgencies"].get(ticket.urgency, ticket.urgency),
         "accepted_at": to_local(settings, ticket.created_at).strftime(TIME_FORMAT),
         "deadline": deadline,
-        "confirm_url": confirm_url(settings, token),
+        "confirm_url": confirm_url(settings, tokens.confirm),
+        "evaluate_url": evaluate_url(settings, ticket.number, tokens.evaluation),
         "hotline": str(cfg.get("hotline", "")),
     }
-    body = _render(str(cfg["acceptance"]), values, "acceptance").strip()
-    notice = Notice(ticket_id=ticket.id, kind="acceptance", body=body, confirm_token=token)
+    # staff see the same notice with the submitter's links redacted
+    shown = {
+        **values,
+        "confirm_url": confirm_url(settings, REDACTED),
+        "evaluate_url": evaluate_url(settings, ticket.number, REDACTED),
+    }
+    sent = _render(str(cfg["acceptance"]), values, "acceptance").strip()
+    notice = Notice(
+        ticket_id=ticket.id,
+        kind="acceptance",
+        body=_render(str(cfg["acceptance"]), shown, "acceptance").strip(),
+        sent_body=sent,
+        confirm_token=token_digest(tokens.confirm),
+        evaluation_token=token_digest(tokens.evaluation),
+    )
     session.add(notice)
     session.flush()
+    session.info.setdefault(_INFO_TOKENS, {})[notice.id] = tokens
     outbox_id = None
-    if ticket.submitter_phone:
-        sms = _render(str(cfg.get("acceptance_sms") or body), values, "acceptance_sms")
+    texted = is_mainland_mobile(ticket.submitter_phone)
+    if texted:
+        sms = _render(str(cfg.get("acceptance_sms") or sent), values, "acceptance_sms")
         outbox_id = send_sms(
             session, settings, ticket.submitter_phone, sms, ticket_id=ticket.id, kind="acceptance"
         ).id
@@ -70,6 +123,8 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
         notice_id=notice.id,
         kind="acceptance",
         sms_outbox_id=outbox_id,
+        # a number that is not a mainland mobile gets no SMS: the notice is shown on the page
+        sms_skipped="not_mainland_mobile" if ticket.submitter_phone and not texted else None,
     )
     return notice
 
@@ -78,7 +133,7 @@ def confirm_notice(session: Session, token: str) -> Notice:
     """Idempotent: the first confirmation is recorded (one event), repeats return the same notice."""
     if not isinstance(token, str) or not token or len(token) > 64:
         raise NotFound("告知书不存在或链接已失效", field="token")
-    notice = session.exec(select(Notice).where(Notice.confirm_token == token)).first()
+    notice = session.exec(select(Notice).where(Notice.confirm_token == token_digest(token))).first()
     if notice is None:
         raise NotFound("告知书不存在或链接已失效", field="token")
     if notice.confirmed_at is not None:
@@ -93,3 +148,26 @@ def confirm_notice(session: Session, token: str) -> Notice:
         events.record(session, notice.ticket_id, "public", "notice_confirmed", notice_id=notice.id)
     session.refresh(notice)
     return notice
+
+
+def notice_for_evaluation(session: Session, ticket: Ticket, token: str) -> Notice | None:
+    """The ticket's notice whose evaluation token this is (None for any other token, including
+    the confirm token: each token does one thing)."""
+    if not isinstance(token, str) or not token or len(token) > 64:
+        return None
+    notice = session.exec(
+        select(Notice).where(Notice.evaluation_token == token_digest(token))
+    ).first()
+    return notice if notice is not None and notice.ticket_id == ticket.id else None
+
+
+_LINK_TOKEN = re.compile(r"(/public/notices/)[^/\s]+(/confirm)|([?&]token=)[^&\s]+")
+
+
+def redact_links(text: str) -> str:
+    """A notice body written before tokens were redacted, with its links' tokens hidden (used by
+    the migration that redacts stored bodies)."""
+    return _LINK_TOKEN.sub(
+        lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}" if m.group(1) else m.group(3) + REDACTED,
+        text,
+    )

@@ -5,11 +5,19 @@ an intake that rolled back. `send_sms` adds a `pending` OutboxMessage and, only 
 commits, enqueues `deliver` on the "notify" queue. If Redis is unreachable the row simply stays
 `pending`; `flush_pending(settings)` (run by the scheduler / at start-up) enqueues it again.
 
-Delivery: Twilio's Messages API when twilio_account_sid, twilio_auth_token and twilio_from_number
-are all set, otherwise the "logged outbox" (status `logged` plus a structured log line; the phone
-is masked). `deliver` is idempotent: it claims the row with one conditional UPDATE
-(pending → sending), so a retried or duplicated job never sends twice. A crash between claim and
-provider answer leaves the row `sending` (at-most-once: better than a duplicate SMS).
+Delivery in batches (issue #17 §7: one RQ job per message let 16,867 notices wait after a burst):
+each commit enqueues ONE `deliver_batch` job for its rows (chunks of BATCH_SIZE), and a job also
+sweeps up other never-attempted pending rows, oldest first, up to BATCH_SIZE: when jobs pile up,
+the first takes the backlog and the rest find nothing to do. Rows are claimed with one conditional
+UPDATE … RETURNING (pending → sending), so a retried or duplicated job never sends twice, and
+finished with one statement per outcome. Twilio's API takes one message per request: a batch
+sends them on TWILIO_CONCURRENCY threads. bench/sms_outbox.py measures the drain rate against the
+intake rate. A crash between claim and provider answer leaves the row `sending` (at-most-once:
+better than a duplicate SMS).
+
+Providers: Twilio's Messages API when twilio_account_sid, twilio_auth_token and
+twilio_from_number are all set, otherwise the "logged outbox" (status `logged` plus a structured
+log line; the phone is masked).
 
 The Twilio auth token never travels through Redis: the job carries a settings snapshot without
 secrets and the worker reads the token from its own environment (CALLCENTER_TWILIO_AUTH_TOKEN).
@@ -27,7 +35,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import structlog
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -44,6 +51,8 @@ log = structlog.get_logger("ticketing.notify")
 
 MAX_BODY = 2000
 MAX_ATTEMPTS = 3
+BATCH_SIZE = 500  # rows one job claims at most
+TWILIO_CONCURRENCY = 16  # requests in flight per batch (Twilio allows far more per account)
 _INFO_PENDING = "ticketing.notify.pending"
 # What a delivery worker needs from the sender's settings (no secrets).
 _SNAPSHOT_FIELDS = {
@@ -111,14 +120,15 @@ def enqueue(settings: Settings, outbox_ids: list[int]) -> int:
     snap = _snapshot(settings)
     try:
         queue = get_queue(settings, "notify", conn=_redis(redis_url(settings)))
-        for oid in outbox_ids:
+        for i in range(0, len(outbox_ids), BATCH_SIZE):
+            chunk = list(outbox_ids[i : i + BATCH_SIZE])
             queue.enqueue_call(
-                "ticketing.notify.deliver",
-                args=(oid, snap),
+                "ticketing.notify.deliver_batch",
+                args=(chunk, snap),
                 retry=Retry(max=MAX_ATTEMPTS - 1, interval=[30, 300]),
-                result_ttl=3600,
+                result_ttl=600,
                 failure_ttl=7 * 24 * 3600,
-                description=f"sms outbox {oid}",
+                description=f"sms outbox {chunk[0]}..{chunk[-1]} ({len(chunk)})",
             )
     except (redis.exceptions.RedisError, RuntimeError, OSError) as e:
         log.warning("sms_enqueue_redis_down", outbox_ids=outbox_ids, error=str(e))
@@ -155,100 +165,166 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
-def _finish(engine: Engine, outbox_id: int, **values: Any) -> None:
+_T = OutboxMessage.__table__  # type: ignore[attr-defined]
+
+
+def _claim(engine: Engine, outbox_ids: list[int], sweep: int) -> list[Any]:
+    """Claim these rows (pending → sending, attempts + 1) and up to `sweep` other never-attempted
+    pending rows, oldest first, in one transaction; returns the claimed rows."""
     with session_scope(engine) as s:
-        s.execute(update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(**values))
+        rows = (
+            list(
+                s.execute(
+                    _T.update()
+                    .where(_T.c.id.in_(outbox_ids), _T.c.status == "pending")
+                    .values(status="sending", attempts=_T.c.attempts + 1)
+                    .returning(
+                        _T.c.id, _T.c.to_phone, _T.c.body, _T.c.ticket_id, _T.c.kind, _T.c.attempts
+                    )
+                )
+            )
+            if outbox_ids
+            else []
+        )
+        if sweep > 0:
+            backlog = (
+                select(_T.c.id)
+                .where(_T.c.status == "pending", _T.c.attempts == 0)
+                .order_by(_T.c.id)
+                .limit(sweep)
+                .scalar_subquery()
+            )
+            rows += list(
+                s.execute(
+                    _T.update()
+                    .where(_T.c.id.in_(backlog), _T.c.status == "pending")
+                    .values(status="sending", attempts=_T.c.attempts + 1)
+                    .returning(
+                        _T.c.id, _T.c.to_phone, _T.c.body, _T.c.ticket_id, _T.c.kind, _T.c.attempts
+                    )
+                )
+            )
+    return rows
+
+
+def _finish_many(engine: Engine, outcomes: list[tuple[int, dict[str, Any]]]) -> None:
+    """Record many outcomes in one transaction (one UPDATE per distinct set of values)."""
+    if not outcomes:
+        return
+    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for oid, values in outcomes:
+        key = repr(sorted(values.items()))
+        groups.setdefault(key, (values, []))[1].append(oid)
+    with session_scope(engine) as s:
+        for values, ids in groups.values():
+            s.execute(_T.update().where(_T.c.id.in_(ids)).values(**values))
 
 
 def deliver(outbox_id: int, snapshot: dict[str, Any]) -> str:
-    """RQ job: send one outbox row. Returns the final status ("skipped" if someone else had it)."""
+    """RQ job (kept for jobs queued before batching): send one outbox row. Returns its final
+    status ("skipped" if someone else had it)."""
+    return deliver_batch([outbox_id], snapshot, sweep=False).get(outbox_id, "skipped")
+
+
+def deliver_batch(
+    outbox_ids: list[int], snapshot: dict[str, Any], *, sweep: bool = True
+) -> dict[int, str]:
+    """RQ job: send these outbox rows (and, with `sweep`, other waiting ones up to BATCH_SIZE).
+    Returns id → final status for the rows this job claimed. Raises after recording everything
+    when a transient provider error left rows pending, so RQ retries (the retry claims only
+    those)."""
     settings = Settings(**snapshot)
     engine = _engine(settings.resolved_database_url)
-    with session_scope(engine) as s:
-        claimed = s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id, OutboxMessage.status == "pending")
-            .values(status="sending", attempts=OutboxMessage.attempts + 1)
-        ).rowcount
-        if claimed != 1:
-            return "skipped"
-        msg = s.get(OutboxMessage, outbox_id)
-        to, body, attempts = msg.to_phone, msg.body, msg.attempts
-        ticket_id, kind = msg.ticket_id, msg.kind
-
+    rows = _claim(engine, list(outbox_ids), BATCH_SIZE - len(outbox_ids) if sweep else 0)
+    if not rows:
+        return {}
     sid, from_number = settings.twilio_account_sid, settings.twilio_from_number
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     if not (sid or from_number):
-        log.info(
-            "sms_logged",
-            outbox_id=outbox_id,
-            ticket_id=ticket_id,
-            kind=kind,
-            to=mask_phone(to),
-            chars=len(body),
+        now = utcnow()
+        for r in rows:
+            log.info(
+                "sms_logged",
+                outbox_id=r.id,
+                ticket_id=r.ticket_id,
+                kind=r.kind,
+                to=mask_phone(r.to_phone),
+                chars=len(r.body),
+            )
+        _finish_many(
+            engine, [(r.id, {"status": "logged", "provider": "log", "sent_at": now}) for r in rows]
         )
-        _finish(engine, outbox_id, status="logged", provider="log", sent_at=utcnow())
-        return "logged"
+        return {r.id: "logged" for r in rows}
     if not (sid and token and from_number):
-        _finish(
-            engine,
-            outbox_id,
-            status="failed",
-            provider="twilio",
-            error="Twilio is partly configured: account SID, auth token (worker environment) "
-            "and from-number are all required",
+        error = (
+            "Twilio is partly configured: account SID, auth token (worker environment) "
+            "and from-number are all required"
         )
-        log.error("sms_twilio_misconfigured", outbox_id=outbox_id)
-        return "failed"
-    return _send_twilio(engine, outbox_id, sid, token, from_number, to, body, attempts)
+        _finish_many(
+            engine,
+            [(r.id, {"status": "failed", "provider": "twilio", "error": error}) for r in rows],
+        )
+        log.error("sms_twilio_misconfigured", outbox_ids=[r.id for r in rows])
+        return {r.id: "failed" for r in rows}
+    return _send_twilio_batch(engine, sid, token, from_number, rows)
 
 
-def _send_twilio(
-    engine: Engine,
-    outbox_id: int,
-    sid: str,
-    token: str,
-    from_number: str,
-    to: str,
-    body: str,
-    attempts: int,
-) -> str:
-    from requests import RequestException
-    from twilio.base.exceptions import TwilioException, TwilioRestException
+def _send_twilio_batch(
+    engine: Engine, sid: str, token: str, from_number: str, rows: list[Any]
+) -> dict[int, str]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from twilio.rest import Client
 
+    client = Client(sid, token, http_client=_http_client())
+    with ThreadPoolExecutor(max_workers=min(TWILIO_CONCURRENCY, len(rows))) as pool:
+        results = list(pool.map(lambda r: _send_one(client, from_number, r), rows))
+    outcomes = [(r.id, values) for r, (_status, values, _exc) in zip(rows, results, strict=True)]
+    _finish_many(engine, outcomes)
+    statuses = {r.id: status for r, (status, _v, _e) in zip(rows, results, strict=True)}
+    retry = [exc for (status, _v, exc) in results if status == "pending" and exc is not None]
+    if retry:
+        raise retry[0]  # RQ retries the job; only the rows put back to pending are claimed again
+    return statuses
+
+
+def _send_one(
+    client: Any, from_number: str, r: Any
+) -> tuple[str, dict[str, Any], Exception | None]:
+    """One message: (status, the row's new values, the exception to retry on)."""
+    from requests import RequestException
+    from twilio.base.exceptions import TwilioException, TwilioRestException
+
     try:
-        client = Client(sid, token, http_client=_http_client())
-        sent = client.messages.create(to=to, from_=from_number, body=body)
+        sent = client.messages.create(to=r.to_phone, from_=from_number, body=r.body)
     except TwilioRestException as e:
         transient = e.status >= 500 or e.status == 429
-        return _failed(engine, outbox_id, f"twilio {e.status}: {e.msg}", transient, attempts, e)
+        return _failed(r.id, f"twilio {e.status}: {e.msg}", transient, r.attempts, e)
     except (TwilioException, RequestException, OSError) as e:
-        return _failed(engine, outbox_id, f"twilio unreachable: {e}", True, attempts, e)
-    _finish(
-        engine,
-        outbox_id,
-        status="sent",
-        provider="twilio",
-        provider_id=(sent.sid or "")[:64],
-        sent_at=utcnow(),
-        error=None,
+        return _failed(r.id, f"twilio unreachable: {e}", True, r.attempts, e)
+    log.info("sms_sent", outbox_id=r.id, to=mask_phone(r.to_phone), provider_id=sent.sid)
+    return (
+        "sent",
+        {
+            "status": "sent",
+            "provider": "twilio",
+            "provider_id": (sent.sid or "")[:64],
+            "sent_at": utcnow(),
+            "error": None,
+        },
+        None,
     )
-    log.info("sms_sent", outbox_id=outbox_id, to=mask_phone(to), provider_id=sent.sid)
-    return "sent"
 
 
 def _failed(
-    engine: Engine, outbox_id: int, error: str, transient: bool, attempts: int, exc: Exception
-) -> str:
+    outbox_id: int, error: str, transient: bool, attempts: int, exc: Exception
+) -> tuple[str, dict[str, Any], Exception | None]:
     if transient and attempts < MAX_ATTEMPTS:
         # back to pending so the RQ retry (or flush_pending) can claim it again
-        _finish(engine, outbox_id, status="pending", provider="twilio", error=error[:1000])
         log.warning("sms_retry", outbox_id=outbox_id, attempts=attempts, error=error)
-        raise exc
-    _finish(engine, outbox_id, status="failed", provider="twilio", error=error[:1000])
+        return "pending", {"status": "pending", "provider": "twilio", "error": error[:1000]}, exc
     log.error("sms_failed", outbox_id=outbox_id, attempts=attempts, error=error)
-    return "failed"
+    return "failed", {"status": "failed", "provider": "twilio", "error": error[:1000]}, None
 
 
 def _http_client():

@@ -45,6 +45,16 @@ _CN_MOBILE = re.compile(PhoneMetadata.metadata_for_region("CN").mobile.national_
 _PLAIN_MOBILE = re.compile(r"(?:\+86[ -]?)?(1\d{2})[ -]?(\d{4})[ -]?(\d{4})")
 
 
+def is_mainland_mobile(e164: str | None) -> bool:
+    """Whether an E.164 number is a mainland China mobile (+86 1xx…, libphonenumber's CN mobile
+    pattern): the only numbers the public is texted at. International, landline, premium-rate and
+    other service numbers get their notice on the page instead (SMS costs money per message and a
+    form anyone can fill in must not send it anywhere)."""
+    if not e164 or not e164.startswith("+86"):
+        return False
+    return _CN_MOBILE.fullmatch(e164[3:]) is not None
+
+
 def _fast_cn_mobile(s: str) -> str | None:
     m = _PLAIN_MOBILE.fullmatch(s)
     if m is None:

@@ -1,5 +1,6 @@
 """Status callbacks from external handling systems (§12), authenticated by an HMAC-SHA256 signature
-of the raw body in the X-DXE-Signature header ("sha256=<hex>"); verified by ticketing.handoff."""
+over "<X-DXE-Timestamp>." + the raw body in the X-DXE-Signature header ("sha256=<hex>"), with the
+secret of the system the sub-order was handed off to; verified by ticketing.handoff."""
 
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ async def callback(
     session: SessionDep,
     settings: SettingsDep,
     x_dxe_signature: str | None = Header(default=None),
+    x_dxe_timestamp: str | None = Header(default=None),
 ) -> SubOrderOut:
-    """Apply an external system's status update to its sub-order (403 on a bad signature)."""
+    """Apply an external system's status update to its sub-order: 403 on a bad signature, a
+    timestamp outside the window, or a sub-order never handed off to the signing system."""
     body = await request.body()
 
     def apply() -> SubOrderOut:  # blocking DB work stays off the event loop
-        so = handle_callback(session, settings, body, x_dxe_signature)
+        so = handle_callback(session, settings, body, x_dxe_signature, x_dxe_timestamp)
         session.flush()
         return SubOrderOut.model_validate(so)
 

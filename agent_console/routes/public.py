@@ -2,14 +2,16 @@
 
 Guards: a Redis fixed-window rate limit per client IP (settings.public_rate_limit_per_minute,
 429 + Retry-After), a request body limit (413, BodyLimitMiddleware) and a content length limit
-(settings.public_max_content_chars, 422). The submitter proves ownership of a ticket with the
-acceptance notice's confirm token returned at submission (and sent by SMS): it confirms the notice
-and authorises the submitter's evaluation of that ticket — nothing else.
+(settings.public_max_content_chars, 422). The submitter gets two single-purpose secrets at
+submission: the notice token (in the SMS link: confirms the acceptance notice, nothing else) and
+the evaluation token (authorises the submitter's own evaluation of that ticket, nothing else).
+Neither is ever shown to staff (ticketing.notices), so no department can rate itself in the
+citizen's name.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlmodel import select
 
 from agent_console.deps import SessionDep, SettingsDep
@@ -31,6 +33,9 @@ from ticketing import (
     confirm_notice,
     evaluate,
     get_ticket_by_number,
+    is_mainland_mobile,
+    issued_tokens,
+    notice_for_evaluation,
     submit,
 )
 
@@ -48,8 +53,8 @@ ACTOR = "public"
 def submit_public(
     body: PublicTicketIn, request: Request, session: SessionDep, settings: SettingsDep
 ) -> PublicTicketOut:
-    """Submit a matter from the public web form or mobile app. Returns the ticket number and the
-    acceptance notice's confirm token."""
+    """Submit a matter from the public web form or mobile app. Returns the ticket number, the
+    acceptance notice's confirm token and the submitter's evaluation token."""
     limit = settings.public_max_content_chars
     if len(body.content) > limit:
         raise InvalidInput(
@@ -70,12 +75,16 @@ def submit_public(
         .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
         .order_by(Notice.id)
     ).first()
+    tokens = issued_tokens(session, notice.id) if notice else None
     request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
     return PublicTicketOut(
         number=ticket.number,
         status=ticket.status,
         deadline_at=ticket.deadline_at,
-        notice_token=notice.confirm_token if notice else None,
+        notice_token=tokens.confirm if tokens else None,
+        evaluation_token=tokens.evaluation if tokens else None,
+        sms_sent=is_mainland_mobile(ticket.submitter_phone),
+        notice=notice.sent_body if notice else None,
     )
 
 
@@ -102,13 +111,18 @@ def confirm(
     responses=responses(404, 409, 422, 429),
 )
 def evaluate_public(
-    number: str, body: PublicEvaluationIn, session: SessionDep, settings: SettingsDep
+    number: str,
+    body: PublicEvaluationIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: str | None = Query(default=None, max_length=64, description="the link's token"),
 ) -> EvaluationOut:
-    """The submitter rates process, timeliness and result, authorised by the ticket's notice token.
-    A wrong token answers 404 like an unknown ticket."""
+    """The submitter rates process, timeliness and result, authorised by the ticket's evaluation
+    token (body or the link's ?token=). A wrong token answers 404 like an unknown ticket. The
+    submitter's rating supersedes one staff recorded on the caller's behalf (回访)."""
     ticket = get_ticket_by_number(session, number)
-    notice = session.exec(select(Notice).where(Notice.confirm_token == body.notice_token)).first()
-    if notice is None or notice.ticket_id != ticket.id:
+    given = body.evaluation_token or token
+    if not given or notice_for_evaluation(session, ticket, given) is None:
         raise NotFound(f"未找到工单：{number}", field="number")
     ev = evaluate(
         session,
@@ -119,6 +133,8 @@ def evaluate_public(
         result=body.result,
         comment=body.comment,
         actor=ACTOR,
+        source="submitter",
+        channel="link",
     )
     session.flush()
     return EvaluationOut.model_validate(ev)

@@ -9,9 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import select
 
-from agent_console.access import handler_department, is_handler, visible_ticket
+from agent_console.access import handler_department, is_handler, visible_events, visible_ticket
 from agent_console.deps import Bearer, SessionDep, SettingsDep, require, require_token
 from agent_console.errors import ApiError, json_body, responses
+from agent_console.ratelimit import client_ip
 from agent_console.schemas import (
     DispatchIn,
     DispatchOut,
@@ -133,20 +134,30 @@ def search_tickets(
     responses=responses(401, 403, 404),
 )
 def get_ticket(
-    number: str, session: SessionDep, user: User = Depends(require("tickets.get"))
+    number: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.get")),
 ) -> TicketDetail:
     """The ticket with its sub-orders, history, notices and evaluations. A handler gets 404 unless
-    its department has a sub-order on it, and sees only its own department's sub-orders."""
+    its department has a sub-order on it, and sees only its own department's sub-orders (in the
+    history too). Transcripts follow the recordings policy (agent_console.access.visible_events)."""
     ticket = visible_ticket(session, user, number)
     subs = list(
         session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
     )
-    history = ticket_history(session, ticket.id)
     dept = handler_department(user)
     if dept is not None:
         subs = [s for s in subs if s.department_code == dept]
-        own = {s.id for s in subs}
-        history = [e for e in history if e.suborder_id is None or e.suborder_id in own]
+    history = visible_events(
+        session,
+        settings,
+        request.app.state.engine,
+        user,
+        ticket_history(session, ticket.id),
+        client_ip(request),
+    )
     notices = session.exec(
         select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
     ).all()
@@ -209,7 +220,9 @@ def evaluate_ticket(
     settings: SettingsDep,
     user: User = Depends(require("tickets.evaluate")),
 ) -> EvaluationOut:
-    """Staff record the submitter's evaluation (e.g. taken on a return call). Unsatisfied reopens."""
+    """Staff record the caller's evaluation taken on a return call (回访): kept as staff-recorded
+    (source staff, channel callback), superseded by the submitter's own rating if one comes.
+    Unsatisfied reopens."""
     ticket = visible_ticket(session, user, number)
     ev = evaluate(
         session,
@@ -221,6 +234,8 @@ def evaluate_ticket(
         comment=body.comment,
         responsible_person=body.responsible_person,
         actor=user.username,
+        source="staff",
+        channel="callback",
     )
     session.flush()
     return EvaluationOut.model_validate(ev)

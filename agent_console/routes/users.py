@@ -1,18 +1,23 @@
 """User administration (admin; the leader may read the list). Any change to role, department, active or password bumps
-token_version, so the user's existing sessions end and the new rights apply at the next login."""
+token_version, so the user's existing sessions end and the new rights apply at the next login.
+
+Usernames are unique regardless of case ("Admin" and "admin" cannot coexist; a unique index on
+lower(username) backs the check). New passwords pass security.password_problem. No change may
+leave the system without an active admin (the last one cannot deactivate or demote itself)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from agent_console.deps import SessionDep, require
 from agent_console.errors import responses
 from agent_console.schemas import UserCreate, UserOut, UserUpdate
-from agent_console.security import hash_password
+from agent_console.security import hash_password, password_problem
 from ticketing import Conflict, Department, InvalidInput, NotFound, Role, User
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -32,6 +37,31 @@ def check_role_department(session: Session, role: str, department_code: str | No
             )
 
 
+def check_password(password: str) -> None:
+    problem = password_problem(password)
+    if problem:
+        raise InvalidInput(problem, code="weak_password", field="password")
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return (
+        session.exec(select(User.id).where(func.lower(User.username) == username.lower())).first()
+        is not None
+    )
+
+
+def _other_active_admins(session: Session, user_id: int) -> int:
+    """Active admins besides this one, their rows locked (PostgreSQL) so two admins demoting each
+    other at once cannot both pass; SQLite serialises writers anyway."""
+    rows = session.exec(
+        select(User.id)
+        .where(User.role == Role.admin, User.active, User.id != user_id)
+        .order_by(User.id)
+        .with_for_update()
+    ).all()
+    return len(rows)
+
+
 @router.get("", name="users.list", response_model=list[UserOut], responses=responses(401, 403))
 def list_users(session: SessionDep, _: User = Depends(require("users.list"))) -> list[UserOut]:
     users = session.exec(select(User).order_by(User.id)).all()
@@ -49,7 +79,8 @@ def create_user(
     body: UserCreate, session: SessionDep, _: User = Depends(require("users.create"))
 ) -> UserOut:
     check_role_department(session, body.role, body.department_code)
-    if session.exec(select(User).where(User.username == body.username)).first():
+    check_password(body.password)
+    if username_taken(session, body.username):
         raise Conflict(f"用户名已存在：{body.username}", code="username_taken")
     user = User(
         username=body.username,
@@ -70,7 +101,7 @@ def create_user(
     "/{user_id}",
     name="users.update",
     response_model=UserOut,
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 def update_user(
     user_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
@@ -85,6 +116,19 @@ def update_user(
     role = body.role.value if "role" in fields and body.role else user.role
     dept = body.department_code if "department_code" in fields else user.department_code
     check_role_department(session, role, dept)
+    if "password" in fields and body.password:
+        check_password(body.password)
+    active = body.active if "active" in fields and body.active is not None else user.active
+    if (
+        user.role == Role.admin
+        and user.active
+        and (role != Role.admin or not active)
+        and _other_active_admins(session, user.id) == 0
+    ):
+        raise Conflict(
+            "这是最后一个有效的管理员账号，不能停用或降级（请先设置另一个管理员）",
+            code="last_admin",
+        )
     revoke = False
     if "role" in fields and body.role and role != user.role:
         user.role, revoke = role, True

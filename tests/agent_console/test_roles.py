@@ -71,7 +71,7 @@ def matrix_app(request, tmp_path_factory, pg_admin_url, redis_server_url) -> Ite
         database_url=url,
         redis_url=redis_server_url,
         redis_namespace=ns,
-        secret_key="roles-test-key",
+        secret_key="roles-test-key-long-enough-for-the-32-byte-rule",
         public_rate_limit_per_minute=100000,
     )
     engine = make_engine(url)

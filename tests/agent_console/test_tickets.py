@@ -58,8 +58,8 @@ def test_closed_loop_public_submission_to_evaluation(api):
     )
     assert r.status_code == 201, r.text
     sub = r.json()
-    number, token = sub["number"], sub["notice_token"]
-    assert number.startswith("DXE-") and token
+    number, token, ev_token = sub["number"], sub["notice_token"], sub["evaluation_token"]
+    assert number.startswith("DXE-") and token and ev_token and ev_token != token
     # the submitter confirms the acceptance notice
     r = c.post(f"/api/v1/public/notices/{token}/confirm")
     assert r.status_code == 200 and r.json()["ticket_number"] == number
@@ -112,19 +112,16 @@ def test_closed_loop_public_submission_to_evaluation(api):
     assert r.status_code == 200, r.text
     t = c.get(f"/api/v1/tickets/{number}", headers=api.auth("leader")).json()
     assert t["status"] == "resolved"
-    # 评价: the submitter, authorised by the notice token only
+    # 评价: the submitter, authorised by the evaluation token only (not the confirm token)
     rating = {"process": "satisfied", "timeliness": "basically_satisfied", "result": "satisfied"}
-    wrong = c.post(
-        f"/api/v1/public/tickets/{number}/evaluation", json={**rating, "notice_token": "x" * 20}
-    )
-    assert_error(wrong, 404)
-    r = c.post(
-        f"/api/v1/public/tickets/{number}/evaluation", json={**rating, "notice_token": token}
-    )
+    url = f"/api/v1/public/tickets/{number}/evaluation"
+    for wrong_token in ("x" * 20, token):
+        wrong = c.post(url, json={**rating, "evaluation_token": wrong_token})
+        assert_error(wrong, 404)
+    r = c.post(url, json={**rating, "evaluation_token": ev_token})
     assert r.status_code == 201, r.text
-    again = c.post(
-        f"/api/v1/public/tickets/{number}/evaluation", json={**rating, "notice_token": token}
-    )
+    assert r.json()["source"] == "submitter" and r.json()["channel"] == "link"
+    again = c.post(url, json={**rating, "evaluation_token": ev_token})
     assert_error(again, 409)
     t = c.get(f"/api/v1/tickets/{number}", headers=api.auth("admin")).json()
     assert t["status"] == "closed"

@@ -130,10 +130,17 @@ def test_webhook_queues_one_fetch_job_without_secrets(tw, engine):
 
 
 @pytest.mark.timeout(180)
+def _trusting(st, media: str):
+    """Settings that accept the local stand-in as Twilio's media host (scheme, host and port)."""
+    origin = media.split("/2010-04-01")[0]
+    return st.model_copy(update={"twilio_recording_hosts": [*st.twilio_recording_hosts, origin]})
+
+
 def test_a_worker_fetches_the_audio_and_its_text_lands_on_the_ticket(tw, engine, media):
     from ivr.twiml import enqueue_fetch
 
     st, client = tw
+    st = _trusting(st, media)
     assert post(client, STATUS_PATH, rec_params()).status_code == 204
     ticket = _ticket(engine)
     # the webhook's job names Twilio's https host; the stand-in host is local http, so the same
@@ -173,6 +180,7 @@ def test_a_worker_fetches_the_audio_and_its_text_lands_on_the_ticket(tw, engine,
 
 def test_fetch_failures_are_retried_or_final_and_store_nothing(tw, engine, media, monkeypatch):
     st, _ = tw
+    st = _trusting(st, media)
     FakeTwilioMedia.mode = "busy"
     with pytest.raises(FetchFailed):  # raised: RQ retries the job
         fetch_job(media, CALL_SID, None, REC_SID, None, st.job_snapshot())
@@ -197,3 +205,33 @@ def test_fetch_failures_are_retried_or_final_and_store_nothing(tw, engine, media
             )
     with Session(engine) as s:
         assert len(s.exec(select(Recording)).all()) == 1
+
+
+def test_recordings_are_fetched_only_from_twilio_hosts(tw, engine, media):
+    """#17 §6: our Twilio credentials go with the download, so only Twilio's hosts are asked."""
+    from recordings import twilio_media_url_allowed
+
+    st, client = tw
+    for url in (
+        f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{REC_SID}",
+        f"https://api.dublin.ie1.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Recordings/{REC_SID}",
+    ):
+        assert twilio_media_url_allowed(st, url), url
+    for url in (
+        media,  # not configured: refused
+        "https://evil.example.com/Recordings/RE1",
+        "https://api.twilio.com.evil.example.com/x",
+        "https://eviltwilio.com/x",
+        "http://api.twilio.com/x",  # not https
+        "https://api.twilio.com:8443/x",
+        "https://user:pw@api.twilio.com/x",
+    ):
+        assert not twilio_media_url_allowed(st, url), url
+    # the webhook refuses to queue it
+    params = {**rec_params(), "RecordingUrl": "https://evil.example.com/Recordings/" + REC_SID}
+    assert post(client, STATUS_PATH, params).status_code == 400
+    assert get_queue(st, "default").count == 0
+    # and the job refuses to fetch it, for good, without a request
+    out = fetch_job(media, CALL_SID, None, REC_SID, None, st.job_snapshot())
+    assert out["recording_id"] is None and "Twilio host" in out["error"]
+    assert FakeTwilioMedia.hits == []

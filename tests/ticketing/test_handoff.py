@@ -26,6 +26,7 @@ from _loop_helpers import (
     suborders,
     ticket,
 )
+from pydantic import SecretStr
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.timeouts import TimerDeathPenalty
@@ -204,7 +205,13 @@ def test_handoff_fails_twice_then_succeeds_through_real_worker(world, receiver):
     assert len(receiver.requests) == 3
     req = receiver.requests[-1]
     assert req["path"] == "/scjg"
-    assert handoff.verify(SECRET.encode(), req["body"], req["headers"][handoff.SIGNATURE_HEADER])
+    # signed with SCJG's own secret over "<timestamp>." + body; the shared one does not verify
+    ts = req["headers"][handoff.TIMESTAMP_HEADER]
+    sig = req["headers"][handoff.SIGNATURE_HEADER]
+    assert abs(int(ts) - time.time()) < 120
+    assert handoff.verify(handoff.system_secret(settings, "SCJG"), req["body"], sig, ts)
+    assert not handoff.verify(SECRET.encode(), req["body"], sig, ts)
+    assert not handoff.verify(handoff.system_secret(settings, "SWJ"), req["body"], sig, ts)
     payload = json.loads(req["body"])
     t = ticket(engine, tid)
     assert payload["ticket_number"] == t.number and payload["suborder_id"] == sid
@@ -297,7 +304,7 @@ def test_missing_secret_refuses_to_send_unsigned(world, monkeypatch, receiver):
     monkeypatch.delenv("CALLCENTER_HANDOFF_SECRET")
     _tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
     result = handoff.deliver(engine, settings, sid, final=False)
-    assert not result.ok and "CALLCENTER_HANDOFF_SECRET" in result.error
+    assert not result.ok and "CALLCENTER_HANDOFF_SECRET" in result.error and "SCJG" in result.error
     assert receiver.requests == []
     assert [a.ok for a in _attempts(engine, sid)] == [False]
 
@@ -334,15 +341,25 @@ def test_rq_worker_subprocess_delivers_with_env_settings(world, receiver):
 # ------------------------------------------------------------------ callbacks
 
 
-def _cb(engine, settings, payload, signature="good"):
+def _system(engine, settings, payload) -> str:
+    """The system a sub-order was handed off to (SCJG for payloads without a usable one)."""
+    sid = payload.get("suborder_id") if isinstance(payload, dict) else None
+    with session_scope(engine, read_only=True) as s:
+        so = s.get(SubOrder, sid) if isinstance(sid, int) else None
+        return (handoff._handed_off_to(s, settings, so) if so else None) or "SCJG"
+
+
+def _cb(engine, settings, payload, signature="good", *, ts=None, system=None):
     body = (
         json.dumps(payload, ensure_ascii=False).encode()
         if not isinstance(payload, bytes)
         else payload
     )
-    sig = handoff.sign(SECRET.encode(), body) if signature == "good" else signature
+    ts = str(int(time.time())) if ts is None else ts
+    secret = handoff.system_secret(settings, system or _system(engine, settings, payload))
+    sig = handoff.sign(secret, body, ts) if signature == "good" else signature
     with session_scope(engine) as s:
-        so = handoff_callback.handle_callback(s, settings, body, sig)
+        so = handoff_callback.handle_callback(s, settings, body, sig, ts)
         return so.status
 
 
@@ -430,8 +447,10 @@ def test_callback_signed_with_another_body_is_refused(world):
     tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
     signed = json.dumps({"suborder_id": sid, "status": "accepted"}).encode()
     sent = json.dumps({"suborder_id": sid, "status": "returned", "reason": "x"}).encode()
+    ts = str(int(time.time()))
+    secret = handoff.system_secret(settings, "SCJG")
     with pytest.raises(PermissionDenied), session_scope(engine) as s:
-        handoff_callback.handle_callback(s, settings, sent, handoff.sign(SECRET.encode(), signed))
+        handoff_callback.handle_callback(s, settings, sent, handoff.sign(secret, signed, ts), ts)
     assert suborders(engine, tid)[0].status == "dispatched"
 
 
@@ -439,8 +458,90 @@ def test_callbacks_refused_when_no_secret_is_configured(world, monkeypatch):
     engine, settings = world
     tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
     body = json.dumps({"suborder_id": sid, "status": "accepted"}).encode()
-    sig = handoff.sign(SECRET.encode(), body)
+    ts = str(int(time.time()))
+    sig = handoff.sign(handoff.system_secret(settings, "SCJG"), body, ts)
     monkeypatch.delenv("CALLCENTER_HANDOFF_SECRET")
     with pytest.raises(PermissionDenied, match="密钥"), session_scope(engine) as s:
-        handoff_callback.handle_callback(s, settings, body, sig)
+        handoff_callback.handle_callback(s, settings, body, sig, ts)
     assert suborders(engine, tid)[0].status == "dispatched"
+
+
+# ------------------------------------------------------------------ #17: per-system, bound, fresh
+
+
+def test_each_system_has_its_own_secret(world, monkeypatch):
+    _engine, settings = world
+    scjg, swj = handoff.system_secret(settings, "SCJG"), handoff.system_secret(settings, "SWJ")
+    assert scjg and swj and scjg != swj and SECRET.encode() not in (scjg, swj)
+    # an explicit per-system secret (settings / CALLCENTER_HANDOFF_SECRETS__SWJ) wins
+    s2 = settings.model_copy(update={"handoff_secrets": {"SWJ": SecretStr("swj-own-secret")}})
+    assert handoff.system_secret(s2, "SWJ") == b"swj-own-secret"
+    # so does the env var a departments.yaml entry names
+    cfg = settings.config_dir / "departments.yaml"
+    depts = yaml.safe_load(cfg.read_text("utf-8"))
+    for entry in depts["departments"]:
+        if entry["code"] == "XNPT":
+            entry["handoff_secret_env"] = "TEST_XNPT_SECRET"
+    cfg.write_text(yaml.safe_dump(depts, allow_unicode=True), "utf-8")
+    monkeypatch.setenv("TEST_XNPT_SECRET", "platform-secret")
+    assert handoff.system_secret(settings, "XNPT") == b"platform-secret"
+
+
+def test_a_system_cannot_answer_for_another_systems_suborder(world):
+    engine, settings = world
+    tid, (a, b) = _dispatch(engine, settings, ["SCJG", "SWJ"])
+    before = snapshot(engine, tid)
+    # SWJ's system signs a callback for SCJG's sub-order
+    with pytest.raises(PermissionDenied):
+        _cb(engine, settings, {"suborder_id": a, "status": "accepted"}, system="SWJ")
+    # the old shared secret signs nothing any more
+    ts = str(int(time.time()))
+    body = json.dumps({"suborder_id": a, "status": "accepted"}).encode()
+    with pytest.raises(PermissionDenied), session_scope(engine) as s:
+        handoff_callback.handle_callback(s, settings, body, handoff.sign(SECRET.encode(), body, ts), ts)
+    assert snapshot(engine, tid) == before
+    assert _cb(engine, settings, {"suborder_id": b, "status": "accepted"}, system="SWJ") == (
+        "accepted"
+    )
+
+
+def test_a_suborder_never_handed_off_takes_no_callback(world):
+    engine, settings = world
+    tid, (sid,) = _dispatch(engine, settings, ["RSJ"])  # no handoff_url: inbox only
+    assert suborders(engine, tid)[0].handoff_status is None
+    before = snapshot(engine, tid)
+    for system in ("RSJ", "SCJG", "XNPT"):
+        with pytest.raises(PermissionDenied, match="未交由外部系统"):
+            _cb(engine, settings, {"suborder_id": sid, "status": "accepted"}, system=system)
+    assert snapshot(engine, tid) == before
+
+
+@pytest.mark.parametrize("skew", [-3600, -301, 301, None, "abc", "", "１２３"])
+def test_callbacks_outside_the_time_window_are_refused(world, skew):
+    engine, settings = world
+    tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
+    before = snapshot(engine, tid)
+    ts = str(int(time.time()) + skew) if isinstance(skew, int) else skew
+    payload = {"suborder_id": sid, "status": "accepted"}
+    if ts is None:  # no timestamp header at all
+        body = json.dumps(payload).encode()
+        with pytest.raises(PermissionDenied), session_scope(engine) as s:
+            handoff_callback.handle_callback(
+                s, settings, body, handoff.sign(handoff.system_secret(settings, "SCJG"), body)
+            )
+    else:
+        with pytest.raises(PermissionDenied, match="时间戳"):
+            _cb(engine, settings, payload, ts=ts)
+    assert snapshot(engine, tid) == before
+    # a fresh one within the window passes (and 299 s of skew is tolerated)
+    assert _cb(engine, settings, payload, ts=str(int(time.time()) - 299)) == "accepted"
+
+
+def test_a_signature_is_bound_to_its_timestamp(world):
+    engine, settings = world
+    _tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
+    body = json.dumps({"suborder_id": sid, "status": "accepted"}).encode()
+    old = str(int(time.time()) - 3600)
+    sig = handoff.sign(handoff.system_secret(settings, "SCJG"), body, old)
+    with pytest.raises(PermissionDenied), session_scope(engine) as s:  # new stamp, old signature
+        handoff_callback.handle_callback(s, settings, body, sig, str(int(time.time())))

@@ -57,7 +57,8 @@ ILLEGAL_SUB = [
 def test_tables_cover_every_state():
     assert set(TICKET_TRANSITIONS) == set(TicketStatus)
     assert set(SUBORDER_TRANSITIONS) == set(SubOrderStatus)
-    assert TICKET_TRANSITIONS[TicketStatus.closed] == frozenset()
+    # only the submitter's own rating over a staff-recorded one reopens a closed ticket
+    assert TICKET_TRANSITIONS[TicketStatus.closed] == frozenset({TicketStatus.reopened})
     assert SUBORDER_TRANSITIONS[SubOrderStatus.replied] == frozenset()
     assert SUBORDER_TRANSITIONS[SubOrderStatus.returned] == frozenset()
 

@@ -24,7 +24,7 @@ from ticketing.errors import InvalidInput, NotFound
 from ticketing.events import history
 from ticketing.intake import submit
 from ticketing.models import Notice, OutboxMessage, Ticket, TicketEvent
-from ticketing.notices import confirm_notice, create_acceptance_notice
+from ticketing.notices import confirm_notice, create_acceptance_notice, issued_tokens
 from ticketing.schemas import TicketIn
 
 PHONE = "+8613812341234"
@@ -250,6 +250,7 @@ def test_acceptance_notice_rendered_stored_and_texted(engine, settings, queue):
     t = _ticket(engine, settings, submitter_phone="13812341234")
     with session_scope(engine) as s:
         notice = create_acceptance_notice(s, settings, s.get(Ticket, t.id))
+        tokens = issued_tokens(s, notice.id)
     assert t.number in notice.body
     assert "政务服务" in notice.body and "网页端" in notice.body and "一般" in notice.body
     assert "受理 → 派单 → 办理 → 办结 → 评价" in notice.body
@@ -257,9 +258,14 @@ def test_acceptance_notice_rendered_stored_and_texted(engine, settings, queue):
 
     deadline_local = to_local(settings, t.deadline_at).strftime("%Y年%m月%d日 %H:%M")
     assert deadline_local in notice.body and deadline_local.endswith("18:00")
-    url = f"{settings.public_base_url}/api/v1/public/notices/{notice.confirm_token}/confirm"
-    assert url in notice.body
-    assert len(notice.confirm_token) >= 40
+    url = f"{settings.public_base_url}/api/v1/public/notices/{tokens.confirm}/confirm"
+    # staff see the notice with the link redacted; what the submitter got keeps it
+    assert url not in notice.body and "/public/notices/[已隐去]/confirm" in notice.body
+    assert url in notice.sent_body and tokens.confirm not in notice.body
+    assert len(tokens.confirm) >= 40
+    # only digests are stored
+    assert tokens.confirm not in (notice.confirm_token, notice.evaluation_token)
+    assert len(notice.confirm_token) == 64 and len(notice.evaluation_token) == 64
     with session_scope(engine, read_only=True) as s:
         sms = s.exec(select(OutboxMessage).where(OutboxMessage.ticket_id == t.id)).one()
         assert sms.kind == "acceptance" and sms.to_phone == PHONE
@@ -279,7 +285,9 @@ def test_notice_without_phone_sends_no_sms(engine, settings, queue):
 def test_confirm_is_idempotent_and_recorded_once(engine, settings):
     t = _ticket(engine, settings)
     with session_scope(engine) as s:
-        token = create_acceptance_notice(s, settings, s.get(Ticket, t.id)).confirm_token
+        token = issued_tokens(
+            s, create_acceptance_notice(s, settings, s.get(Ticket, t.id)).id
+        ).confirm
     with session_scope(engine) as s:
         first = confirm_notice(s, token)
     with session_scope(engine) as s:
