@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_knowledge"
-down_revision: str | Sequence[str] | None = "0008_fts_automerge"
+down_revision: str | Sequence[str] | None = "0010_evaluation_source"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
