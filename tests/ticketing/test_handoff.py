@@ -346,7 +346,7 @@ def _system(engine, settings, payload) -> str:
     sid = payload.get("suborder_id") if isinstance(payload, dict) else None
     with session_scope(engine, read_only=True) as s:
         so = s.get(SubOrder, sid) if isinstance(sid, int) else None
-        return (handoff._handed_off_to(s, settings, so) if so else None) or "SCJG"
+        return (handoff_callback._handed_off_to(s, settings, so) if so else None) or "SCJG"
 
 
 def _cb(engine, settings, payload, signature="good", *, ts=None, system=None):
