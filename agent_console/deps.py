@@ -1,9 +1,20 @@
 """Request-scoped dependencies: one DB transaction per request, and the authenticated user.
 
-The session dependency has scope="function": it commits (or rolls back) when the route returns,
-BEFORE the response is sent, so a client never sees 200 for something that failed to commit, and
-an error anywhere in the request leaves nothing half-written. GET/HEAD use read-only sessions
-(SQLite: a deferred transaction that never queues behind writers).
+The session dependency has scope="function"; a route served by TransactionRoute (every router of
+the API) commits it, or rolls it back, at the end of the route's own thread hop, BEFORE the
+response is sent, so a client never sees 200 for something that failed to commit, and an error
+anywhere in the request leaves nothing half-written. GET/HEAD use read-only sessions (SQLite: a
+deferred transaction that never queues behind writers).
+
+Why one hop: a write transaction (on SQLite, the process's writer lock; on PostgreSQL, row locks
+and a pooled connection) must never wait for a thread that its own waiters may occupy. It used to
+begin in the authentication dependency (session.get(User) on the request's write session) and end
+in the session's exit, with the route and the response validation as further thread-pool hops in
+between: 40 requests waiting for the lock took every worker thread, the holder never got one back,
+and the whole process stalled for 30 s. Now the user is read on a read-only session of its own
+(`authenticate`), the route's transaction begins and ends inside one thread (`TransactionRoute`),
+writes run on a limiter of their own (`WRITE_THREADS`) so that waiting writers never take the
+threads reads and /healthz need, and the response is serialised on the event loop.
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
 and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
@@ -13,11 +24,16 @@ batch — still on every request, with no cache in between.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, get_args, get_origin
 
+import anyio
+from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from redis import Redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -85,10 +101,14 @@ def _check_csrf(request: Request, via_cookie: bool) -> None:
         raise ApiError(403, f"缺少 {CSRF_HEADER} 请求头（CSRF 防护）", code="csrf")
 
 
-def authenticate(request: Request, session: Session) -> User:
-    """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF."""
+def authenticate(request: Request) -> User:
+    """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF.
+
+    Read on a short read-only session of its own, never the request's (write) session: the
+    returned User is detached, a route that changes it loads it again in its own session."""
     claims, via_cookie = _claims(request)
-    user = session.get(User, claims.user_id)
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        user = s.get(User, claims.user_id)
     if user is None or not user.active or user.token_version != claims.token_version:
         raise unauthorized()
     _check_csrf(request, via_cookie)
@@ -100,8 +120,8 @@ def require(route_name: str) -> Callable[..., User]:
     """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
     roles = ROLE_MATRIX[route_name]
 
-    def dependency(request: Request, session: SessionDep) -> User:
-        user = authenticate(request, session)
+    def dependency(request: Request) -> User:
+        user = authenticate(request)
         if user.role not in roles:
             raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
         return user
@@ -134,3 +154,76 @@ def require_token(route_name: str) -> Callable[..., Bearer]:
     dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
     dependency.__name__ = f"require_{route_name.replace('.', '_')}"
     return dependency
+
+
+# ------------------------------------------------------------------ one thread hop per transaction
+# Concurrent write routes per process. On SQLite they queue on the writer lock anyway; a few in
+# flight keep the lock busy while the rest wait on the event loop (no thread, no connection held).
+WRITE_THREADS = 8
+_write_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_write_limiter")
+
+
+def write_limiter() -> anyio.CapacityLimiter:
+    """The event loop's limiter for write routes (separate from the default thread pool's)."""
+    try:
+        return _write_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(WRITE_THREADS)
+        _write_limiter.set(limiter)
+        return limiter
+
+
+def _session_params(endpoint: Callable[..., Any]) -> list[str]:
+    """Names of the endpoint's parameters that receive the request's Session."""
+    try:
+        sig = inspect.signature(endpoint, eval_str=True)
+    except NameError:  # pragma: no cover - a TYPE_CHECKING-only annotation
+        sig = inspect.signature(endpoint)
+    names = []
+    for p in sig.parameters.values():
+        ann = p.annotation
+        if get_origin(ann) is Annotated:
+            ann = get_args(ann)[0]
+        if ann is Session or ann == "SessionDep":
+            names.append(p.name)
+    return names
+
+
+def _run_in_one_transaction(endpoint: Callable[..., Any], kwargs: dict, names: list[str]) -> Any:
+    sessions = [kwargs[n] for n in names]
+    try:
+        result = endpoint(**kwargs)
+        for s in sessions:
+            s.commit()
+    except BaseException:
+        for s in sessions:
+            s.rollback()
+        raise
+    return result
+
+
+def one_hop(endpoint: Callable[..., Any], *, write: bool) -> Callable[..., Any]:
+    """A sync endpoint that takes the request's Session, run as: begin, route, commit (or roll
+    back) in ONE worker thread; writes on `write_limiter()`. Others are returned unchanged."""
+    if inspect.iscoroutinefunction(endpoint) or getattr(endpoint, "_one_hop", False):
+        return endpoint
+    names = _session_params(endpoint)
+    if not names:
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def wrapper(**kwargs: Any) -> Any:
+        call = functools.partial(_run_in_one_transaction, endpoint, kwargs, names)
+        return await anyio.to_thread.run_sync(call, limiter=write_limiter() if write else None)
+
+    wrapper._one_hop = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class TransactionRoute(APIRoute):
+    """The API's route class: sync endpoints with a session run through `one_hop`."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = kwargs.get("methods") or {"GET"}
+        write = any(m.upper() not in SAFE_METHODS for m in methods)
+        super().__init__(path, one_hop(endpoint, write=write), **kwargs)

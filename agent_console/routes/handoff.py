@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from agent_console.deps import SessionDep, SettingsDep
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
 from agent_console.errors import responses
 from agent_console.schemas import SubOrderOut
 from ticketing import handle_callback
 
-router = APIRouter(prefix="/handoff", tags=["handoff"])
+router = APIRouter(prefix="/handoff", tags=["handoff"], route_class=TransactionRoute)
 
 _BODY_SCHEMA = {
     "requestBody": {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Request
 from sqlmodel import select
 
-from agent_console.deps import SessionDep, SettingsDep
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
 from agent_console.errors import responses
 from agent_console.ratelimit import public_limit
 from agent_console.schemas import (
@@ -34,7 +34,12 @@ from ticketing import (
     submit,
 )
 
-router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
+router = APIRouter(
+    prefix="/public",
+    tags=["public"],
+    dependencies=[Depends(public_limit)],
+    route_class=TransactionRoute,
+)
 ACTOR = "public"
 
 

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import select
 
 from agent_console.access import handler_department, is_handler, visible_ticket
-from agent_console.deps import Bearer, SessionDep, SettingsDep, require, require_token
+from agent_console.deps import (
+    Bearer,
+    SessionDep,
+    SettingsDep,
+    TransactionRoute,
+    require,
+    require_token,
+)
 from agent_console.errors import ApiError, json_body, responses
 from agent_console.schemas import (
     DispatchIn,
@@ -41,7 +48,7 @@ from ticketing import (
     list_tickets,
 )
 
-router = APIRouter(prefix="/tickets", tags=["tickets"])
+router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=TransactionRoute)
 # the create route's token check, also called by agent_console.fastpath (the same route, served
 # without the router)
 CREATE_TOKEN = require_token("tickets.create")
