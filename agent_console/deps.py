@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
@@ -41,7 +41,7 @@ from sqlmodel import Session
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER, TokenClaims, read_token
-from config.database import session_scope
+from config.database import readonly, session_scope
 from config.settings import Settings
 from ticketing import User
 
@@ -62,9 +62,24 @@ async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.engine, read_only=request.method in SAFE_METHODS) as s:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, created on the event loop (no I/O until its first statement, which
+    a TransactionRoute runs in the route's thread and ends there). A route that did not end its
+    transaction (none should) has it committed or rolled back here, in a thread that waits for no
+    pool's capacity (FastAPI's own rule for dependency exits)."""
+    bind = request.app.state.engine
+    s = Session(readonly(bind) if request.method in SAFE_METHODS else bind, expire_on_commit=False)
+    try:
         yield s
+        if s.in_transaction():
+            await anyio.to_thread.run_sync(s.commit, limiter=anyio.CapacityLimiter(1))
+    except BaseException:
+        if s.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(s.rollback, limiter=anyio.CapacityLimiter(1))
+        raise
+    finally:
+        s.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -120,8 +135,8 @@ def require(route_name: str) -> Callable[..., User]:
     """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
     roles = ROLE_MATRIX[route_name]
 
-    def dependency(request: Request) -> User:
-        user = authenticate(request)
+    async def dependency(request: Request) -> User:
+        user = await anyio.to_thread.run_sync(authenticate, request, limiter=auth_limiter())
         if user.role not in roles:
             raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
         return user
@@ -157,6 +172,21 @@ def require_token(route_name: str) -> Callable[..., Bearer]:
 
 
 # ------------------------------------------------------------------ one thread hop per transaction
+# Threads reading users for authentication at once: more runnable Python threads than that only
+# take the GIL from the event loop (on two cores, /healthz waited behind 40 of them).
+AUTH_THREADS = 4
+_auth_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_auth_limiter")
+
+
+def auth_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _auth_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(AUTH_THREADS)
+        _auth_limiter.set(limiter)
+        return limiter
+
+
 # Concurrent write routes per process. On SQLite they queue on the writer lock anyway; a few in
 # flight keep the lock busy while the rest wait on the event loop (no thread, no connection held).
 WRITE_THREADS = 8
