@@ -43,6 +43,7 @@ from ticketing.lifecycle import (
 from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
 from ticketing.routing import match_rule
 from ticketing.sla import add_duration, to_local, to_utc_naive
+from ticketing.text import normalise_text
 
 SS = SubOrderStatus
 UNITS = ("hours", "working_days")
@@ -150,7 +151,7 @@ def _unusable_in(found: dict[str, Department], codes: Sequence[str]) -> list[str
 
 
 def _text(value: str | None, field: str, label: str, max_len: int, *, required: bool) -> str | None:
-    v = (value or "").strip()
+    v = normalise_text(value)  # a reply of only control/zero-width characters is empty
     if not v:
         if required:
             raise InvalidInput(f"{label}不能为空", field=field)

@@ -122,7 +122,8 @@ def sign(secret: bytes, body: bytes) -> str:
 
 
 def verify(secret: bytes, body: bytes, signature: str | None) -> bool:
-    if not signature:
+    # compare_digest refuses non-ASCII str (TypeError): such a header is simply not a signature
+    if not signature or not signature.isascii():
         return False
     return hmac.compare_digest(sign(secret, body), signature.strip())
 
@@ -443,7 +444,9 @@ def handle_callback(
     if not isinstance(data, dict):
         raise InvalidInput("回调内容必须是 JSON 对象")
     sid = data.get("suborder_id")
-    if isinstance(sid, bool) or not isinstance(sid, int):
+    # ids are 32-bit integer columns: a larger one names no sub-order, and the database driver
+    # would fail on it (OverflowError on SQLite) rather than find nothing
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 1 <= sid <= 2**31 - 1:
         raise InvalidInput("回调缺少有效的 suborder_id", field="suborder_id")
     action = STATUS_MAP.get(str(data.get("status") or "").strip().lower())
     if action is None:

@@ -36,13 +36,13 @@ from ticketing.intake_write import write_drafts
 from ticketing.models import Channel, Ticket
 from ticketing.phones import normalise_phone
 from ticketing.schemas import TicketIn
+from ticketing.text import normalise_text
 from ticketing.uscc import validate_uscc
 
 TITLE_CHARS = 30
 MAX_CHANNEL_DATA_KEYS = 50
 MAX_CHANNEL_DATA_CHARS = 16000
 MAX_ID_CHARS = 64
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[。！？!?；;]")
 
 
@@ -251,7 +251,8 @@ def _coerce(data: TicketIn | dict[str, Any]) -> TicketIn:
 
 
 def _clean(s: str) -> str:
-    return _CONTROL.sub("", s)
+    """Free text normalised by the one rule (ticketing.text)."""
+    return normalise_text(s)
 
 
 def derive_title(content: str, limit: int = TITLE_CHARS) -> str:
@@ -274,9 +275,12 @@ def _check_channel_data(rule: ChannelRule, raw: dict[str, Any]) -> dict[str, Any
         if not isinstance(k, str) or not k or len(k) > 64:
             raise InvalidInput("渠道附加信息的字段名无效", field="channel_data")
     try:
-        size = len(json.dumps(cd, ensure_ascii=False))
+        # allow_nan=False: NaN/Infinity are not JSON (PostgreSQL's json type refuses them)
+        size = len(json.dumps(cd, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError):
-        raise InvalidInput("渠道附加信息必须是 JSON 数据", field="channel_data") from None
+        raise InvalidInput(
+            "渠道附加信息必须是 JSON 数据（不接受 NaN、Infinity）", field="channel_data"
+        ) from None
     if size > MAX_CHANNEL_DATA_CHARS:
         raise InvalidInput(
             f"渠道附加信息过大（最多{MAX_CHANNEL_DATA_CHARS}字符）", field="channel_data"

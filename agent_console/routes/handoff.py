@@ -55,6 +55,8 @@ async def callback(
     def apply() -> SubOrderOut:  # blocking DB work stays off the event loop
         so = handle_callback(session, settings, body, x_dxe_signature)
         session.flush()
-        return SubOrderOut.model_validate(so)
+        out = SubOrderOut.model_validate(so)
+        session.commit()  # in this thread: the transaction never spans a hop (deps.py)
+        return out
 
     return await run_in_threadpool(apply)

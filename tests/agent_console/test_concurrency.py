@@ -106,7 +106,11 @@ async def _burst(base: str, tokens: dict[str, str], subs: list[int]) -> tuple[li
                 if kind == 2:
                     return await c.post(
                         "/api/v1/public/tickets",
-                        json={"channel": "web", "content": f"公众诉求 {i}", "submitter_phone": "13800138000"},
+                        json={
+                            "channel": "web",
+                            "content": f"公众诉求 {i}",
+                            "submitter_phone": "13800138000",
+                        },
                     )
                 if kind == 3:
                     return await c.post(
