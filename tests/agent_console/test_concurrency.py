@@ -10,16 +10,12 @@ waited 30 s, then failed with 500/503. Bounded: every request has a timeout well
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
-from console_helpers import DEPT_A, PASSWORD, seed
+from console_helpers import DEPT_A, PASSWORD, seed, serve
 
 from agent_console import create_app
 from config.database import session_scope
@@ -27,27 +23,6 @@ from ticketing import SubOrder, TicketIn, submit
 
 N_WRITES = 60
 TIMEOUT_S = 20.0  # the stall lasted 30 s (WRITER_WAIT_S / the pool's timeout)
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    """The app on a real uvicorn (its own thread and event loop) on a free 127.0.0.1 port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 def _suborders(engine, settings, n: int) -> list[int]:
