@@ -115,13 +115,39 @@ class Draft:
     prediction: Any  # ticketing.classifier.Prediction, or None when the classifier was not asked
     dedupe_id: str | None  # the call_id of a hotline/voicemail intake (one call, one ticket)
     send_notice: bool
+    # "<actor>:<key>" from the request's Idempotency-Key: a repeat returns the first ticket
+    idempotency_key: str | None = None
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")  # visible ASCII, as HTTP headers carry
+
+
+def scoped_idempotency_key(actor: str, key: str | None) -> str | None:
+    """The stored form of a client's Idempotency-Key: scoped by who files, so one client's key
+    never finds another's ticket. InvalidInput for a malformed key; None when there is none."""
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput(
+            "Idempotency-Key 请求头无效：应为 1–100 个可见 ASCII 字符（建议使用 UUID）",
+            field="Idempotency-Key",
+            code="bad_idempotency_key",
+        )
+    return f"{actor}:{key}"
 
 
 def submit(
-    session: Session, data: TicketIn | dict[str, Any], *, settings: Settings, actor: str
+    session: Session,
+    data: TicketIn | dict[str, Any],
+    *,
+    settings: Settings,
+    actor: str,
+    idempotency_key: str | None = None,
 ) -> Ticket:
-    """Create (or, for a repeated call_id, return) the ticket for one matter from any channel."""
-    out = write_drafts(session, settings, [prepare(data, actor=actor)])[0]
+    """Create (or, for a repeated call_id or Idempotency-Key, return) the ticket for one matter
+    from any channel."""
+    draft = prepare(data, actor=actor, idempotency_key=idempotency_key)
+    out = write_drafts(session, settings, [draft])[0]
     if isinstance(out, TicketingError):
         raise out
     return out
@@ -150,6 +176,7 @@ def prepare(
     actor: str,
     classify: bool = True,
     validated: bool = False,
+    idempotency_key: str | None = None,
 ) -> Draft:
     """Validate and normalise one matter and classify it; touches no database. InvalidInput on
     anything wrong, so a refused matter never leaves a row behind.
@@ -164,6 +191,7 @@ def prepare(
         data = _coerce(data)
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 64:
         raise InvalidInput("操作人无效", field="actor")
+    idem = scoped_idempotency_key(actor, idempotency_key)
     content = _clean(data.content).strip()
     if not content:
         raise InvalidInput("诉求内容不能为空", field="content", rule="empty")
@@ -192,6 +220,7 @@ def prepare(
         prediction=None,
         dedupe_id=str(channel_data[rule.dedupe_key]) if rule.dedupe_key else None,
         send_notice=data.send_notice,
+        idempotency_key=idem,
     )
     if classify and _needs_classifier(draft):
         _apply(draft, _classify([draft])[0])
@@ -199,13 +228,20 @@ def prepare(
 
 
 def prepare_many(
-    items: list[tuple[TicketIn | dict[str, Any], str]], *, validated: bool = False
+    items: list[tuple[TicketIn | dict[str, Any], str]],
+    *,
+    validated: bool = False,
+    idempotency_keys: list[str | None] | None = None,
 ) -> list[Draft | TicketingError]:
-    """`prepare` for each (data, actor), with one classifier call for all that need it."""
+    """`prepare` for each (data, actor) (and its Idempotency-Key, when given), with one
+    classifier call for all that need it."""
     out: list[Draft | TicketingError] = []
-    for data, actor in items:
+    keys = idempotency_keys or [None] * len(items)
+    for (data, actor), key in zip(items, keys, strict=True):
         try:
-            out.append(prepare(data, actor=actor, classify=False, validated=validated))
+            out.append(
+                prepare(data, actor=actor, classify=False, validated=validated, idempotency_key=key)
+            )
         except TicketingError as e:
             out.append(e)
     pending = [d for d in out if isinstance(d, Draft) and _needs_classifier(d)]

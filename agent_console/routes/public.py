@@ -9,7 +9,9 @@ and authorises the submitter's evaluation of that ticket — nothing else.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Request
 from sqlmodel import select
 
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
@@ -51,7 +53,19 @@ ACTOR = "public"
     responses=responses(413, 422, 429),
 )
 def submit_public(
-    body: PublicTicketIn, request: Request, session: SessionDep, settings: SettingsDep
+    body: PublicTicketIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=100,
+            description="a repeat of the same submission with this key (a double click, a retry) "
+            "answers the first ticket; no second ticket, no second SMS",
+        ),
+    ] = None,
 ) -> PublicTicketOut:
     """Submit a matter from the public web form or mobile app. Returns the ticket number and the
     acceptance notice's confirm token."""
@@ -68,6 +82,7 @@ def submit_public(
         TicketIn(**body.model_dump(), send_notice=True),
         settings=settings,
         actor=ACTOR,
+        idempotency_key=idempotency_key,
     )
     session.flush()
     notice = session.exec(

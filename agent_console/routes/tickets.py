@@ -70,11 +70,15 @@ async def create_ticket(
     bearer: Bearer = Depends(CREATE_TOKEN),
 ) -> Response:
     """Staff intake from any channel (hotline, window, opinion, survey …) through the one intake
-    path; category/urgency left out are classified, auto-dispatch applies."""
+    path; category/urgency left out are classified, auto-dispatch applies. With an
+    `Idempotency-Key` header, a repeat of the same request (a double click, a retry) answers the
+    ticket the first one filed instead of filing another."""
     state = request.app.state
     # Written by the process's intake writer with whatever other intakes are waiting (one
     # transaction); answered after COMMIT, already serialised as TicketOut.
-    body, channel = await state.intake.submit(await request.body(), bearer)
+    body, channel = await state.intake.submit(
+        await request.body(), bearer, request.headers.get("idempotency-key")
+    )
     state.metrics.tickets_created.labels(channel).inc()
     return Response(body, status_code=201, media_type="application/json")
 
