@@ -143,3 +143,20 @@ def test_concurrent_writes_do_not_stall_the_process(served):
     assert health, "no /healthz probe finished"
     bad = [h for h in health if h[0] != 200]
     assert not bad, bad
+
+
+def test_every_route_with_a_session_runs_its_transaction_in_one_hop():
+    """A route that takes the request's Session must be served by deps.TransactionRoute (its
+    router's route_class): otherwise its transaction would span thread-pool hops again."""
+    from agent_console.app import iter_routes
+    from agent_console.deps import _session_params
+
+    unwrapped = [
+        path
+        for path, route in iter_routes()
+        if not getattr(route.endpoint, "_one_hop", False) and _session_params(route.endpoint)
+    ]
+    # reads its raw body on the event loop, then begins and commits in one thread itself
+    assert unwrapped == ["/api/v1/handoff/callback"], unwrapped
+    wrapped = [p for p, r in iter_routes() if getattr(r.endpoint, "_one_hop", False)]
+    assert "/api/v1/suborders/{suborder_id}/accept" in wrapped
