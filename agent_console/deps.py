@@ -1,9 +1,20 @@
 """Request-scoped dependencies: one DB transaction per request, and the authenticated user.
 
-The session dependency has scope="function": it commits (or rolls back) when the route returns,
-BEFORE the response is sent, so a client never sees 200 for something that failed to commit, and
-an error anywhere in the request leaves nothing half-written. GET/HEAD use read-only sessions
-(SQLite: a deferred transaction that never queues behind writers).
+The session dependency has scope="function"; a route served by TransactionRoute (every router of
+the API) commits it, or rolls it back, at the end of the route's own thread hop, BEFORE the
+response is sent, so a client never sees 200 for something that failed to commit, and an error
+anywhere in the request leaves nothing half-written. GET/HEAD use read-only sessions (SQLite: a
+deferred transaction that never queues behind writers).
+
+Why one hop: a write transaction (on SQLite, the process's writer lock; on PostgreSQL, row locks
+and a pooled connection) must never wait for a thread that its own waiters may occupy. It used to
+begin in the authentication dependency (session.get(User) on the request's write session) and end
+in the session's exit, with the route and the response validation as further thread-pool hops in
+between: 40 requests waiting for the lock took every worker thread, the holder never got one back,
+and the whole process stalled for 30 s. Now the user is read on a read-only session of its own
+(`authenticate`), the route's transaction begins and ends inside one thread (`TransactionRoute`),
+writes run on a limiter of their own (`WRITE_THREADS`) so that waiting writers never take the
+threads reads and /healthz need, and the response is serialised on the event loop.
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
 and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
@@ -13,11 +24,16 @@ batch — still on every request, with no cache in between.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, get_args, get_origin
 
+import anyio
+from anyio.lowlevel import RunVar
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from redis import Redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -25,7 +41,7 @@ from sqlmodel import Session
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER, TokenClaims, read_token
-from config.database import session_scope
+from config.database import readonly, session_scope
 from config.settings import Settings
 from ticketing import User
 
@@ -46,9 +62,24 @@ async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.engine, read_only=request.method in SAFE_METHODS) as s:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, created on the event loop (no I/O until its first statement, which
+    a TransactionRoute runs in the route's thread and ends there). A route that did not end its
+    transaction (none should) has it committed or rolled back here, in a thread that waits for no
+    pool's capacity (FastAPI's own rule for dependency exits)."""
+    bind = request.app.state.engine
+    s = Session(readonly(bind) if request.method in SAFE_METHODS else bind, expire_on_commit=False)
+    try:
         yield s
+        if s.in_transaction():
+            await anyio.to_thread.run_sync(s.commit, limiter=anyio.CapacityLimiter(1))
+    except BaseException:
+        if s.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(s.rollback, limiter=anyio.CapacityLimiter(1))
+        raise
+    finally:
+        s.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -112,10 +143,14 @@ def check_role(user: UserLike, roles: Collection[str]) -> None:
         raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
 
 
-def authenticate(request: Request, session: Session) -> User:
-    """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF."""
+def authenticate(request: Request) -> User:
+    """The user behind the bearer token or the session cookie; 401 otherwise, 403 on CSRF.
+
+    Read on a short read-only session of its own, never the request's (write) session: the
+    returned User is detached, a route that changes it loads it again in its own session."""
     claims, via_cookie = _claims(request)
-    user = check_user(session.get(User, claims.user_id), claims.token_version)
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        user = check_user(s.get(User, claims.user_id), claims.token_version)
     _check_csrf(request, via_cookie)
     request.state.user = user
     return user
@@ -125,8 +160,8 @@ def require(route_name: str) -> Callable[..., User]:
     """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
     roles = ROLE_MATRIX[route_name]
 
-    def dependency(request: Request, session: SessionDep) -> User:
-        user = authenticate(request, session)
+    async def dependency(request: Request) -> User:
+        user = await anyio.to_thread.run_sync(authenticate, request, limiter=auth_limiter())
         check_role(user, roles)
         return user
 
@@ -158,3 +193,91 @@ def require_token(route_name: str) -> Callable[..., Bearer]:
     dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
     dependency.__name__ = f"require_{route_name.replace('.', '_')}"
     return dependency
+
+
+# ------------------------------------------------------------------ one thread hop per transaction
+# Threads reading users for authentication at once: more runnable Python threads than that only
+# take the GIL from the event loop (on two cores, /healthz waited behind 40 of them).
+AUTH_THREADS = 4
+_auth_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_auth_limiter")
+
+
+def auth_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _auth_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(AUTH_THREADS)
+        _auth_limiter.set(limiter)
+        return limiter
+
+
+# Concurrent write routes per process. On SQLite they queue on the writer lock anyway; a few in
+# flight keep the lock busy while the rest wait on the event loop (no thread, no connection held).
+WRITE_THREADS = 8
+_write_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_write_limiter")
+
+
+def write_limiter() -> anyio.CapacityLimiter:
+    """The event loop's limiter for write routes (separate from the default thread pool's)."""
+    try:
+        return _write_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(WRITE_THREADS)
+        _write_limiter.set(limiter)
+        return limiter
+
+
+def _session_params(endpoint: Callable[..., Any]) -> list[str]:
+    """Names of the endpoint's parameters that receive the request's Session."""
+    try:
+        sig = inspect.signature(endpoint, eval_str=True)
+    except NameError:  # pragma: no cover - a TYPE_CHECKING-only annotation
+        sig = inspect.signature(endpoint)
+    names = []
+    for p in sig.parameters.values():
+        ann = p.annotation
+        if get_origin(ann) is Annotated:
+            ann = get_args(ann)[0]
+        if ann is Session or ann == "SessionDep":
+            names.append(p.name)
+    return names
+
+
+def _run_in_one_transaction(endpoint: Callable[..., Any], kwargs: dict, names: list[str]) -> Any:
+    sessions = [kwargs[n] for n in names]
+    try:
+        result = endpoint(**kwargs)
+        for s in sessions:
+            s.commit()
+    except BaseException:
+        for s in sessions:
+            s.rollback()
+        raise
+    return result
+
+
+def one_hop(endpoint: Callable[..., Any], *, write: bool) -> Callable[..., Any]:
+    """A sync endpoint that takes the request's Session, run as: begin, route, commit (or roll
+    back) in ONE worker thread; writes on `write_limiter()`. Others are returned unchanged."""
+    if inspect.iscoroutinefunction(endpoint) or getattr(endpoint, "_one_hop", False):
+        return endpoint
+    names = _session_params(endpoint)
+    if not names:
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def wrapper(**kwargs: Any) -> Any:
+        call = functools.partial(_run_in_one_transaction, endpoint, kwargs, names)
+        return await anyio.to_thread.run_sync(call, limiter=write_limiter() if write else None)
+
+    wrapper._one_hop = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class TransactionRoute(APIRoute):
+    """The API's route class: sync endpoints with a session run through `one_hop`."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = kwargs.get("methods") or {"GET"}
+        write = any(m.upper() not in SAFE_METHODS for m in methods)
+        super().__init__(path, one_hop(endpoint, write=write), **kwargs)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ticketing import TicketingError
@@ -142,11 +143,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _unavailable(request: Request, exc: OperationalError) -> JSONResponse:
         # the database went away or stayed locked past its timeout: nothing was written (the
-        # transaction is gone), so the client may simply try again
+        # transaction is gone), so the client may simply try again. Any other OperationalError
+        # (SQLite reports a bad statement, e.g. an FTS5 syntax error, as one) is a bug: 500.
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
         log.warning("database_unavailable", path=request.url.path, error=type(exc.orig).__name__)
-        return error_response(
-            503, "unavailable", "服务暂不可用，请稍后重试", headers={"Retry-After": "5"}
-        )
+        return _busy()
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # every pooled connection stayed busy past the pool's timeout: overloaded, not broken
+        log.warning("database_pool_exhausted", path=request.url.path)
+        return _busy()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -166,6 +174,44 @@ def install_error_handlers(app: FastAPI) -> None:
             {"request_id": request_id},
             headers={"X-Request-ID": request_id} if request_id else None,
         )
+
+
+def _busy() -> JSONResponse:
+    return error_response(
+        503, "unavailable", "服务暂不可用，请稍后重试", headers={"Retry-After": "5"}
+    )
+
+
+# What SQLite / PostgreSQL drivers say when the database itself is away, locked or out of space
+_UNAVAILABLE = (
+    "locked",
+    "busy",
+    "unable to open",
+    "disk i/o",
+    "readonly database",
+    "read-only",
+    "disk is full",
+    "connect",
+    "connection",
+    "server closed",
+    "terminating",
+    "timeout",
+    "timed out",
+    "shutting down",
+    "starting up",
+    "recovery mode",
+    "too many clients",
+)
+
+
+def database_unavailable(exc: OperationalError) -> bool:
+    """True when an OperationalError means the database is unavailable (so 503 is the truth)."""
+    if exc.connection_invalidated:
+        return True
+    if type(exc.orig).__module__.startswith("psycopg"):
+        return True  # psycopg's OperationalError is about the connection / server state
+    message = str(exc.orig).lower()
+    return any(marker in message for marker in _UNAVAILABLE)
 
 
 def json_body(model: str) -> dict[str, Any]:

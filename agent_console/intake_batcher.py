@@ -62,6 +62,7 @@ class _Item:
     value: Any = None  # the outcome, handed to the event loop once the whole batch is done
     error: BaseException | None = None
     answered: bool = False
+    idempotency_key: str | None = None  # the request's Idempotency-Key header
 
 
 class IntakeBatcher:
@@ -87,13 +88,15 @@ class IntakeBatcher:
         self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, body: bytes, bearer: Bearer) -> Any:
-        """The raw JSON body of a TicketIn, from the holder of `bearer`."""
+    async def submit(self, body: bytes, bearer: Bearer, idempotency_key: str | None = None) -> Any:
+        """The raw JSON body of a TicketIn, from the holder of `bearer` (a repeated
+        `idempotency_key` answers the first ticket, see ticketing.intake_write)."""
         if self._closed:
             raise RuntimeError("intake writer is shut down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._incoming.put(_Item(body, bearer, loop, future))
+        item = _Item(body, bearer, loop, future, idempotency_key=idempotency_key)
+        self._incoming.put(item)
         return await future
 
     def close(self, timeout: float = 30.0) -> None:
@@ -155,7 +158,9 @@ class IntakeBatcher:
             accepted.append(it)
             items.append((data, username))
         ready: list[_Item] = []
-        for it, draft in zip(accepted, prepare_many(items, validated=True), strict=True):
+        keys = [it.idempotency_key for it in accepted]
+        drafts = prepare_many(items, validated=True, idempotency_keys=keys)
+        for it, draft in zip(accepted, drafts, strict=True):
             if isinstance(draft, Draft):
                 it.draft = draft
                 ready.append(it)

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import anyio
 import structlog
+from anyio.lowlevel import RunVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -81,6 +83,23 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+# Password checks at once per process: Argon2 takes one core for ~170 ms, so more than one per core
+# only makes every check (and every other request) slower.
+HASH_SLOTS = max(1, os.cpu_count() or 1)
+_hash_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_hash_limiter")
+
+
+async def check_password(password_hash: str, password: str) -> bool:
+    """verify_password in a worker thread, at most HASH_SLOTS at once; the others wait on the
+    event loop (not in a thread of the pool other requests need)."""
+    try:
+        limiter = _hash_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(HASH_SLOTS)
+        _hash_limiter.set(limiter)
+    return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=limiter)
 
 
 # A valid hash to verify against when the user does not exist, so unknown and known usernames

@@ -119,7 +119,7 @@ def serve_web(settings: Settings, host: str | None = None, port: int | None = No
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,  # our structlog handler on the root logger
-        proxy_headers=True,
+        **settings.proxy_options(),  # X-Forwarded-For only from settings.trusted_proxies
         access_log=False,  # AccessMiddleware counts requests; uvicorn's line adds only noise
     )
 

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     public_rate_limit_per_minute: int = 20
     public_max_content_chars: int = 5000
+    # login attempts per minute: per (address, username), per address across usernames, per
+    # account across addresses (a distributed guess at one account)
+    login_rate_limit_per_minute: int = 10
+    login_address_rate_limit_per_minute: int = 30
+    login_account_rate_limit_per_minute: int = 20
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (IPs or CIDRs); none by default,
+    # so a client cannot pick its own address for the rate limits and the audit log.
+    # env: "10.0.0.5,10.0.1.0/24" or a JSON list
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # ticketing
     ticket_prefix: str = "DXE"
@@ -136,6 +145,16 @@ class Settings(BaseSettings):
             return json.loads(v) if v.startswith("[") else [x.strip() for x in v.split(",") if x]
         return v
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                return json.loads(v)
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
     @field_validator("handoff_retry_intervals", mode="before")
     @classmethod
     def _intervals(cls, v: object) -> object:
@@ -145,6 +164,13 @@ class Settings(BaseSettings):
                 return json.loads(v)
             return [int(x) for x in v.split(",") if x.strip()]
         return v
+
+    def proxy_options(self) -> dict[str, object]:
+        """uvicorn's proxy-header options: X-Forwarded-* honoured only from trusted_proxies
+        (uvicorn's own default trusts any peer on 127.0.0.1, i.e. every local client)."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": ",".join(self.trusted_proxies)}
 
     @property
     def resolved_database_url(self) -> str:

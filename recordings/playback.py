@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+import structlog
 from sqlmodel import Session
 
 from config.settings import Settings
 from recordings.models import PlaybackLog, Recording
-from recordings.store import absolute_path, policy
+from recordings.store import StoreError, absolute_path, policy
+
+log = structlog.get_logger("recordings.playback")
 
 
 class Principal(Protocol):
@@ -149,7 +152,12 @@ def log_playback(
 def open_for_playback(settings: Settings, rec: Recording) -> Path:
     if rec.deleted_at is not None:
         raise PlaybackDenied(410, "录音已按保留期限删除")
-    p = absolute_path(settings, rec)
+    try:
+        p = absolute_path(settings, rec)
+    except StoreError:
+        # a row naming a file outside the store: never served, reported like a missing file
+        log.warning("recording_path_outside_store", recording_id=rec.id)
+        raise PlaybackDenied(404, "录音文件缺失或路径无效") from None
     if not p.exists():
         raise PlaybackDenied(404, "录音文件缺失")
     return p

@@ -42,6 +42,7 @@ from ticketing.lifecycle import (
 )
 from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
 from ticketing.sla import add_duration, to_local, to_utc_naive
+from ticketing.text import normalise_text
 
 SS = SubOrderStatus
 UNITS = ("hours", "working_days")
@@ -73,7 +74,7 @@ def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department
 
 
 def _text(value: str | None, field: str, label: str, max_len: int, *, required: bool) -> str | None:
-    v = (value or "").strip()
+    v = normalise_text(value)  # a reply of only control/zero-width characters is empty
     if not v:
         if required:
             raise InvalidInput(f"{label}不能为空", field=field)

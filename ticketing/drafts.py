@@ -6,9 +6,11 @@ the other's module for them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from ticketing.errors import InvalidInput
 from ticketing.models import Channel
 
 
@@ -70,3 +72,22 @@ class Draft:
     prediction: Any  # ticketing.classifier.Prediction, or None when the classifier was not asked
     dedupe_id: str | None  # the call_id of a hotline/voicemail intake (one call, one ticket)
     send_notice: bool
+    # "<actor>:<key>" from the request's Idempotency-Key: a repeat returns the first ticket
+    idempotency_key: str | None = None
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")  # visible ASCII, as HTTP headers carry
+
+
+def scoped_idempotency_key(actor: str, key: str | None) -> str | None:
+    """The stored form of a client's Idempotency-Key: scoped by who files, so one client's key
+    never finds another's ticket. InvalidInput for a malformed key; None when there is none."""
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        raise InvalidInput(
+            "Idempotency-Key 请求头无效：应为 1–100 个可见 ASCII 字符（建议使用 UUID）",
+            field="Idempotency-Key",
+            code="bad_idempotency_key",
+        )
+    return f"{actor}:{key}"

@@ -41,6 +41,7 @@ from ticketing.models import (
     utcnow,
 )
 from ticketing.sla import deadline_for
+from ticketing.text import normalise_text
 
 RATING_WORDS: dict[str, Rating] = {
     "满意": Rating.satisfied,
@@ -68,7 +69,7 @@ def overall_rating(*ratings: Rating) -> Rating:
 
 
 def _clean(value: str | None, field: str, label: str, max_len: int) -> str | None:
-    v = (value or "").strip()
+    v = normalise_text(value)
     if len(v) > max_len:
         raise InvalidInput(f"{label}不能超过 {max_len} 个字", field=field, max_length=max_len)
     return v or None

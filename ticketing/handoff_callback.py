@@ -48,7 +48,9 @@ def handle_callback(
     if not isinstance(data, dict):
         raise InvalidInput("回调内容必须是 JSON 对象")
     sid = data.get("suborder_id")
-    if isinstance(sid, bool) or not isinstance(sid, int):
+    # ids are 32-bit integer columns: a larger one names no sub-order, and the database driver
+    # would fail on it (OverflowError on SQLite) rather than find nothing
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 1 <= sid <= 2**31 - 1:
         raise InvalidInput("回调缺少有效的 suborder_id", field="suborder_id")
     action = STATUS_MAP.get(str(data.get("status") or "").strip().lower())
     if action is None:

@@ -30,19 +30,19 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from config.settings import Settings
-from ticketing.drafts import CHANNEL_RULES, ChannelRule, Draft
+from ticketing.drafts import CHANNEL_RULES, ChannelRule, Draft, scoped_idempotency_key
 from ticketing.errors import InvalidInput, TicketingError
 from ticketing.intake_write import write_drafts
 from ticketing.models import Ticket
 from ticketing.phones import normalise_phone
 from ticketing.schemas import TicketIn
+from ticketing.text import normalise_text
 from ticketing.uscc import validate_uscc
 
 TITLE_CHARS = 30
 MAX_CHANNEL_DATA_KEYS = 50
 MAX_CHANNEL_DATA_CHARS = 16000
 MAX_ID_CHARS = 64
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[。！？!?；;]")
 
 
@@ -59,10 +59,17 @@ _FIELD_LABELS = {
 
 
 def submit(
-    session: Session, data: TicketIn | dict[str, Any], *, settings: Settings, actor: str
+    session: Session,
+    data: TicketIn | dict[str, Any],
+    *,
+    settings: Settings,
+    actor: str,
+    idempotency_key: str | None = None,
 ) -> Ticket:
-    """Create (or, for a repeated call_id, return) the ticket for one matter from any channel."""
-    out = write_drafts(session, settings, [prepare(data, actor=actor)])[0]
+    """Create (or, for a repeated call_id or Idempotency-Key, return) the ticket for one matter
+    from any channel."""
+    draft = prepare(data, actor=actor, idempotency_key=idempotency_key)
+    out = write_drafts(session, settings, [draft])[0]
     if isinstance(out, TicketingError):
         raise out
     return out
@@ -91,6 +98,7 @@ def prepare(
     actor: str,
     classify: bool = True,
     validated: bool = False,
+    idempotency_key: str | None = None,
 ) -> Draft:
     """Validate and normalise one matter and classify it; touches no database. InvalidInput on
     anything wrong, so a refused matter never leaves a row behind.
@@ -105,6 +113,7 @@ def prepare(
         data = _coerce(data)
     if not isinstance(actor, str) or not actor.strip() or len(actor) > 64:
         raise InvalidInput("操作人无效", field="actor")
+    idem = scoped_idempotency_key(actor, idempotency_key)
     content = _clean(data.content).strip()
     if not content:
         raise InvalidInput("诉求内容不能为空", field="content", rule="empty")
@@ -133,6 +142,7 @@ def prepare(
         prediction=None,
         dedupe_id=str(channel_data[rule.dedupe_key]) if rule.dedupe_key else None,
         send_notice=data.send_notice,
+        idempotency_key=idem,
     )
     if classify and _needs_classifier(draft):
         _apply(draft, _classify([draft])[0])
@@ -140,13 +150,20 @@ def prepare(
 
 
 def prepare_many(
-    items: list[tuple[TicketIn | dict[str, Any], str]], *, validated: bool = False
+    items: list[tuple[TicketIn | dict[str, Any], str]],
+    *,
+    validated: bool = False,
+    idempotency_keys: list[str | None] | None = None,
 ) -> list[Draft | TicketingError]:
-    """`prepare` for each (data, actor), with one classifier call for all that need it."""
+    """`prepare` for each (data, actor) (and its Idempotency-Key, when given), with one
+    classifier call for all that need it."""
     out: list[Draft | TicketingError] = []
-    for data, actor in items:
+    keys = idempotency_keys or [None] * len(items)
+    for (data, actor), key in zip(items, keys, strict=True):
         try:
-            out.append(prepare(data, actor=actor, classify=False, validated=validated))
+            out.append(
+                prepare(data, actor=actor, classify=False, validated=validated, idempotency_key=key)
+            )
         except TicketingError as e:
             out.append(e)
     pending = [d for d in out if isinstance(d, Draft) and _needs_classifier(d)]
@@ -192,7 +209,8 @@ def _coerce(data: TicketIn | dict[str, Any]) -> TicketIn:
 
 
 def _clean(s: str) -> str:
-    return _CONTROL.sub("", s)
+    """Free text normalised by the one rule (ticketing.text)."""
+    return normalise_text(s)
 
 
 def derive_title(content: str, limit: int = TITLE_CHARS) -> str:
@@ -215,9 +233,12 @@ def _check_channel_data(rule: ChannelRule, raw: dict[str, Any]) -> dict[str, Any
         if not isinstance(k, str) or not k or len(k) > 64:
             raise InvalidInput("渠道附加信息的字段名无效", field="channel_data")
     try:
-        size = len(json.dumps(cd, ensure_ascii=False))
+        # allow_nan=False: NaN/Infinity are not JSON (PostgreSQL's json type refuses them)
+        size = len(json.dumps(cd, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError):
-        raise InvalidInput("渠道附加信息必须是 JSON 数据", field="channel_data") from None
+        raise InvalidInput(
+            "渠道附加信息必须是 JSON 数据（不接受 NaN、Infinity）", field="channel_data"
+        ) from None
     if size > MAX_CHANNEL_DATA_CHARS:
         raise InvalidInput(
             f"渠道附加信息过大（最多{MAX_CHANNEL_DATA_CHARS}字符）", field="channel_data"

@@ -37,7 +37,7 @@ from ticketing.department_cache import cached_departments
 from ticketing.dispatch import clean_codes, dispatch
 from ticketing.dispatch_rule import Decision, decide
 from ticketing.drafts import DEDUPE_CHANNELS, Draft
-from ticketing.errors import InvalidInput, TicketingError
+from ticketing.errors import Conflict, InvalidInput, TicketingError
 from ticketing.models import (
     Caller,
     Department,
@@ -118,11 +118,18 @@ def write_drafts(
     # ---- reads and per-draft refusals, before anything is written
     unknown = _unknown_departments(session, {c for d in drafts for c in d.departments})
     by_call = _existing_by_call_id(session, conn, dialect, drafts)
+    by_key = _existing_by_idempotency_key(session, conn, dialect, drafts)
     first_of_call: dict[str, int] = {}
+    first_of_key: dict[str, int] = {}
     todo: list[int] = []
     for i, d in enumerate(drafts):
         missing = [c for c in d.departments if c in unknown]
-        if missing:
+        key = d.idempotency_key
+        if key is not None and key in by_key:
+            results[i] = _same_matter(d, by_key[key])
+        elif key is not None and key in first_of_key:
+            continue  # a double click inside one batch: the first's ticket, filled in below
+        elif missing:
             results[i] = InvalidInput(
                 f"未知或已停用的部门：{'、'.join(missing)}", field="departments", missing=missing
             )
@@ -134,8 +141,10 @@ def write_drafts(
             if d.dedupe_id is not None:
                 first_of_call[d.dedupe_id] = i
             todo.append(i)
+        if key is not None and results[i] is None and key not in first_of_key:
+            first_of_key[key] = i
     if not todo:
-        return _fill_repeats(drafts, results, first_of_call)
+        return _fill_repeats(drafts, results, first_of_call, first_of_key)
 
     # ---- everything below writes
     now = utcnow()
@@ -164,18 +173,52 @@ def write_drafts(
         ticket = results[i]
         if drafts[i].send_notice and isinstance(ticket, Ticket):
             create_acceptance_notice(session, settings, ticket)
-    return _fill_repeats(drafts, results, first_of_call)
+    return _fill_repeats(drafts, results, first_of_call, first_of_key)
 
 
 def _fill_repeats(
     drafts: list[Draft],
     results: list[Ticket | TicketingError | None],
     first_of_call: dict[str, int],
+    first_of_key: dict[str, int],
 ) -> list[Ticket | TicketingError]:
     for i, d in enumerate(drafts):
-        if results[i] is None and d.dedupe_id is not None:
+        if results[i] is not None:
+            continue
+        key = d.idempotency_key
+        if key is not None and first_of_key.get(key, i) != i:
+            first = results[first_of_key[key]]
+            results[i] = _same_matter(d, first) if isinstance(first, Ticket) else first
+        elif d.dedupe_id is not None:
             results[i] = results[first_of_call[d.dedupe_id]]
     return results  # type: ignore[return-value]
+
+
+def _same_matter(d: Draft, ticket: Ticket) -> Ticket | TicketingError:
+    """The ticket a repeated Idempotency-Key names, if the repeat is the same matter; a key
+    reused for something else is refused rather than silently answered with another ticket."""
+    if ticket.channel == d.channel and ticket.content == d.content:
+        return ticket
+    return Conflict(
+        "此 Idempotency-Key 已用于另一份诉求；新的诉求请使用新的键",
+        code="idempotency_key_reused",
+        ticket_number=ticket.number,
+    )
+
+
+def _existing_by_idempotency_key(
+    session: Session, conn: Connection, dialect: str, drafts: list[Draft]
+) -> dict[str, Ticket]:
+    """Tickets already filed under any of the drafts' idempotency keys."""
+    keys = sorted({d.idempotency_key for d in drafts if d.idempotency_key is not None})
+    if not keys:
+        return {}
+    if dialect == "postgresql":
+        # a double click's two requests in two batches: the second waits for the first's COMMIT
+        # (taken after the call-id locks, each set sorted: no two batches wait in a cycle)
+        conn.execute(_CALL_LOCKS, {"keys": [f"ticket-idem:{k}" for k in keys]})
+    found = session.exec(select(Ticket).where(Ticket.idempotency_key.in_(keys)))  # type: ignore[union-attr]
+    return {t.idempotency_key: t for t in found if t.idempotency_key is not None}
 
 
 # ---------------------------------------------------------------- reads
@@ -332,6 +375,7 @@ def _ticket_values(
         "created_by": d.actor,
         "created_at": now,
         "updated_at": now,
+        "idempotency_key": d.idempotency_key,
     }
 
 

@@ -128,6 +128,7 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_category_created", "category", "created_at"),
         Index("ix_ticket_channel_created", "channel", "created_at"),
         Index("ix_ticket_warning_created", "warning", "created_at"),
+        Index("uq_ticket_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -157,6 +158,8 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime = UTCField(default_factory=utcnow)
     resolved_at: datetime | None = UTCField(default=None)
     closed_at: datetime | None = UTCField(default=None)
+    # "<actor>:<Idempotency-Key>" of the request that filed it: a repeat returns this ticket
+    idempotency_key: str | None = Field(default=None, max_length=200)
 
 
 class SubOrder(SQLModel, table=True):

@@ -40,6 +40,7 @@ from ticketing.models import (
 )
 from ticketing.phones import normalise_phone
 from ticketing.sla import to_utc_naive
+from ticketing.text import has_dropped
 from ticketing.uscc import validate_uscc
 
 MAX_PAGE_SIZE = 200
@@ -90,6 +91,13 @@ def _like_escape(term: str) -> str:
 def _terms(q: str | None) -> list[str]:
     """The search's terms, as every part of the search reads them."""
     return (q or "").split()[:MAX_TERMS]
+
+
+def check_search_text(q: str | None) -> None:
+    """A search with characters stored text never holds (ticketing.text drops them: NUL, other
+    control and zero-width characters) is refused as the client's input, not passed to FTS5."""
+    if has_dropped(q):
+        raise InvalidInput("搜索内容含有控制字符或不可见字符，请删除后重试", field="q")
 
 
 def _fts_phrase(term: str) -> str:
@@ -170,6 +178,7 @@ def _conditions(session: Session, f: TicketFilter) -> list:
             )
         )
     if f.q and f.q.strip():
+        check_search_text(f.q)
         conds.extend(_text_conditions(session, f.q.strip()))
     return conds
 

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Query
 from sqlmodel import select
 
 from agent_console.access import is_handler
-from agent_console.deps import SessionDep, require
+from agent_console.deps import SessionDep, TransactionRoute, require
 from agent_console.errors import ApiError, responses
 from agent_console.schemas import DepartmentOut, InboxItem, InboxOut, SubOrderOut, TicketOut
 from ticketing import Department, SubOrderStatus, User, department_inbox
 
-router = APIRouter(prefix="/departments", tags=["departments"])
+router = APIRouter(prefix="/departments", tags=["departments"], route_class=TransactionRoute)
 
 
 @router.get(

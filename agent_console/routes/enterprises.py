@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from agent_console.deps import SessionDep, require
+from agent_console.deps import SessionDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import EnterpriseFile, EnterpriseOut, TicketOut
 from ticketing import User, enterprise_file
 
-router = APIRouter(prefix="/enterprises", tags=["enterprises"])
+router = APIRouter(prefix="/enterprises", tags=["enterprises"], route_class=TransactionRoute)
 
 
 @router.get(

@@ -7,12 +7,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from agent_console.deps import SessionDep, SettingsDep
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
 from agent_console.errors import responses
 from agent_console.schemas import SubOrderOut
 from ticketing import handle_callback
 
-router = APIRouter(prefix="/handoff", tags=["handoff"])
+router = APIRouter(prefix="/handoff", tags=["handoff"], route_class=TransactionRoute)
 
 _BODY_SCHEMA = {
     "requestBody": {
@@ -58,6 +58,8 @@ async def callback(
     def apply() -> SubOrderOut:  # blocking DB work stays off the event loop
         so = handle_callback(session, settings, body, x_dxe_signature, x_dxe_timestamp)
         session.flush()
-        return SubOrderOut.model_validate(so)
+        out = SubOrderOut.model_validate(so)
+        session.commit()  # in this thread: the transaction never spans a hop (deps.py)
+        return out
 
     return await run_in_threadpool(apply)

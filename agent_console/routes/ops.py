@@ -3,6 +3,8 @@ they name no data, and probes/scrapers have no user."""
 
 from __future__ import annotations
 
+import anyio
+from anyio.lowlevel import RunVar
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,13 +12,15 @@ from sqlalchemy import text
 
 from agent_console.errors import responses
 from agent_console.schemas import HealthOut
+from config.database import readonly
 
 router = APIRouter(tags=["ops"])
 
 
 def _check_db(request: Request) -> str:
+    # read-only: on SQLite a plain connection's BEGIN would queue on the process's writer lock
     try:
-        with request.app.state.engine.connect() as c:
+        with readonly(request.app.state.engine).connect() as c:
             c.execute(text("SELECT 1"))
         return "ok"
     except Exception as e:
@@ -31,6 +35,22 @@ def _check_redis(request: Request) -> str:
         return f"down: {type(e).__name__}"
 
 
+_probe: RunVar[anyio.CapacityLimiter] = RunVar("dxe_probe_limiter")
+
+
+def _probe_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _probe.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(2)
+        _probe.set(limiter)
+        return limiter
+
+
+def _checks(request: Request) -> dict[str, str]:
+    return {"database": _check_db(request), "redis": _check_redis(request)}
+
+
 @router.get(
     "/healthz",
     name="healthz",
@@ -40,8 +60,10 @@ def _check_redis(request: Request) -> str:
         **responses(),
     },
 )
-def healthz(request: Request) -> JSONResponse:
-    checks = {"database": _check_db(request), "redis": _check_redis(request)}
+async def healthz(request: Request) -> JSONResponse:
+    """Checked in a thread of its own limiter: a probe never queues behind requests waiting for
+    the default thread pool (a burst of writes must not make the process look dead)."""
+    checks = await anyio.to_thread.run_sync(_checks, request, limiter=_probe_limiter())
     ok = all(v == "ok" for v in checks.values())
     body = HealthOut(status="ok" if ok else "down", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -11,10 +11,12 @@ citizen's name.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from sqlmodel import select
 
-from agent_console.deps import SessionDep, SettingsDep
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
 from agent_console.errors import responses
 from agent_console.ratelimit import public_limit
 from agent_console.schemas import (
@@ -39,7 +41,12 @@ from ticketing import (
     submit,
 )
 
-router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
+router = APIRouter(
+    prefix="/public",
+    tags=["public"],
+    dependencies=[Depends(public_limit)],
+    route_class=TransactionRoute,
+)
 ACTOR = "public"
 
 
@@ -51,7 +58,19 @@ ACTOR = "public"
     responses=responses(413, 422, 429),
 )
 def submit_public(
-    body: PublicTicketIn, request: Request, session: SessionDep, settings: SettingsDep
+    body: PublicTicketIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=100,
+            description="a repeat of the same submission with this key (a double click, a retry) "
+            "answers the first ticket; no second ticket, no second SMS",
+        ),
+    ] = None,
 ) -> PublicTicketOut:
     """Submit a matter from the public web form or mobile app. Returns the ticket number, the
     acceptance notice's confirm token and the submitter's evaluation token."""
@@ -68,6 +87,7 @@ def submit_public(
         TicketIn(**body.model_dump(), send_notice=True),
         settings=settings,
         actor=ACTOR,
+        idempotency_key=idempotency_key,
     )
     session.flush()
     notice = session.exec(

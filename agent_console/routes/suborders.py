@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from agent_console.access import handler_department, visible_suborder
-from agent_console.deps import SessionDep, SettingsDep, require
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import (
     ExtensionDecisionIn,
@@ -26,7 +26,7 @@ from ticketing import (
     return_suborder,
 )
 
-router = APIRouter(prefix="/suborders", tags=["suborders"])
+router = APIRouter(prefix="/suborders", tags=["suborders"], route_class=TransactionRoute)
 # ids are 32-bit integer columns: anything outside is a 422, not a database error
 SubOrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _ERR = responses(401, 403, 404, 409, 422)

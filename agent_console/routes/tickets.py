@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlmodel import select
 
 from agent_console.access import handler_department, is_handler, visible_events, visible_ticket
-from agent_console.deps import Bearer, SessionDep, SettingsDep, require, require_token
+from agent_console.deps import (
+    Bearer,
+    SessionDep,
+    SettingsDep,
+    TransactionRoute,
+    require,
+    require_token,
+)
 from agent_console.errors import ApiError, json_body, responses
 from agent_console.ratelimit import client_ip
 from agent_console.schemas import (
@@ -42,7 +49,7 @@ from ticketing import (
 )
 from ticketing import history as ticket_history
 
-router = APIRouter(prefix="/tickets", tags=["tickets"])
+router = APIRouter(prefix="/tickets", tags=["tickets"], route_class=TransactionRoute)
 # the create route's token check, also called by agent_console.fastpath (the same route, served
 # without the router)
 CREATE_TOKEN = require_token("tickets.create")
@@ -64,11 +71,15 @@ async def create_ticket(
     bearer: Bearer = Depends(CREATE_TOKEN),
 ) -> Response:
     """Staff intake from any channel (hotline, window, opinion, survey …) through the one intake
-    path; category/urgency left out are classified, auto-dispatch applies."""
+    path; category/urgency left out are classified, auto-dispatch applies. With an
+    `Idempotency-Key` header, a repeat of the same request (a double click, a retry) answers the
+    ticket the first one filed instead of filing another."""
     state = request.app.state
     # Written by the process's intake writer with whatever other intakes are waiting (one
     # transaction); answered after COMMIT, already serialised as TicketOut.
-    body, channel = await state.intake.submit(await request.body(), bearer)
+    body, channel = await state.intake.submit(
+        await request.body(), bearer, request.headers.get("idempotency-key")
+    )
     state.metrics.tickets_created.labels(channel).inc()
     return Response(body, status_code=201, media_type="application/json")
 

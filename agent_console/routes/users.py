@@ -14,13 +14,13 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from agent_console.deps import SessionDep, require
+from agent_console.deps import SessionDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import UserCreate, UserOut, UserUpdate
 from agent_console.security import hash_password, password_problem
 from ticketing import Conflict, Department, InvalidInput, NotFound, Role, User
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=TransactionRoute)
 
 
 def check_role_department(session: Session, role: str, department_code: str | None) -> None:
@@ -78,6 +78,8 @@ def list_users(session: SessionDep, _: User = Depends(require("users.list"))) ->
 def create_user(
     body: UserCreate, session: SessionDep, _: User = Depends(require("users.create"))
 ) -> UserOut:
+    # hashed before the first statement: no transaction (SQLite's writer lock) waits on Argon2
+    password_hash = hash_password(body.password)
     check_role_department(session, body.role, body.department_code)
     check_password(body.password)
     if username_taken(session, body.username):
@@ -85,7 +87,7 @@ def create_user(
     user = User(
         username=body.username,
         display_name=body.display_name,
-        password_hash=hash_password(body.password),
+        password_hash=password_hash,
         role=body.role.value,
         department_code=body.department_code,
     )
@@ -109,6 +111,8 @@ def update_user(
     session: SessionDep,
     _: User = Depends(require("users.update")),
 ) -> UserOut:
+    # hashed before the first statement: no transaction (SQLite's writer lock) waits on Argon2
+    new_hash = hash_password(body.password) if body.password else None
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"用户不存在：{user_id}", code="user_not_found")
@@ -136,8 +140,8 @@ def update_user(
         user.department_code, revoke = dept, True
     if "active" in fields and body.active is not None and body.active != user.active:
         user.active, revoke = body.active, True
-    if "password" in fields and body.password:
-        user.password_hash, revoke = hash_password(body.password), True
+    if "password" in fields and new_hash:
+        user.password_hash, revoke = new_hash, True
     if "display_name" in fields and body.display_name is not None:
         user.display_name = body.display_name
     if revoke:

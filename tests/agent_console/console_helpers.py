@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import func, select
@@ -93,3 +100,25 @@ def fresh_window(margin: float = 20.0, window: int = 60) -> None:
     left = window - (time.time() % window)
     if left < margin:
         time.sleep(left + 0.05)
+
+
+@contextmanager
+def serve(app, **options: Any) -> Iterator[str]:
+    """The app on a real uvicorn (its own thread and event loop) on a free 127.0.0.1 port;
+    `options` for uvicorn.Config (e.g. Settings.proxy_options(), as `callcenter web` passes)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, **options))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()

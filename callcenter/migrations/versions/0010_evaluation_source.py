@@ -26,7 +26,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0010_evaluation_source"
-down_revision: str | Sequence[str] | None = "0008_fts_automerge"
+down_revision: str | Sequence[str] | None = "0009_idempotency"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,34 @@
+"""The one rule for free text from outside (ticket content and title, names, replies, reasons,
+comments, search terms): what is kept, what is dropped, and so what counts as empty.
+
+Dropped: control characters other than tab, newline and carriage return (C0, DEL, C1; a NUL also
+breaks SQLite's FTS5 and PostgreSQL's text), and invisible format characters (zero-width spaces
+and joiners, the BOM, soft hyphen, direction marks and embeddings). Then surrounding whitespace
+(Unicode's, the ideographic space included) is stripped. Text that is empty after this is empty:
+callers validate the normalised value, never the raw one.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DROPPED = re.compile(
+    "["
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # control characters but \t \n \r
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e"  # soft hyphen, invisible fillers
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"  # zero-width, bidi, invisible ops
+    "\u3164\ufeff\uffa0"  # Hangul fillers, BOM / zero-width no-break space
+    "]"
+)
+
+
+def normalise_text(value: str | None) -> str:
+    """`value` with dropped characters removed and surrounding whitespace stripped ('' for None)."""
+    if not value:
+        return ""
+    return _DROPPED.sub("", value).strip()
+
+
+def has_dropped(value: str | None) -> bool:
+    """True when `value` contains a character normalise_text drops."""
+    return bool(value) and _DROPPED.search(value) is not None
