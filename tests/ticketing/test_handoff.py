@@ -533,8 +533,9 @@ def test_callbacks_outside_the_time_window_are_refused(world, skew):
         with pytest.raises(PermissionDenied, match="时间戳"):
             _cb(engine, settings, payload, ts=ts)
     assert snapshot(engine, tid) == before
-    # a fresh one within the window passes (and 299 s of skew is tolerated)
-    assert _cb(engine, settings, payload, ts=str(int(time.time()) - 299)) == "accepted"
+    # a fresh one within the window passes (and 290 s of skew is tolerated; a loaded machine may
+    # take a second or two between signing and checking)
+    assert _cb(engine, settings, payload, ts=str(int(time.time()) - 290)) == "accepted"
 
 
 def test_a_signature_is_bound_to_its_timestamp(world):
