@@ -49,11 +49,40 @@ def build_scheduler(settings: Settings, conn):
     return cron
 
 
+SCHEDULER_BACKOFF_MAX = 10.0
+
+
 def run_scheduler(settings: Settings) -> None:
+    """rq's CronScheduler until SIGTERM/SIGINT. It quits on any Redis error (a restarting Redis,
+    MISCONF while the disk is read-only): then a fresh one starts after a backoff (0.5 s … 10 s),
+    so the process lives through Redis going away instead of exiting."""
+    import time
+
+    import redis
+    from rq.exceptions import StopRequested
+
     from config.redis import connect
 
     configure_logging(settings)
-    conn = connect(settings)
-    cron = build_scheduler(settings, conn)
-    log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
-    cron.start()
+    attempt = 0
+    while True:
+        conn = connect(settings)
+        began = time.monotonic()
+        try:
+            cron = build_scheduler(settings, conn)
+            log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
+            cron.start()  # returns on a stop signal (its handler raises StopRequested)
+            return
+        except StopRequested:
+            return
+        except (redis.RedisError, OSError) as e:
+            error = f"{type(e).__name__}: {e}"[:300]
+        finally:
+            conn.close()
+        attempt = 0 if time.monotonic() - began > 60 else attempt + 1
+        delay = min(SCHEDULER_BACKOFF_MAX, 0.5 * 2**attempt)
+        log.warning("scheduler_quit_retrying", error=error, in_seconds=delay)
+        try:
+            time.sleep(delay)  # cron's handlers are still installed: a stop raises StopRequested
+        except StopRequested:
+            return
