@@ -160,15 +160,41 @@ def preload_worker(settings: Settings) -> None:
 def make_worker(settings: Settings, conn, *, name: str | None = None):
     """The combined worker on every namespaced queue: asr.worker.AsrWorker (its maintenance tick
     also pushes the ASR outbox) with our non-fatal preload and a short worker_ttl."""
+    from rq import worker_registration
+
     from asr import AsrWorker
     from config.queues import QUEUES, get_queue
 
     class CombinedWorker(AsrWorker):
         stop_asked = False  # a stop signal arrived (else a quit is an error to retry)
+        _presence_checked = 0.0
+        _main_pid = os.getpid()
+
+        @property
+        def dequeue_timeout(self) -> int:  # a heartbeat (and presence check) every 10 s idle
+            return DEQUEUE_TIMEOUT
 
         def work(self, *args: Any, **kwargs: Any) -> bool:
             preload_worker(settings)
             return super(AsrWorker, self).work(*args, **kwargs)  # skip AsrWorker's strict preload
+
+        def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+            """Also registers this worker again when Redis lost its key (a Redis restarted from
+            an older dump): a live worker must not vanish from the registry and monitoring."""
+            super().heartbeat(*args, **kwargs)
+            if args or kwargs or os.getpid() != self._main_pid:  # a pipeline, or the horse
+                return
+            now = time.monotonic()
+            if now - self._presence_checked >= WORKER_PRESENCE_CHECK:
+                self._presence_checked = now
+                if not self.connection.sismember(self.redis_workers_keys, self.key):
+                    # rq's heartbeat recreated the hash but not the registry entries
+                    log.warning("worker_registered_again", worker=self.name)
+                    with self.connection.pipeline() as p:
+                        p.hset(self.key, mapping=self.serialize())
+                        worker_registration.register(self, p)
+                        p.expire(self.key, self.worker_ttl + 60)
+                        p.execute()
 
         def request_stop(self, signum: Any, frame: Any) -> None:
             self.stop_asked = True
@@ -182,11 +208,16 @@ def make_worker(settings: Settings, conn, *, name: str | None = None):
         job_monitoring_interval=JOB_MONITORING_INTERVAL,
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
+    # rq retries a lost connection in its dequeue with backoff up to 60 s: a restarted Redis
+    # would wait that long for its worker
+    worker.max_connection_wait_time = WORKER_BACKOFF_MAX
     worker.settings = settings
     return worker
 
 
 WORKER_BACKOFF_MAX = 10.0
+WORKER_PRESENCE_CHECK = 5.0  # seconds between checks that Redis still knows this worker
+DEQUEUE_TIMEOUT = 10  # rq's default (worker_ttl - 15 = 45 s) would leave that check for long
 
 
 def _backoff(attempt: int, cap: float) -> float:
@@ -201,11 +232,14 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
     without being asked to stop is replaced by a fresh one after a backoff (0.5 s … 10 s), so
     the process lives through a Redis restart or a full disk. Forked children (work-horses, rq's
     scheduler) die with the worker."""
+    import faulthandler
+
     import redis
 
     from config.redis import connect
 
     configure_logging(settings)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand: kill -USR1
     os.register_at_fork(after_in_child=die_with_parent)
     attempt = 0
     while True:

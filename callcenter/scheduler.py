@@ -58,24 +58,32 @@ def run_scheduler(settings: Settings) -> None:
     so the process lives through Redis going away instead of exiting."""
     import time
 
-    import redis
     from rq.exceptions import StopRequested
 
     from config.redis import connect
 
     configure_logging(settings)
     attempt = 0
+    stop_asked: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_asked.append(signum)
+        raise StopRequested()
+
     while True:
         conn = connect(settings)
         began = time.monotonic()
         try:
             cron = build_scheduler(settings, conn)
+            cron._request_stop = request_stop  # the handler cron installs: remember the stop
             log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
             cron.start()  # returns on a stop signal (its handler raises StopRequested)
             return
         except StopRequested:
             return
-        except (redis.RedisError, OSError) as e:
+        except Exception as e:  # Redis errors, and rq's own after Redis lost its registry
+            if stop_asked:  # e.g. SchedulerNotFound from register_death on the way out
+                return
             error = f"{type(e).__name__}: {e}"[:300]
         finally:
             conn.close()
