@@ -197,7 +197,11 @@ def make_worker(settings: Settings, conn, *, name: str | None = None):
                         p.execute()
 
         def request_stop(self, signum: Any, frame: Any) -> None:
+            import faulthandler
+
             self.stop_asked = True
+            # a stop that hangs shows where, in the log, before the supervisor's SIGKILL
+            faulthandler.dump_traceback_later(STOP_GRACE_SECONDS - 3, exit=False)
             super().request_stop(signum, frame)
 
     worker = CombinedWorker(
@@ -289,6 +293,7 @@ STABLE_SECONDS = 30.0  # a child that ran this long before dying starts its back
 MAX_RESTARTS = 5  # more quick crashes in a row than this: a crash loop, give up, exit non-zero
 CLEAN_EXIT = (0, -signal.SIGTERM, -signal.SIGINT)
 REDIS_START_SECONDS = 20.0
+PERIODIC_SECONDS = 3.0
 LOCK_NAME = "callcenter.lock"
 LOCK_WAIT_SECONDS = 30.0  # a predecessor still stopping is waited for this long
 EXIT_ALREADY_RUNNING = 3
@@ -360,6 +365,8 @@ class Supervisor:
         self.children: list[Child] = []
         self.signals: list[int] = []  # appended by the handler, read by the loop
         self.on_restart: dict[str, Callable[[], None]] = {}
+        self.periodic: list[Callable[[], None]] = []  # run every PERIODIC_SECONDS while up
+        self._next_periodic = 0.0
         self._rfd, self._wfd = os.pipe()
         for fd in (self._rfd, self._wfd):
             os.set_blocking(fd, False)
@@ -439,6 +446,10 @@ class Supervisor:
                 delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_BASE * 2 ** (len(c.crashes) - 1))
                 c.proc, c.restart_at = None, now + delay
                 log.info("child_restart_scheduled", child=c.spec.name, in_seconds=delay)
+            if self.periodic and now >= self._next_periodic:
+                self._next_periodic = now + PERIODIC_SECONDS
+                for job in self.periodic:
+                    job()
             self.sleep(0.25)
         return 0
 
@@ -653,6 +664,7 @@ def _serve_locked(
         if redis_child is not None:
             # jobs Redis lost with its unsaved memory are queued again from the database
             sup.on_restart["redis"] = lambda: _requeue_after_redis(sup, redis_child, settings)
+            sup.periodic.append(RedisSaveRetry(redis_url))
         for spec in specs(settings):
             if sup.stopping:
                 raise _Stopped
@@ -673,6 +685,38 @@ def _serve_locked(
         code = code or worst
     log.info("stopped", code=code)
     return code
+
+
+class RedisSaveRetry:
+    """After a failed background save (a read-only or full disk) the embedded Redis refuses every
+    write (MISCONF) until a save succeeds, and retries one only once enough keys changed since
+    the last save — which cannot happen while writes are refused: up to 15 min of a Redis that
+    answers PING but takes no job. Checked every few seconds; a failed save is retried at once,
+    so writes resume as soon as the disk does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.failing = False
+
+    def __call__(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            info = client.info("persistence")
+            failed = info.get("rdb_last_bgsave_status") != "ok"
+            if failed and not info.get("rdb_bgsave_in_progress"):
+                client.bgsave()
+            if failed != self.failing:
+                self.failing = failed
+                if failed:
+                    log.warning("redis_save_failing", hint="disk read-only or full? retrying")
+                else:
+                    log.info("redis_save_ok_again")
+        except (redis.RedisError, OSError):
+            pass  # down or restarting: the supervisor handles that
+        finally:
+            client.close()
 
 
 def _requeue_after_redis(sup: Supervisor, redis_child: Child, settings: Settings) -> None:

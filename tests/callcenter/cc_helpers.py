@@ -101,6 +101,7 @@ class RunService:
             CALLCENTER_LOG_LEVEL="INFO",
         )
         self.proc: subprocess.Popen | None = None
+        self.first_start = 0.0  # seconds from start to healthy (set by the test)
         self.base = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> RunService:
@@ -161,16 +162,26 @@ class RunService:
 
     def kill_tree(self) -> None:
         """Last resort after a failed test: nothing of this data dir may outlive it."""
+        import contextlib
         import signal
 
         for pid in processes_of(self.data_dir.resolve()):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def ticket_body(i: int, tag: str = "heal") -> dict:
+    """A hotline ticket for POST /api/v1/tickets (a distinct call id each)."""
+    return {
+        "channel": "hotline",
+        "content": f"故障测试工单 {i}：路灯不亮，请尽快处理",
+        "submitter_phone": f"139{i:08d}",
+        "channel_data": {"call_id": f"{tag}-{os.getpid()}-{i}"},
+        "send_notice": False,
+    }
 
 
 class TicketLoad:
@@ -194,15 +205,8 @@ class TicketLoad:
             for i in range(self.limit):
                 if self.stop_event.is_set():
                     return
-                body = {
-                    "channel": "hotline",
-                    "content": f"故障测试工单 {i}：路灯不亮，请尽快处理",
-                    "submitter_phone": f"139{i:08d}",
-                    "channel_data": {"call_id": f"heal-{os.getpid()}-{i}"},
-                    "send_notice": False,
-                }
                 try:
-                    r = client.post(f"{self.base}/api/v1/tickets", json=body)
+                    r = client.post(f"{self.base}/api/v1/tickets", json=ticket_body(i))
                     if r.status_code == 201:
                         self.acknowledged.append(r.json()["number"])
                     else:

