@@ -105,25 +105,24 @@ def _redis_takes_writes(svc: RunService) -> bool:
 
 @contextlib.contextmanager
 def _read_only(path: Path):
-    """The folder read-only for real (root ignores permission bits): a read-only bind mount on
-    itself; open files keep working, as on a disk remounted read-only."""
-    subprocess.run(["mount", "--bind", str(path), str(path)], check=True)
+    """Nothing can be created, renamed or removed in the folder, as on a read-only disk: root
+    ignores permission bits, so the folder is made immutable (chattr +i), which binds root too,
+    through any path or working directory (a read-only bind mount would not bind a process whose
+    working directory is inside, as redis-server's is)."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
     try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
         yield
     finally:
-        subprocess.run(["mount", "-o", "remount,rw,bind", str(path)], check=False)
-        if subprocess.run(["umount", str(path)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], check=False)
+        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-def _can_bind_mount(tmp_path: Path) -> bool:
+def _can_make_immutable(tmp_path: Path) -> bool:
     probe = tmp_path / "probe"
     probe.mkdir()
-    ok = subprocess.run(["mount", "--bind", str(probe), str(probe)], capture_output=True)
-    if ok.returncode == 0:
-        subprocess.run(["umount", str(probe)], check=False)
-    return ok.returncode == 0
+    ok = subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["chattr", "-i", str(probe)], check=True)
+    return ok
 
 
 @pytest.fixture
@@ -151,8 +150,8 @@ FAULTS = ["kill-web", "kill-worker", "kill-scheduler", "kill-redis", "stop-redis
 @pytest.mark.timeout(240)
 def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, tmp_path):
     svc = service
-    if fault == "read-only" and not _can_bind_mount(tmp_path):
-        pytest.skip("cannot bind-mount here (needs CAP_SYS_ADMIN)")
+    if fault == "read-only" and not _can_make_immutable(tmp_path):
+        pytest.skip("cannot chattr +i here (needs CAP_LINUX_IMMUTABLE and ext2/3/4-like fs)")
     with TicketLoad(svc.base, svc.token()) as load:
         assert _until(lambda: load.acked_since(5), 30), "no ticket created before the fault"
         victim = fault.split("-", 1)[1]
