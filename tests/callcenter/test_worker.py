@@ -181,10 +181,17 @@ def test_worker_lives_through_redis_restart_and_misconf(tmp_path):
         assert worker.poll() is None
         assert "worker_quit_retrying" in log.read_text()
     finally:
-        if worker.poll() is None:
-            worker.terminate()
-            worker.wait(30)
-        server.kill()
-        server.wait()
-        conn.close()
+        stopped = worker.poll()
+        try:
+            if stopped is None:
+                worker.terminate()
+                stopped = worker.wait(30)  # a stop that hangs fails the test
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        finally:
+            server.kill()
+            server.wait()
+            conn.close()
+    assert stopped is not None, "the worker did not stop within 30 s of SIGTERM"
     assert not pid_alive(worker.pid) and os.path.exists(log)
