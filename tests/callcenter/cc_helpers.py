@@ -136,7 +136,10 @@ class RunService:
         return r.status_code == 200 and r.json().get("checks", {}).get("redis") == "ok"
 
     def all_children_up(self) -> bool:
-        pids = [self.child_pid(c) for c in ("redis", "worker", "scheduler", "web")]
+        """Web, worker and scheduler (and the embedded Redis, when supervised) are alive."""
+        pids = [self.child_pid(c) for c in ("worker", "scheduler", "web")]
+        if self.child_pid("redis") is not None or not pids[0]:
+            pids.append(self.child_pid("redis"))
         return all(p is not None and pid_alive(p) for p in pids)
 
     def token(self) -> str:

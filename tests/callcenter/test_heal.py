@@ -156,6 +156,8 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
         assert _until(lambda: load.acked_since(5), 30), "no ticket created before the fault"
         victim = fault.split("-", 1)[1]
         old_pid = svc.child_pid(victim)
+        if fault != "read-only":
+            assert old_pid is not None, f"no supervised {victim} child"
         if fault == "read-only":
             with _read_only(svc.data_dir):
                 t0 = time.monotonic()
