@@ -138,7 +138,7 @@ class RunService:
     def all_children_up(self) -> bool:
         """Web, worker and scheduler (and the embedded Redis, when supervised) are alive."""
         pids = [self.child_pid(c) for c in ("worker", "scheduler", "web")]
-        if self.child_pid("redis") is not None or not pids[0]:
+        if self.child_pid("redis") is not None:
             pids.append(self.child_pid("redis"))
         return all(p is not None and pid_alive(p) for p in pids)
 
