@@ -263,7 +263,7 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
 
     configure_logging(settings)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand: kill -USR1
-    os.register_at_fork(after_in_child=die_with_parent)
+    os.register_at_fork(before=remember_fork_parent, after_in_child=die_with_parent)
     attempt = 0
     while True:
         # no socket timeout: the worker blocks on BLPOP for longer than connect()'s default 5 s
@@ -341,34 +341,43 @@ class Child:
 
 
 _libc: Any = None
+_fork_parent = 0  # the forking process's pid, recorded just before os.fork()
 
 
-def die_with_parent() -> None:
+def remember_fork_parent() -> None:
+    """os.register_at_fork(before=...): lets die_with_parent tell a dead parent from a live one."""
+    global _fork_parent
+    _fork_parent = os.getpid()
+
+
+def die_with_parent(parent: int | None = None) -> None:
     """In a freshly forked child: be SIGKILLed when the parent dies (PR_SET_PDEATHSIG), and exit
-    now if the parent already died between fork and here. Linux only; elsewhere a no-op."""
+    now if the parent (pid `parent`) already died between fork and here. Linux only; elsewhere a
+    no-op."""
     global _libc
-    parent = os.getppid()
+    expected = parent or _fork_parent
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent or parent == 1:
+    if expected and os.getppid() != expected:
         os._exit(1)
-
-
-def _child_preexec() -> None:
-    # own session, so a terminal's Ctrl-C reaches only the supervisor, which stops children in
-    # order; and dead with the supervisor even when it is SIGKILLed
-    os.setsid()
-    die_with_parent()
 
 
 def _child(spec: ChildSpec, env: dict[str, str], keep_fds: tuple[int, ...]) -> subprocess.Popen:
     argv = spec.command or [sys.executable, "-m", "callcenter.cli", *spec.args]
+    me = os.getpid()
+
+    def preexec() -> None:
+        # own session, so a terminal's Ctrl-C reaches only the supervisor, which stops children
+        # in order; and dead with the supervisor even when it is SIGKILLed
+        os.setsid()
+        die_with_parent(me)
+
     # the data-dir lock's fd is inherited: the lock is held while any process of the tree lives
-    return subprocess.Popen(argv, env=env, preexec_fn=_child_preexec, pass_fds=keep_fds)
+    return subprocess.Popen(argv, env=env, preexec_fn=preexec, pass_fds=keep_fds)
 
 
 class Supervisor:
@@ -391,9 +400,11 @@ class Supervisor:
             os.set_blocking(fd, False)
         self._previous: dict[int, Any] = {}
         self._previous_wakeup = -1
+        self._installed = False
 
     # -- signals
     def install(self) -> None:
+        self._installed = True
         self._previous_wakeup = signal.set_wakeup_fd(self._wfd, warn_on_full_buffer=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -404,7 +415,8 @@ class Supervisor:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        signal.set_wakeup_fd(self._previous_wakeup)
+        if self._installed:
+            signal.set_wakeup_fd(self._previous_wakeup)
         for fd in (self._rfd, self._wfd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -552,7 +564,11 @@ class DataDirLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self, wait: Callable[[float], None] = time.sleep) -> None:
+    def acquire(
+        self,
+        wait: Callable[[float], None] = time.sleep,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Take the lock, or raise AlreadyRunning. A holder that is stopping (or whose
         supervisor is gone while its children still end) is waited for up to LOCK_WAIT_SECONDS."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -571,6 +587,9 @@ class DataDirLock:
                 ):
                     os.close(fd)
                     raise AlreadyRunning(self.data_dir, info) from None
+                if stopping():
+                    os.close(fd)
+                    raise _Stopped from None
                 if not announced:
                     log.warning(
                         "data_dir_busy_waiting", holder=info, up_to_seconds=LOCK_WAIT_SECONDS
@@ -640,7 +659,9 @@ def _serve(
     sup.install()  # first: a stop signal from now on is honoured, never lost nor deadlocking
     try:
         try:
-            lock.acquire(wait=sup.sleep)
+            lock.acquire(wait=sup.sleep, stopping=lambda: sup.stopping)
+        except _Stopped:
+            return 0
         except AlreadyRunning as e:
             print(str(e), file=sys.stderr, flush=True)
             log.error("already_running", data_dir=str(data_dir), holder=e.info)
