@@ -91,6 +91,14 @@ def _redis_refuses_writes(svc: RunService) -> bool:
         conn.close()
 
 
+def _drop_redis_clients(svc: RunService) -> None:
+    conn = _redis(svc)
+    try:
+        conn.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        conn.close()
+
+
 def _redis_takes_writes(svc: RunService) -> bool:
     import redis
 
@@ -164,6 +172,9 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
                 # a background save now fails as one would on a read-only disk: Redis then
                 # refuses writes (MISCONF); checked, so the fault is real
                 misconf = _until(lambda: _redis_refuses_writes(svc), 8, 0.5)
+                # every client reconnects now, so each meets MISCONF inside the window (an idle
+                # rq worker would otherwise touch Redis only every 45 s: a game of chance)
+                _drop_redis_clients(svc)
                 time.sleep(max(0.0, 10 - (time.monotonic() - t0)))
             assert misconf is not None, "Redis kept taking writes on a read-only data dir"
         else:
