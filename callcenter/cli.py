@@ -69,6 +69,10 @@ def run(
     Migrations, departments, first admin, embedded Redis when CALLCENTER_REDIS_URL is unset, an
     RQ worker and the web server.
 
+    Every child (web, worker, scheduler, embedded Redis) is restarted with backoff when it dies.
+    The data dir is locked: a second instance on it is refused (exit code 3) and touches nothing.
+    Ctrl-C / SIGTERM stops everything; children die with this process even on SIGKILL.
+
     No PBX side: a fresh machine has no Asterisk. Next to a real Asterisk use `callcenter up`;
     to see calls move without one, `callcenter demo`."""
     from callcenter.run import run_all
@@ -97,8 +101,9 @@ def up(
     '[{"name": "pbx1", "host": "127.0.0.1", "port": 5038, "username": "callcenter",
     "secret": "…"}]'.
 
-    Children that die are restarted with backoff; a crash loop stops everything with a non-zero
-    exit code. Ctrl-C / SIGTERM stops all children cleanly."""
+    Children that die are restarted with backoff (the same supervisor as `run`, same data-dir
+    lock); a crash loop stops everything with a non-zero exit code. Ctrl-C / SIGTERM stops all
+    children cleanly."""
     from callcenter.run import up_all
 
     raise typer.Exit(

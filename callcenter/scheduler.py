@@ -71,12 +71,51 @@ def database_upkeep(settings: Settings) -> Iterator[GinCleaner | None]:
         engine.dispose()
 
 
+SCHEDULER_BACKOFF_MAX = 10.0
+
+
 def run_scheduler(settings: Settings) -> None:
+    """rq's CronScheduler until SIGTERM/SIGINT. It quits on any Redis error (a restarting Redis,
+    MISCONF while the disk is read-only): then a fresh one starts after a backoff (0.5 s … 10 s),
+    so the process lives through Redis going away instead of exiting."""
+    import time
+
+    from rq.exceptions import StopRequested
+
     from config.redis import connect
 
     configure_logging(settings)
-    conn = connect(settings)
-    cron = build_scheduler(settings, conn)
-    log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
-    with database_upkeep(settings):
-        cron.start()
+    with database_upkeep(settings):  # one GIN cleaner for the deployment, across retries
+        attempt = 0
+        stop_asked: list[int] = []
+
+        def request_stop(signum: int, _frame: object) -> None:
+            stop_asked.append(signum)
+            raise StopRequested()
+
+        while True:
+            conn = connect(settings)
+            began = time.monotonic()
+            try:
+                cron = build_scheduler(settings, conn)
+                cron._request_stop = request_stop  # the handler cron installs: remember the stop
+                log.info("scheduler_start", jobs=[j.name for j in cron.get_jobs()])
+                cron.start()  # returns on a stop signal (its handler raises StopRequested)
+                return
+            except StopRequested:
+                return
+            except Exception as e:  # Redis errors, and rq's own after Redis lost its registry
+                if stop_asked:  # e.g. SchedulerNotFound from register_death on the way out
+                    return
+                error = f"{type(e).__name__}: {e}"[:300]
+            finally:
+                conn.close()
+            attempt = 0 if time.monotonic() - began > 60 else attempt + 1
+            delay = min(SCHEDULER_BACKOFF_MAX, 0.5 * 2**attempt)
+            log.warning("scheduler_quit_retrying", error=error, in_seconds=delay)
+            try:
+                time.sleep(
+                    delay
+                )  # cron's handlers are still installed: a stop raises StopRequested
+            except StopRequested:
+                return
