@@ -82,6 +82,7 @@ class PbxBridge:
             on_event=self.on_event,
             on_raw_event=self.on_raw_event,
             on_connected=self.resync,
+            on_lost=self._on_lost,
             **conn_kw,
         )
         self.actions = AmiActions(self.conn)
@@ -104,6 +105,10 @@ class PbxBridge:
         self.idle = asyncio.Event()  # set whenever journal and publisher have caught up
         self.sweeper = Sweeper(settings, server) if engine is not None else None
         self.last_sweep: dict[str, Any] = {}
+        self.disconnected_since: float | None = None
+        self.connected_since: float | None = None
+        self.reconcile_counts: dict[str, int] = {}  # CDR reconcile (callcenter/ami/reconcile.py)
+        self.outcomes: dict[str, int] = {}  # stored calls by disposition / ticket outcome
 
     # ----- ingest (synchronous, hot path) --------------------------------------------------
     def on_raw_event(self, name: str, frame: str) -> None:
@@ -156,6 +161,14 @@ class PbxBridge:
             return
         self._calls_ready.set()
 
+    def _on_lost(self) -> None:
+        """Say so at once: the PBX is unreachable since now and every call shown is unconfirmed."""
+        now = self.clock()
+        self.state.connection_lost(now)
+        self.disconnected_since = now
+        self.connected_since = None
+        self._dirty.set()
+
     # ----- resync ---------------------------------------------------------------------------
     async def resync(self, conn: AmiConnection) -> Reconciled:
         """After every (re)connect: ask Asterisk what exists, converge the state to it."""
@@ -184,6 +197,8 @@ class PbxBridge:
             if m.get("event") in ("QueueParams", "QueueMember", "QueueEntry")
         ]
         rec = self.state.apply_resync(channels, queue_rows, self.clock())
+        self.disconnected_since = None
+        self.connected_since = self.connected_since or self.clock()
         self._journal_ended()
         summary = rec.as_dict()
         self.reconciled.append(summary)
@@ -204,6 +219,8 @@ class PbxBridge:
                 continue
             self.publisher.meta["connection"] = {
                 "authenticated": self.conn.authenticated,
+                "connected": self.conn.authenticated,
+                "disconnected_since": self.disconnected_since,
                 **{k: v for k, v in vars(self.conn.stats).items() if k != "delays"},
                 **self.dispatcher.counts(),
             }
@@ -306,6 +323,12 @@ class PbxBridge:
             self.idle.clear()
 
     async def start(self) -> None:
+        if self.redis is not None:  # what a previous bridge knew of calls still up (facts.py)
+            from callcenter.ami.facts import load
+
+            self.state.restored_facts = await load(
+                self.redis, self.settings.redis_namespace, self.server.name
+            )
         self._tasks = [
             asyncio.ensure_future(self.conn.run()),
             asyncio.ensure_future(self._publish_loop()),
