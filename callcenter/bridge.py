@@ -176,6 +176,7 @@ class PbxBridge:
             return await self._resync(conn)
 
     async def _resync(self, conn: AmiConnection) -> Reconciled:
+        started = self.clock()
         self.state.begin_resync()
         rows: dict[str, list[Any]] = {}
         try:
@@ -206,7 +207,43 @@ class PbxBridge:
         if self.publisher is not None:
             self.publisher.meta["reconciled"] = summary
         self._dirty.set()
+        if self.engine is not None and self.server.cdr_dir is not None:
+            self._tasks.append(asyncio.ensure_future(self.reconcile_cdr(until=started)))
         return rec
+
+    async def reconcile_cdr(self, until: float | None = None) -> dict[str, int]:
+        """File the calls that ended while nobody listened, from the PBX's CDR (reconcile.py)."""
+        from callcenter.ami.reconcile import CdrCursor, reconcile
+        from callcenter.asterisk_config import cdr_csv_path
+
+        path = cdr_csv_path(self.server)
+        if path is None or self.engine is None:
+            return {}
+        skip = set(self.state.calls) | {cid for cid, _ in self.journal.pending()}
+        cursor = CdrCursor(self.journal.path.with_name(f"cdr-{self.server.name}.json"))
+        try:
+            report = await asyncio.to_thread(
+                reconcile,
+                self.engine,
+                self.settings,
+                self.server.name,
+                path,
+                cursor,
+                until=until,
+                skip=skip,
+                facts=self.state.restored_facts,
+            )
+        except Exception:  # never let the reconcile take the bridge down
+            log.exception("CDR reconcile of %s failed", self.server.name)
+            return {}
+        counts = report.as_dict()
+        for k, v in counts.items():
+            self.reconcile_counts[k] = self.reconcile_counts.get(k, 0) + v
+        if report.stored or report.failed:
+            log.info("CDR reconcile %s: %s", self.server.name, counts)
+        if self.publisher is not None:
+            self.publisher.meta["cdr_reconcile"] = self.reconcile_counts
+        return counts
 
     # ----- background loops -----------------------------------------------------------------
     async def _publish_loop(self) -> None:

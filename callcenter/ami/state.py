@@ -811,7 +811,8 @@ class LiveState:
             if new_call:
                 call = self.calls[linked]
                 call.discovered = True
-                call.started = now - _duration(row.get("duration", "") or row.get("seconds", ""))
+                seen_start = now - _duration(row.get("duration", "") or row.get("seconds", ""))
+                call.started = min(call.started, seen_start) if call.restored else seen_start
         # A call gone while the link was down ended when the link dropped (a PBX crash takes its
         # calls with it), not now: talk and wait times are measured to then.
         end_at = self.disconnected_at if self.disconnected_at is not None else now
@@ -905,7 +906,8 @@ class LiveState:
         call.ended_by = "resync"
         if call.answered is not None and not call.talk_seconds:
             call.talk_seconds = max(0, int(end - call.answered))
-        if call.answered is None and call.status in ("queued", "ringing"):
+        waiting = call.joined_at is not None and not (call.voicemail or call.voicemail_box)
+        if call.answered is None and waiting:
             # cut off while waiting: the caller is owed a callback like any queue abandon
             call.queued_abandon = call.abandoned = True
             if call.wait_seconds is None and call.joined_at is not None:

@@ -93,20 +93,70 @@ def free_port() -> int:
 
 _TAKEN: set[int] = set()
 
-MODULES = """
-pbx_config app_queue app_voicemail app_mixmonitor app_playback app_senddtmf app_userevent
-app_stack app_dial app_exec app_verbose app_db app_cdr res_agi res_musiconhold res_timing_timerfd
-res_adsi res_smdi func_channel func_strings func_cdr func_db func_callerid func_timeout func_logic
-func_global func_hangupcause func_math cdr_custom format_wav format_pcm format_sln codec_ulaw
-codec_alaw codec_a_mu codec_resample bridge_simple bridge_softmix bridge_holding
-bridge_builtin_features bridge_builtin_interval_features res_sorcery_config res_sorcery_memory
-res_sorcery_astdb func_devstate
-""".split()
+MODULES = [
+    "pbx_config",
+    "app_queue",
+    "app_voicemail",
+    "app_mixmonitor",
+    "app_playback",
+    "app_senddtmf",
+    "app_userevent",
+    "app_stack",
+    "app_dial",
+    "app_exec",
+    "app_verbose",
+    "app_db",
+    "app_cdr",
+    "res_agi",
+    "res_musiconhold",
+    "res_timing_timerfd",
+    "res_adsi",
+    "res_smdi",
+    "func_channel",
+    "func_strings",
+    "func_cdr",
+    "func_db",
+    "func_callerid",
+    "func_timeout",
+    "func_logic",
+    "func_global",
+    "func_hangupcause",
+    "func_math",
+    "cdr_custom",
+    "format_wav",
+    "format_pcm",
+    "format_sln",
+    "codec_ulaw",
+    "codec_alaw",
+    "codec_a_mu",
+    "codec_resample",
+    "bridge_simple",
+    "bridge_softmix",
+    "bridge_holding",
+    "bridge_builtin_features",
+    "bridge_builtin_interval_features",
+    "res_sorcery_config",
+    "res_sorcery_memory",
+    "res_sorcery_astdb",
+    "func_devstate",
+]
 
-PROMPTS = (
-    "welcome invalid no-input transfer to-operator goodbye closed busy recorded please-hold "
-    "queue-enterprise queue-government queue-complaint queue-general"
-).split()
+PROMPTS = [
+    "welcome",
+    "invalid",
+    "no-input",
+    "transfer",
+    "to-operator",
+    "goodbye",
+    "closed",
+    "busy",
+    "recorded",
+    "please-hold",
+    "queue-enterprise",
+    "queue-government",
+    "queue-complaint",
+    "queue-general",
+]
 
 TEST_DIALPLAN = """
 ; ---- test-only contexts (tests/pbx/harness.py), not part of a deployment ----
@@ -282,3 +332,47 @@ def _silence(path: Path, seconds: float) -> None:
 
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# ----- driving calls over AMI (the bridge's own connection: Originate, QueueAdd) ----------------
+AGENTS = {"8001": "张敏", "8002": "李强", "8003": "王芳"}
+QUEUE_AGENTS = {
+    "dxe-enterprise": ["8001", "8002"],
+    "dxe-government": ["8002", "8003"],
+    "dxe-complaint": ["8009"],  # rings forever: every caller here abandons
+    "dxe-general": ["8001", "8002", "8003"],
+}
+
+
+def agent_interface(ext: str) -> str:
+    return f"Local/{ext}@dxe-test-agents/n"
+
+
+async def add_agents(conn, queue_agents: dict[str, list[str]] = QUEUE_AGENTS) -> None:
+    for queue, exts in queue_agents.items():
+        for ext in exts:
+            await conn.send(
+                {
+                    "Action": "QueueAdd",
+                    "Queue": queue,
+                    "Interface": agent_interface(ext),
+                    "MemberName": AGENTS.get(ext, f"坐席{ext}"),
+                }
+            )
+
+
+async def originate(conn, phone: str, keys: str, stay: float, delay: float = 1.0) -> None:
+    """A caller dialling 12345 who presses `keys` after `delay` s and hangs up after `stay` s."""
+    await conn.send(
+        {
+            "Action": "Originate",
+            "Channel": "Local/12345@dxe-inbound",
+            "Context": "dxe-test-caller",
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": f'"测试" <{phone}>',
+            "Async": "true",
+            "Timeout": "30000",
+            "Variable": f"DXE_KEYS={keys},DXE_STAY={stay},DXE_DELAY={delay}",
+        }
+    )
