@@ -161,6 +161,23 @@ class PbxBridge:
             return
         self._calls_ready.set()
 
+    def ops_snapshot(self) -> dict[str, Any]:
+        """What /healthz and /metrics show of this PBX link (read from Redis by the web app)."""
+        st = self.conn.stats
+        return {
+            "connected": self.conn.authenticated,
+            "connected_since": self.connected_since,
+            "disconnected_since": self.disconnected_since,
+            "reconnects": max(0, st.connects - 1),
+            "disconnects": st.disconnects,
+            "calls_in_progress": len(self.state.calls),
+            "ivr_fallbacks": self.state.counters.get("ivr_fallbacks", 0),
+            "calls_restored": self.state.counters.get("calls_restored", 0),
+            "calls_stored": self.stored,
+            "outcomes": dict(self.outcomes),
+            "reconcile": dict(self.reconcile_counts),
+        }
+
     def _on_lost(self) -> None:
         """Say so at once: the PBX is unreachable since now and every call shown is unconfirmed."""
         now = self.clock()
@@ -208,6 +225,7 @@ class PbxBridge:
             self.publisher.meta["reconciled"] = summary
         self._dirty.set()
         if self.engine is not None and self.server.cdr_dir is not None:
+            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.ensure_future(self.reconcile_cdr(until=started)))
         return rec
 
@@ -262,6 +280,7 @@ class PbxBridge:
                 **self.dispatcher.counts(),
             }
             self.publisher.meta["pbx"] = self.state.pbx
+            self.publisher.meta["ops"] = self.ops_snapshot()
             self._flushing = True
             try:
                 ok = await self.publisher.flush(self.state, self.clock())
@@ -321,6 +340,8 @@ class PbxBridge:
                 self.journal.done([call_id])
                 self._refused.pop(call_id, None)
                 self.stored += 1
+                outcome = str(rec.get("disposition") or "unknown")
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self._update_idle()
 
     async def _resync_loop(self) -> None:

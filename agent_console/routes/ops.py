@@ -43,7 +43,18 @@ def _check_redis(request: Request) -> str:
 def healthz(request: Request) -> JSONResponse:
     checks = {"database": _check_db(request), "redis": _check_redis(request)}
     ok = all(v == "ok" for v in checks.values())
-    body = HealthOut(status="ok" if ok else "down", checks=checks)
+    # the PBX side is reported, never fails the web's own liveness (a PBX down is "degraded")
+    pbx: dict = {}
+    agi: dict = {}
+    if checks["redis"] == "ok":
+        from callcenter.pbx_status import agi_status, pbx_links
+
+        try:
+            pbx = pbx_links(request.app.state.redis, request.app.state.settings)
+            agi = agi_status(request.app.state.redis, request.app.state.settings)
+        except Exception as e:
+            agi = {"status": "unknown", "detail": type(e).__name__}
+    body = HealthOut(status="ok" if ok else "down", checks=checks, pbx=pbx, agi=agi)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
