@@ -61,6 +61,7 @@ class PbxBridge:
         flush_interval: float = 0.05,
         retry_interval: float = 2.0,
         resync_interval: float = 300.0,
+        queue_poll_interval: float = 15.0,
         journal_path: Path | None = None,
         **conn_kw: Any,
     ) -> None:
@@ -89,6 +90,7 @@ class PbxBridge:
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
         self.resync_interval = resync_interval
+        self.queue_poll_interval = queue_poll_interval
         self.reconciled: list[dict[str, int]] = []
         self.stored = 0
         self.buried = 0  # records the DB refused for good (dead-letter file)
@@ -354,6 +356,24 @@ class PbxBridge:
                 except AmiError as e:
                     log.warning("periodic AMI resync failed: %s", e)
 
+    async def poll_queue_summary(self) -> int:
+        """Asterisk's hold/talk averages per queue (QueueSummary), for the wallboard."""
+        resp = await self.conn.send({"Action": "QueueSummary"}, as_list=None)
+        rows = [fields_of(m) for m in (resp if isinstance(resp, list) else [resp])]
+        n = self.state.queue_summary([r for r in rows if r.get("event") == "QueueSummary"])
+        if n:
+            self._dirty.set()
+        return n
+
+    async def _queue_poll_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.queue_poll_interval)
+            if self.conn.authenticated:
+                try:
+                    await self.poll_queue_summary()
+                except AmiError as e:
+                    log.debug("QueueSummary poll failed: %s", e)
+
     async def _sweep_loop(self) -> None:
         """Recordings the call-end import could not take yet, voicemail tickets, retention."""
         assert self.sweeper is not None
@@ -392,6 +412,7 @@ class PbxBridge:
             asyncio.ensure_future(self._publish_loop()),
             asyncio.ensure_future(self._store_loop()),
             asyncio.ensure_future(self._resync_loop()),
+            asyncio.ensure_future(self._queue_poll_loop()),
         ]
         if self.sweeper is not None and self.server.spool_dir:
             self._tasks.append(asyncio.ensure_future(self._sweep_loop()))

@@ -250,6 +250,9 @@ class Queue:
     abandoned: int = 0
     holdtime: int = 0
     talktime: int = 0
+    longest_hold: int = 0
+    logged_in: int | None = None
+    available: int | None = None
 
     def live_dict(self, state: LiveState, now: float) -> dict[str, Any]:
         callers = []
@@ -276,6 +279,9 @@ class Queue:
             "abandoned": self.abandoned,
             "holdtime": self.holdtime,
             "talktime": self.talktime,
+            "longest_hold": self.longest_hold,
+            "logged_in": self.logged_in,
+            "available": self.available,
         }
 
 
@@ -755,6 +761,22 @@ class LiveState:
         if agent is not None and agent.queues.pop(queue, None) is not None:
             self.dirty_agents.add(interface)
             self.dirty_queues.add(queue)
+
+    def queue_summary(self, rows: list[dict[str, str]]) -> int:
+        """QueueSummary rows: Asterisk's own hold/talk averages (s) and agents logged in/free."""
+        n = 0
+        for row in rows:
+            name = row.get("queue", "")
+            if not name or row.get("event") not in (None, "QueueSummary"):
+                continue
+            q = self._queue(name)
+            q.holdtime = _int(row.get("holdtime"), q.holdtime)
+            q.talktime = _int(row.get("talktime"), q.talktime)
+            q.longest_hold = _int(row.get("longestholdtime"), q.longest_hold)
+            q.logged_in = _int(row.get("loggedin"), q.logged_in or 0)
+            q.available = _int(row.get("available"), q.available or 0)
+            n += 1
+        return n
 
     # ----- resync --------------------------------------------------------------------------
     def begin_resync(self) -> None:

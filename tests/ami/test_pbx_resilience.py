@@ -6,7 +6,9 @@ tickets, callback tasks), a real CDR CSV in the format config/asterisk/cdr_custo
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -574,3 +576,68 @@ def test_write_config_fills_each_shared_value_once(settings, tmp_path):
     assert int(vals["maxsilence"]) < int(vals["minsecs"])  # Asterisk's warning condition
     assert (tmp_path / "out" / "cdr_custom.conf").exists()
     assert oct((tmp_path / "out" / "manager.conf").stat().st_mode & 0o777) == "0o600"
+
+
+def test_queue_summary_gives_asterisks_own_averages():
+    st = LiveState("pbx1")
+    n = st.queue_summary(
+        [
+            {
+                "event": "QueueSummary",
+                "queue": "dxe-enterprise",
+                "loggedin": "2",
+                "available": "1",
+                "callers": "0",
+                "holdtime": "2",
+                "talktime": "19",
+                "longestholdtime": "0",
+            },
+            {"event": "QueueSummaryComplete"},
+        ]
+    )
+    assert n == 1
+    q = st.queues["dxe-enterprise"].live_dict(st, 0.0)
+    assert (q["holdtime"], q["talktime"], q["logged_in"], q["available"]) == (2, 19, 2, 1)
+    assert "dxe-enterprise" in st.dirty_queues
+
+
+async def test_bridge_over_the_replay_peer_says_at_once_when_the_link_drops(settings, aredis):
+    from replay_server import make_bridge, make_server, sync_point
+
+    server = await make_server("scenario-answered")
+    bridge = make_bridge(settings, server, redis=aredis, backoff_base=5, backoff_max=5)
+    await bridge.start()
+    try:
+        await asyncio.wait_for(server.finished.wait(), 20)
+        await sync_point(bridge)
+        assert await bridge.poll_queue_summary() >= 1  # answered from the captured library
+        await bridge.settle()
+        meta = await aredis.hgetall(f"{settings.redis_namespace}:live:pbx1:meta")
+        assert json.loads(meta[b"connection"])["connected"] is True
+        await server.close()  # the PBX goes away
+        for _ in range(100):
+            meta = await aredis.hgetall(f"{settings.redis_namespace}:live:pbx1:meta")
+            conn = json.loads(meta[b"connection"])
+            if not conn["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        assert conn["connected"] is False and conn["disconnected_since"] is not None
+        ops = json.loads(meta[b"ops"])
+        assert ops["connected"] is False and ops["disconnected_since"] == conn["disconnected_since"]
+    finally:
+        await bridge.stop()
+        await server.close()
+
+
+async def test_an_empty_ami_secret_names_the_setting_to_fill(settings):
+    from replay_server import make_bridge, make_server
+
+    server = await make_server("scenario-answered")
+    bridge = make_bridge(settings, server, secret="", max_attempts=1)
+    try:
+        await asyncio.wait_for(bridge.conn.run(), 10)
+        assert "CALLCENTER_ASTERISK__<n>__SECRET" in bridge.conn.stats.last_error
+        assert bridge.conn.stats.login_failures == 0  # never sent: not the PBX's refusal
+    finally:
+        await bridge.conn.stop()
+        await server.close()
