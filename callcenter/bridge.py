@@ -29,6 +29,16 @@ from config.settings import AsteriskServer, Settings
 log = logging.getLogger(__name__)
 
 RESYNC_ACTIONS = ("CoreShowChannels", "QueueStatus", "Status")
+READBACK_VARS = (
+    "IVR_OPTION",
+    "IVR_CATEGORY",
+    "IVR_PATH",
+    "IVR_QUEUE",
+    "IVR_RESULT",
+    "MIXMONITOR_FILENAME",
+    "MEMBERINTERFACE",
+    "MEMBERNAME",
+)
 POISON_TRIES = 3  # a record refused this often for a non-transient reason is set aside
 
 
@@ -226,10 +236,45 @@ class PbxBridge:
         if self.publisher is not None:
             self.publisher.meta["reconciled"] = summary
         self._dirty.set()
+        unknown = [c for c in self.state.calls.values() if c.discovered and not c.restored]
+        if unknown:  # no saved facts (Redis lost them): ask the channels themselves
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.ensure_future(self.read_back_variables(unknown)))
         if self.engine is not None and self.server.cdr_dir is not None:
             self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.ensure_future(self.reconcile_cdr(until=started)))
         return rec
+
+    async def read_back_variables(self, calls: list[Any]) -> int:
+        """Channel variables the dialplan and the AGI set (IVR_*, MIXMONITOR_FILENAME, and
+        app_queue's MEMBERINTERFACE/MEMBERNAME once connected), read back with Getvar for calls a
+        new bridge found without saved facts. Returns how many values were found."""
+        found = 0
+        for call in calls:
+            legs = [leg for leg in list(call.legs.values()) if not leg.agent]
+            for leg in legs[:2]:
+                values: dict[str, str] = {}
+                for var in READBACK_VARS:
+                    try:
+                        resp = await self.conn.send(
+                            {"Action": "Getvar", "Channel": leg.channel, "Variable": var},
+                            timeout=3,
+                        )
+                    except AmiError:
+                        return found
+                    get = getattr(resp, "get", None)
+                    if get is None or not getattr(resp, "success", False):
+                        continue
+                    # only an answer about this variable (and channel) counts
+                    if (get("Variable") or var) != var or not get("Value"):
+                        continue
+                    values[var] = get("Value")
+                found += len(values)
+                if values:
+                    self.state.readback(leg.uniqueid, values, self.clock())
+        if found:
+            self._dirty.set()
+        return found
 
     async def reconcile_cdr(self, until: float | None = None) -> dict[str, int]:
         """File the calls that ended while nobody listened, from the PBX's CDR (reconcile.py)."""

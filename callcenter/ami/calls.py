@@ -200,6 +200,7 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
                 for k in (
                     *("queues", "agents", "recordings", "voicemail_box", "ended_by", "channels"),
                     *("ivr_fallback", "restored", "vm_no_message", "unknown", "source"),
+                    "answer_estimated",
                 )
                 if rec.get(k)
             }

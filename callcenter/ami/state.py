@@ -91,6 +91,7 @@ class Call:
     restored: bool = False  # facts given back from a previous bridge run (callcenter/ami/facts.py)
     unconfirmed: bool = False  # the AMI link dropped: this call may have ended meanwhile
     ivr_fallback: bool = False  # the dialplan's agi-fallback ran (FastAGI unreachable)
+    answer_estimated: bool = False  # answered before we looked: `answered` is an upper bound
 
     @property
     def category(self) -> str | None:
@@ -177,6 +178,10 @@ class Call:
             "discovered": self.discovered,
             "restored": self.restored,
             "ivr_fallback": self.ivr_fallback,
+            "answer_estimated": self.answer_estimated,
+            "unknown": "准确接通时间（系统重启期间接通，按重新发现该通话的时间计）"
+            if self.answer_estimated
+            else "",
             # reached the after-hours mailbox but left no message: still owed the promised callback
             "vm_no_message": bool(self.voicemail_box) and not self.voicemail,
         }
@@ -556,6 +561,29 @@ class LiveState:
             call.status = "voicemail"
             call.voicemail_box = mailbox
             self._touch(call)
+
+    def readback(self, uniqueid: str, values: dict[str, str], now: float) -> None:
+        """Channel variables read back (Getvar) for a call rediscovered without saved facts."""
+        call = self.call_of(uniqueid)
+        if call is None:
+            return
+        for var in ("IVR_OPTION", "IVR_CATEGORY", "IVR_PATH", "MIXMONITOR_FILENAME", "IVR_RESULT"):
+            if values.get(var):
+                self.varset(uniqueid, var, values[var])
+        if values.get("IVR_QUEUE") and not call.queue:
+            call.queue = values["IVR_QUEUE"]
+            call.queues.append(call.queue)
+        if values.get("MEMBERINTERFACE") and not call.agent:
+            # connected to an agent before we looked; the answer time is not known exactly:
+            # the discovery time bounds it (talk time is then a lower bound)
+            call.agent = values["MEMBERINTERFACE"]
+            call.agent_name = values.get("MEMBERNAME", "")
+            call.agents.append(call.agent)
+            if call.answered is None:
+                call.answered = now
+                call.answer_estimated = True
+            call.status = "talking"
+        self._touch(call)
 
     def call_end_summary(self, uniqueid: str, f: dict[str, Any]) -> None:
         """UserEvent DxeCallEnd (hangup handler): fills what the events missed, and tells when

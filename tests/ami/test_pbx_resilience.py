@@ -641,3 +641,53 @@ async def test_an_empty_ami_secret_names_the_setting_to_fill(settings):
     finally:
         await bridge.conn.stop()
         await server.close()
+
+
+def test_channel_variables_read_back_label_a_call_found_without_facts(settings, engine):
+    st = LiveState("pbx1")
+    st.begin_resync()
+    st.apply_resync(channel_rows("3.1"), [], 200.0)
+    st.readback(
+        "3.1",
+        {
+            "IVR_OPTION": "enterprise",
+            "IVR_CATEGORY": "enterprise",
+            "IVR_PATH": "1",
+            "IVR_QUEUE": "dxe-enterprise",
+            "MEMBERINTERFACE": AGENT_IF,
+            "MEMBERNAME": "张敏",
+        },
+        200.0,
+    )
+    d = Dispatcher(st)
+    feed(
+        d,
+        [ev("Hangup", Uniqueid="3.12", Cause="16"), ev("Hangup", Uniqueid="3.1", Cause="16")],
+        230.0,
+    )
+    (call,) = st.drain_ended()
+    rec = call.record()
+    assert rec["disposition"] == "answered" and rec["category"] == "enterprise"
+    assert rec["agent_name"] == "张敏" and rec["queue"] == "dxe-enterprise"
+    persist_call(engine, settings, rec, "pbx1")
+    with Session(engine) as s:
+        row = s.exec(select(CallRecord)).one()
+        assert row.extra["answer_estimated"] is True
+        assert "准确接通时间" in s.get(Ticket, row.ticket_id).content
+
+
+async def test_read_back_gives_up_quietly_where_getvar_is_refused(settings):
+    from replay_server import make_bridge, make_server, sync_point
+
+    server = await make_server("scenario-answered")
+    bridge = make_bridge(settings, server)
+    await bridge.start()
+    try:
+        await sync_point(bridge)
+        st = bridge.state
+        st.begin_resync()
+        st.apply_resync(channel_rows("4.1"), [], 300.0)
+        assert await bridge.read_back_variables([st.calls["4.1"]]) == 0
+    finally:
+        await bridge.stop()
+        await server.close()
