@@ -227,6 +227,11 @@ class PbxBridge:
             if m.get("event") in ("QueueParams", "QueueMember", "QueueEntry")
         ]
         rec = self.state.apply_resync(channels, queue_rows, self.clock())
+        if self.state.restored_facts and (self.engine is None or self.server.cdr_dir is None):
+            # no CDR to reconcile from: what the previous bridge knew still files those calls
+            gone = self.state.end_leftover_facts(self.clock())
+            if gone:
+                log.warning("%d call(s) ended while no bridge ran; filed from saved facts", gone)
         self.disconnected_since = None
         self.connected_since = self.connected_since or self.clock()
         self._journal_ended()

@@ -47,6 +47,9 @@ COLUMNS = (
     "recording",
     "vm_status",
 )
+# a call is the hotline's when one of its legs ran these contexts (extensions.conf) or carries an
+# IVR decision; other CDRs (internal calls, callbacks agents dial out) are not hotline calls
+HOTLINE_CONTEXTS = frozenset({"dxe-inbound", "dxe-hangup"})
 FIRST_LOOKBACK_S = 24 * 3600  # with no cursor yet (first start): calls of the last day
 SLACK_S = 120.0  # rows near the previous cutoff are read again (persist_call dedupes)
 _CLID = re.compile(r'^"?(?P<name>[^"<]*)"?\s*<(?P<num>[^>]*)>')
@@ -231,6 +234,14 @@ def reconcile(
     by_call: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_call.setdefault(r["linkedid"], []).append(r)
+    by_call = {
+        cid: legs
+        for cid, legs in by_call.items()
+        if any(
+            r.get("dcontext") in HOTLINE_CONTEXTS or r.get("ivr_result") or r.get("dxe_queue")
+            for r in legs
+        )
+    }
     report.calls = len(by_call)
     ok = True
     for call_id, legs in by_call.items():

@@ -92,6 +92,7 @@ class Call:
     unconfirmed: bool = False  # the AMI link dropped: this call may have ended meanwhile
     ivr_fallback: bool = False  # the dialplan's agi-fallback ran (FastAGI unreachable)
     answer_estimated: bool = False  # answered before we looked: `answered` is an upper bound
+    end_unknown: bool = False  # ended while no bridge ran and no CDR says when
 
     @property
     def category(self) -> str | None:
@@ -179,9 +180,17 @@ class Call:
             "restored": self.restored,
             "ivr_fallback": self.ivr_fallback,
             "answer_estimated": self.answer_estimated,
-            "unknown": "准确接通时间（系统重启期间接通，按重新发现该通话的时间计）"
-            if self.answer_estimated
-            else "",
+            "unknown": "；".join(
+                x
+                for x, on in (
+                    (
+                        "准确接通时间（系统重启期间接通，按重新发现该通话的时间计）",
+                        self.answer_estimated,
+                    ),
+                    ("结束时间（通话在系统重启期间结束，按重启后的时间计）", self.end_unknown),
+                )
+                if on
+            ),
             # reached the after-hours mailbox but left no message: still owed the promised callback
             "vm_no_message": bool(self.voicemail_box) and not self.voicemail,
         }
@@ -962,6 +971,29 @@ class LiveState:
             call.queued_abandon = call.abandoned = True
             if call.wait_seconds is None and call.joined_at is not None:
                 call.wait_seconds = max(0, int(end - call.joined_at))
+
+    def end_leftover_facts(self, now: float) -> int:
+        """Calls a previous bridge saved that no longer exist: they ended while no bridge ran.
+        Without a CDR to tell when, they end now, and their record says the end is unknown."""
+        from callcenter.ami.facts import restore
+
+        n = 0
+        for call_id, facts in list(self.restored_facts.items()):
+            if call_id in self.calls:
+                continue
+            call = Call(call_id, float(facts.get("started") or now))
+            restore(call, facts)
+            call.status = "ended"
+            call.ended = now
+            self._ended_unseen(call, now)
+            call.ended_by = "restart"
+            call.end_unknown = True
+            self.removed_calls.add(call_id)
+            self.ended.append(call)
+            self.counters["calls_ended"] += 1
+            n += 1
+        self.restored_facts.clear()
+        return n
 
     def connection_lost(self, now: float) -> None:
         """The AMI link dropped: from now on every call shown is unconfirmed until a resync."""

@@ -691,3 +691,49 @@ async def test_read_back_gives_up_quietly_where_getvar_is_refused(settings):
     finally:
         await bridge.stop()
         await server.close()
+
+
+def test_cdr_reconcile_leaves_calls_that_are_not_the_hotlines_alone(settings, engine, tmp_path):
+    csv_path = tmp_path / "dxe.csv"
+    _cdr(
+        csv_path,
+        [
+            _leg(
+                "8.1",
+                "8.1",
+                start="1000",
+                answer="1000",
+                end="1050",
+                billsec="50",
+                dcontext="from-internal",
+                lastapp="Dial",
+                dstchannel="PJSIP/8001-00000001",
+            )
+        ],
+    )
+    rep = reconcile(
+        engine, settings, "pbx1", csv_path, CdrCursor(tmp_path / "c.json"), until=2000.0
+    )
+    assert rep.rows == 1 and rep.calls == 0 and rep.stored == 0
+
+
+async def test_calls_that_ended_during_a_bridge_restart_are_filed_from_their_facts(
+    aredis, settings, engine
+):
+    ns = settings.redis_namespace
+    old = LiveState("pbx1")
+    feed(Dispatcher(old), answered_call("11.1"), 100.0)
+    await Publisher(aredis, ns, "pbx1").flush(old, 101.0)
+    new = LiveState("pbx1")
+    new.restored_facts = await facts_mod.load(aredis, ns, "pbx1")
+    new.begin_resync()
+    new.apply_resync([], [], 200.0)  # the call is gone: it ended while no bridge ran
+    assert new.end_leftover_facts(200.0) == 1 and not new.restored_facts
+    (call,) = new.drain_ended()
+    rec = call.record()
+    assert rec["disposition"] == "answered" and rec["talk_seconds"] == 100
+    assert rec["ended_by"] == "restart" and "结束时间" in rec["unknown"]
+    persist_call(engine, settings, rec, "pbx1")
+    with Session(engine) as s:
+        row = s.exec(select(CallRecord)).one()
+        assert row.ticket_id is not None and row.agent == AGENT_IF
