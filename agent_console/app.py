@@ -161,6 +161,11 @@ def create_app(
     app.state.settings = settings
     app.state.engine = None
     app.state.metrics = Metrics(lambda: app.state.engine)
+    from callcenter.pbx_status import PbxCollector  # per-PBX link/call gauges from Redis
+
+    app.state.metrics.registry.register(
+        PbxCollector(lambda: getattr(app.state, "redis", None), lambda: app.state.settings)
+    )
 
     install_error_handlers(app)
     if fast_path:  # innermost of ours: ticket creation without the router (agent_console.fastpath)

@@ -289,3 +289,5 @@ class NoticeConfirmOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "down"]
     checks: dict[str, str]
+    pbx: dict[str, dict[str, Any]] = {}  # per PBX: ok | degraded | unknown, since, detail
+    agi: dict[str, Any] = {}  # the FastAGI server's heartbeat: ok | degraded, since

@@ -29,6 +29,16 @@ from config.settings import AsteriskServer, Settings
 log = logging.getLogger(__name__)
 
 RESYNC_ACTIONS = ("CoreShowChannels", "QueueStatus", "Status")
+READBACK_VARS = (
+    "IVR_OPTION",
+    "IVR_CATEGORY",
+    "IVR_PATH",
+    "IVR_QUEUE",
+    "IVR_RESULT",
+    "MIXMONITOR_FILENAME",
+    "MEMBERINTERFACE",
+    "MEMBERNAME",
+)
 POISON_TRIES = 3  # a record refused this often for a non-transient reason is set aside
 
 
@@ -61,6 +71,7 @@ class PbxBridge:
         flush_interval: float = 0.05,
         retry_interval: float = 2.0,
         resync_interval: float = 300.0,
+        queue_poll_interval: float = 15.0,
         journal_path: Path | None = None,
         **conn_kw: Any,
     ) -> None:
@@ -82,12 +93,14 @@ class PbxBridge:
             on_event=self.on_event,
             on_raw_event=self.on_raw_event,
             on_connected=self.resync,
+            on_lost=self._on_lost,
             **conn_kw,
         )
         self.actions = AmiActions(self.conn)
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
         self.resync_interval = resync_interval
+        self.queue_poll_interval = queue_poll_interval
         self.reconciled: list[dict[str, int]] = []
         self.stored = 0
         self.buried = 0  # records the DB refused for good (dead-letter file)
@@ -104,6 +117,10 @@ class PbxBridge:
         self.idle = asyncio.Event()  # set whenever journal and publisher have caught up
         self.sweeper = Sweeper(settings, server) if engine is not None else None
         self.last_sweep: dict[str, Any] = {}
+        self.disconnected_since: float | None = None
+        self.connected_since: float | None = None
+        self.reconcile_counts: dict[str, int] = {}  # CDR reconcile (callcenter/ami/reconcile.py)
+        self.outcomes: dict[str, int] = {}  # stored calls by disposition / ticket outcome
 
     # ----- ingest (synchronous, hot path) --------------------------------------------------
     def on_raw_event(self, name: str, frame: str) -> None:
@@ -156,6 +173,31 @@ class PbxBridge:
             return
         self._calls_ready.set()
 
+    def ops_snapshot(self) -> dict[str, Any]:
+        """What /healthz and /metrics show of this PBX link (read from Redis by the web app)."""
+        st = self.conn.stats
+        return {
+            "connected": self.conn.authenticated,
+            "connected_since": self.connected_since,
+            "disconnected_since": self.disconnected_since,
+            "reconnects": max(0, st.connects - 1),
+            "disconnects": st.disconnects,
+            "calls_in_progress": len(self.state.calls),
+            "ivr_fallbacks": self.state.counters.get("ivr_fallbacks", 0),
+            "calls_restored": self.state.counters.get("calls_restored", 0),
+            "calls_stored": self.stored,
+            "outcomes": dict(self.outcomes),
+            "reconcile": dict(self.reconcile_counts),
+        }
+
+    def _on_lost(self) -> None:
+        """Say so at once: the PBX is unreachable since now and every call shown is unconfirmed."""
+        now = self.clock()
+        self.state.connection_lost(now)
+        self.disconnected_since = now
+        self.connected_since = None
+        self._dirty.set()
+
     # ----- resync ---------------------------------------------------------------------------
     async def resync(self, conn: AmiConnection) -> Reconciled:
         """After every (re)connect: ask Asterisk what exists, converge the state to it."""
@@ -163,6 +205,7 @@ class PbxBridge:
             return await self._resync(conn)
 
     async def _resync(self, conn: AmiConnection) -> Reconciled:
+        started = self.clock()
         self.state.begin_resync()
         rows: dict[str, list[Any]] = {}
         try:
@@ -184,6 +227,13 @@ class PbxBridge:
             if m.get("event") in ("QueueParams", "QueueMember", "QueueEntry")
         ]
         rec = self.state.apply_resync(channels, queue_rows, self.clock())
+        if self.state.restored_facts and (self.engine is None or self.server.cdr_dir is None):
+            # no CDR to reconcile from: what the previous bridge knew still files those calls
+            gone = self.state.end_leftover_facts(self.clock())
+            if gone:
+                log.warning("%d call(s) ended while no bridge ran; filed from saved facts", gone)
+        self.disconnected_since = None
+        self.connected_since = self.connected_since or self.clock()
         self._journal_ended()
         summary = rec.as_dict()
         self.reconciled.append(summary)
@@ -191,7 +241,79 @@ class PbxBridge:
         if self.publisher is not None:
             self.publisher.meta["reconciled"] = summary
         self._dirty.set()
+        unknown = [c for c in self.state.calls.values() if c.discovered and not c.restored]
+        if unknown:  # no saved facts (Redis lost them): ask the channels themselves
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.ensure_future(self.read_back_variables(unknown)))
+        if self.engine is not None and self.server.cdr_dir is not None:
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(asyncio.ensure_future(self.reconcile_cdr(until=started)))
         return rec
+
+    async def read_back_variables(self, calls: list[Any]) -> int:
+        """Channel variables the dialplan and the AGI set (IVR_*, MIXMONITOR_FILENAME, and
+        app_queue's MEMBERINTERFACE/MEMBERNAME once connected), read back with Getvar for calls a
+        new bridge found without saved facts. Returns how many values were found."""
+        found = 0
+        for call in calls:
+            legs = [leg for leg in list(call.legs.values()) if not leg.agent]
+            for leg in legs[:2]:
+                values: dict[str, str] = {}
+                for var in READBACK_VARS:
+                    try:
+                        resp = await self.conn.send(
+                            {"Action": "Getvar", "Channel": leg.channel, "Variable": var},
+                            timeout=3,
+                        )
+                    except AmiError:
+                        return found
+                    get = getattr(resp, "get", None)
+                    if get is None or not getattr(resp, "success", False):
+                        continue
+                    # only an answer about this variable (and channel) counts
+                    if (get("Variable") or var) != var or not get("Value"):
+                        continue
+                    values[var] = get("Value")
+                found += len(values)
+                if values:
+                    self.state.readback(leg.uniqueid, values, self.clock())
+        if found:
+            self._dirty.set()
+        return found
+
+    async def reconcile_cdr(self, until: float | None = None) -> dict[str, int]:
+        """File the calls that ended while nobody listened, from the PBX's CDR (reconcile.py)."""
+        from callcenter.ami.reconcile import CdrCursor, reconcile
+        from callcenter.asterisk_config import cdr_csv_path
+
+        path = cdr_csv_path(self.server)
+        if path is None or self.engine is None:
+            return {}
+        skip = set(self.state.calls) | {cid for cid, _ in self.journal.pending()}
+        cursor = CdrCursor(self.journal.path.with_name(f"cdr-{self.server.name}.json"))
+        try:
+            report = await asyncio.to_thread(
+                reconcile,
+                self.engine,
+                self.settings,
+                self.server.name,
+                path,
+                cursor,
+                until=until,
+                skip=skip,
+                facts=self.state.restored_facts,
+            )
+        except Exception:  # never let the reconcile take the bridge down
+            log.exception("CDR reconcile of %s failed", self.server.name)
+            return {}
+        counts = report.as_dict()
+        for k, v in counts.items():
+            self.reconcile_counts[k] = self.reconcile_counts.get(k, 0) + v
+        if report.stored or report.failed:
+            log.info("CDR reconcile %s: %s", self.server.name, counts)
+        if self.publisher is not None:
+            self.publisher.meta["cdr_reconcile"] = self.reconcile_counts
+        return counts
 
     # ----- background loops -----------------------------------------------------------------
     async def _publish_loop(self) -> None:
@@ -204,10 +326,13 @@ class PbxBridge:
                 continue
             self.publisher.meta["connection"] = {
                 "authenticated": self.conn.authenticated,
+                "connected": self.conn.authenticated,
+                "disconnected_since": self.disconnected_since,
                 **{k: v for k, v in vars(self.conn.stats).items() if k != "delays"},
                 **self.dispatcher.counts(),
             }
             self.publisher.meta["pbx"] = self.state.pbx
+            self.publisher.meta["ops"] = self.ops_snapshot()
             self._flushing = True
             try:
                 ok = await self.publisher.flush(self.state, self.clock())
@@ -267,6 +392,8 @@ class PbxBridge:
                 self.journal.done([call_id])
                 self._refused.pop(call_id, None)
                 self.stored += 1
+                outcome = str(rec.get("disposition") or "unknown")
+                self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self._update_idle()
 
     async def _resync_loop(self) -> None:
@@ -278,6 +405,24 @@ class PbxBridge:
                     await self.resync(self.conn)
                 except AmiError as e:
                     log.warning("periodic AMI resync failed: %s", e)
+
+    async def poll_queue_summary(self) -> int:
+        """Asterisk's hold/talk averages per queue (QueueSummary), for the wallboard."""
+        resp = await self.conn.send({"Action": "QueueSummary"}, as_list=None)
+        rows = [fields_of(m) for m in (resp if isinstance(resp, list) else [resp])]
+        n = self.state.queue_summary([r for r in rows if r.get("event") == "QueueSummary"])
+        if n:
+            self._dirty.set()
+        return n
+
+    async def _queue_poll_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.queue_poll_interval)
+            if self.conn.authenticated:
+                try:
+                    await self.poll_queue_summary()
+                except AmiError as e:
+                    log.debug("QueueSummary poll failed: %s", e)
 
     async def _sweep_loop(self) -> None:
         """Recordings the call-end import could not take yet, voicemail tickets, retention."""
@@ -306,11 +451,18 @@ class PbxBridge:
             self.idle.clear()
 
     async def start(self) -> None:
+        if self.redis is not None:  # what a previous bridge knew of calls still up (facts.py)
+            from callcenter.ami.facts import load
+
+            self.state.restored_facts = await load(
+                self.redis, self.settings.redis_namespace, self.server.name
+            )
         self._tasks = [
             asyncio.ensure_future(self.conn.run()),
             asyncio.ensure_future(self._publish_loop()),
             asyncio.ensure_future(self._store_loop()),
             asyncio.ensure_future(self._resync_loop()),
+            asyncio.ensure_future(self._queue_poll_loop()),
         ]
         if self.sweeper is not None and self.server.spool_dir:
             self._tasks.append(asyncio.ensure_future(self._sweep_loop()))

@@ -19,6 +19,7 @@ import typer
 
 from asr import cli_app as asr_app
 from asr import transcribe_command as transcribe_cmd
+from callcenter.asterisk_cli import asterisk_app
 from callcenter.bridge_cli import bridge_app
 from callcenter.recordings_cli import recordings_app
 from config.settings import Settings
@@ -42,6 +43,7 @@ app.add_typer(bridge_app, name="bridge")
 app.add_typer(agi_app, name="agi")
 app.add_typer(asr_app, name="asr")
 app.add_typer(recordings_app, name="recordings")
+app.add_typer(asterisk_app, name="asterisk")
 app.command("transcribe")(transcribe_cmd)
 # ----------------------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class SweepReport:
     linked: int = 0  # voicemail calls linked to the ticket their transcript filed
     filed: int = 0  # voicemail calls given a ticket without text after the grace period
     purged: int = 0
+    empty: int = 0  # zero-length/frameless files (an abandoned call's MixMonitor): normal
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class SweepReport:
             "linked": self.linked,
             "filed": self.filed,
             "purged": self.purged,
+            "empty": self.empty,
             "errors": len(self.errors),
         }
 
@@ -147,6 +149,10 @@ class Sweeper:
                 fn(s)
         except AudioError as e:
             self._bad.add(self._key(path))
+            if e.code == "empty":  # MixMonitor(b) of a call no agent answered: nothing to keep
+                report.empty += 1
+                log.info("recording %s is empty (call never bridged); skipped", path.name)
+                return
             report.errors.append(f"{path.name}: {e.code}")
             log.warning("recording %s rejected: %s (%s)", path.name, e.code, e.message)
             return

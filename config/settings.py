@@ -40,6 +40,11 @@ class AsteriskServer(BaseModel):
     spool_dir: Path | None = None
     # The spool as the PBX names it in MIXMONITOR_FILENAME (mapped onto spool_dir).
     pbx_spool_dir: str = "/var/spool/asterisk"
+    # Where this PBX's CDR CSV folder (<astlogdir>/cdr-custom, cdr_custom.conf) is readable here;
+    # unset: calls that ended while the bridge was away are not reconciled from the CDR.
+    cdr_dir: Path | None = None
+    # The after-hours mailbox PIN written into voicemail.conf by `callcenter asterisk write-config`.
+    voicemail_pin: SecretStr = SecretStr("")
 
 
 class Settings(BaseSettings):

@@ -402,6 +402,10 @@ class IvrSession:
         )
 
 
+# FastAGI session outcomes that mean something went wrong (the rest: queue, voicemail, hang-ups)
+ERROR_OUTCOMES = frozenset({"bad_env", "no_route", "crashed", "protocol_error"})
+
+
 class AgiServer:
     """The FastAGI listener; start() binds (port 0 = ephemeral), close() stops it."""
 
@@ -439,6 +443,36 @@ class AgiServer:
         host, port = self._server.sockets[0].getsockname()[:2]
         log.info("FastAGI IVR listening on agi://%s:%d/%s", host, port, ROUTE)
         return host, port
+
+    async def heartbeat(self, redis: Any, namespace: str, interval: float = 5.0) -> None:
+        """Tell the web app (/healthz, /metrics) this server is up and what it did: a Redis hash
+        {ns}:agi:status that expires when the heartbeats stop. Redis away: try again later."""
+        import json
+        import time
+
+        key = f"{namespace}:agi:status"
+        since = time.time()
+        while True:
+            app = self.app
+            stats = dict(app.stats) if app is not None else {}
+            errors = sum(v for k, v in stats.items() if k in ERROR_OUTCOMES)
+            try:
+                await redis.hset(
+                    key,
+                    mapping={
+                        "listening": f"agi://{self.host}:{self.port}/{ROUTE}",
+                        "since": since,
+                        "updated": time.time(),
+                        "sessions": sum(stats.values()),
+                        "active": app.active if app is not None else 0,
+                        "errors": errors,
+                        "stats": json.dumps(stats),
+                    },
+                )
+                await redis.expire(key, max(1, int(interval * 3)))
+            except Exception as e:
+                log.debug("AGI heartbeat not written (%s)", type(e).__name__)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         if self._watchdog is not None:

@@ -39,7 +39,17 @@ def serve(
         # keeps the collector's full passes short, which is what the p99 of a round trip feels.
         gc.freeze()
         typer.echo(f"FastAGI IVR on agi://{bound_host}:{bound_port}/ivr (Ctrl-C to stop)")
-        await server.serve_forever()
+        beat = None
+        if settings.redis_url:  # /healthz and /metrics read it (no embedded Redis to reach)
+            import redis.asyncio as aioredis
+
+            r = aioredis.from_url(settings.redis_url)
+            beat = asyncio.ensure_future(server.heartbeat(r, settings.redis_namespace))
+        try:
+            await server.serve_forever()
+        finally:
+            if beat is not None:
+                beat.cancel()
 
     try:
         try:

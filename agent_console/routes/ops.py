@@ -65,7 +65,18 @@ async def healthz(request: Request) -> JSONResponse:
     the default thread pool (a burst of writes must not make the process look dead)."""
     checks = await anyio.to_thread.run_sync(_checks, request, limiter=_probe_limiter())
     ok = all(v == "ok" for v in checks.values())
-    body = HealthOut(status="ok" if ok else "down", checks=checks)
+    # the PBX side is reported, never fails the web's own liveness (a PBX down is "degraded")
+    pbx: dict = {}
+    agi: dict = {}
+    if checks["redis"] == "ok":
+        from callcenter.pbx_status import agi_status, pbx_links
+
+        try:
+            pbx = pbx_links(request.app.state.redis, request.app.state.settings)
+            agi = agi_status(request.app.state.redis, request.app.state.settings)
+        except Exception as e:
+            agi = {"status": "unknown", "detail": type(e).__name__}
+    body = HealthOut(status="ok" if ok else "down", checks=checks, pbx=pbx, agi=agi)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 

@@ -84,8 +84,12 @@ def ticket_content(rec: dict[str, Any]) -> str:
         parts.append(f"坐席：{rec['agent_name']}")
     if rec.get("talk_seconds"):
         parts.append(f"通话{rec['talk_seconds']}秒")
-    if rec["disposition"] == "abandoned":
+    if rec.get("vm_no_message") and rec["disposition"] != "voicemail":
+        parts.append("来电人进入留言信箱但未留言，请回拨")
+    elif rec["disposition"] == "abandoned":
         parts.append("来电人排队时挂断，请回拨")
+    if rec.get("unknown"):  # reconciled after the fact (callcenter/ami/reconcile.py)
+        parts.append(f"未知：{rec['unknown']}")
     if rec["disposition"] == "voicemail":
         parts.append("来电人已留言，请回拨")
     return "；".join(parts) + "。"
@@ -101,6 +105,7 @@ def reached_service(rec: dict[str, Any]) -> bool:
         or rec.get("agent")
         or rec.get("ticket_number")
         or rec.get("disposition") == "voicemail"
+        or rec.get("vm_no_message")
     )
 
 
@@ -194,7 +199,11 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
             ticket_error=error,
             extra={
                 k: rec.get(k)
-                for k in ("queues", "agents", "recordings", "voicemail_box", "ended_by", "channels")
+                for k in (
+                    *("queues", "agents", "recordings", "voicemail_box", "ended_by", "channels"),
+                    *("ivr_fallback", "restored", "vm_no_message", "unknown", "source"),
+                    "answer_estimated",
+                )
                 if rec.get(k)
             }
             | ({"awaiting_voicemail_ticket": True} if awaiting else {}),
@@ -205,7 +214,7 @@ def persist_call(engine: Engine, settings: Settings, rec: dict[str, Any], server
         reason = None
         if rec["disposition"] == "abandoned" and rec.get("queued_abandon"):
             reason = "abandoned"
-        elif rec["disposition"] == "voicemail":
+        elif rec["disposition"] == "voicemail" or rec.get("vm_no_message"):
             reason = "voicemail"
         if reason and phone:
             promise_callback(

@@ -185,6 +185,7 @@ class AmiConnection:
         on_event: Callable[[Message], None],
         on_raw_event: Callable[[str, str], None] | None = None,
         on_connected: Callable[[AmiConnection], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         jitter: float = 0.2,
@@ -199,6 +200,7 @@ class AmiConnection:
         self._on_raw_event = on_raw_event
         self.raw_event = self._raw_event if on_raw_event is not None else None
         self._on_connected = on_connected
+        self._on_lost = on_lost
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.jitter = jitter
@@ -237,6 +239,11 @@ class AmiConnection:
         log.warning("AMI frame skipped (%s): %r", kind, _LONG_DIGITS.sub(_mask, frame[:120]))
 
     def lost(self, exc: object) -> None:
+        if self.authenticated and self._on_lost is not None:
+            try:
+                self._on_lost()
+            except Exception:
+                log.exception("AMI on_lost hook failed")
         self.authenticated = False
         self.connected_event.clear()
         for fut in list(self._pending):
@@ -318,6 +325,12 @@ class AmiConnection:
         self._lost = loop.create_future()
         await asyncio.wait_for(self.manager.connect(), self.login_timeout)
         self.stats.connects += 1
+        if not self.server.secret.get_secret_value():
+            self.close_transport()
+            raise AmiLoginError(
+                f"AMI secret for {self.server.name} is empty: set CALLCENTER_ASTERISK__<n>__SECRET "
+                f"(the `secret` of [{self.server.username}] in the PBX's manager.conf)"
+            )
         try:
             resp = await self.send(
                 {

@@ -146,12 +146,13 @@ def _agent_connect(st: LiveState, f: Fields, now: float) -> None:
 
 def _agent_complete(st: LiveState, f: Fields, now: float) -> None:
     st.agent_complete(
-        f["uniqueid"],
+        _s(f, "uniqueid"),
         f["queue"],
         f["interface"],
         _int(f, "talktime"),
         f.get("reason", ""),
         now,
+        _s(f, "channel"),
     )
 
 
@@ -203,6 +204,8 @@ def _transfer(st: LiveState, f: Fields, now: float) -> None:
 def _user_event(st: LiveState, f: Fields, now: float) -> None:
     if f.get("userevent") == "DxeAfterHours" and "uniqueid" in f:
         st.after_hours(f["uniqueid"], f.get("mailbox", ""))
+    elif f.get("userevent") == "DxeCallEnd" and "uniqueid" in f:
+        st.call_end_summary(f["uniqueid"], f)
 
 
 def _message_waiting(st: LiveState, f: Fields, now: float) -> None:

@@ -12,6 +12,7 @@ Keys (ns = settings.redis_namespace, s = server name):
   {ns}:live:{s}:queues         hash queue → JSON
   {ns}:live:{s}:agents         hash interface → JSON
   {ns}:live:{s}:meta           hash: connected, updated, counters (JSON)
+  {ns}:live:{s}:facts          hash call_id → the call's facts, reloaded by a restarted bridge
   {ns}:live:events             pub/sub channel of deltas (JSON)
   {ns}:live:ticket-links       hash call_id → ticket number (API hook, see live.link_ticket)
 """
@@ -37,6 +38,7 @@ def keys(namespace: str, server: str) -> dict[str, str]:
         "meta": f"{base}:{server}:meta",
         "channel": f"{base}:events",
         "links": f"{base}:ticket-links",
+        "facts": f"{base}:{server}:facts",  # call_id → facts a restarted bridge reloads
     }
 
 
@@ -101,6 +103,16 @@ class Publisher:
         for iface in agents:
             a = state.agents.get(iface)
             da[iface] = a.live_dict(now) if a is not None else None
+        if dc:
+            from callcenter.ami.facts import FACTS_TTL_S, facts_of
+
+            facts = {cid: facts_of(state.calls[cid]) for cid, v in dc.items() if v is not None}
+            ended = [cid for cid, v in dc.items() if v is None]
+            if facts:
+                pipe.hset(self.k["facts"], mapping=facts)
+                pipe.expire(self.k["facts"], FACTS_TTL_S)
+            if ended:
+                pipe.hdel(self.k["facts"], *ended)
         for key, d in ((self.k["calls"], dc), (self.k["queues"], dq), (self.k["agents"], da)):
             live = {k: _dumps(v) for k, v in d.items() if v is not None}
             gone = [k for k, v in d.items() if v is None]

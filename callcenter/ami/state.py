@@ -12,8 +12,11 @@ is one channel (Uniqueid). A call ends when its last leg hangs up; ended calls a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # IVR menu digits of the hotline (config/ivr.yaml pairs with these) → ticket category codes.
 CHOICE_CATEGORY = {"1": "enterprise", "2": "government", "3": "complaint", "4": "complaint"}
@@ -85,6 +88,11 @@ class Call:
     ended: float | None = None
     ended_by: str = "hangup"  # hangup | resync
     discovered: bool = False  # first seen by a resync, not from its start
+    restored: bool = False  # facts given back from a previous bridge run (callcenter/ami/facts.py)
+    unconfirmed: bool = False  # the AMI link dropped: this call may have ended meanwhile
+    ivr_fallback: bool = False  # the dialplan's agi-fallback ran (FastAGI unreachable)
+    answer_estimated: bool = False  # answered before we looked: `answered` is an upper bound
+    end_unknown: bool = False  # ended while no bridge ran and no CDR says when
 
     @property
     def category(self) -> str | None:
@@ -135,6 +143,8 @@ class Call:
             "recording": self.recordings[-1] if self.recordings else "",
             "ticket_number": self.ticket_number,
             "legs": [leg.channel for leg in self.legs.values()],
+            "joined_at": self.joined_at,
+            "unconfirmed": self.unconfirmed,
         }
 
     def record(self) -> dict[str, Any]:
@@ -167,6 +177,22 @@ class Call:
             "hangup_cause": self.hangup_cause,
             "ended_by": self.ended_by,
             "discovered": self.discovered,
+            "restored": self.restored,
+            "ivr_fallback": self.ivr_fallback,
+            "answer_estimated": self.answer_estimated,
+            "unknown": "；".join(
+                x
+                for x, on in (
+                    (
+                        "准确接通时间（系统重启期间接通，按重新发现该通话的时间计）",
+                        self.answer_estimated,
+                    ),
+                    ("结束时间（通话在系统重启期间结束，按重启后的时间计）", self.end_unknown),
+                )
+                if on
+            ),
+            # reached the after-hours mailbox but left no message: still owed the promised callback
+            "vm_no_message": bool(self.voicemail_box) and not self.voicemail,
         }
 
 
@@ -198,21 +224,26 @@ class Agent:
             return "on-call"
         if now < self.wrapup_until:
             return "wrap-up"
-        if any(m.paused for m in self.queues.values()):
+        # paused only where paused: an agent paused in one queue still takes the others' calls
+        if all(m.paused for m in self.queues.values()):
             return "paused"
         return "ready"
 
     def live_dict(self, now: float) -> dict[str, Any]:
         paused = [m for m in self.queues.values() if m.paused]
+        state = self.state(now)
+        base = "ready" if state == "paused" else state
         return {
             "interface": self.interface,
             "name": self.name,
-            "state": self.state(now),
+            "state": state,
             "pause_reason": paused[0].reason if paused else "",
+            "paused_queues": sorted(m.queue for m in paused),
             "call_id": self.call_id,
             "ringing": self.ringing,
             "queues": {
                 q: {
+                    "state": "paused" if m.paused and base == "ready" else base,
                     "paused": m.paused,
                     "reason": m.reason,
                     "penalty": m.penalty,
@@ -233,6 +264,9 @@ class Queue:
     abandoned: int = 0
     holdtime: int = 0
     talktime: int = 0
+    longest_hold: int = 0
+    logged_in: int | None = None
+    available: int | None = None
 
     def live_dict(self, state: LiveState, now: float) -> dict[str, Any]:
         callers = []
@@ -243,6 +277,8 @@ class Queue:
                     "uniqueid": uid,
                     "call_id": leg_call.call_id if leg_call else "",
                     "caller": leg_call.caller_num if leg_call else "",
+                    "position": len(callers) + 1,
+                    "joined_at": joined,
                     "wait_seconds": int(now - joined),
                 }
             )
@@ -257,6 +293,9 @@ class Queue:
             "abandoned": self.abandoned,
             "holdtime": self.holdtime,
             "talktime": self.talktime,
+            "longest_hold": self.longest_hold,
+            "logged_in": self.logged_in,
+            "available": self.available,
         }
 
 
@@ -310,6 +349,8 @@ class LiveState:
         self.dirty_agents: set[str] = set()
         self.counters: dict[str, int] = {"events": 0, "calls_ended": 0}
         self.pbx: dict[str, Any] = {}  # last FullyBooted: uptime 0 = Asterisk just restarted
+        self.restored_facts: dict[str, dict[str, Any]] = {}  # call_id → facts (facts.py)
+        self.disconnected_at: float | None = None  # AMI link lost at (None: connected)
         self._touched: set[str] | None = None  # uniqueids touched by events during a resync
         self._gone: set[str] | None = None
         self._members_touched: set[tuple[str, str]] | None = None
@@ -356,6 +397,12 @@ class LiveState:
         call = self.calls.get(linkedid)
         if call is None:
             call = self.calls[linkedid] = Call(linkedid, now)
+            facts = self.restored_facts.pop(linkedid, None) if self.restored_facts else None
+            if facts:
+                from callcenter.ami.facts import restore
+
+                restore(call, facts)
+                self.counters["calls_restored"] = self.counters.get("calls_restored", 0) + 1
         if leg is None:
             leg = Leg(uniqueid, channel, linkedid)
             leg.agent = self._is_agent_channel(channel)
@@ -435,6 +482,15 @@ class LiveState:
         for q in self.queues.values():
             if q.waiting.pop(uniqueid, None) is not None:
                 self.dirty_queues.add(q.name)
+                self._renumber(q)
+
+    def _renumber(self, q: Queue) -> None:
+        """Asterisk moves everyone behind a leaving caller up one place: so do we (join order)."""
+        for pos, uid in enumerate(q.waiting, 1):
+            call = self.call_of(uid)
+            if call is not None and call.queue_uid == uid and call.position != pos:
+                call.position = pos
+                self._touch(call)
 
     def bridge_enter(self, uniqueid: str, bridge: str) -> None:
         leg = self.legs.get(uniqueid)
@@ -515,6 +571,51 @@ class LiveState:
             call.voicemail_box = mailbox
             self._touch(call)
 
+    def readback(self, uniqueid: str, values: dict[str, str], now: float) -> None:
+        """Channel variables read back (Getvar) for a call rediscovered without saved facts."""
+        call = self.call_of(uniqueid)
+        if call is None:
+            return
+        for var in ("IVR_OPTION", "IVR_CATEGORY", "IVR_PATH", "MIXMONITOR_FILENAME", "IVR_RESULT"):
+            if values.get(var):
+                self.varset(uniqueid, var, values[var])
+        if values.get("IVR_QUEUE") and not call.queue:
+            call.queue = values["IVR_QUEUE"]
+            call.queues.append(call.queue)
+        if values.get("MEMBERINTERFACE") and not call.agent:
+            # connected to an agent before we looked; the answer time is not known exactly:
+            # the discovery time bounds it (talk time is then a lower bound)
+            call.agent = values["MEMBERINTERFACE"]
+            call.agent_name = values.get("MEMBERNAME", "")
+            call.agents.append(call.agent)
+            if call.answered is None:
+                call.answered = now
+                call.answer_estimated = True
+            call.status = "talking"
+        self._touch(call)
+
+    def call_end_summary(self, uniqueid: str, f: dict[str, Any]) -> None:
+        """UserEvent DxeCallEnd (hangup handler): fills what the events missed, and tells when
+        the dialplan's fallback ran because the FastAGI server was unreachable."""
+        call = self.call_of(uniqueid)
+        if call is None:
+            return
+        result = f.get("ivrresult", "")
+        if result == "fallback" and not call.ivr_fallback:
+            call.ivr_fallback = True
+            self.counters["ivr_fallbacks"] = self.counters.get("ivr_fallbacks", 0) + 1
+            log.warning("call %s: IVR unreachable, dialplan fallback used", call.call_id)
+        if f.get("ivrpath") and not call.ivr_path:
+            call.ivr_path = f["ivrpath"]
+        if f.get("ivrcategory") and not call.ivr_category:
+            call.ivr_category = f["ivrcategory"]
+        rec = f.get("recording", "")
+        if rec and isinstance(rec, str) and rec not in call.recordings:
+            call.recordings.append(rec)
+        if f.get("vmstatus") == "SUCCESS" and call.voicemail_box:
+            call.voicemail = True
+        self._touch(call)
+
     # ----- queues --------------------------------------------------------------------------
     def queue_join(
         self, uniqueid: str, queue: str, now: float, position: int = 0, wait: int = 0
@@ -539,6 +640,7 @@ class LiveState:
     def queue_leave(self, uniqueid: str, queue: str) -> None:
         q = self._queue(queue)
         q.waiting.pop(uniqueid, None)
+        self._renumber(q)
         call = self.call_of(uniqueid)
         if call:
             call.position = 0
@@ -548,6 +650,7 @@ class LiveState:
         q = self._queue(queue)
         q.waiting.pop(uniqueid, None)
         q.abandoned += 1
+        self._renumber(q)
         call = self.call_of(uniqueid)
         if call:
             call.queued_abandon = True
@@ -593,14 +696,30 @@ class LiveState:
         call.agents.append(interface)
         call.status = "talking"
         call.position = 0
-        self._queue(queue).waiting.pop(uniqueid, None)
+        q = self._queue(queue)
+        q.waiting.pop(uniqueid, None)
+        self._renumber(q)
         self._touch(call)
 
     def agent_complete(
-        self, uniqueid: str, queue: str, interface: str, talktime: int, reason: str, now: float
+        self,
+        uniqueid: str,
+        queue: str,
+        interface: str,
+        talktime: int,
+        reason: str,
+        now: float,
+        channel: str = "",
     ) -> None:
         agent = self._agent(interface)
-        call = self.call_of(uniqueid)
+        call = self.call_of(uniqueid) if uniqueid else None
+        if call is None and not uniqueid:
+            # During an orderly PBX restart AgentComplete comes without Uniqueid: the caller's
+            # channel, else the member's current call, still names the call.
+            uid = self.by_channel.get(channel)
+            call = self.call_of(uid) if uid else None
+            if call is None and agent.call_id:
+                call = self.calls.get(agent.call_id)
         if call is not None:
             call.talk_seconds += talktime
             if reason == "transfer":
@@ -671,6 +790,22 @@ class LiveState:
             self.dirty_agents.add(interface)
             self.dirty_queues.add(queue)
 
+    def queue_summary(self, rows: list[dict[str, str]]) -> int:
+        """QueueSummary rows: Asterisk's own hold/talk averages (s) and agents logged in/free."""
+        n = 0
+        for row in rows:
+            name = row.get("queue", "")
+            if not name or row.get("event") not in (None, "QueueSummary"):
+                continue
+            q = self._queue(name)
+            q.holdtime = _int(row.get("holdtime"), q.holdtime)
+            q.talktime = _int(row.get("talktime"), q.talktime)
+            q.longest_hold = _int(row.get("longestholdtime"), q.longest_hold)
+            q.logged_in = _int(row.get("loggedin"), q.logged_in or 0)
+            q.available = _int(row.get("available"), q.available or 0)
+            n += 1
+        return n
+
     # ----- resync --------------------------------------------------------------------------
     def begin_resync(self) -> None:
         """From here on, events win over the (older) snapshot the resync actions return."""
@@ -726,14 +861,23 @@ class LiveState:
             if new_call:
                 call = self.calls[linked]
                 call.discovered = True
-                call.started = now - _duration(row.get("duration", "") or row.get("seconds", ""))
+                seen_start = now - _duration(row.get("duration", "") or row.get("seconds", ""))
+                call.started = min(call.started, seen_start) if call.restored else seen_start
+        # A call gone while the link was down ended when the link dropped (a PBX crash takes its
+        # calls with it), not now: talk and wait times are measured to then.
+        end_at = self.disconnected_at if self.disconnected_at is not None else now
         for uid in list(self.legs):
             if uid not in seen and uid not in touched:
                 rec.channels_removed += 1
-                ended = self.hangup(uid, now, cause="")
+                ended = self.hangup(uid, end_at, cause="")
                 if ended is not None:
-                    ended.ended_by = "resync"
+                    self._ended_unseen(ended, end_at)
                     rec.calls_ended += 1
+        self.disconnected_at = None
+        for call in self.calls.values():
+            if call.unconfirmed:
+                call.unconfirmed = False
+                self._touch(call)
 
         # queues: only the queues the response covers are reconciled
         reported_queues: dict[str, set[str]] = {}
@@ -806,6 +950,49 @@ class LiveState:
                     self.member_removed(qname, agent.interface)
                     rec.members_removed += 1
         return rec
+
+    def _ended_unseen(self, call: Call, end: float) -> None:
+        """A call whose end no event reported (found gone by a resync): complete its figures."""
+        call.ended_by = "resync"
+        if call.answered is not None and not call.talk_seconds:
+            call.talk_seconds = max(0, int(end - call.answered))
+        waiting = call.joined_at is not None and not (call.voicemail or call.voicemail_box)
+        if call.answered is None and waiting:
+            # cut off while waiting: the caller is owed a callback like any queue abandon
+            call.queued_abandon = call.abandoned = True
+            if call.wait_seconds is None and call.joined_at is not None:
+                call.wait_seconds = max(0, int(end - call.joined_at))
+
+    def end_leftover_facts(self, now: float) -> int:
+        """Calls a previous bridge saved that no longer exist: they ended while no bridge ran.
+        Without a CDR to tell when, they end now, and their record says the end is unknown."""
+        from callcenter.ami.facts import restore
+
+        n = 0
+        for call_id, facts in list(self.restored_facts.items()):
+            if call_id in self.calls:
+                continue
+            call = Call(call_id, float(facts.get("started") or now))
+            restore(call, facts)
+            call.status = "ended"
+            call.ended = now
+            self._ended_unseen(call, now)
+            call.ended_by = "restart"
+            call.end_unknown = True
+            self.removed_calls.add(call_id)
+            self.ended.append(call)
+            self.counters["calls_ended"] += 1
+            n += 1
+        self.restored_facts.clear()
+        return n
+
+    def connection_lost(self, now: float) -> None:
+        """The AMI link dropped: from now on every call shown is unconfirmed until a resync."""
+        if self.disconnected_at is None:
+            self.disconnected_at = now
+        for call in self.calls.values():
+            call.unconfirmed = True
+            self._touch(call)
 
     # ----- snapshot ------------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:
