@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
+from agent_console import web
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
 from agent_console.fastpath import FastPath
@@ -166,6 +167,7 @@ def create_app(
     # Twilio Voice webhooks: authenticated by X-Twilio-Signature, not by our roles.
     app.include_router(build_twilio_router(settings), include_in_schema=False)
     _use_error_body_for_validation(app)
+    web.install(app)  # the web workspace: pages, static assets (agent_console.web)
     return app
 
 

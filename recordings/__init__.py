@@ -7,6 +7,7 @@ Front door (other packages use these names):
     probe, decode, iter_pcm16, AudioError, AudioInfo (recordings.audio)
     Recording, RecordingKind, PlaybackLog (recordings.models)
     make_router (recordings.api): the playback routes, mounted by the web layer
+    check_access, PlaybackDenied (recordings.playback): may this user play this recording
     fetch_recording (recordings.remote): a Twilio recording into the store (fetch_job: its RQ job)
 Imports only config (layering).
 """
@@ -37,6 +38,8 @@ _EXPORTS = {
     "RecordingKind": "recordings.models",
     "PlaybackLog": "recordings.models",
     "make_router": "recordings.api",
+    "check_access": "recordings.playback",
+    "PlaybackDenied": "recordings.playback",
     "fetch_recording": "recordings.remote",
 }
 __all__ = sorted(_EXPORTS)

@@ -8,7 +8,8 @@ Front door — other packages import these names from `ticketing`, never its mod
     intake       submit(session, TicketIn, *, settings, actor) -> Ticket;
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
-    queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
+    queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
+                 dispatch_queue, intake_summary, overdue_tickets (the web workspace's desks)
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
@@ -44,6 +45,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "list_tickets",
         "department_inbox",
         "enterprise_file",
+        "dispatch_queue",
+        "intake_summary",
+        "overdue_tickets",
     ),
     "ticketing.dispatch": (
         "auto_dispatch",

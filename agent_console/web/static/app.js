@@ -1,0 +1,41 @@
+// The workspace's own script: charts from data attributes, print buttons. No inline scripts
+// (the pages' Content-Security-Policy allows scripts from this origin only).
+(function () {
+  "use strict";
+  function chartOption(spec) {
+    var names = spec.data.map(function (d) { return d.name; });
+    if (spec.kind === "pie") {
+      return {
+        tooltip: { trigger: "item", formatter: "{b}：{c} 件（{d}%）" },
+        legend: { bottom: 0 },
+        color: ["#1f5fbf", "#1b8a4b", "#d99a00", "#c62828", "#7b61ff"],
+        series: [{ type: "pie", radius: ["40%", "68%"], data: spec.data,
+                   label: { formatter: "{b}\n{c} 件" } }]
+      };
+    }
+    return {
+      tooltip: { trigger: "axis" },
+      grid: { left: 40, right: 16, top: 20, bottom: 30 },
+      xAxis: { type: "category", data: names, axisLabel: { interval: 0 } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ type: "bar", data: spec.data.map(function (d) { return d.value; }),
+                 itemStyle: { color: "#1f5fbf" }, barMaxWidth: 36, label: { show: true, position: "top" } }]
+    };
+  }
+  function initCharts(root) {
+    if (!window.echarts) return;
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var chart = window.echarts.getInstanceByDom(el) || window.echarts.init(el);
+      chart.setOption(chartOption(JSON.parse(el.getAttribute("data-chart"))));
+      window.addEventListener("resize", function () { chart.resize(); });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    initCharts(document);
+    document.querySelectorAll("[data-print]").forEach(function (b) {
+      b.addEventListener("click", function () { window.print(); });
+    });
+  });
+  document.addEventListener("htmx:afterSwap", function (e) { initCharts(e.target); });
+  window.DXE = { initCharts: initCharts };
+})();
