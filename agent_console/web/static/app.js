@@ -39,3 +39,29 @@
   document.addEventListener("htmx:afterSwap", function (e) { initCharts(e.target); });
   window.DXE = { initCharts: initCharts };
 })();
+
+// Agent console: live events by SSE; a ringing call pops its panel (fetched by htmx).
+(function () {
+  "use strict";
+  var STATES = { "logged-out": "未签入", "ready": "就绪", "on-call": "通话中", "wrap-up": "话后处理", "paused": "小休" };
+  var source = null;
+  function connect() {
+    var el = document.getElementById("console");
+    if (!el || source || !document.getElementById("agent-state")) return;
+    source = new EventSource(el.getAttribute("data-events"));
+    source.addEventListener("pop", function (e) {
+      var id = JSON.parse(e.data).call_id;
+      window.htmx.ajax("GET", "/console/pop/" + encodeURIComponent(id), { target: "#pop", swap: "innerHTML" })
+        .then(function () { document.getElementById("pop").classList.remove("pop-empty"); });
+    });
+    source.addEventListener("agent", function (e) {
+      var st = JSON.parse(e.data).state, box = document.getElementById("agent-state");
+      if (box && st) { box.textContent = STATES[st] || st; box.className = "agent-state state-" + st; box.setAttribute("data-state", st); }
+    });
+    source.onerror = function () { if (source && source.readyState === 2) { source = null; } };
+  }
+  document.addEventListener("DOMContentLoaded", connect);
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.target && e.target.id === "status") { if (!document.getElementById("agent-state") && source) { source.close(); source = null; } connect(); }
+  });
+})();
