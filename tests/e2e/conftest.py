@@ -58,6 +58,8 @@ class Server:
     url: str
     env: dict[str, str]
     data_dir: Path
+    redis_url: str
+    namespace: str
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -97,7 +99,7 @@ def server(tmp_path_factory, redis_server_url) -> Iterator[Server]:
         cwd=data,
     )
     url = f"http://127.0.0.1:{PORT}"
-    srv = Server(url, env, data / "var")
+    srv = Server(url, env, data / "var", redis_server_url, ns)
     try:
         deadline = time.monotonic() + 90
         while True:
