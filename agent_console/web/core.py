@@ -269,6 +269,7 @@ def render(
         "csrf": csrf_token(request) if user is not None else "",
         "local": lambda dt, fmt="%Y-%m-%d %H:%M": local(request, dt, fmt),
         "role_label": ROLE_LABELS,
+        "may": (lambda row: user is not None and may(user, row)),
         **(ctx or {}),
     }
     html = web.env.get_template(template).render(context)

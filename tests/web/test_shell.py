@@ -101,3 +101,24 @@ def test_pages_send_security_headers_and_assets_are_vendored(web: Web):
     assert "http" not in r.text.split("<body")[0]  # no CDN in the head
     for asset in ("/static/vendor/htmx.min.js", "/static/vendor/echarts.min.js", "/static/app.css"):
         assert web.client.get(asset).status_code == 200, asset
+
+
+def test_every_page_route_checks_a_row_of_the_one_role_table():
+    """Each workspace route (but log-in, log-out's own check and `/`) is guarded by page_user with
+    a web.* row of ROLE_MATRIX: no page without roles, no second table."""
+    from fastapi.routing import APIRoute
+
+    from agent_console.web import ROUTERS
+
+    open_routes = {"web.login", "web.login_submit", "web.home"}
+    for router in ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            rows = [
+                d.call.page_row for d in route.dependant.dependencies if hasattr(d.call, "page_row")
+            ]
+            if route.name in open_routes:
+                assert rows == [], route.path
+            else:
+                assert len(rows) == 1 and rows[0] in ROLE_MATRIX, (route.path, rows)
+                assert rows[0].startswith("web.")
