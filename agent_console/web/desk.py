@@ -21,6 +21,7 @@ from config.database import session_scope
 from ticketing import (
     NotFound,
     Notice,
+    SubOrder,
     TicketIn,
     TicketingError,
     User,
@@ -58,6 +59,18 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
     with session_scope(request.app.state.engine, read_only=True) as s:
         items, total = dispatch_queue(s, page, PAGE_SIZE)
         depts = departments(s)
+        ids = [t.id for t in items]
+        returned = (
+            set(
+                s.exec(
+                    select(SubOrder.ticket_id).where(
+                        SubOrder.ticket_id.in_(ids), SubOrder.status == "returned"
+                    )
+                )
+            )
+            if ids
+            else set()
+        )
     return render(
         request,
         "dispatch.html",
@@ -67,6 +80,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
             "page": page,
             "pages": max(1, ceil(total / PAGE_SIZE)),
             "depts": depts,
+            "returned": returned,
             "now": utcnow(),
         },
     )
