@@ -96,6 +96,7 @@ def test_dispatch_to_two_departments_each_replies_and_it_resolves(page_for, serv
 
     leader = page_for("leader")
     leader.wait_for_selector("#chart-channel canvas")
+    leader.wait_for_timeout(800)  # the charts' entry animation
     shot(leader, "10-leader")
     leader.click("nav.sidenav >> text=工单查询")
     leader.fill("input[name=q]", "想问一下")

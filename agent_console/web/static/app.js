@@ -5,15 +5,22 @@
   function chartOption(spec) {
     var names = spec.data.map(function (d) { return d.name; });
     if (spec.kind === "pie") {
+      var data = spec.data.filter(function (d) { return d.value > 0; });
+      if (!data.length) {
+        return { title: { text: "今日暂无受理", left: "center", top: "middle",
+                          textStyle: { color: "#6b7a8c", fontSize: 14, fontWeight: "normal" } } };
+      }
       return {
+        animationDuration: 300,
         tooltip: { trigger: "item", formatter: "{b}：{c} 件（{d}%）" },
         legend: { bottom: 0 },
         color: ["#1f5fbf", "#1b8a4b", "#d99a00", "#c62828", "#7b61ff"],
-        series: [{ type: "pie", radius: ["40%", "68%"], data: spec.data,
+        series: [{ type: "pie", radius: ["40%", "68%"], data: data,
                    label: { formatter: "{b}\n{c} 件" } }]
       };
     }
     return {
+      animationDuration: 300,
       tooltip: { trigger: "axis" },
       grid: { left: 40, right: 16, top: 20, bottom: 30 },
       xAxis: { type: "category", data: names, axisLabel: { interval: 0 } },
