@@ -340,3 +340,22 @@ def overdue_tickets(session: Session, now: datetime, limit: int = 50) -> list[Ti
             .limit(limit)
         )
     )
+
+
+def caller_history(session: Session, phone: str, limit: int = 10) -> list[Ticket]:
+    """A caller's tickets, newest first, through the caller row and ix_ticket_caller_id (every
+    intake with a phone links its caller): the agent console's screen-pop must not scan (a
+    TicketFilter(phone=…) also matches submitter_phone, which has no index)."""
+    caller_id = session.exec(
+        select(Caller.id).where(Caller.phone == normalise_phone(phone))
+    ).first()
+    if caller_id is None:
+        return []
+    return list(
+        session.exec(
+            select(Ticket)
+            .where(Ticket.caller_id == caller_id)
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+            .limit(limit)
+        )
+    )

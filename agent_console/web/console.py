@@ -38,6 +38,7 @@ from ticketing import (
     TicketIn,
     TicketingError,
     User,
+    caller_history,
     list_tickets,
     record_event,
     submit,
@@ -267,8 +268,8 @@ def _pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
     with session_scope(request.app.state.engine, read_only=True) as s:
         if phone:
             try:
-                history, _ = list_tickets(s, TicketFilter(phone=phone), 1, 10)
-            except TicketingError:
+                history = caller_history(s, phone, 10)
+            except TicketingError:  # not a number the phone rules accept (e.g. anonymous)
                 history = []
         ent_id = next((t.enterprise_id for t in history if t.enterprise_id), None)
         if ent_id is not None:
