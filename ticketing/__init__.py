@@ -13,6 +13,7 @@ Front door — other packages import these names from `ticketing`, never its mod
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
+    lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     notices      create_acceptance_notice, confirm_notice
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
@@ -61,6 +62,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "classifier_threshold",
     ),
     "ticketing.evaluation": ("evaluate",),
+    "ticketing.lifecycle": ("TICKET_LABELS", "SUBORDER_LABELS", "ACTION_LABELS"),
     "ticketing.notices": ("create_acceptance_notice", "confirm_notice"),
     "ticketing.notify": ("send_sms", "flush_pending"),
     "ticketing.handoff": ("handle_callback", "requeue_pending"),

@@ -17,10 +17,11 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -34,9 +35,7 @@ from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
 from config.database import session_scope
 from config.loader import load_yaml
-from ticketing import User
-from ticketing.lifecycle import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS
-from ticketing.sla import to_local
+from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User
 
 HERE = Path(__file__).resolve().parent
 CSRF_FIELD = "csrf_token"
@@ -232,6 +231,25 @@ def require_role(user: User, row: str) -> None:
     """An action on a page: the role row of the API route it mirrors (e.g. tickets.dispatch)."""
     if not may(user, row):
         raise PageDenied("当前角色无权执行此操作")
+
+
+# ---------------------------------------------------------------- time
+def to_local(settings: Any, dt: datetime) -> datetime:
+    """Aware local time (settings.timezone) of a stored naive-UTC datetime, for display."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(ZoneInfo(settings.timezone))
+
+
+def to_utc_naive(dt: datetime) -> datetime:
+    """The stored form (naive UTC) of an aware datetime; a naive one is already UTC."""
+    return dt if dt.tzinfo is None else dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def local_input_to_utc(settings: Any, value: str) -> datetime:
+    """A datetime-local form value (local time) as naive UTC; ValueError when malformed."""
+    dt = datetime.strptime(value, "%Y-%m-%dT%H:%M")
+    return to_utc_naive(dt.replace(tzinfo=ZoneInfo(settings.timezone)))
 
 
 # ---------------------------------------------------------------- rendering

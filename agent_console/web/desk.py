@@ -15,7 +15,14 @@ from pydantic import ValidationError
 from sqlmodel import select
 
 from agent_console.access import visible_ticket
-from agent_console.web.core import PageNotFound, page_user, redirect, render, require_role
+from agent_console.web.core import (
+    PageNotFound,
+    page_user,
+    redirect,
+    render,
+    require_role,
+    to_utc_naive,
+)
 from agent_console.web.tickets import departments, ticket_detail
 from config.database import session_scope
 from ticketing import (
@@ -30,7 +37,6 @@ from ticketing import (
     submit,
     utcnow,
 )
-from ticketing.sla import to_utc_naive
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25

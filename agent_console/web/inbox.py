@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from agent_console.access import handler_department, visible_suborder
-from agent_console.web.core import PageNotFound, page_user, redirect, render, require_role
+from agent_console.web.core import (
+    PageNotFound,
+    page_user,
+    redirect,
+    render,
+    require_role,
+    to_utc_naive,
+)
 from agent_console.web.tickets import departments, ticket_detail
 from config.database import session_scope
 from ticketing import (
@@ -28,7 +35,6 @@ from ticketing import (
     return_suborder,
     utcnow,
 )
-from ticketing.sla import to_utc_naive
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25

@@ -9,10 +9,9 @@ from datetime import datetime, time
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from agent_console.web.core import page_user, render
+from agent_console.web.core import page_user, render, to_local, to_utc_naive
 from config.database import session_scope
 from ticketing import User, intake_summary, overdue_tickets, utcnow
-from ticketing.sla import to_local, to_utc_naive
 
 router = APIRouter(include_in_schema=False)
 

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from agent_console.access import handler_department, is_handler
 from agent_console.access import visible_ticket as api_visible_ticket
-from agent_console.web.core import PageNotFound, may, page_user, render
+from agent_console.web.core import PageNotFound, may, page_user, render, to_utc_naive
 from config.database import session_scope
 from recordings import PlaybackDenied, Recording, check_access
 from ticketing import (
@@ -35,7 +35,6 @@ from ticketing import (
     list_tickets,
     utcnow,
 )
-from ticketing.sla import to_utc_naive
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
