@@ -144,3 +144,27 @@ def test_search_enterprise_and_leader_pages(web: Web):
     assert r.status_code == 200 and "今日受理" in r.text
     m = re.search(r'data-chart="([^"]+)" id="chart-channel"', r.text)
     assert m and "特殊服务窗口" in m.group(1).replace("&#34;", '"')
+
+
+def test_ticket_page_recording_playback_is_access_checked_with_its_transcript(web: Web):
+    from recordings import Recording
+    from ticketing import record_event
+
+    number = file_walk_in(web, content="来电反映营业执照办理进度慢")
+    with session_scope(web.engine) as s:
+        t = s.exec(select(Ticket).where(Ticket.number == number)).one()
+        rec = Recording(kind="call", call_id="c-1", ticket_id=t.id, dedupe_key="x:c-1",
+                        path="2026/12/07/c-1.wav", duration_s=42.0, codec="pcm_s16le",
+                        sample_rate=8000, channels=1, bytes=100, sha256="0" * 64, agent="agent")  # fmt: skip
+        s.add(rec)
+        s.flush()
+        record_event(s, t.id, "asr", "transcript_attached", recording_id=rec.id,
+                     text="您好我想问一下营业执照的进度")  # fmt: skip
+    web.login("supervisor")  # playback: all
+    page = web.client.get(f"/tickets/{number}")
+    assert f"/api/v1/recordings/{rec.id}/audio" in page.text
+    assert "您好我想问一下营业执照的进度" in page.text
+    web.login("dispatcher")  # refused by recordings.yaml: no player, no transcript
+    page = web.client.get(f"/tickets/{number}")
+    assert "/audio" not in page.text and "您好我想问一下营业执照的进度" not in page.text
+    assert "无权收听录音" in page.text
