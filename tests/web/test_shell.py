@@ -122,3 +122,16 @@ def test_every_page_route_checks_a_row_of_the_one_role_table():
             else:
                 assert len(rows) == 1 and rows[0] in ROLE_MATRIX, (route.path, rows)
                 assert rows[0].startswith("web.")
+
+
+def test_an_expired_session_goes_back_to_login_saying_so(web: Web):
+    from agent_console.security import issue_token
+
+    token, _ = issue_token(
+        b"test-secret-key-not-for-production", web.user_ids["dispatcher"], 1, ttl_seconds=-1
+    )
+    web.client.cookies.clear()
+    web.client.cookies.set(COOKIE_NAME, token)
+    r = web.client.get("/dispatch", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("&expired=1")
+    assert "登录已过期" in web.client.get(r.headers["location"]).text
