@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from agent_console import web
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
 from agent_console.fastpath import FastPath
@@ -191,6 +192,7 @@ def create_app(
     # Twilio Voice webhooks: authenticated by X-Twilio-Signature, not by our roles.
     app.include_router(build_twilio_router(settings), include_in_schema=False)
     _use_error_body_for_validation(app)
+    web.install(app)  # the web workspace: pages, static assets (agent_console.web)
     return app
 
 

@@ -75,7 +75,20 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     # 直接答复: an agent closes a consultation at intake; a dispatcher a waiting one
     "tickets.direct_answer": _STAFF,
     "tickets.answer_waiting": _DISPATCH,
+    # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
+    # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
+    "web.home": ALL_ROLES,  # redirects to the role's own home
+    "web.search": ALL_ROLES,  # handler: filtered to its department
+    "web.ticket": ALL_ROLES,  # handler: 404 unless its department has a sub-order
+    "web.enterprise": _STAFF | {LEADER},
+    "web.dispatch": _DISPATCH,
+    "web.window": _DISPATCH,  # walk-in intake at the special-service window
+    "web.notice": _STAFF | {LEADER},  # the printable 受理告知书
+    "web.inbox": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    "web.leader": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "web.console": frozenset({ADMIN, AGENT}),  # agent console, its live events and PBX commands
 }
+WEB_PREFIX = "web."
 
 PUBLIC_ROUTES: frozenset[str] = frozenset(
     {

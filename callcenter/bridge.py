@@ -23,6 +23,7 @@ from callcenter.ami.connection import AmiConnection, AmiError
 from callcenter.ami.handlers import Dispatcher, fields_of
 from callcenter.ami.publish import Publisher
 from callcenter.ami.state import LiveState, Reconciled
+from callcenter.commands import serve_commands
 from callcenter.spool_sweep import Sweeper
 from config.settings import AsteriskServer, Settings
 
@@ -466,6 +467,18 @@ class PbxBridge:
         ]
         if self.sweeper is not None and self.server.spool_dir:
             self._tasks.append(asyncio.ensure_future(self._sweep_loop()))
+        if self.redis is not None:  # queue log-in / pause requests from the web (commands.py)
+            self._tasks.append(
+                asyncio.ensure_future(
+                    serve_commands(
+                        self.redis,
+                        self.settings.redis_namespace,
+                        self.server.name,
+                        self.actions,
+                        running=lambda: not self._stopping,
+                    )
+                )
+            )
         self._calls_ready.set()  # records journaled by a previous run
 
     async def stop(self) -> None:

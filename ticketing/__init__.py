@@ -8,7 +8,9 @@ Front door — other packages import these names from `ticketing`, never its mod
     intake       submit(session, TicketIn, *, settings, actor) -> Ticket;
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
-    queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file
+    queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
+                 dispatch_queue, intake_summary, overdue_tickets, caller_history (the web workspace)
+    lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
@@ -92,6 +94,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         requeue_lost_work,
         run_warning_scan,
     )
+    from ticketing.lifecycle import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS
     from ticketing.models import (
         CallbackTask,
         Caller,
@@ -130,10 +133,14 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.queries import (
         TicketFilter,
+        caller_history,
         department_inbox,
+        dispatch_queue,
         enterprise_file,
         get_ticket_by_number,
+        intake_summary,
         list_tickets,
+        overdue_tickets,
     )
     from ticketing.schemas import TicketIn
     from ticketing.sla import (

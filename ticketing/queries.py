@@ -283,3 +283,88 @@ def enterprise_file(session: Session, uscc: str) -> tuple[Enterprise, list[Ticke
         )
     )
     return ent, tickets
+
+
+# Tickets a dispatcher must place by hand: waiting (low confidence, no rule, every sub-order
+# returned) or reopened after an unsatisfied evaluation.
+MANUAL_QUEUE_STATUSES = (TicketStatus.pending_dispatch.value, TicketStatus.reopened.value)
+
+
+def dispatch_queue(
+    session: Session, page: int = 1, page_size: int = 20
+) -> tuple[list[Ticket], int]:
+    """The manual-dispatch queue, oldest first (the longest wait is served first)."""
+    offset, limit = _paging(page, page_size)
+    cond = Ticket.status.in_(MANUAL_QUEUE_STATUSES)
+    total = session.exec(select(func.count()).select_from(Ticket).where(cond)).one()
+    items = list(
+        session.exec(
+            select(Ticket)
+            .where(cond)
+            .order_by(Ticket.created_at.asc(), Ticket.id.asc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    return items, int(total)
+
+
+OPEN_STATUSES = (
+    TicketStatus.pending_dispatch.value,
+    TicketStatus.dispatched.value,
+    TicketStatus.reopened.value,
+)
+
+
+def intake_summary(session: Session, since: datetime) -> dict[str, dict[str, int]]:
+    """Tickets created since `since` (UTC) counted by channel and by category, and the open
+    tickets counted by warning level: the leader's overview."""
+    since = to_utc_naive(since)
+    out: dict[str, dict[str, int]] = {}
+    for key, col in (("channel", Ticket.channel), ("category", Ticket.category)):
+        rows = session.exec(
+            select(col, func.count()).where(Ticket.created_at >= since).group_by(col)
+        ).all()
+        out[key] = {str(k): int(n) for k, n in rows}
+    rows = session.exec(
+        select(Ticket.warning, func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES))
+        .group_by(Ticket.warning)
+    ).all()
+    out["warning"] = {str(k): int(n) for k, n in rows}
+    return out
+
+
+def overdue_tickets(session: Session, now: datetime, limit: int = 50) -> list[Ticket]:
+    """Open tickets past their committed deadline, the longest overdue first."""
+    return list(
+        session.exec(
+            select(Ticket)
+            .where(
+                Ticket.status.in_(OPEN_STATUSES),
+                Ticket.deadline_at.is_not(None),
+                Ticket.deadline_at < to_utc_naive(now),
+            )
+            .order_by(Ticket.deadline_at.asc(), Ticket.id.asc())
+            .limit(limit)
+        )
+    )
+
+
+def caller_history(session: Session, phone: str, limit: int = 10) -> list[Ticket]:
+    """A caller's tickets, newest first, through the caller row and ix_ticket_caller_id (every
+    intake with a phone links its caller): the agent console's screen-pop must not scan (a
+    TicketFilter(phone=…) also matches submitter_phone, which has no index)."""
+    caller_id = session.exec(
+        select(Caller.id).where(Caller.phone == normalise_phone(phone))
+    ).first()
+    if caller_id is None:
+        return []
+    return list(
+        session.exec(
+            select(Ticket)
+            .where(Ticket.caller_id == caller_id)
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+            .limit(limit)
+        )
+    )

@@ -216,6 +216,7 @@ class Agent:
     call_id: str = ""
     ringing: bool = False
     wrapup_until: float = 0.0
+    ringing_call: str = ""  # the call ringing this agent (AgentCalled): the console's screen-pop
 
     def state(self, now: float) -> str:
         if not self.queues or all(m.status in GONE_DEVICE for m in self.queues.values()):
@@ -241,6 +242,7 @@ class Agent:
             "paused_queues": sorted(m.queue for m in paused),
             "call_id": self.call_id,
             "ringing": self.ringing,
+            "ringing_call": self.ringing_call if self.ringing else "",
             "queues": {
                 q: {
                     "state": "paused" if m.paused and base == "ready" else base,
@@ -662,16 +664,19 @@ class LiveState:
         agent = self._agent(interface, name)
         agent.ringing = True
         dest = self.legs.get(dest_uid)
+        call = self.call_of(uniqueid)
         if dest is not None:
             dest.agent = True
-            call = self.calls.get(dest.linkedid)
+            call = self.calls.get(dest.linkedid) or call
             if call and call.status == "queued":
                 call.status = "ringing"
                 self._touch(call)
+        agent.ringing_call = call.call_id if call is not None else ""
 
     def agent_ring_no_answer(self, uniqueid: str, interface: str) -> None:
         agent = self._agent(interface)
         agent.ringing = False
+        agent.ringing_call = ""
         call = self.call_of(uniqueid)
         if call and call.status == "ringing":
             call.status = "queued"

@@ -1,0 +1,68 @@
+"""The web workspace: server-rendered pages (Jinja2 + htmx, vendored assets) over the API's own
+sessions, role table and ticketing services.
+
+Layout:
+  core.py        templates, the page's user, CSRF, nav and homes per role, time display
+  auth_pages.py  /login, /logout, / (redirect to the role's home)
+  tickets.py     ticket page, search, enterprise file (一企一档)
+  desk.py        dispatch desk, window intake, printable 受理告知书
+  inbox.py       a department's inbox and its sub-order actions
+  leader.py      the leader's read-only overview (ECharts)
+  console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
+  templates/     one base layout (base.html) that every page extends
+  static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
+
+`install(app)` is the one line app.py needs.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
+from agent_console.web.core import (
+    HERE,
+    LoginRequired,
+    PageDenied,
+    PageNotFound,
+    Web,
+    labels,
+    login_url,
+    make_env,
+    redirect,
+    render,
+)
+
+ROUTERS = (
+    auth_pages.router,
+    tickets.router,
+    desk.router,
+    inbox.router,
+    leader.router,
+    console.router,
+)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the workspace from `app`: pages, static files and the pages' error answers."""
+    app.state.web = Web(make_env(), labels(app.state.settings))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return redirect(login_url(request, exc.expired), request)
+
+    @app.exception_handler(PageDenied)
+    async def _denied(request: Request, exc: PageDenied) -> Response:
+        msg = str(exc) or "无权访问"
+        return render(request, "error.html", {"title": "无权访问", "message": msg}, status=403)
+
+    @app.exception_handler(PageNotFound)
+    async def _not_found(request: Request, exc: PageNotFound) -> Response:
+        return render(
+            request, "error.html", {"title": "未找到", "message": exc.message}, status=404
+        )

@@ -1,0 +1,74 @@
+// The workspace's own script: charts from data attributes, print buttons. No inline scripts
+// (the pages' Content-Security-Policy allows scripts from this origin only).
+(function () {
+  "use strict";
+  function chartOption(spec) {
+    var names = spec.data.map(function (d) { return d.name; });
+    if (spec.kind === "pie") {
+      var data = spec.data.filter(function (d) { return d.value > 0; });
+      if (!data.length) {
+        return { title: { text: "今日暂无受理", left: "center", top: "middle",
+                          textStyle: { color: "#6b7a8c", fontSize: 14, fontWeight: "normal" } } };
+      }
+      return {
+        animationDuration: 300,
+        tooltip: { trigger: "item", formatter: "{b}：{c} 件（{d}%）" },
+        legend: { bottom: 0 },
+        color: ["#1f5fbf", "#1b8a4b", "#d99a00", "#c62828", "#7b61ff"],
+        series: [{ type: "pie", radius: ["40%", "68%"], data: data,
+                   label: { formatter: "{b}\n{c} 件" } }]
+      };
+    }
+    return {
+      animationDuration: 300,
+      tooltip: { trigger: "axis" },
+      grid: { left: 40, right: 16, top: 20, bottom: 30 },
+      xAxis: { type: "category", data: names, axisLabel: { interval: 0 } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [{ type: "bar", data: spec.data.map(function (d) { return d.value; }),
+                 itemStyle: { color: "#1f5fbf" }, barMaxWidth: 36, label: { show: true, position: "top" } }]
+    };
+  }
+  function initCharts(root) {
+    if (!window.echarts) return;
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var chart = window.echarts.getInstanceByDom(el) || window.echarts.init(el);
+      chart.setOption(chartOption(JSON.parse(el.getAttribute("data-chart"))));
+      window.addEventListener("resize", function () { chart.resize(); });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    initCharts(document);
+    document.querySelectorAll("[data-print]").forEach(function (b) {
+      b.addEventListener("click", function () { window.print(); });
+    });
+  });
+  document.addEventListener("htmx:afterSwap", function (e) { initCharts(e.target); });
+  window.DXE = { initCharts: initCharts };
+})();
+
+// Agent console: live events by SSE; a ringing call pops its panel (fetched by htmx).
+(function () {
+  "use strict";
+  var STATES = { "logged-out": "未签入", "ready": "就绪", "on-call": "通话中", "wrap-up": "话后处理", "paused": "小休" };
+  var source = null;
+  function connect() {
+    var el = document.getElementById("console");
+    if (!el || source || !document.getElementById("agent-state")) return;
+    source = new EventSource(el.getAttribute("data-events"));
+    source.addEventListener("pop", function (e) {
+      var id = JSON.parse(e.data).call_id;
+      window.htmx.ajax("GET", "/console/pop/" + encodeURIComponent(id), { target: "#pop", swap: "innerHTML" })
+        .then(function () { document.getElementById("pop").classList.remove("pop-empty"); });
+    });
+    source.addEventListener("agent", function (e) {
+      var st = JSON.parse(e.data).state, box = document.getElementById("agent-state");
+      if (box && st) { box.textContent = STATES[st] || st; box.className = "agent-state state-" + st; box.setAttribute("data-state", st); }
+    });
+    source.onerror = function () { if (source && source.readyState === 2) { source = null; } };
+  }
+  document.addEventListener("DOMContentLoaded", connect);
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.target && e.target.id === "status") { if (!document.getElementById("agent-state") && source) { source.close(); source = null; } connect(); }
+  });
+})();

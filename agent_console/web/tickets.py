@@ -1,0 +1,224 @@
+"""Ticket page, search and the enterprise file (一企一档). Reads through ticketing's front door and
+the API's row-level rule (agent_console.access): a handler gets the same 404 as the API for a
+ticket its department has no sub-order on, and sees only its own department's sub-orders."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from math import ceil
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlmodel import select
+
+from agent_console.access import handler_department, is_handler
+from agent_console.access import visible_ticket as api_visible_ticket
+from agent_console.web.core import PageNotFound, may, page_user, render, to_utc_naive
+from config.database import session_scope
+from recordings import PlaybackDenied, Recording, check_access
+from ticketing import (
+    Department,
+    Enterprise,
+    Evaluation,
+    NotFound,
+    Notice,
+    SubOrder,
+    Ticket,
+    TicketFilter,
+    TicketingError,
+    User,
+    enterprise_file,
+    events,
+    list_tickets,
+    utcnow,
+)
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 20
+
+
+def departments(session: Any) -> dict[str, str]:
+    rows = session.exec(select(Department).order_by(Department.code)).all()
+    return {d.code: d.name for d in rows}
+
+
+def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[str, Any]:
+    """Everything the ticket page shows, filtered as the API's tickets.get filters it."""
+    try:
+        ticket = api_visible_ticket(session, user, number)
+    except NotFound:
+        raise PageNotFound(f"未找到工单：{number}") from None
+    subs = list(
+        session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
+    )
+    history = events.history(session, ticket.id)
+    dept = handler_department(user)
+    if dept is not None:
+        subs = [s for s in subs if s.department_code == dept]
+        own = {s.id for s in subs}
+        history = [e for e in history if e.suborder_id is None or e.suborder_id in own]
+    notices = session.exec(
+        select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
+    ).all()
+    evaluations = session.exec(
+        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(Evaluation.id)
+    ).all()
+    enterprise = session.get(Enterprise, ticket.enterprise_id) if ticket.enterprise_id else None
+    transcripts = {
+        (e.detail or {}).get("recording_id"): e.detail
+        for e in history
+        if e.action == "transcript_attached"
+    }
+    recordings = []
+    for rec in session.exec(
+        select(Recording).where(Recording.ticket_id == ticket.id).order_by(Recording.id)
+    ):
+        try:
+            check_access(session, settings, rec, user)
+            allowed, why = rec.deleted_at is None, "录音已按保存期限删除"
+        except PlaybackDenied as e:
+            allowed, why = False, e.message
+        recordings.append(
+            {"rec": rec, "allowed": allowed, "why": why, "transcript": transcripts.get(rec.id)}
+        )
+    return {
+        "t": ticket,
+        "subs": subs,
+        "history": [e for e in history if e.action != "transcript_attached"],
+        "notices": notices,
+        "evaluations": evaluations,
+        "enterprise": enterprise,
+        "recordings": recordings,
+        "depts": departments(session),
+        "now": utcnow(),
+    }
+
+
+@router.get("/tickets/{number}", name="web.ticket")
+def ticket_page(
+    number: str, request: Request, user: User = Depends(page_user("web.ticket"))
+) -> Response:
+    settings = request.app.state.settings
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        ctx = ticket_detail(s, settings, user, number)
+    ctx["can_dispatch"] = may(user, "tickets.dispatch") and not is_handler(user)
+    return render(request, "ticket.html", ctx)
+
+
+def _day(value: str | None, field: str, errors: dict[str, str], end: bool = False) -> Any:
+    """A yyyy-mm-dd filter in local time, as UTC (the end of a range is exclusive: next day)."""
+    if not value:
+        return None
+    try:
+        d = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        errors[field] = "日期格式应为 年-月-日"
+        return None
+    return datetime.combine(d + timedelta(days=1 if end else 0), time())
+
+
+@router.get("/search", name="web.search")
+def search_page(request: Request, user: User = Depends(page_user("web.search"))) -> Response:
+    qp = request.query_params
+    form = {k: qp.get(k, "").strip() for k in (
+        "q", "status", "channel", "category", "urgency", "warning", "department", "uscc",
+        "phone", "from", "to",
+    )}  # fmt: skip
+    errors: dict[str, str] = {}
+    try:
+        page = max(1, min(int(qp.get("page", "1")), 100000))
+    except ValueError:
+        page = 1
+    settings = request.app.state.settings
+    tz_from = _day(form["from"], "from", errors)
+    tz_to = _day(form["to"], "to", errors, end=True)
+    zone = ZoneInfo(settings.timezone)  # filter days are local days
+
+    def utc(d: datetime | None) -> datetime | None:
+        return to_utc_naive(d.replace(tzinfo=zone)) if d else None
+
+    department = form["department"] or None
+    if is_handler(user):
+        department = user.department_code
+    items: list[Ticket] = []
+    total = 0
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        depts = departments(s)
+        filters = None
+        try:
+            filters = TicketFilter(
+                q=form["q"] or None,
+                status=form["status"] or None,
+                channel=form["channel"] or None,
+                category=form["category"] or None,
+                urgency=form["urgency"] or None,
+                warning=form["warning"] or None,
+                department=department,
+                uscc=form["uscc"] or None,
+                phone=form["phone"] or None,
+                created_from=utc(tz_from),
+                created_to=utc(tz_to),
+            )
+        except ValidationError as e:
+            for err in e.errors():
+                errors[str(err["loc"][0])] = "取值无效"
+        if filters is not None and not errors:
+            try:
+                items, total = list_tickets(s, filters, page, PAGE_SIZE)
+            except TicketingError as e:
+                errors[str(e.details.get("field", "q"))] = e.message
+    pages = max(1, ceil(total / PAGE_SIZE))
+    query = "&".join(f"{k}={v}" for k, v in qp.items() if k != "page" and v)
+    return render(
+        request,
+        "search.html",
+        {
+            "form": form,
+            "errors": errors,
+            "items": items,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "query": query,
+            "depts": depts,
+            "handler": is_handler(user),
+            "now": utcnow(),
+        },
+        status=422 if errors else 200,
+    )
+
+
+@router.get("/enterprises", name="web.enterprises")
+def enterprise_lookup(
+    request: Request, user: User = Depends(page_user("web.enterprise"))
+) -> Response:
+    uscc = request.query_params.get("uscc", "").strip()
+    ctx: dict[str, Any] = {"uscc": uscc, "error": None, "ent": None, "tickets": []}
+    status = 200
+    if uscc:
+        with session_scope(request.app.state.engine, read_only=True) as s:
+            try:
+                ctx["ent"], ctx["tickets"] = enterprise_file(s, uscc)
+            except TicketingError as e:
+                ctx["error"], status = e.message, e.status
+    ctx["now"] = utcnow()
+    return render(request, "enterprise.html", ctx, status=status)
+
+
+@router.get("/enterprises/{uscc}", name="web.enterprise")
+def enterprise_page(
+    uscc: str, request: Request, user: User = Depends(page_user("web.enterprise"))
+) -> Response:
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        try:
+            ent, tickets = enterprise_file(s, uscc)
+        except TicketingError as e:
+            raise PageNotFound(e.message) from None
+    return render(
+        request,
+        "enterprise.html",
+        {"uscc": ent.uscc, "error": None, "ent": ent, "tickets": tickets, "now": utcnow()},
+    )

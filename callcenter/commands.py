@@ -1,0 +1,150 @@
+"""Web → PBX commands over Redis: a request list per PBX, a reply key per request.
+
+A web process never speaks AMI. It pushes a command onto `{ns}:pbx:{server}:commands` and waits
+(BLPOP) on `{ns}:pbx:reply:{id}`; the bridge of that PBX pops the command, runs it with its own
+AmiActions and pushes the answer. No bridge → no answer within the timeout → BridgeUnavailable,
+shown to the agent as a clear error. A command carries its deadline: one the bridge picks up too
+late (it was down, the user has long been told it failed) is dropped, never run late.
+
+Commands (the only ones a web process may ask for; the bridge refuses any other):
+  queue_add {queue, interface, member_name?}   log in to a queue
+  queue_remove {queue, interface}               log out of a queue
+  queue_pause {interface, reason, queue?}       pause (reason code from config/console.yaml)
+  queue_unpause {interface, queue?}             ready
+Every command is logged by the bridge (who, what, result), without phone numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMMANDS = frozenset({"queue_add", "queue_remove", "queue_pause", "queue_unpause"})
+REPLY_TTL = 60
+ACTION_TIMEOUT = 2.5  # seconds the bridge waits for Asterisk (under the web's 3 s)
+
+
+class BridgeUnavailable(Exception):
+    """No bridge answered in time."""
+
+
+class CommandFailed(Exception):
+    """The bridge answered with an error (AMI refused, bad arguments)."""
+
+
+def _keys(namespace: str, server: str, request_id: str = "") -> tuple[str, str]:
+    return f"{namespace}:pbx:{server}:commands", f"{namespace}:pbx:reply:{request_id}"
+
+
+def send_command(
+    r,
+    settings: Settings,
+    server: str,
+    command: str,
+    args: dict[str, Any],
+    *,
+    actor: str,
+    timeout: float = 3.0,
+) -> dict[str, Any]:
+    """Ask the bridge of `server` to run `command` (sync redis client); its answer, or raise."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown PBX command {command!r}")
+    request_id = uuid.uuid4().hex
+    queue_key, reply_key = _keys(settings.redis_namespace, server, request_id)
+    body = {
+        "id": request_id,
+        "command": command,
+        "args": args,
+        "actor": actor,
+        "deadline": time.time() + timeout,
+    }
+    r.rpush(queue_key, json.dumps(body, ensure_ascii=False))
+    got = r.blpop([reply_key], timeout=max(1, int(timeout + 0.999)))
+    if got is None:
+        # withdraw it if still queued, so a bridge coming back does not run it late
+        r.lrem(queue_key, 1, json.dumps(body, ensure_ascii=False))
+        raise BridgeUnavailable(f"交换机 {server} 的桥接服务无应答，请稍后重试或联系值班长")
+    reply = json.loads(got[1])
+    if not reply.get("ok"):
+        raise CommandFailed(reply.get("error") or "交换机拒绝了该操作")
+    return reply
+
+
+async def serve_commands(
+    aredis, namespace: str, server: str, actions: Any, running: Callable[[], bool] = lambda: True
+) -> None:
+    """The bridge's side: run commands for `server` with `actions` (AmiActions) until cancelled
+    or `running()` turns false."""
+    queue_key, _ = _keys(namespace, server)
+    while running():
+        try:
+            got = await aredis.blpop([queue_key], timeout=1)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # Redis away: try again shortly
+            log.warning("pbx command queue unreachable (%s)", type(e).__name__)
+            await asyncio.sleep(1)
+            continue
+        if got is None:
+            continue
+        reply = await run_command(got[1], actions, server)
+        if reply is None:
+            continue
+        _, reply_key = _keys(namespace, server, reply["id"])
+        try:
+            pipe = aredis.pipeline(transaction=False)
+            pipe.rpush(reply_key, json.dumps(reply, ensure_ascii=False))
+            pipe.expire(reply_key, REPLY_TTL)
+            await pipe.execute()
+        except Exception as e:
+            log.warning("pbx command reply lost (%s)", type(e).__name__)
+
+
+async def run_command(raw: bytes | str, actions: Any, server: str) -> dict[str, Any] | None:
+    """One command from the queue: its reply, or None when it is stale or unreadable."""
+    try:
+        body = json.loads(raw)
+        request_id, command, args = str(body["id"]), str(body["command"]), dict(body["args"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("pbx command unreadable; dropped")
+        return None
+    actor = str(body.get("actor", "?"))[:64]
+    if float(body.get("deadline", 0)) < time.time():
+        log.info("pbx command expired before pick-up: %s by %s on %s", command, actor, server)
+        return None
+    if command not in COMMANDS:
+        return {"id": request_id, "ok": False, "error": "不支持的交换机操作"}
+    try:
+        iface = str(args["interface"])
+        if command == "queue_add":
+            call = actions.queue_add(
+                str(args["queue"]), iface, member_name=args.get("member_name") or None
+            )
+        elif command == "queue_remove":
+            call = actions.queue_remove(str(args["queue"]), iface)
+        elif command == "queue_pause":
+            call = actions.queue_pause(
+                iface, queue=args.get("queue") or None, reason=args.get("reason") or None
+            )
+        else:
+            call = actions.queue_unpause(iface, queue=args.get("queue") or None)
+        res = await asyncio.wait_for(call, ACTION_TIMEOUT)
+    except TimeoutError:
+        return {"id": request_id, "ok": False, "error": "交换机未在规定时间内响应"}
+    except (KeyError, TypeError):
+        return {"id": request_id, "ok": False, "error": "操作参数不完整"}
+    except Exception as e:  # AMI refused it, or the PBX connection is down
+        msg = getattr(e, "message", None) or str(e) or type(e).__name__
+        log.info("pbx command %s by %s on %s failed: %s", command, actor, server, msg)
+        return {"id": request_id, "ok": False, "error": f"交换机未执行：{msg}"}
+    log.info("pbx command %s by %s on %s: %s", command, actor, server, res.message)
+    return {"id": request_id, "ok": True, "message": res.message}

@@ -1,0 +1,82 @@
+"""Web → PBX commands over Redis (callcenter.commands): the bridge runs them with its AmiActions
+against the replaying peer and answers; no bridge answers → a clear error, nothing left queued."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from replay_server import make_bridge, make_server, sync_point
+
+from callcenter.commands import BridgeUnavailable, CommandFailed, send_command
+
+
+async def test_bridge_runs_queue_commands_and_reports_ami_errors(settings, aredis, sredis):
+    server = await make_server("actions-queue-members")
+    bridge = make_bridge(settings, server, redis=aredis)
+    await bridge.start()
+    try:
+        await asyncio.wait_for(server.finished.wait(), 20)
+        await sync_point(bridge)
+        args = {"queue": "dxe-general", "interface": "Local/8004@agents", "member_name": "赵磊"}
+        reply = await asyncio.to_thread(
+            send_command, sredis, settings, "pbx1", "queue_add", args, actor="agent"
+        )
+        assert reply["ok"] and reply["message"] == "Added interface to queue"
+        sent = [h for h in server.received if h.get("action") == "QueueAdd"]
+        assert sent and sent[-1]["interface"] == "Local/8004@agents"
+        reply = await asyncio.to_thread(
+            send_command, sredis, settings, "pbx1", "queue_pause",
+            {"interface": "Local/8004@agents", "queue": "dxe-general", "reason": "break"},
+            actor="agent",
+        )  # fmt: skip
+        assert reply["message"] == "Interface paused successfully"
+        with pytest.raises(CommandFailed, match="No such queue"):
+            await asyncio.to_thread(
+                send_command, sredis, settings, "pbx1", "queue_add",
+                {"queue": "no-such-queue", "interface": "Local/8004@agents"}, actor="agent",
+            )  # fmt: skip
+    finally:
+        await bridge.stop()
+        await server.close()
+
+
+def test_no_bridge_is_a_clear_error_and_the_command_is_withdrawn(settings, sredis):
+    started = time.monotonic()
+    with pytest.raises(BridgeUnavailable, match="无应答"):
+        send_command(
+            sredis, settings, "pbx-none", "queue_unpause", {"interface": "Local/1@x"},
+            actor="agent", timeout=1.0,
+        )  # fmt: skip
+    assert time.monotonic() - started < 3
+    assert sredis.llen(f"{settings.redis_namespace}:pbx:pbx-none:commands") == 0
+
+
+def test_only_known_commands_leave_the_web(settings, sredis):
+    with pytest.raises(ValueError):
+        send_command(sredis, settings, "pbx1", "originate", {}, actor="agent")
+
+
+async def test_a_stale_command_is_dropped_not_run_late(settings, aredis, sredis):
+    key = f"{settings.redis_namespace}:pbx:pbx1:commands"
+    stale = {"id": "old", "command": "queue_add", "actor": "agent", "deadline": time.time() - 5,
+             "args": {"queue": "dxe-general", "interface": "Local/8004@agents"}}  # fmt: skip
+    sredis.rpush(key, json.dumps(stale))
+    server = await make_server("actions-queue-members")
+    bridge = make_bridge(settings, server, redis=aredis)
+    await bridge.start()
+    try:
+        await asyncio.wait_for(server.finished.wait(), 20)
+        await sync_point(bridge)
+        for _ in range(50):
+            if sredis.llen(key) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert sredis.llen(key) == 0
+        assert not [h for h in server.received if h.get("action") == "QueueAdd"]
+        assert sredis.get(f"{settings.redis_namespace}:pbx:reply:old") is None
+    finally:
+        await bridge.stop()
+        await server.close()

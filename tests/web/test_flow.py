@@ -1,0 +1,170 @@
+"""The closed loop through the pages (TestClient): window intake → the dispatch desk → parallel
+dispatch → each department's inbox → replies → resolved; and the pages' refusals."""
+
+from __future__ import annotations
+
+import re
+
+from console_helpers import DEPT_A, DEPT_B
+from sqlmodel import select
+from web_helpers import Web
+
+from config.database import session_scope
+from ticketing import SubOrder, Ticket
+
+VAGUE = "嗯嗯那个就是想问一下"  # nothing for the classifier to go on: manual dispatch
+
+
+def file_walk_in(web: Web, content: str = VAGUE, **extra) -> str:
+    web.login("dispatcher")
+    data = {"csrf_token": web.csrf("/window"), "content": content, "window_no": "3", **extra}
+    r = web.client.post("/window", data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    m = re.match(r"/tickets/([A-Z0-9-]+)/notice\?new=1", r.headers["location"])
+    assert m, r.headers["location"]
+    return m.group(1)
+
+
+def sub_of(web: Web, number: str, dept: str) -> int:
+    with session_scope(web.engine, read_only=True) as s:
+        t = s.exec(select(Ticket).where(Ticket.number == number)).one()
+        return s.exec(
+            select(SubOrder.id).where(SubOrder.ticket_id == t.id, SubOrder.department_code == dept)
+        ).one()
+
+
+def status_of(web: Web, number: str) -> str:
+    with session_scope(web.engine, read_only=True) as s:
+        return s.exec(select(Ticket.status).where(Ticket.number == number)).one()
+
+
+def test_walk_in_to_resolved_through_the_pages(web: Web):
+    number = file_walk_in(web)
+    notice = web.client.get(f"/tickets/{number}/notice?new=1")
+    assert notice.status_code == 200 and "受理告知书" in notice.text and number in notice.text
+    assert status_of(web, number) == "pending_dispatch"
+    desk = web.client.get("/dispatch")
+    assert number in desk.text
+
+    csrf = web.csrf(f"/tickets/{number}")
+    r = web.client.post(
+        f"/tickets/{number}/dispatch",
+        data={"csrf_token": csrf, "departments": [DEPT_A, DEPT_B], "instructions": "请协同办理"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    assert status_of(web, number) == "dispatched"
+    assert number not in web.client.get("/dispatch").text
+
+    for handler, dept in (("handler", DEPT_A), ("handler_b", DEPT_B)):
+        web.login(handler)
+        inbox = web.client.get("/inbox")
+        assert number in inbox.text
+        so = sub_of(web, number, dept)
+        csrf = web.csrf("/inbox")
+        r = web.client.post(f"/suborders/{so}/accept", data={"csrf_token": csrf, "back": "inbox"},
+                            follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"].startswith("/inbox")
+        # an empty reply: refused in Chinese, nothing changes
+        bad = web.client.post(f"/suborders/{so}/reply", data={"csrf_token": csrf, "text": " "})
+        assert bad.status_code == 422 and "回复" in bad.text
+        r = web.client.post(
+            f"/suborders/{so}/reply",
+            data={"csrf_token": csrf, "text": f"{dept} 已办理完毕"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+    assert status_of(web, number) == "resolved"
+    page = web.client.get(f"/tickets/{number}")
+    assert "已办结" in page.text
+
+
+def test_handler_gets_404_for_another_departments_ticket_and_suborder(web: Web):
+    number = file_walk_in(web, departments=[DEPT_B])
+    so = sub_of(web, number, DEPT_B)
+    web.login("handler")  # DEPT_A
+    assert web.client.get(f"/tickets/{number}").status_code == 404
+    assert web.client.get(f"/tickets/{number}/notice").status_code == 403  # not a handler page
+    csrf = web.csrf("/inbox")
+    r = web.client.post(f"/suborders/{so}/accept", data={"csrf_token": csrf})
+    assert r.status_code == 404
+    assert f"/tickets/{number}" not in web.client.get(f"/search?q={number}").text
+    web.login("handler_b")
+    assert web.client.get(f"/tickets/{number}").status_code == 200
+
+
+def test_window_form_rejects_bad_input_and_keeps_what_was_typed(web: Web):
+    web.login("dispatcher")
+    csrf = web.csrf("/window")
+    r = web.client.post(
+        "/window",
+        data={"csrf_token": csrf, "content": "", "submitter_name": "张三", "window_no": "5"},
+    )
+    assert r.status_code == 422
+    assert "请填写诉求内容" in r.text and 'value="张三"' in r.text and 'value="5"' in r.text
+    r = web.client.post(
+        "/window",
+        data={"csrf_token": csrf, "content": "营业执照变更咨询", "enterprise_uscc": "123"},
+    )
+    assert r.status_code == 422
+    assert "统一社会信用代码" in r.text and "营业执照变更咨询" in r.text
+
+
+def test_dispatch_needs_a_department_and_is_refused_to_other_roles(web: Web):
+    number = file_walk_in(web)
+    csrf = web.csrf(f"/tickets/{number}")
+    r = web.client.post(
+        f"/tickets/{number}/dispatch", data={"csrf_token": csrf, "instructions": "x"}
+    )
+    assert r.status_code == 422 and "请至少选择一个承办部门" in r.text
+    assert 'name="instructions" rows="2" maxlength="2000">x<' in r.text
+    web.login("leader")
+    csrf = web.csrf("/leader")
+    r = web.client.post(
+        f"/tickets/{number}/dispatch", data={"csrf_token": csrf, "departments": [DEPT_A]}
+    )
+    assert r.status_code == 403
+    assert status_of(web, number) == "pending_dispatch"
+
+
+def test_search_enterprise_and_leader_pages(web: Web):
+    uscc = "91350100M000100Y43"
+    number = file_walk_in(web, content="企业开办营业执照办理进度咨询", enterprise_uscc=uscc,
+                          enterprise_name="赤壁示范科技有限公司")  # fmt: skip
+    r = web.client.get("/search?q=营业执照&category=&page=1")
+    assert r.status_code == 200 and number in r.text
+    r = web.client.get("/search?from=2020-13-01")
+    assert r.status_code == 422 and "日期格式" in r.text
+    r = web.client.get(f"/enterprises/{uscc}")
+    assert r.status_code == 200 and "赤壁示范科技有限公司" in r.text and number in r.text
+    r = web.client.get("/enterprises?uscc=123")
+    assert r.status_code == 422
+    web.login("leader")
+    r = web.client.get("/leader")
+    assert r.status_code == 200 and "今日受理" in r.text
+    m = re.search(r'data-chart="([^"]+)" id="chart-channel"', r.text)
+    assert m and "特殊服务窗口" in m.group(1).replace("&#34;", '"')
+
+
+def test_ticket_page_recording_playback_is_access_checked_with_its_transcript(web: Web):
+    from recordings import Recording
+    from ticketing import record_event
+
+    number = file_walk_in(web, content="来电反映营业执照办理进度慢")
+    with session_scope(web.engine) as s:
+        t = s.exec(select(Ticket).where(Ticket.number == number)).one()
+        rec = Recording(kind="call", call_id="c-1", ticket_id=t.id, dedupe_key="x:c-1",
+                        path="2026/12/07/c-1.wav", duration_s=42.0, codec="pcm_s16le",
+                        sample_rate=8000, channels=1, bytes=100, sha256="0" * 64, agent="agent")  # fmt: skip
+        s.add(rec)
+        s.flush()
+        record_event(s, t.id, "asr", "transcript_attached", recording_id=rec.id,
+                     text="您好我想问一下营业执照的进度")  # fmt: skip
+    web.login("supervisor")  # playback: all
+    page = web.client.get(f"/tickets/{number}")
+    assert f"/api/v1/recordings/{rec.id}/audio" in page.text
+    assert "您好我想问一下营业执照的进度" in page.text
+    web.login("dispatcher")  # refused by recordings.yaml: no player, no transcript
+    page = web.client.get(f"/tickets/{number}")
+    assert "/audio" not in page.text and "您好我想问一下营业执照的进度" not in page.text
+    assert "无权收听录音" in page.text
