@@ -278,21 +278,25 @@ def after_evaluation(session: Session, settings: Settings, ticket: Ticket, overa
 def _departments_for(
     session: Session, settings: Settings, ticket: Ticket
 ) -> tuple[list[str], dict[str, Any]]:
-    """auto-dispatch's choice for this ticket: a routing rule, else a confident classification."""
-    from ticketing import dispatch as dispatching
+    """auto-dispatch's choice for this ticket (ticketing.dispatch_rule.decide, the one rule: a
+    routing rule, else a confident classification), from the stored suggestion."""
+    from functools import partial
+    from types import SimpleNamespace
 
-    rule = dispatching.match_rule(settings, f"{ticket.title or ''}\n{ticket.content or ''}")
-    if rule is not None:
-        found = dispatching._departments(session, list(rule.departments))
-        if not dispatching._unusable_in(found, list(rule.departments)):
-            return list(rule.departments), {"basis": "rule", "rule": rule.name}
-    confidence = dispatching._confidence(ticket.classifier_confidence)
-    suggested = ticket.suggested_department
-    if suggested and confidence >= dispatching.classifier_threshold(settings):
-        found = dispatching._departments(session, [suggested])
-        if not dispatching._unusable_in(found, [suggested]):
-            return [suggested], {"basis": "classifier", "confidence": confidence}
-    return [], {}
+    from ticketing.dispatch import _departments
+    from ticketing.dispatch_rule import decide
+
+    stored = SimpleNamespace(
+        category=ticket.category,
+        urgency=ticket.urgency,
+        department=ticket.suggested_department,
+        confidence=ticket.classifier_confidence,
+        details={},
+    )
+    decision = decide(
+        settings, ticket.title, ticket.content, stored, partial(_departments, session)
+    )
+    return decision.codes, decision.basis
 
 
 def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str, Any]:
