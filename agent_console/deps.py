@@ -198,7 +198,7 @@ def require_token(route_name: str) -> Callable[..., Bearer]:
 # ------------------------------------------------------------------ one thread hop per transaction
 # Threads reading users for authentication at once: more runnable Python threads than that only
 # take the GIL from the event loop (on two cores, /healthz waited behind 40 of them).
-AUTH_THREADS = 4
+AUTH_THREADS = 2
 _auth_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_auth_limiter")
 
 
@@ -211,20 +211,26 @@ def auth_limiter() -> anyio.CapacityLimiter:
         return limiter
 
 
-# Concurrent write routes per process. On SQLite they queue on the writer lock anyway; a few in
-# flight keep the lock busy while the rest wait on the event loop (no thread, no connection held).
-WRITE_THREADS = 8
-_write_limiter: RunVar[anyio.CapacityLimiter] = RunVar("dxe_write_limiter")
+# Concurrent write routes per process, by database. On SQLite they queue on the writer lock
+# anyway: two in flight keep it busy while the rest wait on the event loop (no thread, no
+# connection held), and fewer runnable threads leave the event loop its share of the GIL
+# (bench/concurrency.py: 500 at once took ~5 s with 2, ~10 s with 8). PostgreSQL writes in
+# parallel, and a thread waiting on its round trips holds no GIL.
+WRITE_THREADS = {"sqlite": 2}
+WRITE_THREADS_DEFAULT = 8
+_write_limiters: RunVar[dict[str, anyio.CapacityLimiter]] = RunVar("dxe_write_limiters")
 
 
-def write_limiter() -> anyio.CapacityLimiter:
-    """The event loop's limiter for write routes (separate from the default thread pool's)."""
+def write_limiter(dialect: str) -> anyio.CapacityLimiter:
+    """The event loop's limiter for write routes on `dialect` (not the default thread pool's)."""
     try:
-        return _write_limiter.get()
+        limiters = _write_limiters.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(WRITE_THREADS)
-        _write_limiter.set(limiter)
-        return limiter
+        limiters = {}
+        _write_limiters.set(limiters)
+    if dialect not in limiters:
+        limiters[dialect] = anyio.CapacityLimiter(WRITE_THREADS.get(dialect, WRITE_THREADS_DEFAULT))
+    return limiters[dialect]
 
 
 def _session_params(endpoint: Callable[..., Any]) -> list[str]:
@@ -241,6 +247,11 @@ def _session_params(endpoint: Callable[..., Any]) -> list[str]:
         if ann is Session or ann == "SessionDep":
             names.append(p.name)
     return names
+
+
+def _dialect(session: Session) -> str:
+    bind = session.get_bind()
+    return bind.dialect.name
 
 
 def _run_in_one_transaction(endpoint: Callable[..., Any], kwargs: dict, names: list[str]) -> Any:
@@ -268,7 +279,8 @@ def one_hop(endpoint: Callable[..., Any], *, write: bool) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     async def wrapper(**kwargs: Any) -> Any:
         call = functools.partial(_run_in_one_transaction, endpoint, kwargs, names)
-        return await anyio.to_thread.run_sync(call, limiter=write_limiter() if write else None)
+        limiter = write_limiter(_dialect(kwargs[names[0]])) if write else None
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
 
     wrapper._one_hop = True  # type: ignore[attr-defined]
     return wrapper
