@@ -507,7 +507,7 @@ class Supervisor:
                         c.proc.kill()
                     c.proc.wait()
                     break
-                self.sleep(0.1)
+                time.sleep(0.05)  # not self.sleep: that returns at once once a signal came
             rc = c.proc.returncode
             if rc not in (*CLEAN_EXIT, -signal.SIGKILL):  # ended on our signal: cleanly
                 worst = rc if worst == 0 else worst
