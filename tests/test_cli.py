@@ -43,6 +43,8 @@ COMMANDS = [
     ["asr", "worker"],
     ["asr", "flush-outbox"],
     ["transcribe"],
+    ["asterisk"],
+    ["asterisk", "write-config"],
 ]
 
 
@@ -243,3 +245,20 @@ def test_first_admin_generated_once(tmp_path, monkeypatch):
         assert admin.username == "admin" and admin.role == "admin"
         assert PasswordHasher().verify(admin.password_hash, password)
     engine.dispose()
+
+
+def test_asterisk_write_config_from_settings_and_names_what_is_missing(tmp_path):
+    out = tmp_path / "pbx-etc"
+    r = _cli(["asterisk", "write-config", "--out", str(out)], _env(tmp_path))
+    assert r.returncode == 2 and "CALLCENTER_ASTERISK__0__SECRET" in r.stderr
+    env = _env(
+        tmp_path,
+        CALLCENTER_ASTERISK__0__SECRET="cli-secret",
+        CALLCENTER_ASTERISK__0__VOICEMAIL_PIN="9753",
+        CALLCENTER_AGI_PORT="18577",
+    )
+    r = _cli(["asterisk", "write-config", "--out", str(out)], env)
+    assert r.returncode == 0, r.stderr
+    assert "DXE_AGI = agi://127.0.0.1:18577/ivr" in (out / "extensions.conf").read_text()
+    assert "secret = cli-secret" in (out / "manager.conf").read_text()
+    assert "cli-secret" not in r.stdout  # the secret is written, never printed

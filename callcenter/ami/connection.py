@@ -351,7 +351,8 @@ class AmiConnection:
             self.close_transport()
             raise AmiLoginError(
                 f"AMI login to {self.server.name} as {self.server.username!r} refused: "
-                f"{resp.message or resp.response}"
+                f"{resp.message or resp.response} (the user and secret must match the PBX's "
+                f"manager.conf: CALLCENTER_ASTERISK__<n>__USERNAME / __SECRET)"
             )
         self.authenticated = True
         self.connected_event.set()

@@ -73,6 +73,7 @@ async def test_wrong_secret_backs_off_exponentially(settings, engine):
         st = bridge.conn.stats
         assert st.login_failures == 4 and server.accepted == 4
         assert "refused: Authentication failed" in st.last_error
+        assert "CALLCENTER_ASTERISK__<n>__USERNAME / __SECRET" in st.last_error  # what to fix
         d = st.delays
         assert len(d) == 3 and d[0] < d[1] < d[2]
         assert not bridge.conn.authenticated

@@ -5,6 +5,7 @@ Korean stand-in model) over real Redis, and the sweep links what the call-end im
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import time
@@ -291,6 +292,20 @@ def test_broken_and_unfinished_files_are_reported_once_and_left_alone(settings, 
     bad.write_bytes(good.read_bytes())  # rewritten by someone: looked at again
     age(bad, 7200)
     assert sweeper.run_once(engine).orphans == 1
+
+
+def test_an_empty_recording_of_an_abandoned_call_is_normal_not_an_error(
+    settings, engine, tmp_path, caplog
+):
+    spool = spool_copy(tmp_path, voicemail=False)
+    st = with_spool(settings, spool, asr=False)
+    empty = spool / "monitor" / "dxe-20261125-100200-13900000002-1795570120.3.wav"
+    empty.write_bytes(b"")  # MixMonitor(b) of a caller who hung up before any agent answered
+    age(empty, 7200)
+    with caplog.at_level(logging.WARNING):
+        report = Sweeper(st, st.asterisk[0]).run_once(engine)
+    assert report.errors == [] and report.empty == 1
+    assert not [r for r in caplog.records if empty.name in r.getMessage()]
 
 
 def test_pbx_paths_map_into_the_spool_and_never_out_of_it(tmp_path):
