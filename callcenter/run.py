@@ -148,6 +148,9 @@ def preload_worker(settings: Settings) -> None:
     Never fatal: without a model (asr_model_path unset) or with a broken one, only the ASR jobs
     meet the problem when they run; the other queues (notify, handoff, default) keep working.
     """
+    # Twilio's client takes ~0.5 s to import: once here, not in every forked SMS job
+    import twilio.rest  # noqa: F401
+
     from asr import preload
 
     try:

@@ -27,7 +27,9 @@ local stand-in in tests).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -51,7 +53,9 @@ log = structlog.get_logger("ticketing.notify")
 
 MAX_BODY = 2000
 MAX_ATTEMPTS = 3
-BATCH_SIZE = 500  # rows one job claims at most
+BATCH_SIZE = 500  # rows claimed (and sent) at a time
+DRAIN_BUDGET_S = 30.0  # a job drains for this long at most, then hands over to a fresh job
+DRAIN_KEY_TTL = 60  # seconds a "delivery job waiting" mark lives (a lost job is not waited for)
 TWILIO_CONCURRENCY = 16  # requests in flight per batch (Twilio allows far more per account)
 _INFO_PENDING = "ticketing.notify.pending"
 # What a delivery worker needs from the sender's settings (no secrets).
@@ -111,15 +115,24 @@ def _snapshot(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json", include=_SNAPSHOT_FIELDS)
 
 
-def enqueue(settings: Settings, outbox_ids: list[int]) -> int:
-    """Enqueue delivery jobs; returns how many were enqueued (0 when Redis is unreachable)."""
+def _drain_key(settings: Settings) -> str:
+    return f"{settings.redis_namespace}:notify:drain-queued"
+
+
+def enqueue(settings: Settings, outbox_ids: list[int], *, coalesce: bool = True) -> int:
+    """Enqueue delivery for these rows; returns how many rows are taken care of (0 when Redis is
+    unreachable). With `coalesce`, nothing is enqueued while a delivery job is already waiting
+    (a Redis key, set NX with a TTL): that job, once it starts, sweeps up these rows too."""
     if not outbox_ids:
         return 0
     from rq import Retry
 
     snap = _snapshot(settings)
     try:
-        queue = get_queue(settings, "notify", conn=_redis(redis_url(settings)))
+        conn = _redis(redis_url(settings))
+        if coalesce and not conn.set(_drain_key(settings), "1", nx=True, ex=DRAIN_KEY_TTL):
+            return len(outbox_ids)
+        queue = get_queue(settings, "notify", conn=conn)
         for i in range(0, len(outbox_ids), BATCH_SIZE):
             chunk = list(outbox_ids[i : i + BATCH_SIZE])
             queue.enqueue_call(
@@ -151,7 +164,7 @@ def flush_pending(
         )
     with session_scope(_engine(settings.resolved_database_url), read_only=True) as s:
         ids = list(s.exec(q.order_by(OutboxMessage.id).limit(limit)))
-    return enqueue(settings, ids)
+    return enqueue(settings, ids, coalesce=False)
 
 
 @lru_cache(maxsize=8)
@@ -229,15 +242,33 @@ def deliver(outbox_id: int, snapshot: dict[str, Any]) -> str:
 def deliver_batch(
     outbox_ids: list[int], snapshot: dict[str, Any], *, sweep: bool = True
 ) -> dict[int, str]:
-    """RQ job: send these outbox rows (and, with `sweep`, other waiting ones up to BATCH_SIZE).
-    Returns id → final status for the rows this job claimed. Raises after recording everything
-    when a transient provider error left rows pending, so RQ retries (the retry claims only
-    those)."""
+    """RQ job: send these outbox rows and, with `sweep`, every other waiting one, BATCH_SIZE at a
+    time, until none is left (or DRAIN_BUDGET_S passed: a fresh job takes over). Returns
+    id → final status for the rows this job claimed. Raises after recording everything when a
+    transient provider error left rows pending, so RQ retries (the retry claims only those)."""
     settings = Settings(**snapshot)
     engine = _engine(settings.resolved_database_url)
-    rows = _claim(engine, list(outbox_ids), BATCH_SIZE - len(outbox_ids) if sweep else 0)
-    if not rows:
-        return {}
+    if sweep:  # from now on a commit queues a new job: this one may already be past its rows
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):  # it expires anyway
+            _redis(redis_url(settings)).delete(_drain_key(settings))
+    out: dict[int, str] = {}
+    ids = list(outbox_ids)
+    until = time.monotonic() + DRAIN_BUDGET_S
+    while True:
+        rows = _claim(engine, ids, max(0, BATCH_SIZE - len(ids)) if sweep else 0)
+        ids = []
+        if not rows:
+            return out
+        out.update(_deliver_rows(settings, engine, rows))
+        if not sweep:
+            return out
+        if time.monotonic() > until:
+            enqueue(settings, [rows[-1].id], coalesce=False)  # what is left: a fresh job
+            return out
+
+
+def _deliver_rows(settings: Settings, engine: Engine, rows: list[Any]) -> dict[int, str]:
+    """Send claimed rows through the configured provider and record the outcomes."""
     sid, from_number = settings.twilio_account_sid, settings.twilio_from_number
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
     if not (sid or from_number):

@@ -125,7 +125,9 @@ def _headers(env, role: str | None) -> dict[str, str]:
         return {}
     with session_scope(env["engine"], read_only=True) as s:
         user = s.exec(select(User).where(User.username == USERNAME[role])).one()
-    token, _ = issue_token(b"roles-test-key", user.id, user.token_version, 600)
+    token, _ = issue_token(
+        b"roles-test-key-long-enough-for-the-32-byte-rule", user.id, user.token_version, 600
+    )
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -272,3 +272,45 @@ def test_closed_loop_parallel_with_return_and_reopen(world):
     _evaluate(engine, settings, tid, "满意", "满意", "满意")
     t = ticket(engine, tid)
     assert t.status == "closed" and t.reopen_count == 1 and t.round == 2
+
+
+# ---- #17 §2: a staff-recorded (回访) evaluation and the submitter's own
+
+
+def test_the_submitters_rating_supersedes_a_staff_recorded_one_that_reopened(world):
+    engine, settings = world
+    tid, _ = _resolved(engine, settings)
+    staff = _evaluate(
+        engine,
+        settings,
+        tid,
+        "不满意",
+        "满意",
+        "满意",
+        actor="agent1",
+        source="staff",
+        channel="callback",
+    )
+    t = ticket(engine, tid)
+    assert t.status == "reopened" and t.round == 2 and staff.source == "staff"
+    # the submitter rates the same round (1) afterwards: recorded, supersedes, follow-up stands
+    own = _evaluate(engine, settings, tid, "满意", "满意", "满意", actor="public")
+    assert own.round == 1 and own.source == "submitter" and own.channel == "link"
+    t = ticket(engine, tid)
+    assert t.status == "reopened" and t.round == 2
+    with session_scope(engine, read_only=True) as s:
+        rows = {e.id: e for e in s.exec(select(Evaluation).where(Evaluation.ticket_id == tid))}
+    assert rows[staff.id].superseded and not rows[own.id].superseded
+    with pytest.raises(Conflict):  # once only
+        _evaluate(engine, settings, tid, "满意", "满意", "满意", actor="public")
+    ev = events(engine, tid, "evaluated")[-1]
+    assert ev.detail["supersedes"] == staff.id and ev.detail["source"] == "submitter"
+
+
+def test_staff_cannot_record_twice_or_over_the_submitter(world):
+    engine, settings = world
+    tid, _ = _resolved(engine, settings)
+    _evaluate(engine, settings, tid, "满意", "满意", "满意", actor="public")
+    with pytest.raises(Conflict):
+        _evaluate(engine, settings, tid, "不满意", "满意", "满意", actor="a", source="staff")
+    assert ticket(engine, tid).status == "closed"

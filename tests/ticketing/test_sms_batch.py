@@ -27,15 +27,32 @@ def test_one_commit_is_one_job_for_all_its_messages(engine, settings, queue):  #
     assert {(r.status, r.attempts) for r in rows} == {("logged", 1)}
 
 
-def test_a_backlog_is_swept_up_by_the_first_job(engine, settings, queue):  # noqa: F811
-    for i in range(40):  # 40 commits, 40 jobs waiting (a burst)
+def test_a_burst_of_commits_queues_one_job_that_drains_them_all(engine, settings, queue):  # noqa: F811
+    for i in range(40):  # 40 commits while no worker runs (a burst)
         with session_scope(engine) as s:
             notify.send_sms(s, settings, PHONE, f"第{i}条")
-    assert queue.count == 40
-    job = queue.jobs[0]
-    statuses = notify.deliver_batch(*job.args)  # the first job
+    assert queue.count == 1  # the waiting job will take the others too
+    statuses = notify.deliver_batch(*queue.jobs[0].args)
     assert len(statuses) == 40 and set(statuses.values()) == {"logged"}
-    run_worker(queue, settings)  # the other 39 find nothing left: no message sent twice
+    queue.empty()
+    # once that job started, the next commit queues a new one (the first may be past its rows)
+    with session_scope(engine) as s:
+        notify.send_sms(s, settings, PHONE, "后来的")
+    assert queue.count == 1
+    run_worker(queue, settings)
+    assert {(r.status, r.attempts) for r in _rows(engine)} == {("logged", 1)}
+    assert len(_rows(engine)) == 41
+
+
+def test_a_backlog_larger_than_a_batch_is_drained_by_one_job(engine, settings, queue, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(notify, "BATCH_SIZE", 7)
+    with session_scope(engine) as s:
+        for i in range(30):
+            notify.send_sms(s, settings, PHONE, f"第{i}条")
+    assert queue.count == 5  # chunks of 7
+    first = queue.jobs[0]
+    assert len(notify.deliver_batch(*first.args)) == 30  # it drained everything
+    run_worker(queue, settings)  # the other chunks find nothing: no message sent twice
     assert {(r.status, r.attempts) for r in _rows(engine)} == {("logged", 1)}
 
 
