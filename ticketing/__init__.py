@@ -9,7 +9,7 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 dispatch_queue, intake_summary, overdue_tickets, caller_history (the web workspace)
+                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests (the web workspace)
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
@@ -50,6 +50,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "intake_summary",
         "overdue_tickets",
         "caller_history",
+        "extension_requests",
     ),
     "ticketing.dispatch": (
         "auto_dispatch",
