@@ -101,7 +101,9 @@ async def suborder_action(
     try:
         with session_scope(state.engine) as s:
             so = visible_suborder(s, user, suborder_id)
-            number = s.get(Ticket, so.ticket_id).number
+            ticket = s.get(Ticket, so.ticket_id)
+            assert ticket is not None  # a sub-order's ticket (foreign key)
+            number = ticket.number
             kw: dict[str, Any] = {"actor": user.username, "department": dept}
             if action == "accept":
                 accept(s, state.settings, suborder_id, **kw)
