@@ -9,7 +9,7 @@ Figures (one JSON line last):
 - pop_p50_ms / pop_p95_ms: a ringing call published to Redis the way the bridge's Publisher
   publishes it (snapshot hash + pub/sub delta) → the agent's SSE stream (/console/events) names
   the call → the pop fragment (/console/pop/{id}) is received. No browser: the fragment's render
-  in Chromium is not included (tests/e2e/test_console.py shows the pop in a real browser).
+  in Chromium is not included (tests/e2e/test_e2e_console.py shows the pop in a real browser).
 
 Targets (issue 9): inbox p95 <= 300 ms server time at 200k tickets; screen-pop p95 <= 500 ms.
 Usage: python bench/web.py [--tickets 200000] [--requests 200] [--pops 200]

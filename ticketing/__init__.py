@@ -9,7 +9,8 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 dispatch_queue, intake_summary, overdue_tickets, caller_history (the web workspace)
+                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests
+                 (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
@@ -137,6 +138,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         department_inbox,
         dispatch_queue,
         enterprise_file,
+        extension_requests,
         get_ticket_by_number,
         intake_summary,
         list_tickets,

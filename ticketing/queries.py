@@ -368,3 +368,15 @@ def caller_history(session: Session, phone: str, limit: int = 10) -> list[Ticket
             .limit(limit)
         )
     )
+
+
+def extension_requests(session: Session, limit: int = 50) -> list[tuple[SubOrder, Ticket]]:
+    """Sub-orders waiting for a dispatcher's decision on an extension, oldest request first."""
+    rows = session.exec(
+        select(SubOrder, Ticket)
+        .join(Ticket, Ticket.id == SubOrder.ticket_id)
+        .where(SubOrder.status == SubOrderStatus.extension_requested.value)
+        .order_by(SubOrder.deadline_at.asc().nulls_last(), SubOrder.id)
+        .limit(limit)
+    )
+    return [(so, t) for so, t in rows]

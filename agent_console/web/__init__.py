@@ -49,8 +49,11 @@ def install(app: FastAPI) -> None:
     """Serve the workspace from `app`: pages, static files and the pages' error answers."""
     app.state.web = Web(make_env(), labels(app.state.settings))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = getattr(app.state, "route_templates", None)
     for router in ROUTERS:
         app.include_router(router)
+        if templates is not None:  # access metrics label pages by template, not "unmatched"
+            templates.update({id(r): r.path for r in router.routes})
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:

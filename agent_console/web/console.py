@@ -272,8 +272,8 @@ def _pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
             except TicketingError:  # not a number the phone rules accept (e.g. anonymous)
                 history = []
         ent_id = next((t.enterprise_id for t in history if t.enterprise_id), None)
-        if ent_id is not None:
-            enterprise = s.get(Enterprise, ent_id)
+        enterprise = s.get(Enterprise, ent_id) if ent_id is not None else None
+        if enterprise is not None:
             ent_tickets, ent_total = list_tickets(s, TicketFilter(uscc=enterprise.uscc), 1, 5)
         else:
             ent_tickets, ent_total = [], 0

@@ -214,7 +214,7 @@ def page_user(row: str):
 
     async def dependency(request: Request) -> User:
         if request.method not in ("GET", "HEAD"):
-            sent = request.headers.get(CSRF_HTMX_HEADER)
+            sent: Any = request.headers.get(CSRF_HTMX_HEADER)
             if not sent and "form" in request.headers.get("content-type", ""):
                 sent = (await request.form()).get(CSRF_FIELD)
             check_csrf(request, sent if isinstance(sent, str) else None)

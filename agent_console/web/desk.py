@@ -34,6 +34,7 @@ from ticketing import (
     User,
     dispatch_queue,
     dispatch_to_departments,
+    extension_requests,
     submit,
     utcnow,
 )
@@ -64,6 +65,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
         page = 1
     with session_scope(request.app.state.engine, read_only=True) as s:
         items, total = dispatch_queue(s, page, PAGE_SIZE)
+        extensions = extension_requests(s)
         depts = departments(s)
         ids = [t.id for t in items]
         returned = (
@@ -87,6 +89,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
             "pages": max(1, ceil(total / PAGE_SIZE)),
             "depts": depts,
             "returned": returned,
+            "extensions": extensions,
             "now": utcnow(),
         },
     )

@@ -29,6 +29,7 @@ from ticketing import (
     TicketingError,
     User,
     accept,
+    decide_extension,
     department_inbox,
     reply,
     request_extension,
@@ -80,6 +81,7 @@ ACTIONS = {
     "reply": ("suborders.reply", "已回复"),
     "return": ("suborders.return", "已退回派单员"),
     "extension": ("suborders.extension", "已提交延期申请"),
+    "decision": ("suborders.extension_decision", "已审批延期申请"),
 }
 
 
@@ -99,12 +101,19 @@ async def suborder_action(
     try:
         with session_scope(state.engine) as s:
             so = visible_suborder(s, user, suborder_id)
-            number = s.get(Ticket, so.ticket_id).number
+            ticket = s.get(Ticket, so.ticket_id)
+            assert ticket is not None  # a sub-order's ticket (foreign key)
+            number = ticket.number
             kw: dict[str, Any] = {"actor": user.username, "department": dept}
             if action == "accept":
                 accept(s, state.settings, suborder_id, **kw)
             elif action == "reply":
                 reply(s, state.settings, suborder_id, text=typed.get("text", ""), **kw)
+            elif action == "decision":
+                decide_extension(
+                    s, state.settings, suborder_id, actor=user.username,
+                    approve=typed.get("approve") == "1", note=typed.get("note") or None,
+                )  # fmt: skip
             elif action == "return":
                 return_suborder(
                     s, state.settings, suborder_id, reason=typed.get("reason", ""), **kw

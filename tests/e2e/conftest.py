@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("CALLCENTER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -135,8 +134,10 @@ def server(tmp_path_factory, redis_server_url) -> Iterator[Server]:
         r.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(server) -> Iterator:
+    """Per module, not per session: Playwright's sync API keeps an event loop running in this
+    thread until it stops, which would break every async test collected after the e2e ones."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -164,8 +165,3 @@ def page_for(browser, server):
     yield make
     for ctx in contexts:
         ctx.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)

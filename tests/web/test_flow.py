@@ -168,3 +168,41 @@ def test_ticket_page_recording_playback_is_access_checked_with_its_transcript(we
     page = web.client.get(f"/tickets/{number}")
     assert "/audio" not in page.text and "您好我想问一下营业执照的进度" not in page.text
     assert "无权收听录音" in page.text
+
+
+def test_extension_request_and_the_dispatchers_decision(web: Web):
+    number = file_walk_in(web, departments=[DEPT_A])
+    so = sub_of(web, number, DEPT_A)
+    web.login("handler")
+    csrf = web.csrf("/inbox")
+    web.client.post(f"/suborders/{so}/accept", data={"csrf_token": csrf})
+    r = web.client.post(
+        f"/suborders/{so}/extension",
+        data={"csrf_token": csrf, "amount": "abc", "unit": "working_days", "reason": "需现场核查"},
+    )
+    assert r.status_code == 422 and "延期时长必须是正整数" in r.text and "需现场核查" in r.text
+    r = web.client.post(
+        f"/suborders/{so}/extension",
+        data={"csrf_token": csrf, "amount": "2", "unit": "working_days", "reason": "需现场核查"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    web.login("handler")
+    assert (
+        web.client.post(
+            f"/suborders/{so}/decision", data={"csrf_token": web.csrf("/inbox"), "approve": "1"}
+        ).status_code
+        == 403
+    )  # a handler cannot approve its own request
+    web.login("dispatcher")
+    assert "待审批的延期申请" in web.client.get("/dispatch").text
+    page = web.client.get(f"/tickets/{number}")
+    assert "同意延期" in page.text
+    r = web.client.post(
+        f"/suborders/{so}/decision",
+        data={"csrf_token": web.csrf(f"/tickets/{number}"), "approve": "1", "note": "同意"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    with session_scope(web.engine, read_only=True) as s:
+        assert s.get(SubOrder, so).status == "accepted"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import shot
+from e2e_helpers import shot
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import shot
+from e2e_helpers import shot
 
 from callcenter.ami.replay import ReplayServer, Transcript, default_library
 from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
