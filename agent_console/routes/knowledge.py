@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, func, select
 
-from agent_console.deps import SessionDep, SettingsDep, require
+from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.ratelimit import public_limit
 from agent_console.schemas import TicketOut
@@ -49,8 +49,13 @@ from ticketing.knowledge import (
 from ticketing.knowledge.search import day_bounds, local_today
 
 log = get_logger("agent_console.knowledge")
-router = APIRouter(tags=["knowledge"])
-public_router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
+router = APIRouter(tags=["knowledge"], route_class=TransactionRoute)
+public_router = APIRouter(
+    prefix="/public",
+    tags=["public"],
+    dependencies=[Depends(public_limit)],
+    route_class=TransactionRoute,
+)
 MAX_LIMIT = 20
 
 
