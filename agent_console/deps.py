@@ -13,7 +13,7 @@ batch — still on every request, with no cache in between.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Protocol, TypeVar
 
@@ -145,7 +145,7 @@ class Bearer:
     roles: frozenset[str]
 
 
-def require_token(route_name: str) -> Callable[..., Bearer]:
+def require_token(route_name: str) -> Callable[..., Awaitable[Bearer]]:
     """Like `require`, without touching the database: for routes whose user check happens in
     their own transaction (tickets.create). 401 for a missing/bad/expired token, 403 on CSRF."""
     roles = frozenset(ROLE_MATRIX[route_name])

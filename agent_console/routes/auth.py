@@ -35,7 +35,9 @@ def login(
         log.info("login_failed", username=body.username)
         raise ApiError(401, "用户名或密码错误", code="bad_credentials")
     ttl = settings.session_ttl_hours * 3600
-    token, exp = issue_token(request.app.state.secret_key, user.id, user.token_version, ttl)
+    token, exp = issue_token(
+        request.app.state.secret_key, user.id or 0, user.token_version, ttl
+    )  # stored: id set
     response.set_cookie(
         COOKIE_NAME,
         token,

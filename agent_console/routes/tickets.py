@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent_console.access import handler_department, is_handler, visible_ticket
 from agent_console.deps import Bearer, SessionDep, SettingsDep, require, require_token
@@ -139,19 +139,21 @@ def get_ticket(
     its department has a sub-order on it, and sees only its own department's sub-orders."""
     ticket = visible_ticket(session, user, number)
     subs = list(
-        session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
+        session.exec(
+            select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(col(SubOrder.id))
+        )
     )
-    history = ticket_history(session, ticket.id)
+    history = ticket_history(session, ticket.id or 0)  # a stored ticket: id set
     dept = handler_department(user)
     if dept is not None:
         subs = [s for s in subs if s.department_code == dept]
         own = {s.id for s in subs}
         history = [e for e in history if e.suborder_id is None or e.suborder_id in own]
     notices = session.exec(
-        select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
+        select(Notice).where(Notice.ticket_id == ticket.id).order_by(col(Notice.id))
     ).all()
     evaluations = session.exec(
-        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(Evaluation.id)
+        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(col(Evaluation.id))
     ).all()
     return TicketDetail(
         **TicketOut.model_validate(ticket).model_dump(),

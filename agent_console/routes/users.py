@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from agent_console.deps import SessionDep, require
 from agent_console.errors import responses
@@ -34,7 +34,7 @@ def check_role_department(session: Session, role: str, department_code: str | No
 
 @router.get("", name="users.list", response_model=list[UserOut], responses=responses(401, 403))
 def list_users(session: SessionDep, _: User = Depends(require("users.list"))) -> list[UserOut]:
-    users = session.exec(select(User).order_by(User.id)).all()
+    users = session.exec(select(User).order_by(col(User.id))).all()
     return [UserOut.model_validate(u) for u in users]
 
 
