@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlmodel import Field, Session, create_engine
 
 WRITER_WAIT_S = 30.0  # same patience as SQLite's busy_timeout
@@ -168,3 +168,8 @@ class NaiveUTCDateTime(TypeDecorator):
 def UTCField(**kw: Any) -> Any:
     """A datetime model field stored as NaiveUTCDateTime."""
     return Field(sa_type=NaiveUTCDateTime, **kw)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE/DELETE matched (its result is a CursorResult; SQLAlchemy's types say Result)."""
+    return cast("CursorResult[Any]", result).rowcount

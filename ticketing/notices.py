@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from config.database import rowcount
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing import events
@@ -53,7 +54,12 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
         "hotline": str(cfg.get("hotline", "")),
     }
     body = _render(str(cfg["acceptance"]), values, "acceptance").strip()
-    notice = Notice(ticket_id=ticket.id, kind="acceptance", body=body, confirm_token=token)
+    notice = Notice(
+        ticket_id=ticket.id,  # type: ignore[arg-type]  # a stored ticket: id set
+        kind="acceptance",
+        body=body,
+        confirm_token=token,
+    )
     session.add(notice)
     session.flush()
     outbox_id = None
@@ -84,11 +90,13 @@ def confirm_notice(session: Session, token: str) -> Notice:
     if notice.confirmed_at is not None:
         return notice
     now = utcnow()
-    changed = session.execute(
-        update(Notice)
-        .where(Notice.id == notice.id, Notice.confirmed_at.is_(None))
-        .values(confirmed_at=now)
-    ).rowcount
+    changed = rowcount(
+        session.execute(
+            update(Notice)
+            .where(col(Notice.id) == notice.id, col(Notice.confirmed_at).is_(None))
+            .values(confirmed_at=now)
+        )
+    )
     if changed == 1:  # we won any race: exactly one event
         events.record(session, notice.ticket_id, "public", "notice_confirmed", notice_id=notice.id)
     session.refresh(notice)

@@ -29,10 +29,10 @@ import redis
 import structlog
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.after_commit import after_commit
-from config.database import make_engine, session_scope
+from config.database import make_engine, rowcount, session_scope
 from config.queues import get_queue
 from config.redis import redis_url
 from config.settings import Settings
@@ -79,7 +79,7 @@ def send_sms(
     )
     session.add(msg)
     session.flush()
-    _enqueue_after_commit(session, settings, msg.id)
+    _enqueue_after_commit(session, settings, msg.id)  # type: ignore[arg-type]  # flushed: id set
     return msg
 
 
@@ -137,10 +137,10 @@ def flush_pending(
     if older_than is not None:
         q = q.where(
             OutboxMessage.attempts == 0,
-            OutboxMessage.created_at <= utcnow() - older_than,  # type: ignore[operator]
+            OutboxMessage.created_at <= utcnow() - older_than,
         )
     with session_scope(_engine(settings.resolved_database_url), read_only=True) as s:
-        ids = list(s.exec(q.order_by(OutboxMessage.id).limit(limit)))
+        ids = [i for i in s.exec(q.order_by(col(OutboxMessage.id)).limit(limit)) if i is not None]
     return enqueue(settings, ids)
 
 
@@ -157,7 +157,7 @@ def _redis(url: str) -> redis.Redis:
 
 def _finish(engine: Engine, outbox_id: int, **values: Any) -> None:
     with session_scope(engine) as s:
-        s.execute(update(OutboxMessage).where(OutboxMessage.id == outbox_id).values(**values))
+        s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == outbox_id).values(**values))
 
 
 def deliver(outbox_id: int, snapshot: dict[str, Any]) -> str:
@@ -165,14 +165,16 @@ def deliver(outbox_id: int, snapshot: dict[str, Any]) -> str:
     settings = Settings(**snapshot)
     engine = _engine(settings.resolved_database_url)
     with session_scope(engine) as s:
-        claimed = s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == outbox_id, OutboxMessage.status == "pending")
-            .values(status="sending", attempts=OutboxMessage.attempts + 1)
-        ).rowcount
+        claimed = rowcount(
+            s.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == outbox_id, col(OutboxMessage.status) == "pending")
+                .values(status="sending", attempts=OutboxMessage.attempts + 1)
+            )
+        )
         if claimed != 1:
             return "skipped"
-        msg = s.get(OutboxMessage, outbox_id)
+        msg = s.get_one(OutboxMessage, outbox_id)  # claimed just now: it exists
         to, body, attempts = msg.to_phone, msg.body, msg.attempts
         ticket_id, kind = msg.ticket_id, msg.kind
 
@@ -251,7 +253,7 @@ def _failed(
     return "failed"
 
 
-def _http_client():
+def _http_client() -> Any:
     """Twilio's own HTTP client, optionally re-pointed at CALLCENTER_TWILIO_API_BASE."""
     from twilio.http.http_client import TwilioHttpClient
 
@@ -261,7 +263,7 @@ def _http_client():
     target = urlsplit(base)
 
     class _Rebased(TwilioHttpClient):
-        def request(self, method, url, *args, **kwargs):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             parts = urlsplit(url)
             url = urlunsplit((target.scheme, target.netloc, parts.path, parts.query, ""))
             return super().request(method, url, *args, **kwargs)
