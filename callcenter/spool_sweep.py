@@ -136,7 +136,7 @@ class Sweeper:
             s.exec(
                 select(CallRecord).where(
                     CallRecord.server == self.server.name,
-                    CallRecord.started_at >= start,  # type: ignore[operator]
+                    CallRecord.started_at >= start,
                 )
             )
         )
@@ -146,7 +146,9 @@ class Sweeper:
             with session_scope(engine) as s:
                 fn(s)
         except AudioError as e:
-            self._bad.add(self._key(path))
+            key = self._key(path)
+            if key is not None:  # (a file gone meanwhile is not listed again anyway)
+                self._bad.add(key)
             report.errors.append(f"{path.name}: {e.code}")
             log.warning("recording %s rejected: %s (%s)", path.name, e.code, e.message)
             return
@@ -264,7 +266,7 @@ class Sweeper:
                         CallRecord.disposition == "voicemail",
                         CallRecord.ticket_id.is_(None),  # type: ignore[union-attr]
                         CallRecord.ticket_error.is_(None),  # type: ignore[union-attr]
-                        CallRecord.started_at >= since,  # type: ignore[operator]
+                        CallRecord.started_at >= since,
                     )
                 )
             ]
