@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar, get_args, get_origin
 
@@ -180,7 +180,7 @@ class Bearer:
     roles: frozenset[str]
 
 
-def require_token(route_name: str) -> Callable[..., Bearer]:
+def require_token(route_name: str) -> Callable[..., Awaitable[Bearer]]:
     """Like `require`, without touching the database: for routes whose user check happens in
     their own transaction (tickets.create). 401 for a missing/bad/expired token, 403 on CSRF."""
     roles = frozenset(ROLE_MATRIX[route_name])

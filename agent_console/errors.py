@@ -7,6 +7,7 @@ its traceback and answered 500 with only a request id, never internals.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -74,7 +75,11 @@ def error_payload(code: str, message: str, details: Any = None) -> dict[str, Any
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_payload(code, message, details), status_code=status, headers=headers)
 

@@ -17,7 +17,7 @@ Starlette's ExceptionMiddleware does, so every answer is byte-for-byte the route
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -39,7 +39,7 @@ class FastPath:
         route: Any,
         dependency: Callable[[Request], Awaitable[Any]],
         endpoint: Callable[[Request, Any], Awaitable[Response]],
-        handlers: dict[Any, Handler],
+        handlers: Mapping[Any, Callable[..., Any]],
     ) -> None:
         self.app = app
         self.method, self.path = method, path

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from fastapi.exceptions import RequestValidationError
@@ -146,7 +146,7 @@ class IntakeBatcher:
         items, returns the rest."""
         users = self._users(sorted({it.bearer.user_id for it in batch}))
         accepted: list[_Item] = []
-        items: list[tuple[TicketIn, str]] = []
+        items: list[tuple[TicketIn | dict[str, Any], str]] = []
         for it in batch:
             try:
                 username = _authorise(users.get(it.bearer.user_id), it.bearer)
@@ -186,7 +186,9 @@ class IntakeBatcher:
     def _write(self, batch: list[_Item]) -> None:
         try:
             with session_scope(self._db) as session:
-                results = write_drafts(session, self.settings, [it.draft for it in batch])
+                # _prepare set every item's draft (the others were answered there)
+                drafts = [cast(Draft, it.draft) for it in batch]
+                results = write_drafts(session, self.settings, drafts)
         except Exception as e:
             if len(batch) == 1:
                 _resolve(batch[0], error=e)

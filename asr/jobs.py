@@ -243,7 +243,7 @@ def pick_up_untranscribed(
                 select(Recording.id)
                 .where(
                     Recording.kind.in_(["call", "voicemail"]),  # type: ignore[attr-defined]
-                    Recording.created_at >= since,  # type: ignore[operator]  # (kind, created_at) index
+                    Recording.created_at >= since,  # (kind, created_at) index
                     Recording.deleted_at.is_(None),  # type: ignore[union-attr]
                     ~asked.exists(),
                 )

@@ -89,7 +89,7 @@ def cn_to_int(s: str, _bigs: tuple[tuple[str, int], ...] = _BIG_UNITS) -> int | 
                 return None
             lo = lo.lstrip("零〇")
             if len(lo) == 1 and lo in DIGITS and lo == s[len(hi) + 1 :]:
-                low = DIGITS[lo] * mult // 10  # 三万五 = 35000
+                low: int | None = DIGITS[lo] * mult // 10  # 三万五 = 35000
             else:
                 low = cn_to_int(lo, _bigs[i + 1 :]) if lo else 0
             if low is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from typing import Any
 
 from rq import Worker
 from rq.exceptions import StopRequested
@@ -49,11 +50,11 @@ class AsrWorker(Worker):
 
     settings: Settings | None = None  # None: from the environment (`rq worker -w …`)
 
-    def work(self, *args, **kwargs):  # type: ignore[override]
+    def work(self, *args: Any, **kwargs: Any) -> bool:
         preload(self.settings or get_settings())
         return super().work(*args, **kwargs)
 
-    def run_maintenance_tasks(self):  # type: ignore[override]
+    def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         flush_from_worker(self.settings or get_settings())
 

@@ -278,7 +278,7 @@ def user_create(
 @user_app.command("list")
 def user_list() -> None:
     """List users: id, name, role, department, active."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from config.database import make_engine, session_scope
     from ticketing import User
@@ -286,7 +286,7 @@ def user_list() -> None:
     engine = make_engine(_settings().resolved_database_url)
     try:
         with session_scope(engine, read_only=True) as s:
-            for u in s.exec(select(User).order_by(User.id)):
+            for u in s.exec(select(User).order_by(col(User.id))):
                 state = "active" if u.active else "inactive"
                 typer.echo(f"{u.id}\t{u.username}\t{u.role}\t{u.department_code or '-'}\t{state}")
     finally:

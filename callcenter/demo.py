@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -115,8 +116,9 @@ async def _replay(
     from config.database import make_engine
     from ivr import AgiServer
 
-    aredis = aioredis.from_url(settings.redis_url)
-    sredis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+    url = str(settings.redis_url)  # demo_settings always sets one
+    aredis = aioredis.from_url(url)
+    sredis = redis.Redis.from_url(url, socket_timeout=5)
     engine = make_engine(settings.resolved_database_url)
     agi = AgiServer(settings, host="127.0.0.1", port=0)
     agi_host, agi_port = await agi.start()
@@ -140,7 +142,7 @@ async def _replay(
         task = asyncio.ensure_future(
             _ivr_call(settings, agi_host, agi_port, keys, closed=name.endswith("voicemail"))
         )
-        task.add_done_callback(lambda t, n=name, k=keys: _report_ivr(console, n, k, t))
+        task.add_done_callback(functools.partial(_report_ivr, console, name, keys))
         ivr_tasks.add(task)
         task.add_done_callback(ivr_tasks.discard)
 
@@ -264,7 +266,9 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
     try:
         prepare_database(settings)
         ensure_first_admin(settings, echo=console.print)
-        demo_spool(fixtures, settings.asterisk[0].spool_dir, time.time())
+        spool = settings.asterisk[0].spool_dir  # demo_settings always sets one
+        if spool is not None:
+            demo_spool(fixtures, spool, time.time())
         if opts.web:
             env = os.environ.copy()
             env.update(

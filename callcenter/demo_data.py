@@ -11,7 +11,7 @@ from config.settings import Settings
 
 def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
     """Call records with their tickets and callback tasks, from the demo database."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from callcenter.models import CallRecord
     from config.database import make_engine, session_scope
@@ -21,7 +21,7 @@ def ticket_rows(settings: Settings) -> list[dict[str, Any]]:
     try:
         with session_scope(engine, read_only=True) as s:
             rows = []
-            for rec in s.exec(select(CallRecord).order_by(CallRecord.id)):
+            for rec in s.exec(select(CallRecord).order_by(col(CallRecord.id))):
                 ticket = s.get(Ticket, rec.ticket_id) if rec.ticket_id else None
                 callbacks = s.exec(
                     select(CallbackTask).where(CallbackTask.call_id == rec.call_id)

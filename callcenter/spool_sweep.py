@@ -138,7 +138,7 @@ class Sweeper:
             s.exec(
                 select(CallRecord).where(
                     CallRecord.server == self.server.name,
-                    CallRecord.started_at >= start,  # type: ignore[operator]
+                    CallRecord.started_at >= start,
                 )
             )
         )
@@ -148,7 +148,9 @@ class Sweeper:
             with session_scope(engine) as s:
                 fn(s)
         except AudioError as e:
-            self._bad.add(self._key(path))
+            key = self._key(path)
+            if key is not None:  # (a file gone meanwhile is not listed again anyway)
+                self._bad.add(key)
             if e.code == "empty":  # MixMonitor(b) of a call no agent answered: nothing to keep
                 report.empty += 1
                 log.info("recording %s is empty (call never bridged); skipped", path.name)
@@ -270,7 +272,7 @@ class Sweeper:
                         CallRecord.disposition == "voicemail",
                         CallRecord.ticket_id.is_(None),  # type: ignore[union-attr]
                         CallRecord.ticket_error.is_(None),  # type: ignore[union-attr]
-                        CallRecord.started_at >= since,  # type: ignore[operator]
+                        CallRecord.started_at >= since,
                     )
                 )
             ]

@@ -8,17 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlmodel import Field, Session, create_engine
 
 WRITER_WAIT_S = 30.0  # same patience as SQLite's busy_timeout
 
 
-def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw) -> Engine:
+def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw: Any) -> Engine:
     """SQLite gets WAL + a busy timeout so concurrent writers queue instead of failing.
 
     `wal_autocheckpoint` (pages; SQLite's default 1000) is raised by a process that checkpoints
@@ -30,7 +30,7 @@ def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _rec):  # pragma: no cover - trivial
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -41,7 +41,7 @@ def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw) -> Engine:
 
         # Let SQLAlchemy's BEGIN be real so writers take the lock up front (no upgrade deadlocks).
         @event.listens_for(engine, "connect")
-        def _no_autobegin(dbapi_conn, _rec):  # pragma: no cover - trivial
+        def _no_autobegin(dbapi_conn: Any, _rec: Any) -> None:  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None
 
         # One writer at a time per process, handed over FIFO-ish by a lock instead of SQLite's
@@ -51,7 +51,7 @@ def make_engine(url: str, *, wal_autocheckpoint: int = 1000, **kw) -> Engine:
         writer = threading.Lock()
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):  # pragma: no cover - trivial
+        def _begin(conn: Any) -> None:  # pragma: no cover - trivial
             if conn.get_execution_options().get("readonly"):
                 conn.exec_driver_sql("BEGIN")
                 return
@@ -88,8 +88,8 @@ def _release_writer_after_end(engine: Engine) -> None:
         if lock is not None:
             lock.release()
 
-    def wrap(method):
-        def wrapped(dbapi_conn) -> None:
+    def wrap(method: Any) -> Any:  # a bound dialect method, replaced below
+        def wrapped(dbapi_conn: Any) -> None:
             try:
                 method(dbapi_conn)
             finally:
@@ -105,11 +105,13 @@ def _release_writer_after_end(engine: Engine) -> None:
     dialect.do_rollback = wrap(dialect.do_rollback)  # type: ignore[method-assign]
 
     @event.listens_for(engine, "checkin")
-    def _checkin(_dbapi_conn, record):  # pragma: no cover - defensive
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:  # pragma: no cover - defensive
         release(record.info)
 
     @event.listens_for(engine, "invalidate")
-    def _invalidate(_dbapi_conn, record, _exc):  # pragma: no cover - defensive
+    def _invalidate(
+        _dbapi_conn: Any, record: Any, _exc: Any
+    ) -> None:  # pragma: no cover - defensive
         release(record.info)
 
 
@@ -147,7 +149,7 @@ class NaiveUTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None and dialect.name != "postgresql":
@@ -157,7 +159,7 @@ class NaiveUTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
@@ -166,3 +168,8 @@ class NaiveUTCDateTime(TypeDecorator):
 def UTCField(**kw: Any) -> Any:
     """A datetime model field stored as NaiveUTCDateTime."""
     return Field(sa_type=NaiveUTCDateTime, **kw)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE/DELETE matched (its result is a CursorResult; SQLAlchemy's types say Result)."""
+    return cast("CursorResult[Any]", result).rowcount

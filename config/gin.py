@@ -79,12 +79,14 @@ class GinCleaner(UpkeepThread):
                     if not failing:  # the server away or restarting: reconnect next round
                         log.warning("gin_clean_failed", error=str(e.orig))
                         failing = True
-                    conn = _close(conn)
+                    _close(conn)
+                    conn = None
                 except SQLAlchemyError as e:
                     if not failing:
                         log.warning("gin_clean_failed", error=str(e))
                         failing = True
-                    conn = _close(conn)
+                    _close(conn)
+                    conn = None
         finally:
             _close(conn)
 

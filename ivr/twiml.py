@@ -98,7 +98,7 @@ def file_voicemail(
     callback_at: datetime | None,
 ) -> tuple[int, bool]:
     """Ticket + callback task for one voicemail; (ticket id, created?). Safe to call twice."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from ticketing import Ticket, TicketIn, file_call
 
@@ -121,7 +121,7 @@ def file_voicemail(
         },
     )
     with session_scope(db) as s:
-        before = s.exec(select(Ticket.id).order_by(Ticket.id.desc())).first()
+        before = s.exec(select(Ticket.id).order_by(col(Ticket.id).desc())).first()
         ticket = file_call(
             s,
             settings,
@@ -132,8 +132,8 @@ def file_voicemail(
             note=f"{why}留言，承诺回电",
             callback_actor="twilio",
         )
-        created = before is None or ticket.id > before
-        return int(ticket.id), created
+        tid = int(ticket.id or 0)  # flushed by intake: always set
+        return tid, before is None or tid > before
 
 
 def enqueue_fetch(

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
 from config.settings import Settings
@@ -242,7 +242,7 @@ def imported_sources(session: Session, paths: list[str]) -> set[str]:
         found.update(
             p
             for (p,) in session.execute(
-                sa.select(Recording.source_path).where(Recording.source_path.in_(batch))  # type: ignore[union-attr]
+                sa.select(col(Recording.source_path)).where(col(Recording.source_path).in_(batch))
             )
             if p
         )

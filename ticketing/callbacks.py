@@ -71,7 +71,7 @@ def promise_callback(
 def _promised(session: Session, task: CallbackTask, actor: str) -> None:
     record(
         session,
-        task.ticket_id,  # type: ignore[arg-type]
+        task.ticket_id,
         actor,
         "callback_promised",
         reason=task.reason,

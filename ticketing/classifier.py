@@ -286,7 +286,7 @@ class _Head:
             e = np.exp(z - z.max(axis=2, keepdims=True))
             p = e / e.sum(axis=2, keepdims=True)
         else:
-            a, b = self.platt
+            a, b = self.platt  # type: ignore[misc]  # method "platt": fitted with it
             p = _sigmoid(a * z + b)
             p = p / np.maximum(p.sum(axis=2, keepdims=True), 1e-12)
         return p.mean(axis=1)
@@ -500,7 +500,7 @@ def split_examples(
     examples: list[Example], seed: int, test_size: float = 0.2
 ) -> tuple[list[Example], list[Example]]:
     """Stratified (by department) train/test split, reproducible by seed."""
-    strat = [e.department for e in examples]
+    strat: list[str] | None = [e.department for e in examples]
     counts = Counter(strat)
     if min(counts.values()) < 2:
         strat = None

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
@@ -69,7 +69,7 @@ def clean_codes(departments: Iterable[str] | str) -> list[str]:
 
 
 def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
-    rows = session.exec(select(Department).where(Department.code.in_(list(codes))))
+    rows = session.exec(select(Department).where(col(Department.code).in_(list(codes))))
     return {d.code: d for d in rows}
 
 
@@ -277,7 +277,7 @@ def _dispatch(
     now = utcnow()
     for code in codes:
         so = SubOrder(
-            ticket_id=ticket.id,
+            ticket_id=ticket.id,  # type: ignore[arg-type]  # a stored ticket: id set
             department_code=code,
             round=ticket.round,
             status=SS.dispatched,
@@ -301,7 +301,10 @@ def _dispatch(
             instructions=instructions,
             handoff=queued,
             beyond_ticket_deadline=bool(
-                deadline is not None and ticket.deadline_at is not None and due > ticket.deadline_at
+                deadline is not None
+                and due is not None
+                and ticket.deadline_at is not None
+                and due > ticket.deadline_at
             ),
         )
         created.append(so)
@@ -406,9 +409,10 @@ def request_extension(
 
     base = so.deadline_at or ticket.deadline_at or utcnow()
     limit = _max_extension(settings, base)
-    new_until = (
-        to_utc_naive(until) if until is not None else add_duration(settings, base, amount, unit)
-    )
+    if until is not None:
+        new_until = to_utc_naive(until)
+    else:  # validated above: amount and unit come together when until does not
+        new_until = add_duration(settings, base, cast(int, amount), cast(str, unit))
     if new_until <= base:
         raise InvalidInput(
             f"延期后的时限必须晚于当前时限（{local_text(settings, base)}）", field="until"

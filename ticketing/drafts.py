@@ -50,7 +50,7 @@ CHANNEL_RULES: dict[str, ChannelRule] = {
         id_fields=("visit_id", "list_id", "survey_id"),
     ),
 }
-DEDUPE_CHANNELS = tuple(c.value for c, r in CHANNEL_RULES.items() if r.dedupe_key)
+DEDUPE_CHANNELS = tuple(str(c) for c, r in CHANNEL_RULES.items() if r.dedupe_key)
 
 
 @dataclass(slots=True)

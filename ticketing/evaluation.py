@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing import events
@@ -84,7 +84,9 @@ def default_responsible(session: Session, ticket: Ticket) -> str | None:
     ]
     if not codes:
         return None
-    depts = {d.code: d for d in session.exec(select(Department).where(Department.code.in_(codes)))}
+    depts = {
+        d.code: d for d in session.exec(select(Department).where(col(Department.code).in_(codes)))
+    }
     names: list[str] = []
     for c in dict.fromkeys(codes):
         d = depts.get(c)
@@ -145,7 +147,7 @@ def evaluate(
         person = default_responsible(session, ticket)
 
     ev = Evaluation(
-        ticket_id=ticket.id,
+        ticket_id=ticket.id,  # type: ignore[arg-type]  # a stored ticket: id set
         round=round_no,
         process=p,
         timeliness=t,

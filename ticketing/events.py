@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketing.models import TicketEvent, utcnow
 
@@ -12,7 +12,7 @@ _INSERT = TicketEvent.__table__.insert()  # type: ignore[attr-defined]
 
 
 def entry(
-    ticket_id: int, actor: str, action: str, *, suborder_id: int | None = None, **detail: Any
+    ticket_id: int | None, actor: str, action: str, *, suborder_id: int | None = None, **detail: Any
 ) -> dict[str, Any]:
     """One event row, for `record_all`."""
     return {
@@ -27,7 +27,7 @@ def entry(
 
 def record(
     session: Session,
-    ticket_id: int,
+    ticket_id: int | None,  # a stored ticket's id (SQLModel types primary keys Optional)
     actor: str,
     action: str,
     *,
@@ -56,7 +56,7 @@ def history(session: Session, ticket_id: int) -> list[TicketEvent]:
         session.exec(
             select(TicketEvent)
             .where(TicketEvent.ticket_id == ticket_id)
-            .order_by(TicketEvent.at, TicketEvent.id)
+            .order_by(col(TicketEvent.at), col(TicketEvent.id))
         )
     )
 

@@ -40,7 +40,7 @@ import redis
 import structlog
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.after_commit import after_commit
 from config.database import session_scope
@@ -231,7 +231,7 @@ def schedule(
         return False
     so.handoff_status = "queued"
     session.add(so)
-    enqueue_after_commit(session, settings, [so.id])
+    enqueue_after_commit(session, settings, [so.id])  # type: ignore[list-item]  # flushed: id set
     return True
 
 
@@ -253,7 +253,7 @@ def _snapshot(settings: Settings) -> dict[str, Any]:
     return settings.job_snapshot("public_base_url")  # no secrets travel through Redis
 
 
-def enqueue(settings: Settings, suborder_id: int, *, conn: redis.Redis | None = None):
+def enqueue(settings: Settings, suborder_id: int, *, conn: redis.Redis | None = None) -> Any:
     """One delivery job with retries; returns the rq Job."""
     from rq import Retry
 
@@ -286,12 +286,12 @@ def requeue_pending(
     q = (
         select(SubOrder.id)
         .where(SubOrder.handoff_status == "queued")
-        .where(~SubOrder.id.in_(select(HandoffAttempt.suborder_id)))
+        .where(~col(SubOrder.id).in_(select(HandoffAttempt.suborder_id)))
     )
     if older_than is not None:
         q = q.where(SubOrder.dispatched_at <= utcnow() - older_than)
     with session_scope(engine, read_only=True) as s:
-        ids = list(s.exec(q.order_by(SubOrder.id).limit(limit)))
+        ids = [i for i in s.exec(q.order_by(col(SubOrder.id)).limit(limit)) if i is not None]
     for sid in ids:
         enqueue(settings, sid)
     return len(ids)
@@ -339,7 +339,7 @@ def deliver(
         if so is None:
             log.warning("handoff_suborder_missing", suborder_id=suborder_id)
             return AttemptResult(ok=True, attempt=0, skipped=True, error="sub-order not found")
-        ticket = s.get(Ticket, so.ticket_id)
+        ticket = s.get_one(Ticket, so.ticket_id)  # a sub-order's ticket (foreign key)
         dept = s.exec(select(Department).where(Department.code == so.department_code)).one()
         target = target_for(s, settings, ticket, dept)
         done = so.status in (SS.replied, SS.returned) or so.handoff_status == "sent"
@@ -357,7 +357,9 @@ def deliver(
             with session_scope(engine) as s:
                 s.execute(
                     update(SubOrder)
-                    .where(SubOrder.id == suborder_id, SubOrder.handoff_status == "queued")
+                    .where(
+                        col(SubOrder.id) == suborder_id, col(SubOrder.handoff_status) == "queued"
+                    )
                     .values(handoff_status=None)
                 )
         return AttemptResult(ok=True, attempt=int(n), skipped=True)
@@ -406,7 +408,7 @@ def deliver(
                 at=utcnow(),
             )
         )
-        so = s.get(SubOrder, suborder_id)
+        so = s.get_one(SubOrder, suborder_id)  # read above; sub-orders are never deleted
         if ok:
             so.handoff_status = "sent"
             if external_ref and not so.external_ref:

@@ -26,10 +26,10 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, case, func, text
+from sqlalchemy import TextClause, bindparam, case, func, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import class_mapper, make_transient_to_detached
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing import events, handoff
@@ -88,6 +88,10 @@ _SUBORDER_DEFAULTS: dict[str, Any] = {
     "extension_reason": None,
     "handoff_status": None,
     "external_ref": None,
+}
+_MOVED_TO_DISPATCHED: dict[str, Any] = {
+    "from": TicketStatus.pending_dispatch.value,
+    "to": TicketStatus.dispatched.value,
 }
 _CALL_LOCKS = text(
     "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(CAST(:keys AS text[])) AS k"
@@ -229,14 +233,16 @@ def _unknown_departments(session: Session, wanted: set[str]) -> set[str]:
         return set()
     found = set(
         session.exec(
-            select(Department.code).where(Department.code.in_(sorted(wanted)), Department.active)
+            select(Department.code).where(
+                col(Department.code).in_(sorted(wanted)), Department.active
+            )
         )
     )
     return wanted - found
 
 
 @lru_cache(maxsize=4)
-def _call_id_query(dialect: str):
+def _call_id_query(dialect: str) -> TextClause:
     """Tickets filed under any of the call ids, through ix_ticket_call_id. The channel is checked
     by the caller: as a SQL term, a planner without fresh statistics (SQLite has none until an
     ANALYZE; PostgreSQL none before autovacuum's first) reads the channel index too, i.e. every
@@ -274,23 +280,24 @@ def _existing_by_call_id(
             first.setdefault(str(cid), tid)
     if not first:
         return {}
-    tickets = {t.id: t for t in session.exec(select(Ticket).where(Ticket.id.in_(first.values())))}
+    tickets = {
+        t.id: t for t in session.exec(select(Ticket).where(col(Ticket.id).in_(first.values())))
+    }
     return {cid: tickets[tid] for cid, tid in first.items()}
 
 
 # ---------------------------------------------------------------- upserts
 
 
-def _insert(dialect: str, table: Any):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+def _insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT (both have on_conflict_do_update, with slightly different types)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 @lru_cache(maxsize=4)
-def _caller_upsert(dialect: str):
+def _caller_upsert(dialect: str) -> Any:
     """Built once per dialect with bind parameters (rebuilding it per intake cost ~0.4 ms)."""
     table = Caller.__table__  # type: ignore[attr-defined]
     stmt = _insert(dialect, table).values(
@@ -519,7 +526,7 @@ def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
             ticket_id,
             actor,
             "dispatched",
-            **{"from": TicketStatus.pending_dispatch.value, "to": TicketStatus.dispatched.value},
+            **_MOVED_TO_DISPATCHED,
             mode="auto",
             departments=r.codes,
             round=r.values["round"],

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from ticketing import events
 from ticketing.errors import Conflict, NotFound
@@ -66,14 +66,14 @@ SUBORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     st: frozenset(to for frm, to in SUBORDER_ACTIONS.values() if st in frm) for st in SS
 }
 
-TICKET_LABELS = {
+TICKET_LABELS: dict[str, str] = {
     TS.pending_dispatch: "待派单",
     TS.dispatched: "办理中",
     TS.resolved: "已办结",
     TS.closed: "已关闭",
     TS.reopened: "已重启",
 }
-SUBORDER_LABELS = {
+SUBORDER_LABELS: dict[str, str] = {
     SS.dispatched: "已派发",
     SS.accepted: "已签收",
     SS.extension_requested: "延期申请中",
@@ -135,7 +135,8 @@ def transition_ticket(
     elif to == TS.reopened:
         ticket.resolved_at = None  # the previous round's resolution stays in the history
     session.add(ticket)
-    events.record(session, ticket.id, actor, action, **{"from": before, "to": to}, **detail)
+    moved: dict[str, Any] = {"from": before, "to": to}
+    events.record(session, ticket.id, actor, action, **moved, **detail)
 
 
 def transition_suborder(
@@ -167,7 +168,7 @@ def transition_suborder(
     )
 
 
-def lock_ticket(session: Session, ticket_id: int) -> Ticket:
+def lock_ticket(session: Session, ticket_id: int | None) -> Ticket:
     """The ticket, re-read under a row lock (fresh values, not the identity map's stale copy)."""
     t = session.exec(
         select(Ticket)
@@ -201,7 +202,7 @@ def round_suborders(session: Session, ticket: Ticket) -> list[SubOrder]:
         session.exec(
             select(SubOrder)
             .where(SubOrder.ticket_id == ticket.id, SubOrder.round == ticket.round)
-            .order_by(SubOrder.id)
+            .order_by(col(SubOrder.id))
         )
     )
 

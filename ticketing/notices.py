@@ -16,8 +16,9 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from config.database import rowcount
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing import events
@@ -98,7 +99,7 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
     }
     sent = _render(str(cfg["acceptance"]), values, "acceptance").strip()
     notice = Notice(
-        ticket_id=ticket.id,
+        ticket_id=ticket.id,  # type: ignore[arg-type]  # a stored ticket: id set
         kind="acceptance",
         body=_render(str(cfg["acceptance"]), shown, "acceptance").strip(),
         sent_body=sent,
@@ -139,11 +140,13 @@ def confirm_notice(session: Session, token: str) -> Notice:
     if notice.confirmed_at is not None:
         return notice
     now = utcnow()
-    changed = session.execute(
-        update(Notice)
-        .where(Notice.id == notice.id, Notice.confirmed_at.is_(None))
-        .values(confirmed_at=now)
-    ).rowcount
+    changed = rowcount(
+        session.execute(
+            update(Notice)
+            .where(col(Notice.id) == notice.id, col(Notice.confirmed_at).is_(None))
+            .values(confirmed_at=now)
+        )
+    )
     if changed == 1:  # we won any race: exactly one event
         events.record(session, notice.ticket_id, "public", "notice_confirmed", notice_id=notice.id)
     session.refresh(notice)

@@ -18,6 +18,7 @@ All datetimes in and out are naive UTC (the storage convention); aware datetimes
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -63,7 +64,9 @@ def _end_of_day(settings: Settings) -> time:
 
 
 @lru_cache(maxsize=8)
-def _overrides(holidays: tuple[str, ...], workdays: tuple[str, ...]):
+def _overrides(
+    holidays: tuple[str, ...], workdays: tuple[str, ...]
+) -> tuple[frozenset[date], frozenset[date]]:
     return (
         frozenset(date.fromisoformat(str(d)) for d in holidays),
         frozenset(date.fromisoformat(str(d)) for d in workdays),
@@ -77,7 +80,7 @@ def is_working_day(settings: Settings, d: date) -> bool:
     return _working_day_fn(_cfg(settings))(d)
 
 
-def _working_day_fn(cfg: dict[str, Any]):
+def _working_day_fn(cfg: dict[str, Any]) -> Callable[[date], bool]:
     """The calendar for one read of sla.yaml (so a deadline reads the file once, not per day)."""
     extra_h, extra_w = _overrides(
         tuple(cfg.get("extra_holidays") or ()), tuple(cfg.get("extra_workdays") or ())

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from config.database import rowcount
 from config.loader import load_yaml
 from config.settings import Settings
 from ticketing import events
@@ -54,13 +55,15 @@ def scan_warnings(
     last_id = 0
     while True:
         rows = session.exec(
-            select(Ticket.id, Ticket.urgency, Ticket.created_at, Ticket.deadline_at, Ticket.warning)
-            .where(
-                Ticket.status.in_([s.value for s in OPEN]),  # type: ignore[attr-defined]
-                Ticket.deadline_at.is_not(None),  # type: ignore[union-attr]
-                Ticket.id > last_id,  # type: ignore[operator]
+            select(  # type: ignore[call-overload]  # sqlmodel's overloads stop at 4 columns
+                Ticket.id, Ticket.urgency, Ticket.created_at, Ticket.deadline_at, Ticket.warning
             )
-            .order_by(Ticket.id)  # type: ignore[arg-type]
+            .where(
+                col(Ticket.status).in_([s.value for s in OPEN]),
+                col(Ticket.deadline_at).is_not(None),
+                col(Ticket.id) > last_id,
+            )
+            .order_by(col(Ticket.id))
             .limit(batch)
         ).all()
         if not rows:
@@ -92,8 +95,8 @@ def _move(session: Session, ticket_id: int, old: str, new: str) -> bool:
         .where(
             Ticket.id == ticket_id,  # type: ignore[arg-type]
             Ticket.warning == old,  # type: ignore[arg-type]
-            Ticket.status.in_([s.value for s in OPEN]),  # type: ignore[attr-defined]
+            col(Ticket.status).in_([s.value for s in OPEN]),
         )
         .values(warning=new)
     )
-    return res.rowcount == 1
+    return rowcount(res) == 1

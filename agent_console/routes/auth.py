@@ -43,7 +43,9 @@ async def login(
         log.warning("login_failed", username=body.username[:64], client=client_ip(request))
         raise ApiError(401, "用户名或密码错误", code="bad_credentials")
     ttl = settings.session_ttl_hours * 3600
-    token, exp = issue_token(request.app.state.secret_key, user.id, user.token_version, ttl)
+    token, exp = issue_token(
+        request.app.state.secret_key, user.id or 0, user.token_version, ttl
+    )  # stored: id set
     response.set_cookie(
         COOKIE_NAME,
         token,

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute
-from agent_console.errors import responses
+from agent_console.errors import ApiError, responses
 from agent_console.ratelimit import public_limit
 from agent_console.schemas import (
     EvaluationOut,
@@ -93,7 +93,7 @@ def submit_public(
     notice = session.exec(
         select(Notice)
         .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
-        .order_by(Notice.id)
+        .order_by(col(Notice.id))
     ).first()
     tokens = issued_tokens(session, notice.id) if notice else None
     request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
@@ -120,6 +120,8 @@ def confirm(
     """The submitter confirms receipt of the acceptance notice (idempotent)."""
     notice = confirm_notice(session, token)
     ticket = session.get(Ticket, notice.ticket_id)
+    if ticket is None:  # a notice's ticket is never deleted (foreign key)
+        raise ApiError(404, "工单不存在", code="not_found")
     return NoticeConfirmOut(ticket_number=ticket.number, confirmed_at=notice.confirmed_at)
 
 

@@ -3,9 +3,11 @@ dispatcher's decision on an extension. Handlers act on their own department's su
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
+from sqlmodel import Session
 
 from agent_console.access import handler_department, visible_suborder
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
@@ -17,7 +19,9 @@ from agent_console.schemas import (
     ReturnIn,
     SubOrderOut,
 )
+from config.settings import Settings
 from ticketing import (
+    SubOrder,
     User,
     accept,
     decide_extension,
@@ -32,7 +36,14 @@ SubOrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _ERR = responses(401, 403, 404, 409, 422)
 
 
-def _act(action, session, settings, user: User, suborder_id: int, **kw) -> SubOrderOut:
+def _act(
+    action: Callable[..., SubOrder],
+    session: Session,
+    settings: Settings,
+    user: User,
+    suborder_id: int,
+    **kw: Any,
+) -> SubOrderOut:
     """The one shape of every sub-order action: the user must see the sub-order, the service
     acts as the user (and, for a handler, checks it owns the sub-order), the result is returned."""
     visible_suborder(session, user, suborder_id)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent_console.access import handler_department, is_handler, visible_events, visible_ticket
 from agent_console.deps import (
@@ -156,7 +156,9 @@ def get_ticket(
     history too). Transcripts follow the recordings policy (agent_console.access.visible_events)."""
     ticket = visible_ticket(session, user, number)
     subs = list(
-        session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
+        session.exec(
+            select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(col(SubOrder.id))
+        )
     )
     dept = handler_department(user)
     if dept is not None:
@@ -170,10 +172,10 @@ def get_ticket(
         client_ip(request),
     )
     notices = session.exec(
-        select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
+        select(Notice).where(Notice.ticket_id == ticket.id).order_by(col(Notice.id))
     ).all()
     evaluations = session.exec(
-        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(Evaluation.id)
+        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(col(Evaluation.id))
     ).all()
     return TicketDetail(
         **TicketOut.model_validate(ticket).model_dump(),

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from agent_console.deps import SessionDep, TransactionRoute, require
 from agent_console.errors import responses
@@ -64,7 +64,7 @@ def _other_active_admins(session: Session, user_id: int) -> int:
 
 @router.get("", name="users.list", response_model=list[UserOut], responses=responses(401, 403))
 def list_users(session: SessionDep, _: User = Depends(require("users.list"))) -> list[UserOut]:
-    users = session.exec(select(User).order_by(User.id)).all()
+    users = session.exec(select(User).order_by(col(User.id))).all()
     return [UserOut.model_validate(u) for u in users]
 
 

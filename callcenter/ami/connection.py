@@ -67,12 +67,14 @@ class BridgeProtocol(AMIProtocol):
     """panoramisk's protocol with an incremental UTF-8 decoder and bounded, counted framing."""
 
     def connection_made(self, transport):
-        factory = getattr(self, "factory", None)  # bound by BridgeManager._make_protocol
+        factory: Any = getattr(self, "factory", None)  # bound by BridgeManager._make_protocol
         super().connection_made(transport)  # (panoramisk resets factory to None here)
         self.factory = factory
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._buf = ""
         self._skipping = False
+
+    version: str | None  # panoramisk's, from the AMI banner
 
     def data_received(self, data: bytes) -> None:
         text = self._decoder.decode(data)
@@ -184,7 +186,7 @@ class AmiConnection:
         *,
         on_event: Callable[[Message], None],
         on_raw_event: Callable[[str, str], None] | None = None,
-        on_connected: Callable[[AmiConnection], Awaitable[None]] | None = None,
+        on_connected: Callable[[AmiConnection], Awaitable[object]] | None = None,
         on_lost: Callable[[], None] | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
@@ -227,7 +229,8 @@ class AmiConnection:
 
     def _raw_event(self, name: str, frame: str) -> None:
         try:
-            self._on_raw_event(name, frame)
+            if self._on_raw_event is not None:  # only bound as raw_event when given
+                self._on_raw_event(name, frame)
         except Exception:
             log.exception("AMI event handler failed")
 
@@ -368,7 +371,7 @@ class AmiConnection:
                 if self._on_connected is not None:
                     await self._on_connected(self)
                     self.stats.resyncs += 1
-                if not self._stopping:
+                if not self._stopping and self._lost is not None:  # set by _connect_once
                     await self._lost
                 self.stats.disconnects += 1
                 log.warning("AMI connection to %s lost", self.server.name)

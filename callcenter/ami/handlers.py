@@ -55,7 +55,8 @@ def parse_fields(frame: str) -> Fields:
             k = k.lower()
             if k in out:
                 old = out[k]
-                out[k] = [*old, v] if isinstance(old, list) else [old, v]
+                # a repeated key (ChanVariable, ...) keeps every value, in order
+                out[k] = [*old, v] if isinstance(old, list) else [old, v]  # type: ignore[assignment]
             else:
                 out[k] = v
     return out

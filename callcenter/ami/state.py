@@ -908,7 +908,7 @@ class LiveState:
                     continue
                 agent = self.agents.get(iface)
                 existed = agent is not None and qname in agent.queues
-                before = _member_tuple(agent.queues[qname]) if existed else None
+                before = _member_tuple(agent.queues[qname]) if agent and existed else None
                 m = self.member(
                     qname,
                     iface,
@@ -937,12 +937,12 @@ class LiveState:
                         uid, qname, now, _int(row.get("position"), 0), _int(row.get("wait"), 0)
                     )
         for qname, uids in reported_queues.items():
-            q = self.queues.get(qname)
-            if q is None:
+            found = self.queues.get(qname)
+            if found is None:
                 continue
-            for uid in list(q.waiting):
+            for uid in list(found.waiting):
                 if uid not in uids and uid not in touched:
-                    q.waiting.pop(uid)
+                    found.waiting.pop(uid)
                     rec.queue_entries_removed += 1
                     self.dirty_queues.add(qname)
         for qname, ifaces in reported_members.items():
