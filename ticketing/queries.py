@@ -331,9 +331,9 @@ def intake_summary(session: Session, since: datetime) -> dict[str, dict[str, int
     tickets counted by warning level: the leader's overview."""
     since = to_utc_naive(since)
     out: dict[str, dict[str, int]] = {}
-    for key, col in (("channel", Ticket.channel), ("category", Ticket.category)):
+    for key, column in (("channel", Ticket.channel), ("category", Ticket.category)):
         rows = session.exec(
-            select(col, func.count()).where(Ticket.created_at >= since).group_by(col)
+            select(column, func.count()).where(Ticket.created_at >= since).group_by(column)
         ).all()
         out[key] = {str(k): int(n) for k, n in rows}
     rows = session.exec(

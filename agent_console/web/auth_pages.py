@@ -71,7 +71,7 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login", name="web.login_submit")
-def login_submit(
+async def login_submit(
     request: Request,
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -91,9 +91,8 @@ def login_submit(
         return _login_page(request, error="用户名或密码格式不正确", username=username, status=422)
     response = Response()
     state = request.app.state
-    try:
-        with session_scope(state.engine) as session:
-            out = api_auth.login(body, request, response, session, state.settings)
+    try:  # the API's login: the password is checked outside any transaction, throttled
+        out = await api_auth.login(body, request, response, state.settings)
     except ApiError as e:
         return _login_page(request, error=e.message, username=username, status=e.status_code)
     nxt = _safe_next(request.query_params.get("next"))
@@ -113,8 +112,7 @@ def logout(
     response = Response()
     state = request.app.state
     with session_scope(state.engine) as session:
-        fresh = session.get(User, user.id)
-        api_auth.logout(response, session, state.settings, fresh)
+        api_auth.logout(response, session, state.settings, user)
     resp = redirect("/login", request)
     for key, value in response.headers.items():
         if key.lower() == "set-cookie":

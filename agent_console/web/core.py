@@ -27,13 +27,11 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlmodel import Session
 
 from agent_console.deps import authenticate
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
-from config.database import session_scope
 from config.loader import load_yaml
 from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User
 
@@ -181,19 +179,19 @@ def login_csrf(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def _authenticate(request: Request, session: Session) -> User:
-    """deps.authenticate, the API's one session check. For a POST whose form token was checked
-    (check_csrf), that token stands in for the API's X-Requested-With header."""
+def _authenticate(request: Request) -> User:
+    """deps.authenticate, the API's one session check (it reads the user on a read-only session of
+    its own). For a POST whose form token was checked (check_csrf), that token stands in for the
+    API's X-Requested-With header."""
     if request.method not in ("GET", "HEAD") and not request.headers.get(CSRF_HEADER):
         request = Request({**request.scope, "method": "GET"}, request.receive)
-    return authenticate(request, session)
+    return authenticate(request)
 
 
 def current_user(request: Request) -> User:
     """The signed-in user of this request, or LoginRequired."""
     try:
-        with session_scope(request.app.state.engine, read_only=True) as s:
-            user = _authenticate(request, s)
+        user = _authenticate(request)
     except ApiError as e:
         if e.status_code == 401:
             raise LoginRequired(expired=bool(_session_token(request))) from None
