@@ -40,6 +40,7 @@ from sqlmodel import func, select
 from callcenter.schema import upgrade
 from config.database import make_engine, session_scope
 from config.logging import configure_logging, get_logger
+from config.queues import bounded_unsubscribe
 from config.settings import Settings
 from ticketing import Role, User
 
@@ -204,23 +205,10 @@ def make_worker(settings: Settings, conn, *, name: str | None = None):
                         p.execute()
 
         def unsubscribe(self) -> None:
-            """rq's, with a bounded wait: redis-py 8's PubSubWorkerThread.stop() joins the
-            thread, which after the unsubscribe sits in get_message(timeout=60) waiting to be
-            subscribed again: every stop of the worker hung up to 60 s (then the supervisor's
-            SIGKILL). The daemon thread ends by itself; the process does not wait for it."""
-            if not self.pubsub_thread:
-                return
-            log.info("worker_unsubscribe", worker=self.name)
-            with contextlib.suppress(Exception):
-                self.pubsub.unsubscribe()
-            try:
-                self.pubsub_thread.stop(timeout=1)
-            except TypeError:  # redis-py before 8: stop() only clears the flag
-                self.pubsub_thread.stop()
-            self.pubsub_thread.join(timeout=1)
-            if not self.pubsub_thread.is_alive():
-                with contextlib.suppress(Exception):
-                    self.pubsub.close()
+            """rq's, with a bounded wait (config.queues.bounded_unsubscribe)."""
+            if self.pubsub_thread:
+                log.info("worker_unsubscribe", worker=self.name)
+            bounded_unsubscribe(self)
 
         def request_stop(self, signum: Any, frame: Any) -> None:
             import faulthandler

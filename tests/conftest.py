@@ -46,6 +46,21 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _rq_workers_stop_promptly() -> Iterator[None]:
+    """rq's own worker classes (SimpleWorker in burst mode) stop with the bounded unsubscribe the
+    service's worker uses: with redis-py 8 their teardown could wait forever on the pub/sub
+    thread (config.queues.bounded_unsubscribe)."""
+    from rq.worker.base import BaseWorker
+
+    from config.queues import bounded_unsubscribe
+
+    original = BaseWorker.unsubscribe
+    BaseWorker.unsubscribe = bounded_unsubscribe  # type: ignore[method-assign]
+    yield
+    BaseWorker.unsubscribe = original  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str | None:
     return _pg_admin_url()
