@@ -24,6 +24,9 @@ Front door — other packages import these names from `ticketing`, never its mod
     models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
                  Caller, Department, User, CallbackTask, and the enums
     errors       TicketingError, InvalidInput, NotFound, Conflict, PermissionDenied
+    knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
+                 update_article, transition, versions, seed_knowledge, …) and 直接答复
+                 (answer_at_intake, answer_waiting, first_contact_figures)
 
 Imports only config (layering). Names load lazily, so importing the package (or its models) does
 not pull in scikit-learn or the HTTP client.
@@ -83,6 +86,35 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "Conflict",
         "PermissionDenied",
     ),
+    # the knowledge base (issue #19): ticketing.knowledge's front door, re-exported
+    "ticketing.knowledge": (
+        "ArticleIn",
+        "ArticleKind",
+        "ArticleStatus",
+        "DirectAnswer",
+        "Editor",
+        "KbArticle",
+        "KbArticleVersion",
+        "KbQueryLog",
+        "KIND_WORDS",
+        "SearchFilter",
+        "create_article",
+        "get_article",
+        "log_open",
+        "log_search",
+        "no_hit_articles",
+        "run_knowledge_upkeep",
+        "search_articles",
+        "seed_knowledge",
+        "transition",
+        "unanswered_questions",
+        "update_article",
+        "versions",
+        "expire_and_remind",
+    ),
+    "ticketing.knowledge.search": ("local_today", "day_bounds"),
+    "ticketing.knowledge.segment": ("knowledge_warm_up",),
+    "ticketing.direct_answer": ("answer_at_intake", "answer_waiting", "first_contact_figures"),
     "ticketing.models": (
         "Ticket",
         "SubOrder",
@@ -109,7 +141,11 @@ _MODULES: dict[str, tuple[str, ...]] = {
 }
 # Exported under another name where the plain one would collide with a submodule: once
 # `ticketing.dispatch` is imported, the package attribute `dispatch` is that module.
-_ALIASES = {"record_event": "record", "dispatch_to_departments": "dispatch"}
+_ALIASES = {
+    "record_event": "record",
+    "dispatch_to_departments": "dispatch",
+    "knowledge_warm_up": "warm_up",
+}
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_EXPORTS)
 

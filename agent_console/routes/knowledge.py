@@ -27,16 +27,26 @@ from agent_console.schemas import TicketOut
 from config.database import session_scope
 from config.logging import get_logger
 from config.settings import Settings
-from ticketing import NotFound, Role, TicketIn, User, get_ticket_by_number
-from ticketing.direct_answer import answer_at_intake, answer_waiting, first_contact_figures
-from ticketing.knowledge import (
+from ticketing import (
+    KIND_WORDS,
     ArticleIn,
     ArticleStatus,
     Editor,
+    InvalidInput,
     KbArticle,
+    NotFound,
+    Role,
     SearchFilter,
+    TicketIn,
+    User,
+    answer_at_intake,
+    answer_waiting,
     create_article,
+    day_bounds,
+    first_contact_figures,
     get_article,
+    get_ticket_by_number,
+    local_today,
     log_open,
     log_search,
     no_hit_articles,
@@ -46,7 +56,6 @@ from ticketing.knowledge import (
     update_article,
     versions,
 )
-from ticketing.knowledge.search import day_bounds, local_today
 
 log = get_logger("agent_console.knowledge")
 router = APIRouter(tags=["knowledge"])
@@ -204,8 +213,6 @@ def _period(settings: Settings, since: date | None, until: date | None) -> tuple
     until = until or local_today(settings)
     since = since or until - timedelta(days=29)
     if since > until:
-        from ticketing import InvalidInput
-
         raise InvalidInput("开始日期不能晚于结束日期", field="since")
     return since, until
 
@@ -222,12 +229,8 @@ def _log(request: Request, write: Any) -> None:
 def _filters(
     kind: str | None, department: str | None, region: str | None, audience: str | None
 ) -> SearchFilter:
-    from ticketing.knowledge import KIND_WORDS
-
     k = KIND_WORDS.get(kind.strip()) if kind else None
     if kind and k is None:
-        from ticketing import InvalidInput
-
         raise InvalidInput("类型必须是 办事指南、政策、常见问答 或 通知", field="kind")
     return SearchFilter(kind=k, department=department, region=region, audience=audience)
 
