@@ -14,7 +14,7 @@ read-only), so a failed log never fails the search.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,7 @@ log = get_logger("agent_console.knowledge")
 router = APIRouter(tags=["knowledge"])
 public_router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
 MAX_LIMIT = 20
+MAX_ID = 2_147_483_647  # the id columns' range (PostgreSQL integer)
 
 
 # ---------------------------------------------------------------- schemas
@@ -183,7 +184,9 @@ class DirectAnswerIn(BaseModel):
     """The answer given: the knowledge-base articles used and a short note."""
 
     model_config = ConfigDict(extra="forbid")
-    article_ids: list[int] = Field(default_factory=list, max_length=5)
+    article_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=5
+    )
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -320,7 +323,7 @@ def list_articles(
 def read_article(
     request: Request,
     session: SessionDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.get")),
 ) -> ArticleOut:
     a = get_article(session, article_id)
@@ -356,7 +359,7 @@ def update(
     body: ArticleUpdateIn,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.update")),
 ) -> ArticleOut:
     """Save a new version (it goes back to draft, to be reviewed again)."""
@@ -383,7 +386,7 @@ def review_flow(
     body: TransitionIn,
     session: SessionDep,
     action: Literal["review", "publish", "expire", "withdraw"],
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.transition")),
 ) -> ArticleOut:
     """One step of draft → reviewed → published → expired (or withdraw to draft)."""
@@ -399,7 +402,7 @@ def review_flow(
 )
 def article_versions(
     session: SessionDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.versions")),
 ) -> list[VersionOut]:
     """Every version and review step: who, when, and the whole article as it was."""
@@ -576,7 +579,7 @@ def public_article(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
 ) -> PublicArticleOut:
     """A published, unexpired, public article; anything else is 404."""
     a = _public_article(session, settings, article_id)
