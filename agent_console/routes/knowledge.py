@@ -61,6 +61,7 @@ log = get_logger("agent_console.knowledge")
 router = APIRouter(tags=["knowledge"])
 public_router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_limit)])
 MAX_LIMIT = 20
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # report periods
 MAX_ID = 2_147_483_647  # the id columns' range (PostgreSQL integer)
 
 
@@ -213,6 +214,11 @@ class FiguresOut(BaseModel):
 # ---------------------------------------------------------------- helpers
 def _period(settings: Settings, since: date | None, until: date | None) -> tuple[date, date]:
     """A period of local days, [since, until] inclusive; the last 30 days by default."""
+    for d in (since, until):
+        if d is not None and not (FIRST_DAY <= d <= LAST_DAY):
+            raise InvalidInput(
+                f"日期须在 {FIRST_DAY} 至 {LAST_DAY} 之间", field="since" if d is since else "until"
+            )
     until = until or local_today(settings)
     since = since or until - timedelta(days=29)
     if since > until:
