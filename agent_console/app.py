@@ -49,8 +49,7 @@ from config.settings import Settings, get_settings
 from config.wal import BACKSTOP_PAGES
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
-from ticketing import TicketIn, get_classifier
-from ticketing.knowledge.segment import warm_up as knowledge_ready
+from ticketing import TicketIn, get_classifier, knowledge_warm_up
 
 API_PREFIX = "/api/v1"
 GC_YOUNG_THRESHOLD = 5000
@@ -118,7 +117,7 @@ def create_app(
         # Train the ticket classifier now (cached per process), not on the first intake.
         await run_in_threadpool(get_classifier)
         # and the knowledge base's segmenter (jieba's dictionary, its IDF table)
-        await run_in_threadpool(knowledge_ready, settings)
+        await run_in_threadpool(knowledge_warm_up, settings)
         app.state.intake = IntakeBatcher(
             engine, settings, _ticket_json, observe=app.state.metrics.observe_intake_batch
         )

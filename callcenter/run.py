@@ -59,8 +59,7 @@ def hash_password(password: str) -> str:
 def prepare_database(settings: Settings) -> None:
     """Migrations to head, then the configured departments mirrored into their table, then the
     knowledge base's starter articles (added once each; never overwrites edits)."""
-    from ticketing import sync_departments
-    from ticketing.knowledge import seed_knowledge
+    from ticketing import seed_knowledge, sync_departments
 
     url = settings.resolved_database_url
     upgrade(url)

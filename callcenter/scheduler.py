@@ -5,6 +5,8 @@ worker. What runs, and how often:
     ticketing.run_warning_scan     every warnings.scan_interval_s (sla.yaml): §13 levels kept current
     ticketing.requeue_lost_work    every 5 min: hand-offs and SMS queued but never attempted (Redis lost
                                    them) are queued again
+    ticketing.knowledge.run_knowledge_upkeep  hourly: expired knowledge articles marked expired, the
+                                   owning department told once before one expires (knowledge.yaml)
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
 
@@ -26,6 +28,7 @@ from config.settings import Settings
 
 log = get_logger("callcenter.scheduler")
 LOST_WORK_INTERVAL = 300
+KNOWLEDGE_INTERVAL = 3600
 
 
 def build_scheduler(settings: Settings, conn):
@@ -54,6 +57,18 @@ def build_scheduler(settings: Settings, conn):
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         name="lost-work",
+    )
+    from ticketing import run_knowledge_upkeep
+
+    cron.register(
+        run_knowledge_upkeep,
+        queue_name(settings, "default"),
+        args=(settings.job_snapshot(),),
+        interval=KNOWLEDGE_INTERVAL,
+        job_timeout=600,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        name="knowledge",
     )
     return cron
 

@@ -12,6 +12,9 @@ Front door — other packages import these names from `ticketing`, never its mod
                  dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
+    knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
+                 update_article, transition, versions, seed_knowledge, …) and 直接答复
+                 (answer_at_intake, answer_waiting, first_contact_figures)
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
@@ -50,6 +53,11 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.departments import (
         get_department,
         sync_departments,
+    )
+    from ticketing.direct_answer import (
+        answer_at_intake,
+        answer_waiting,
+        first_contact_figures,
     )
     from ticketing.dispatch import (
         accept,
@@ -95,6 +103,33 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         requeue_lost_work,
         run_warning_scan,
     )
+    from ticketing.knowledge import (
+        KIND_WORDS,
+        ArticleIn,
+        ArticleKind,
+        ArticleStatus,
+        DirectAnswer,
+        Editor,
+        KbArticle,
+        KbArticleVersion,
+        KbQueryLog,
+        SearchFilter,
+        create_article,
+        expire_and_remind,
+        get_article,
+        log_open,
+        log_search,
+        no_hit_articles,
+        run_knowledge_upkeep,
+        search_articles,
+        seed_knowledge,
+        transition,
+        unanswered_questions,
+        update_article,
+        versions,
+    )
+    from ticketing.knowledge.search import day_bounds, local_today
+    from ticketing.knowledge.segment import warm_up as knowledge_warm_up
     from ticketing.lifecycle import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS
     from ticketing.models import (
         CallbackTask,

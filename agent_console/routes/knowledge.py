@@ -14,7 +14,7 @@ read-only), so a failed log never fails the search.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,16 +27,26 @@ from agent_console.schemas import TicketOut
 from config.database import session_scope
 from config.logging import get_logger
 from config.settings import Settings
-from ticketing import NotFound, Role, TicketIn, User, get_ticket_by_number
-from ticketing.direct_answer import answer_at_intake, answer_waiting, first_contact_figures
-from ticketing.knowledge import (
+from ticketing import (
+    KIND_WORDS,
     ArticleIn,
     ArticleStatus,
     Editor,
+    InvalidInput,
     KbArticle,
+    NotFound,
+    Role,
     SearchFilter,
+    TicketIn,
+    User,
+    answer_at_intake,
+    answer_waiting,
     create_article,
+    day_bounds,
+    first_contact_figures,
     get_article,
+    get_ticket_by_number,
+    local_today,
     log_open,
     log_search,
     no_hit_articles,
@@ -46,7 +56,6 @@ from ticketing.knowledge import (
     update_article,
     versions,
 )
-from ticketing.knowledge.search import day_bounds, local_today
 
 log = get_logger("agent_console.knowledge")
 router = APIRouter(tags=["knowledge"], route_class=TransactionRoute)
@@ -57,6 +66,8 @@ public_router = APIRouter(
     route_class=TransactionRoute,
 )
 MAX_LIMIT = 20
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # report periods
+MAX_ID = 2_147_483_647  # the id columns' range (PostgreSQL integer)
 
 
 # ---------------------------------------------------------------- schemas
@@ -179,7 +190,9 @@ class DirectAnswerIn(BaseModel):
     """The answer given: the knowledge-base articles used and a short note."""
 
     model_config = ConfigDict(extra="forbid")
-    article_ids: list[int] = Field(default_factory=list, max_length=5)
+    article_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=5
+    )
     note: str | None = Field(default=None, max_length=500)
 
 
@@ -206,11 +219,14 @@ class FiguresOut(BaseModel):
 # ---------------------------------------------------------------- helpers
 def _period(settings: Settings, since: date | None, until: date | None) -> tuple[date, date]:
     """A period of local days, [since, until] inclusive; the last 30 days by default."""
+    for d in (since, until):
+        if d is not None and not (FIRST_DAY <= d <= LAST_DAY):
+            raise InvalidInput(
+                f"日期须在 {FIRST_DAY} 至 {LAST_DAY} 之间", field="since" if d is since else "until"
+            )
     until = until or local_today(settings)
     since = since or until - timedelta(days=29)
     if since > until:
-        from ticketing import InvalidInput
-
         raise InvalidInput("开始日期不能晚于结束日期", field="since")
     return since, until
 
@@ -227,12 +243,8 @@ def _log(request: Request, write: Any) -> None:
 def _filters(
     kind: str | None, department: str | None, region: str | None, audience: str | None
 ) -> SearchFilter:
-    from ticketing.knowledge import KIND_WORDS
-
     k = KIND_WORDS.get(kind.strip()) if kind else None
     if kind and k is None:
-        from ticketing import InvalidInput
-
         raise InvalidInput("类型必须是 办事指南、政策、常见问答 或 通知", field="kind")
     return SearchFilter(kind=k, department=department, region=region, audience=audience)
 
@@ -322,7 +334,7 @@ def list_articles(
 def read_article(
     request: Request,
     session: SessionDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.get")),
 ) -> ArticleOut:
     a = get_article(session, article_id)
@@ -358,7 +370,7 @@ def update(
     body: ArticleUpdateIn,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.update")),
 ) -> ArticleOut:
     """Save a new version (it goes back to draft, to be reviewed again)."""
@@ -385,7 +397,7 @@ def review_flow(
     body: TransitionIn,
     session: SessionDep,
     action: Literal["review", "publish", "expire", "withdraw"],
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.transition")),
 ) -> ArticleOut:
     """One step of draft → reviewed → published → expired (or withdraw to draft)."""
@@ -401,7 +413,7 @@ def review_flow(
 )
 def article_versions(
     session: SessionDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.versions")),
 ) -> list[VersionOut]:
     """Every version and review step: who, when, and the whole article as it was."""
@@ -578,7 +590,7 @@ def public_article(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1),
+    article_id: int = Path(ge=1, le=MAX_ID),
 ) -> PublicArticleOut:
     """A published, unexpired, public article; anything else is 404."""
     a = _public_article(session, settings, article_id)
