@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.database import session_scope
 from config.settings import Settings
@@ -73,7 +73,7 @@ def visible_events(
         own = set(
             session.exec(
                 select(SubOrder.id).where(
-                    SubOrder.department_code == dept, SubOrder.ticket_id.in_(ticket_ids)
+                    SubOrder.department_code == dept, col(SubOrder.ticket_id).in_(ticket_ids)
                 )
             )
         )

@@ -156,7 +156,7 @@ def authenticate(request: Request) -> User:
     return user
 
 
-def require(route_name: str) -> Callable[..., User]:
+def require(route_name: str) -> Callable[..., Awaitable[User]]:
     """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
     roles = ROLE_MATRIX[route_name]
 

@@ -111,7 +111,7 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
     session.info.setdefault(_INFO_TOKENS, {})[notice.id] = tokens
     outbox_id = None
     texted = is_mainland_mobile(ticket.submitter_phone)
-    if texted:
+    if texted and ticket.submitter_phone is not None:  # texted implies a number
         sms = _render(str(cfg.get("acceptance_sms") or sent), values, "acceptance_sms")
         outbox_id = send_sms(
             session, settings, ticket.submitter_phone, sms, ticket_id=ticket.id, kind="acceptance"

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.after_commit import after_commit
 from config.database import make_engine, session_scope
@@ -92,7 +92,7 @@ def send_sms(
     )
     session.add(msg)
     session.flush()
-    _enqueue_after_commit(session, settings, msg.id)
+    _enqueue_after_commit(session, settings, msg.id or 0)  # flushed: id set
     return msg
 
 
@@ -160,10 +160,10 @@ def flush_pending(
     if older_than is not None:
         q = q.where(
             OutboxMessage.attempts == 0,
-            OutboxMessage.created_at <= utcnow() - older_than,  # type: ignore[operator]
+            OutboxMessage.created_at <= utcnow() - older_than,
         )
     with session_scope(_engine(settings.resolved_database_url), read_only=True) as s:
-        ids = list(s.exec(q.order_by(OutboxMessage.id).limit(limit)))
+        ids = [i for i in s.exec(q.order_by(col(OutboxMessage.id)).limit(limit)) if i is not None]
     return enqueue(settings, ids, coalesce=False)
 
 
@@ -358,7 +358,7 @@ def _failed(
     return "failed", {"status": "failed", "provider": "twilio", "error": error[:1000]}, None
 
 
-def _http_client():
+def _http_client() -> Any:  # a TwilioHttpClient or None (twilio ships no type information)
     """Twilio's own HTTP client, optionally re-pointed at CALLCENTER_TWILIO_API_BASE."""
     from twilio.http.http_client import TwilioHttpClient
 
@@ -368,7 +368,7 @@ def _http_client():
     target = urlsplit(base)
 
     class _Rebased(TwilioHttpClient):
-        def request(self, method, url, *args, **kwargs):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             parts = urlsplit(url)
             url = urlunsplit((target.scheme, target.netloc, parts.path, parts.query, ""))
             return super().request(method, url, *args, **kwargs)

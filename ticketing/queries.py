@@ -305,13 +305,13 @@ def dispatch_queue(
 ) -> tuple[list[Ticket], int]:
     """The manual-dispatch queue, oldest first (the longest wait is served first)."""
     offset, limit = _paging(page, page_size)
-    cond = Ticket.status.in_(MANUAL_QUEUE_STATUSES)
+    cond = col(Ticket.status).in_(MANUAL_QUEUE_STATUSES)
     total = session.exec(select(func.count()).select_from(Ticket).where(cond)).one()
     items = list(
         session.exec(
             select(Ticket)
             .where(cond)
-            .order_by(Ticket.created_at.asc(), Ticket.id.asc())
+            .order_by(col(Ticket.created_at).asc(), col(Ticket.id).asc())
             .offset(offset)
             .limit(limit)
         )
@@ -338,7 +338,7 @@ def intake_summary(session: Session, since: datetime) -> dict[str, dict[str, int
         out[key] = {str(k): int(n) for k, n in rows}
     rows = session.exec(
         select(Ticket.warning, func.count())
-        .where(Ticket.status.in_(OPEN_STATUSES))
+        .where(col(Ticket.status).in_(OPEN_STATUSES))
         .group_by(Ticket.warning)
     ).all()
     out["warning"] = {str(k): int(n) for k, n in rows}
@@ -351,11 +351,11 @@ def overdue_tickets(session: Session, now: datetime, limit: int = 50) -> list[Ti
         session.exec(
             select(Ticket)
             .where(
-                Ticket.status.in_(OPEN_STATUSES),
-                Ticket.deadline_at.is_not(None),
-                Ticket.deadline_at < to_utc_naive(now),
+                col(Ticket.status).in_(OPEN_STATUSES),
+                col(Ticket.deadline_at).is_not(None),
+                col(Ticket.deadline_at) < to_utc_naive(now),
             )
-            .order_by(Ticket.deadline_at.asc(), Ticket.id.asc())
+            .order_by(col(Ticket.deadline_at).asc(), col(Ticket.id).asc())
             .limit(limit)
         )
     )
@@ -374,7 +374,7 @@ def caller_history(session: Session, phone: str, limit: int = 10) -> list[Ticket
         session.exec(
             select(Ticket)
             .where(Ticket.caller_id == caller_id)
-            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+            .order_by(col(Ticket.created_at).desc(), col(Ticket.id).desc())
             .limit(limit)
         )
     )
@@ -384,9 +384,9 @@ def extension_requests(session: Session, limit: int = 50) -> list[tuple[SubOrder
     """Sub-orders waiting for a dispatcher's decision on an extension, oldest request first."""
     rows = session.exec(
         select(SubOrder, Ticket)
-        .join(Ticket, Ticket.id == SubOrder.ticket_id)
+        .join(Ticket, col(Ticket.id) == SubOrder.ticket_id)
         .where(SubOrder.status == SubOrderStatus.extension_requested.value)
-        .order_by(SubOrder.deadline_at.asc().nulls_last(), SubOrder.id)
+        .order_by(col(SubOrder.deadline_at).asc().nulls_last(), col(SubOrder.id))
         .limit(limit)
     )
     return [(so, t) for so, t in rows]

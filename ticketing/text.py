@@ -31,4 +31,4 @@ def normalise_text(value: str | None) -> str:
 
 def has_dropped(value: str | None) -> bool:
     """True when `value` contains a character normalise_text drops."""
-    return bool(value) and _DROPPED.search(value) is not None
+    return value is not None and _DROPPED.search(value) is not None

@@ -95,7 +95,7 @@ def submit_public(
         .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
         .order_by(col(Notice.id))
     ).first()
-    tokens = issued_tokens(session, notice.id) if notice else None
+    tokens = issued_tokens(session, notice.id or 0) if notice else None  # loaded: id set
     request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
     return PublicTicketOut(
         number=ticket.number,

@@ -168,7 +168,7 @@ def get_ticket(
         settings,
         request.app.state.engine,
         user,
-        ticket_history(session, ticket.id),
+        ticket_history(session, ticket.id or 0),  # loaded: id set
         client_ip(request),
     )
     notices = session.exec(

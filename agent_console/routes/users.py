@@ -56,7 +56,7 @@ def _other_active_admins(session: Session, user_id: int) -> int:
     rows = session.exec(
         select(User.id)
         .where(User.role == Role.admin, User.active, User.id != user_id)
-        .order_by(User.id)
+        .order_by(col(User.id))
         .with_for_update()
     ).all()
     return len(rows)
@@ -127,7 +127,7 @@ def update_user(
         user.role == Role.admin
         and user.active
         and (role != Role.admin or not active)
-        and _other_active_admins(session, user.id) == 0
+        and _other_active_admins(session, user.id or 0) == 0  # loaded: id set
     ):
         raise Conflict(
             "这是最后一个有效的管理员账号，不能停用或降级（请先设置另一个管理员）",

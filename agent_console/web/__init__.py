@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
@@ -53,7 +54,7 @@ def install(app: FastAPI) -> None:
     for router in ROUTERS:
         app.include_router(router)
         if templates is not None:  # access metrics label pages by template, not "unmatched"
-            templates.update({id(r): r.path for r in router.routes})
+            templates.update({id(r): r.path for r in router.routes if isinstance(r, APIRoute)})
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:

@@ -68,7 +68,7 @@ def _seat_key(settings: Any, user_id: int) -> str:
 
 def get_seat(request: Request, user: User) -> dict[str, Any]:
     """The agent's phone for this shift: {"ext", "interface", "server", "queues"} or {}."""
-    raw = request.app.state.redis.get(_seat_key(request.app.state.settings, user.id))
+    raw = request.app.state.redis.get(_seat_key(request.app.state.settings, user.id or 0))  # loaded
     return json.loads(raw) if raw else {}
 
 
@@ -91,7 +91,7 @@ def _figures(request: Request, user: User, agent: dict[str, Any] | None) -> dict
 
 def _console_ctx(
     request: Request, user: User, message: str | None = None, error: str | None = None
-):
+) -> dict[str, Any]:
     cfg = console_config(request.app.state.settings)
     seat = get_seat(request, user)
     try:
@@ -186,7 +186,7 @@ async def console_queue(
         except (BridgeUnavailable, CommandFailed) as e:
             error = str(e)
         else:
-            key = _seat_key(settings, user.id)
+            key = _seat_key(settings, user.id or 0)  # a signed-in user: id set
             if action == "logout":
                 request.app.state.redis.delete(key)
             elif action == "login":

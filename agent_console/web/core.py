@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,7 +207,7 @@ def may(user: User, row: str) -> bool:
     return user.role in ROLE_MATRIX[row]
 
 
-def page_user(row: str):
+def page_user(row: str) -> Callable[[Request], Awaitable[User]]:
     """Dependency for a page or a page's action: the signed-in user whose role has `row` in
     ROLE_MATRIX. A POST must carry this session's CSRF token (form field or htmx header) first."""
 

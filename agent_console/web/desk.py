@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent_console.access import visible_ticket
 from agent_console.web.core import (
@@ -72,7 +72,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
             set(
                 s.exec(
                     select(SubOrder.ticket_id).where(
-                        SubOrder.ticket_id.in_(ids), SubOrder.status == "returned"
+                        col(SubOrder.ticket_id).in_(ids), SubOrder.status == "returned"
                     )
                 )
             )
@@ -223,7 +223,7 @@ def notice_page(
         notice = s.exec(
             select(Notice)
             .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
-            .order_by(Notice.id.desc())
+            .order_by(col(Notice.id).desc())
         ).first()
     return render(
         request,

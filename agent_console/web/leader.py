@@ -11,12 +11,13 @@ from fastapi.responses import Response
 
 from agent_console.web.core import page_user, render, to_local, to_utc_naive
 from config.database import session_scope
+from config.settings import Settings
 from ticketing import User, intake_summary, overdue_tickets, utcnow
 
 router = APIRouter(include_in_schema=False)
 
 
-def local_midnight(settings, now: datetime) -> datetime:
+def local_midnight(settings: Settings, now: datetime) -> datetime:
     """Today's 00:00 in the configured zone, as naive UTC."""
     local_now = to_local(settings, now)
     return to_utc_naive(datetime.combine(local_now.date(), time(), tzinfo=local_now.tzinfo))

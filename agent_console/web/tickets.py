@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from agent_console.access import handler_department, is_handler
 from agent_console.access import visible_ticket as api_visible_ticket
@@ -52,19 +52,21 @@ def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[
     except NotFound:
         raise PageNotFound(f"未找到工单：{number}") from None
     subs = list(
-        session.exec(select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(SubOrder.id))
+        session.exec(
+            select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(col(SubOrder.id))
+        )
     )
-    history = events.history(session, ticket.id)
+    history = events.history(session, ticket.id or 0)  # loaded: id set
     dept = handler_department(user)
     if dept is not None:
         subs = [s for s in subs if s.department_code == dept]
         own = {s.id for s in subs}
         history = [e for e in history if e.suborder_id is None or e.suborder_id in own]
     notices = session.exec(
-        select(Notice).where(Notice.ticket_id == ticket.id).order_by(Notice.id)
+        select(Notice).where(Notice.ticket_id == ticket.id).order_by(col(Notice.id))
     ).all()
     evaluations = session.exec(
-        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(Evaluation.id)
+        select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(col(Evaluation.id))
     ).all()
     enterprise = session.get(Enterprise, ticket.enterprise_id) if ticket.enterprise_id else None
     transcripts = {
@@ -74,7 +76,7 @@ def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[
     }
     recordings = []
     for rec in session.exec(
-        select(Recording).where(Recording.ticket_id == ticket.id).order_by(Recording.id)
+        select(Recording).where(Recording.ticket_id == ticket.id).order_by(col(Recording.id))
     ):
         try:
             check_access(session, settings, rec, user)

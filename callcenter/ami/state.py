@@ -271,7 +271,7 @@ class Queue:
     available: int | None = None
 
     def live_dict(self, state: LiveState, now: float) -> dict[str, Any]:
-        callers = []
+        callers: list[dict[str, Any]] = []
         for uid, joined in self.waiting.items():
             leg_call = state.call_of(uid)
             callers.append(
