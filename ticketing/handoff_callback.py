@@ -38,7 +38,7 @@ def handle_callback(
     X-DXE-Timestamp headers). Refused (PermissionDenied) unless the timestamp is fresh and the
     signature is by the system the sub-order was handed off to."""
     body = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if not signature:
+    if not signature or not signature.isascii():  # a non-ASCII header is never a signature
         raise PermissionDenied("回调签名无效或缺失", code="bad_signature")
     ts = _fresh_timestamp(settings, timestamp)
     try:

@@ -4,6 +4,7 @@ and text is validated after the one normalising rule (ticketing.text), so empty 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from console_helpers import DEPT_A, assert_error, make_client, seed
@@ -99,11 +100,16 @@ def test_handoff_callback_bad_signature_header_and_huge_id(settings, engine):
 
         def post(payload: dict, signature: str | bytes | None = None):
             body = json.dumps(payload).encode()
-            sig = signature if signature is not None else sign(SECRET.encode(), body)
+            ts = str(int(time.time()))  # fresh: the window is not what is tested here
+            sig = signature if signature is not None else sign(SECRET.encode(), body, ts)
             return c.post(
                 "/api/v1/handoff/callback",
                 content=body,
-                headers={"content-type": "application/json", "X-DXE-Signature": sig},
+                headers={
+                    "content-type": "application/json",
+                    "X-DXE-Signature": sig,
+                    "X-DXE-Timestamp": ts,
+                },
             )
 
         r = post({"suborder_id": 1, "status": "accepted"}, "sha256=签名".encode())

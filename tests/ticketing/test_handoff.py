@@ -498,7 +498,9 @@ def test_a_system_cannot_answer_for_another_systems_suborder(world):
     ts = str(int(time.time()))
     body = json.dumps({"suborder_id": a, "status": "accepted"}).encode()
     with pytest.raises(PermissionDenied), session_scope(engine) as s:
-        handoff_callback.handle_callback(s, settings, body, handoff.sign(SECRET.encode(), body, ts), ts)
+        handoff_callback.handle_callback(
+            s, settings, body, handoff.sign(SECRET.encode(), body, ts), ts
+        )
     assert snapshot(engine, tid) == before
     assert _cb(engine, settings, {"suborder_id": b, "status": "accepted"}, system="SWJ") == (
         "accepted"
