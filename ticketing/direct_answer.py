@@ -37,11 +37,6 @@ MAX_NOTE = 500
 MAX_ARTICLES = 5
 
 
-def evaluate_url(settings: Settings, number: str, token: str) -> str:
-    """Where the caller rates the answer (the citizen portal's rating page)."""
-    return f"{settings.public_base_url.rstrip('/')}/public/evaluate/{number}?token={token}"
-
-
 def _check_answer(
     session: Session, article_ids: list[int] | None, note: str | None
 ) -> tuple[list[KbArticle], str]:
@@ -183,8 +178,15 @@ def _notify(
 ) -> None:
     """The short answer SMS with the rating link (notices.yaml direct_answer_sms) or, when that is
     not configured, the usual acceptance notice."""
-    from ticketing.notices import _render, create_acceptance_notice
+    from ticketing.notices import (
+        REDACTED,
+        _render,
+        create_acceptance_notice,
+        evaluate_url,
+        token_digest,
+    )
     from ticketing.notify import send_sms
+    from ticketing.phones import is_mainland_mobile
 
     cfg = load_yaml(settings, "notices.yaml")
     template = str(cfg.get("direct_answer_sms") or "")
@@ -192,6 +194,9 @@ def _notify(
         if notify_acceptance:
             create_acceptance_notice(session, settings, ticket)
         return
+    # like the acceptance notice (ticketing.notices): the rating token is single-purpose and
+    # stored as a digest, and staff see the SMS with its link redacted, so nobody but the caller
+    # can rate the answer in the caller's name
     token = secrets.token_urlsafe(32)
     answer = note or "；".join(a.summary or a.title for a in articles)
     values = {
@@ -202,11 +207,23 @@ def _notify(
         "hotline": str(cfg.get("hotline", "")),
     }
     body = _render(template, values, "direct_answer_sms").strip()
-    notice = Notice(ticket_id=ticket.id, kind="direct_answer", body=body, confirm_token=token)
+    shown = _render(
+        template,
+        {**values, "evaluate_url": evaluate_url(settings, ticket.number, REDACTED)},
+        "direct_answer_sms",
+    ).strip()
+    notice = Notice(
+        ticket_id=ticket.id or 0,  # a stored ticket: id set
+        kind="direct_answer",
+        body=shown,
+        sent_body=body,
+        confirm_token=token_digest(secrets.token_urlsafe(32)),  # nothing to confirm: unusable
+        evaluation_token=token_digest(token),
+    )
     session.add(notice)
     session.flush()
     outbox_id = None
-    if ticket.submitter_phone:
+    if is_mainland_mobile(ticket.submitter_phone):  # SMS to the public: mainland mobiles only
         outbox_id = send_sms(
             session,
             settings,

@@ -106,7 +106,10 @@ def test_concurrent_double_clicks_file_one_ticket_and_one_sms(settings, engine):
     assert [r.status_code for r in staff] == [201] * 10, [r.text for r in staff]
     assert [r.status_code for r in public] == [201] * 10, [r.text for r in public]
     assert len({r.json()["number"] for r in staff}) == 1
-    assert len({(r.json()["number"], r.json()["notice_token"]) for r in public}) == 1
+    assert len({r.json()["number"] for r in public}) == 1
+    # the one-time tokens are in the first answer only (stored as digests, they cannot be
+    # given again): a repeat answers the same ticket without them
+    assert sum(r.json()["notice_token"] is not None for r in public) == 1
     assert _count(engine, Ticket) == 2
     # one acceptance SMS each (staff intake sends a notice too: send_notice defaults to true)
     assert _count(engine, OutboxMessage) == 2
@@ -119,7 +122,11 @@ def test_public_form_retry_returns_the_first_ticket(settings, engine):
         a = c.post("/api/v1/public/tickets", json=PUBLIC, headers={"Idempotency-Key": key})
         b = c.post("/api/v1/public/tickets", json=PUBLIC, headers={"Idempotency-Key": key})
         assert a.status_code == b.status_code == 201, (a.text, b.text)
-        assert a.json() == b.json()
+        tokens = ("notice_token", "evaluation_token")
+        assert {k: v for k, v in a.json().items() if k not in tokens} == {
+            k: v for k, v in b.json().items() if k not in tokens
+        }
+        assert a.json()["notice_token"] and b.json()["notice_token"] is None  # first answer only
         assert _count(engine, Ticket) == 1 and _count(engine, OutboxMessage) == 1
         r = c.post("/api/v1/public/tickets", json=PUBLIC, headers={"Idempotency-Key": "x" * 101})
         assert_error(r, 422)

@@ -20,6 +20,7 @@ from ticketing.errors import Conflict, InvalidInput
 from ticketing.evaluation import evaluate
 from ticketing.knowledge import DirectAnswer, KbArticle, log_search
 from ticketing.models import Notice, OutboxMessage, SubOrder, Ticket, TicketEvent, utcnow
+from ticketing.notices import token_digest
 from ticketing.queries import enterprise_file
 from ticketing.schemas import TicketIn
 
@@ -87,7 +88,10 @@ def test_answer_at_intake_closes_without_dispatch_and_texts_the_answer(world):
         assert [n.kind for n in notices] == ["direct_answer"]  # no 受理告知
         sms = s.exec(select(OutboxMessage).where(OutboxMessage.ticket_id == tid)).all()
         assert [m.kind for m in sms] == ["direct_answer"]
-        assert number in sms[0].body and notices[0].confirm_token in sms[0].body
+        # the rating token travels in the SMS only: stored as its digest, redacted for staff
+        token = sms[0].body.split("token=", 1)[1].split()[0]
+        assert number in sms[0].body and token_digest(token) == notices[0].evaluation_token
+        assert token not in notices[0].body and notices[0].sent_body == sms[0].body
         assert "食品经营许可证" in sms[0].body
         actions = [
             e.action for e in s.exec(select(TicketEvent).where(TicketEvent.ticket_id == tid))
