@@ -21,7 +21,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import case, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
 from config.settings import Settings
@@ -48,7 +48,7 @@ def _check_answer(
         raise InvalidInput(f"最多引用 {MAX_ARTICLES} 篇文章", field="article_ids")
     if len(text) > MAX_NOTE:
         raise InvalidInput(f"答复要点不能超过 {MAX_NOTE} 个字", field="note", max_length=MAX_NOTE)
-    found = {a.id: a for a in session.exec(select(KbArticle).where(KbArticle.id.in_(ids)))}
+    found = {a.id: a for a in session.exec(select(KbArticle).where(col(KbArticle.id).in_(ids)))}
     missing = [i for i in ids if i not in found]
     if missing:
         raise InvalidInput(f"未找到知识库文章：{missing}", field="article_ids", missing=missing)
@@ -96,7 +96,7 @@ def answer_at_intake(
             session,
             settings,
             existing[draft.dedupe_id],
-            article_ids=[a.id for a in articles],
+            article_ids=[a.id or 0 for a in articles],  # loaded articles: ids set
             note=text,
             actor=actor,
         )
@@ -144,13 +144,14 @@ def _close(
     *,
     notify_acceptance: bool,
 ) -> None:
-    ids = [a.id for a in articles]
+    ids = [a.id or 0 for a in articles]  # loaded articles: ids set
     previous_deadline = ticket.deadline_at
     ticket.dispatch_mode = DIRECT
     ticket.deadline_at = None
     ticket.sla_basis = None
+    # ticket.id or 0: a stored ticket, id set
     session.add(
-        DirectAnswer(ticket_id=ticket.id, article_ids=ids, note=note, answered_by=actor[:64])
+        DirectAnswer(ticket_id=ticket.id or 0, article_ids=ids, note=note, answered_by=actor[:64])
     )
     transition_ticket(
         session,
@@ -336,7 +337,7 @@ def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str,
     in_period = (Ticket.created_at >= since, Ticket.created_at < until)
     direct_rows = session.exec(
         select(DirectAnswer.outcome, DirectAnswer.dispatched_at)
-        .join(Ticket, Ticket.id == DirectAnswer.ticket_id)
+        .join(Ticket, col(Ticket.id) == col(DirectAnswer.ticket_id))
         .where(*in_period)
     ).all()
     direct_ids = select(DirectAnswer.ticket_id)
@@ -345,7 +346,7 @@ def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str,
         .select_from(Ticket)
         .where(
             *in_period,
-            or_(Ticket.category == Category.complaint.value, Ticket.id.in_(direct_ids)),
+            or_(col(Ticket.category) == Category.complaint.value, col(Ticket.id).in_(direct_ids)),
         )
     ).one()
     dispatched = sum(1 for _, d in direct_rows if d is not None)
@@ -355,7 +356,7 @@ def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str,
     searches, with_hits = session.exec(
         select(
             func.count(),
-            func.coalesce(func.sum(case((KbQueryLog.result_count > 0, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((col(KbQueryLog.result_count) > 0, 1), else_=0)), 0),
         ).where(KbQueryLog.kind == "search", KbQueryLog.at >= since, KbQueryLog.at < until)
     ).one()
 

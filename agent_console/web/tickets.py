@@ -31,10 +31,10 @@ from ticketing import (
     TicketingError,
     User,
     enterprise_file,
-    events,
     list_tickets,
     utcnow,
 )
+from ticketing import history as ticket_history
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
@@ -56,7 +56,7 @@ def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[
             select(SubOrder).where(SubOrder.ticket_id == ticket.id).order_by(col(SubOrder.id))
         )
     )
-    history = events.history(session, ticket.id or 0)  # loaded: id set
+    history = ticket_history(session, ticket.id or 0)  # loaded: id set
     dept = handler_department(user)
     if dept is not None:
         subs = [s for s in subs if s.department_code == dept]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
 from config.settings import Settings
@@ -39,22 +39,22 @@ def expire_and_remind(session: Session, settings: Settings) -> dict[str, int]:
     live = (ArticleStatus.published, ArticleStatus.reviewed, ArticleStatus.draft)
     expired = 0
     for a in session.exec(
-        select(KbArticle).where(KbArticle.status.in_(live), KbArticle.expires_on < today)
+        select(KbArticle).where(col(KbArticle.status).in_(live), col(KbArticle.expires_on) < today)
     ):
-        transition(session, a.id, "expire", SYSTEM, note="已过失效日期")
+        transition(session, a.id or 0, "expire", SYSTEM, note="已过失效日期")  # loaded: id set
         expired += 1
     reminded = failed = 0
     soon = session.exec(
         select(KbArticle).where(
-            KbArticle.status.in_(live),
-            KbArticle.expires_on >= today,
-            KbArticle.expires_on <= today + timedelta(days=days),
+            col(KbArticle.status).in_(live),
+            col(KbArticle.expires_on) >= today,
+            col(KbArticle.expires_on) <= today + timedelta(days=days),
         )
     ).all()
     heads = {d.code: d for d in session.exec(select(Department))}
     for a in soon:
-        if a.expiry_reminded_on == a.expires_on:
-            continue
+        if a.expires_on is None or a.expiry_reminded_on == a.expires_on:
+            continue  # expires_on is never None here (filtered above): the check narrows it
         dept = heads.get(a.department_code)
         if dept is not None and dept.head_phone and template:
             body = template.format_map(
@@ -104,7 +104,7 @@ def no_hit_articles(
     q = select(KbArticle).where(KbArticle.status == ArticleStatus.published)
     if department:
         q = q.where(KbArticle.department_code == department)
-    return [a for a in session.exec(q.order_by(KbArticle.id)) if a.id not in hit]
+    return [a for a in session.exec(q.order_by(col(KbArticle.id))) if a.id not in hit]
 
 
 def unanswered_questions(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing.knowledge import segment
@@ -211,8 +211,9 @@ def search(
     if not ids:
         return []
     rank = {i: n for n, i in enumerate(ids)}
-    rows = session.exec(select(KbArticle).where(KbArticle.id.in_(ids))).all()
-    scored = [(_score(groups, a), -rank[a.id], a) for a in rows if _applies(a, filters)]
+    rows = session.exec(select(KbArticle).where(col(KbArticle.id).in_(ids))).all()
+    # rows loaded by id: ids set
+    scored = [(_score(groups, a), -rank[a.id or 0], a) for a in rows if _applies(a, filters)]
     scored.sort(key=lambda t: (t[0], t[1]), reverse=True)
     return [Hit(a, round(s, 3), snippet(groups, a)) for s, _, a in scored[:limit]]
 
@@ -224,7 +225,7 @@ def log_search(session: Session, question: str, hits: list[Hit], *, public: bool
         audience="public" if public else "staff",
         query=" ".join((question or "").split())[:200],
         result_count=len(hits),
-        top_ids=[h.article.id for h in hits[:3]],
+        top_ids=[h.article.id or 0 for h in hits[:3]],  # stored articles: ids set
         at=utcnow(),
     )
     session.add(row)

@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing.errors import InvalidInput
@@ -50,7 +50,7 @@ def article_input(entry: dict[str, Any]) -> dict[str, Any]:
 
 def seed_knowledge(session: Session, settings: Settings) -> int:
     """Add the starter articles not yet in the store; returns how many were added."""
-    have = set(session.exec(select(KbArticle.seed_key).where(KbArticle.seed_key.is_not(None))))
+    have = set(session.exec(select(KbArticle.seed_key).where(col(KbArticle.seed_key).is_not(None))))
     added = 0
     for entry in starter_articles():
         if entry["key"] in have:

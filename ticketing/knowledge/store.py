@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -35,7 +35,12 @@ FLOW: dict[str, tuple[frozenset[str], str]] = {
     "expire": (frozenset({S.published, S.reviewed, S.draft}), S.expired),
     "withdraw": (frozenset({S.published, S.reviewed}), S.draft),
 }
-STATUS_LABELS = {S.draft: "草稿", S.reviewed: "已审核", S.published: "已发布", S.expired: "已失效"}
+STATUS_LABELS: dict[str, str] = {
+    S.draft: "草稿",
+    S.reviewed: "已审核",
+    S.published: "已发布",
+    S.expired: "已失效",
+}
 DONE = {"review": "reviewed", "publish": "published", "expire": "expired", "withdraw": "withdrawn"}
 ACTION_LABELS = {"review": "审核", "publish": "发布", "expire": "失效", "withdraw": "撤回"}
 CONTENT_FIELDS = (
@@ -116,7 +121,7 @@ def _snapshot(a: KbArticle) -> dict[str, Any]:
 def _record(session: Session, a: KbArticle, action: str, actor: str, note: str | None) -> None:
     session.add(
         KbArticleVersion(
-            article_id=a.id,
+            article_id=a.id or 0,  # flushed before every _record: id set
             version=a.version,
             action=action,
             status=a.status,
@@ -271,6 +276,6 @@ def versions(session: Session, article_id: int) -> list[KbArticleVersion]:
         session.exec(
             select(KbArticleVersion)
             .where(KbArticleVersion.article_id == article_id)
-            .order_by(KbArticleVersion.id)
+            .order_by(col(KbArticleVersion.id))
         )
     )
