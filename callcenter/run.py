@@ -453,7 +453,9 @@ class Supervisor:
                 if c.proc is None:
                     if now >= c.restart_at:
                         self.start(c)
-                        log.warning("child_restarted", child=c.spec.name, pid=c.proc.pid)
+                        log.warning(
+                            "child_restarted", child=c.spec.name, pid=c.proc.pid if c.proc else None
+                        )
                         hook = self.on_restart.get(c.spec.name)
                         if hook is not None:
                             hook()
@@ -482,23 +484,23 @@ class Supervisor:
         """Signal the children, wait (SIGKILL after the grace period, or at once on a second
         stop signal); worst unclean exit code."""
         worst = 0
-        running = [c for c in (self.children if children is None else children) if c.proc]
-        for c in reversed(running):  # reverse start order: bridge before web before worker
-            if c.proc.poll() is None:
+        running = [(c, c.proc) for c in (self.children if children is None else children) if c.proc]
+        for c, proc in reversed(running):  # reverse start order: bridge before web before worker
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    c.proc.send_signal(c.spec.stop_signal)
+                    proc.send_signal(c.spec.stop_signal)
         asked = len(self.signals)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for c in running:
-            while c.proc.poll() is None:
+        for c, proc in running:
+            while proc.poll() is None:
                 if time.monotonic() >= deadline or len(self.signals) > max(asked, 1):
-                    log.warning("child_killed", child=c.spec.name, pid=c.proc.pid)
+                    log.warning("child_killed", child=c.spec.name, pid=proc.pid)
                     with contextlib.suppress(ProcessLookupError):
-                        c.proc.kill()
-                    c.proc.wait()
+                        proc.kill()
+                    proc.wait()
                     break
                 time.sleep(0.05)  # not self.sleep: that returns at once once a signal came
-            rc = c.proc.returncode
+            rc = proc.returncode
             if rc not in (*CLEAN_EXIT, -signal.SIGKILL):  # ended on our signal: cleanly
                 worst = rc if worst == 0 else worst
         return worst
@@ -688,7 +690,11 @@ def _serve_locked(
             env["CALLCENTER_REDIS_URL"] = redis_url
             redis_child = sup.add(ChildSpec("redis", [], command=argv))
             _wait_for_redis(sup, redis_child, redis_url)
-            log.info("embedded_redis_started", url=redis_url, pid=redis_child.proc.pid)
+            log.info(
+                "embedded_redis_started",
+                url=redis_url,
+                pid=redis_child.proc.pid if redis_child.proc else None,
+            )
         env["CALLCENTER_REDIS_URL"] = redis_url
         settings = settings.model_copy(update={"redis_url": redis_url})
         for step in (prepare_database, ensure_first_admin, requeue_pending_work):

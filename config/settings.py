@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
             return [int(x) for x in v.split(",") if x.strip()]
         return v
 
-    def proxy_options(self) -> dict[str, object]:
+    def proxy_options(self) -> dict[str, Any]:
         """uvicorn's proxy-header options: X-Forwarded-* honoured only from trusted_proxies
         (uvicorn's own default trusts any peer on 127.0.0.1, i.e. every local client)."""
         if not self.trusted_proxies:
