@@ -224,11 +224,12 @@ def _notify(
     session.add(notice)
     session.flush()
     outbox_id = None
-    if is_mainland_mobile(ticket.submitter_phone):  # SMS to the public: mainland mobiles only
+    phone = ticket.submitter_phone
+    if phone is not None and is_mainland_mobile(phone):  # SMS to the public: mainland mobiles only
         outbox_id = send_sms(
             session,
             settings,
-            ticket.submitter_phone,
+            phone,
             body,
             ticket_id=ticket.id,
             kind="direct_answer",
