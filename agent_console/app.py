@@ -24,6 +24,7 @@ from agent_console import web
 from agent_console.deps import require
 from agent_console.errors import install_error_handlers, responses
 from agent_console.fastpath import FastPath
+from agent_console.health import HealthMonitor
 from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
@@ -104,7 +105,8 @@ def create_app(
         # Nested runs (a test client inside another, as schemathesis does) restore the outer
         # run's resources on exit instead of leaving the app without an engine.
         previous = {
-            k: getattr(app.state, k, None) for k in ("secret_key", "engine", "redis", "intake")
+            k: getattr(app.state, k, None)
+            for k in ("secret_key", "engine", "redis", "intake", "health")
         }
         # SQLite's WAL checkpoints run in a thread of their own (below), not in an intake's COMMIT
         engine = make_engine(settings.resolved_database_url, wal_autocheckpoint=BACKSTOP_PAGES)
@@ -114,6 +116,8 @@ def create_app(
         warn_insecure_cookie(settings)
         app.state.secret_key = ensure_secret_key(settings)
         app.state.engine, app.state.redis = engine, conn
+        # /healthz answers this monitor's latest check (agent_console.health)
+        app.state.health = await run_in_threadpool(HealthMonitor(engine, conn, settings).start)
         # Train the ticket classifier now (cached per process), not on the first intake.
         await run_in_threadpool(get_classifier)
         # and the knowledge base's segmenter (jieba's dictionary, its IDF table)
@@ -132,6 +136,7 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(app.state.intake.close)
+            await run_in_threadpool(app.state.health.stop)
             if upkeep is not None:
                 await run_in_threadpool(upkeep.stop)
             conn.close()
