@@ -109,4 +109,3 @@ def test_a_check_that_does_not_come_back_answers_503(api, monkeypatch):
     while api.client.get("/healthz").status_code != 200:
         assert time.monotonic() < deadline, "healthz did not recover"
         time.sleep(0.05)
-
