@@ -49,6 +49,7 @@ def web_server(
         [*cmd, "web", "--host", "127.0.0.1", "--port", str(port)],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
+        stdout=sys.stderr,  # the server's log lines: the bench's stdout is its JSON line alone
     )
     base = f"http://127.0.0.1:{port}"
     try:
