@@ -12,7 +12,7 @@ Figures (one JSON line last):
   in Chromium is not included (tests/e2e/test_e2e_console.py shows the pop in a real browser).
 
 Targets (issue 9): inbox p95 <= 300 ms server time at 200k tickets; screen-pop p95 <= 500 ms.
-Usage: python bench/web.py [--tickets 200000] [--requests 200] [--pops 200]
+Usage: python bench/web.py [--tickets 200000] [--requests 200] [--pops 200] [--port N]
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._serve import web_server  # noqa: E402
 from callcenter.ami.publish import keys  # noqa: E402
 from callcenter.schema import upgrade  # noqa: E402
 from config.database import make_engine, session_scope  # noqa: E402
@@ -44,11 +43,7 @@ from config.settings import Settings  # noqa: E402
 _spec = importlib.util.spec_from_file_location("bench_ticketing", ROOT / "bench" / "ticketing.py")
 bench_ticketing = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_ticketing)  # type: ignore[union-attr]
-pct, free_port, bulk_corpus = (
-    bench_ticketing.pct,
-    bench_ticketing.free_port,
-    bench_ticketing.bulk_corpus,
-)
+pct, bulk_corpus = bench_ticketing.pct, bench_ticketing.bulk_corpus
 
 PASSWORD = "bench-password-1"
 INTERFACE = "Local/8999@agents"
@@ -168,6 +163,7 @@ def main() -> None:
     ap.add_argument("--tickets", type=int, default=int(os.environ.get("BENCH_TICKETS", 200_000)))
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--pops", type=int, default=200)
+    ap.add_argument("--port", type=int, default=None, help="web port (default $BENCH_PORT or free)")
     ap.add_argument(
         "--redis-url", default=os.environ.get("CALLCENTER_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
@@ -179,64 +175,35 @@ def main() -> None:
         "CALLCENTER_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
         "CALLCENTER_REDIS_URL": a.redis_url,
         "CALLCENTER_REDIS_NAMESPACE": ns,
-        "CALLCENTER_SECRET_KEY": "bench-web-secret",
+        "CALLCENTER_SECRET_KEY": "bench-web-secret-" + uuid.uuid4().hex,  # >= 32 bytes
         "CALLCENTER_LOG_LEVEL": "WARNING",
     }
     settings = Settings(
         data_dir=tmp, database_url=env["CALLCENTER_DATABASE_URL"], redis_url=a.redis_url,
         redis_namespace=ns,
     )  # fmt: skip
-    proc = None
     try:
         ids = prepare(settings, a.tickets)
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "callcenter.cli",
-                "web",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        c = login(base, "bench_handler")
-        static = timed_gets(c, "/static/app.css", a.requests)
-        inbox = timed_gets(c, "/inbox", a.requests)
-        pop = pops(base, settings, ids["bench_agent"], a.pops)
-        figures = {
-            "tickets": a.tickets,
-            "requests": a.requests,
-            "inbox_p50_ms": round(pct(inbox, 50), 2),
-            "inbox_p95_ms": round(pct(inbox, 95), 2),
-            "static_p50_ms": round(pct(static, 50), 2),
-            "static_p95_ms": round(pct(static, 95), 2),
-            "pops": len(pop),
-            "pop_p50_ms": round(pct(pop, 50), 2),
-            "pop_p95_ms": round(pct(pop, 95), 2),
-            "inbox_target_met": pct(inbox, 95) <= 300,
-            "pop_target_met": len(pop) == a.pops and pct(pop, 95) <= 500,
-        }
+        with web_server(env, a.port) as (base, _proc):
+            c = login(base, "bench_handler")
+            static = timed_gets(c, "/static/app.css", a.requests)
+            inbox = timed_gets(c, "/inbox", a.requests)
+            pop = pops(base, settings, ids["bench_agent"], a.pops)
+            figures = {
+                "tickets": a.tickets,
+                "requests": a.requests,
+                "inbox_p50_ms": round(pct(inbox, 50), 2),
+                "inbox_p95_ms": round(pct(inbox, 95), 2),
+                "static_p50_ms": round(pct(static, 50), 2),
+                "static_p95_ms": round(pct(static, 95), 2),
+                "pops": len(pop),
+                "pop_p50_ms": round(pct(pop, 50), 2),
+                "pop_p95_ms": round(pct(pop, 95), 2),
+                "inbox_target_met": pct(inbox, 95) <= 300,
+                "pop_target_met": len(pop) == a.pops and pct(pop, 95) <= 500,
+            }
         print(json.dumps(figures))
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         import redis
 
         r = redis.Redis.from_url(a.redis_url)
