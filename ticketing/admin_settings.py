@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
@@ -62,8 +63,19 @@ def _engine(url: str) -> Engine:
         return eng
 
 
+def _no_database(url: str) -> bool:
+    """A SQLite file not created yet (no deployment there): nothing to read, nothing to create."""
+    if not url.startswith("sqlite"):
+        return False
+    path = url.split("///", 1)[-1]
+    return bool(path) and path != ":memory:" and not Path(path).exists()
+
+
 def _refresh(url: str, cache: _Cache, now: float) -> None:
     """Reload every setting whose version changed since the last look (the table is tiny)."""
+    if _no_database(url):
+        cache.values, cache.versions, cache.checked_at = {}, {}, now
+        return
     try:
         with _engine(url).connect() as conn:
             rows = conn.execute(text("SELECT key, version FROM admin_setting")).all()
