@@ -121,6 +121,10 @@ def _calendar_context(
         "tab": "calendar",
         "package_range": (pkg[0], pkg[-1]) if pkg else None,
         "entered": dict(sorted(entered.items())),
+        "summary": {
+            y: {k: _lines(v.get(k) or []).splitlines() for k in ("holidays", "workdays")}
+            for y, v in entered.items()
+        },
         "covered": covered_years(settings),
         "warning": coverage_warning(settings, today),
         "form": form,
