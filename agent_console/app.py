@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from config.settings import Settings, get_settings
 from config.wal import BACKSTOP_PAGES
 from ivr import build_twilio_router
 from recordings import make_router as make_recordings_router
-from ticketing import TicketIn, get_classifier, knowledge_warm_up
+from ticketing import TicketIn, get_classifier, knowledge_warm_up, log_coverage, utcnow
 
 API_PREFIX = "/api/v1"
 GC_YOUNG_THRESHOLD = 5000
@@ -79,6 +80,14 @@ TAGS = [
         "description": "知识库: search, articles and their review flow, gaps, 直接答复 figures",
     },
 ]
+
+
+def _log_calendar_coverage(settings: Settings) -> None:
+    """Start-up warning when the holiday calendar lacks any of the next 60 days (local date)."""
+    from zoneinfo import ZoneInfo
+
+    today = utcnow().replace(tzinfo=UTC).astimezone(ZoneInfo(settings.timezone)).date()
+    log_coverage(settings, today)
 
 
 def create_server_app() -> FastAPI:
@@ -118,6 +127,8 @@ def create_app(
         app.state.engine, app.state.redis = engine, conn
         # /healthz answers this monitor's latest check (agent_console.health)
         app.state.health = await run_in_threadpool(HealthMonitor(engine, conn, settings).start)
+        # the holiday calendar: warn (log) when the next 60 days are not all covered
+        await run_in_threadpool(_log_calendar_coverage, settings)
         # Train the ticket classifier now (cached per process), not on the first intake.
         await run_in_threadpool(get_classifier)
         # and the knowledge base's segmenter (jieba's dictionary, its IDF table)

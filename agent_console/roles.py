@@ -53,6 +53,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "users.list": frozenset({ADMIN, LEADER}),  # leader reads everything
     "users.create": frozenset({ADMIN}),
     "users.update": frozenset({ADMIN}),
+    "departments.create": frozenset({ADMIN}),
+    "departments.update": frozenset({ADMIN}),
     # recordings: every role reaches the router, whose per-recording rules in
     # recordings.yaml decide (agents: calls they handled; handlers: their department's tickets;
     # dispatchers: refused unless the policy lists them) and log every refusal with the playback
@@ -87,6 +89,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.inbox": frozenset({ADMIN, HANDLER}),  # handler: own department only
     "web.leader": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "web.console": frozenset({ADMIN, AGENT}),  # agent console, its live events and PBX commands
+    # the administrator's pages: users, departments, holiday calendar, business hours
+    "web.admin": frozenset({ADMIN}),
 }
 WEB_PREFIX = "web."
 

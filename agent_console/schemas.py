@@ -69,6 +69,34 @@ class DepartmentOut(_Out):
     active: bool = True
 
 
+class DepartmentAdminOut(DepartmentOut):
+    """What the administrator sees; the hand-off secret only as set / not set."""
+
+    head_phone: str | None = None
+    leaders: list[str] = Field(default_factory=list)
+    handoff_url: str | None = None
+    has_handoff_secret: bool = False
+    routing_keywords: list[str] = Field(default_factory=list)
+
+
+class DepartmentChange(_In):
+    """Fields to change (absent: kept). handoff_secret is write-only: "" removes it."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    head_name: str | None = Field(default=None, max_length=50)
+    head_phone: str | None = Field(default=None, max_length=40)
+    leaders: list[str] | None = Field(default=None, max_length=10)
+    handoff_url: str | None = Field(default=None, max_length=500)
+    handoff_secret: str | None = Field(default=None, max_length=200)
+    active: bool | None = None
+    routing_keywords: list[str] | None = Field(default=None, max_length=60)
+
+
+class DepartmentCreate(DepartmentChange):
+    code: str = Field(min_length=2, max_length=32)
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+
+
 class SubOrderOut(_Out):
     id: int
     ticket_id: int

@@ -420,7 +420,7 @@ class AgiServer:
     ) -> None:
         self.settings = settings or get_settings()
         menu = load_menu(self.settings)
-        self.engine = engine or IvrEngine(menu, load_business_hours(self.settings))
+        self.engine = engine or IvrEngine(menu, lambda: load_business_hours(self.settings))
         self.clock = clock or (lambda: datetime.now(UTC))
         self.host = host if host is not None else self.settings.agi_host
         self.port = port if port is not None else self.settings.agi_port

@@ -11,6 +11,7 @@ call `step` again) or a terminal one: ToQueue, ToVoicemail, Hangup.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,11 +120,19 @@ def _entry(digits: str | None) -> str:
 
 
 class IvrEngine:
-    """One menu + one business-hours calendar; stateless between calls (state is passed in)."""
+    """One menu + one business-hours calendar; stateless between calls (state is passed in).
 
-    def __init__(self, menu: Menu, hours: BusinessHours) -> None:
+    `hours` may be a callable returning the current hours (the fronts pass one reading the
+    administrator's edits, so a change of hours or after-hours message needs no restart)."""
+
+    def __init__(self, menu: Menu, hours: BusinessHours | Callable[[], BusinessHours]) -> None:
         self.menu = menu
-        self.hours = hours
+        self._hours = hours
+
+    @property
+    def hours(self) -> BusinessHours:
+        h = self._hours
+        return h if isinstance(h, BusinessHours) else h()
 
     def prompt(self, name: str, **fmt: str) -> Prompt:
         p = self.menu.prompts[name]
@@ -137,9 +146,15 @@ class IvrEngine:
         )
 
     def _voicemail(self, now: datetime, state: DialogState, reason: str, prompt: str) -> Turn:
-        when = self.hours.next_opening(now)
+        hours = self.hours
+        when = hours.next_opening(now)
+        said = self.prompt(prompt, callback=format_opening(when))
+        if prompt == "closed" and hours.after_hours_message:
+            # the administrator's wording (spoken by TTS; the recorded file is the old wording)
+            text = hours.after_hours_message.replace("{callback}", format_opening(when))
+            said = Prompt(name=said.name, file=said.file, text=text)
         return Turn(
-            prompts=(self.prompt(prompt, callback=format_opening(when)),),
+            prompts=(said,),
             action=ToVoicemail(
                 callback_at=when,
                 max_seconds=self.menu.voicemail_max_seconds,

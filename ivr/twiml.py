@@ -194,7 +194,7 @@ class TwilioFront:
     ) -> None:
         self.settings = settings or get_settings()
         self.engine = engine or IvrEngine(
-            load_menu(self.settings), load_business_hours(self.settings)
+            load_menu(self.settings), lambda: load_business_hours(self.settings)
         )
         self._db = db
         self.clock = clock or (lambda: datetime.now(UTC))

@@ -25,7 +25,14 @@ Front door — other packages import these names from `ticketing`, never its mod
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
     warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
                  §13 levels kept current on a schedule
-    hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening
+    hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening,
+                 business_hours_data
+    calendar     the one working-day calendar (workcalendar): calendar_exceptions, covered_years,
+                 coverage_warning, log_coverage, parse_days, save_year, delete_year
+    admin        settings the administrator edits, kept in the database: read_setting,
+                 stored_setting, write_setting; departments: create_department, update_department
+                 (DepartmentEdit), all_departments; routing keywords: department_keywords,
+                 set_department_keywords, split_keywords
     reference    sync_departments, get_department, normalise_phone, mask_phone, caller_phone,
                  validate_uscc,
                  deadline_for, add_duration, warning_for, get_classifier
@@ -44,6 +51,12 @@ from typing import TYPE_CHECKING
 from config.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from ticketing.admin_settings import (
+        BUSINESS_HOURS,
+        read_setting,
+        stored_setting,
+        write_setting,
+    )
     from ticketing.call_tickets import file_call
     from ticketing.callbacks import (
         next_callback_time,
@@ -51,8 +64,12 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.classifier import Prediction, get_classifier
     from ticketing.departments import (
+        DepartmentEdit,
+        all_departments,
+        create_department,
         get_department,
         sync_departments,
+        update_department,
     )
     from ticketing.direct_answer import (
         answer_at_intake,
@@ -87,6 +104,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.handoff_callback import handle_callback
     from ticketing.hours import (
         BusinessHours,
+        business_hours_data,
         format_opening,
         is_open,
         is_working_time,
@@ -179,6 +197,11 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         list_tickets,
         overdue_tickets,
     )
+    from ticketing.routing import (
+        department_keywords,
+        set_department_keywords,
+        split_keywords,
+    )
     from ticketing.schemas import TicketIn
     from ticketing.sla import (
         add_duration,
@@ -189,6 +212,17 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.warning_scan import (
         scan_warnings,
         warning_scan_interval,
+    )
+    from ticketing.workcalendar import (
+        calendar_exceptions,
+        coverage_warning,
+        covered_years,
+        delete_year,
+        log_coverage,
+        package_years,
+        parse_days,
+        save_year,
+        stored_calendar,
     )
 
 if not TYPE_CHECKING:  # a checker sees the imports above, and no __getattr__ to hide typos

@@ -1,9 +1,10 @@
 """A short-lived per-process read cache of the department table, for intake's auto-dispatch.
 
 Saves a query per intake. A commit in this process that changes a Department through the ORM
-(sync_departments, the admin API) clears the snapshot at once (the session listeners below); a
-change made by another process is seen within the TTL. Entries are transient copies, never
-attached to any session.
+(sync_departments, the admin pages) clears the snapshot at once (the session listeners below); a
+change made by another process bumps the "departments" stamp (ticketing.admin_settings), which
+this cache compares at most every DEPARTMENT_CACHE_TTL_S (one primary-key read) before reusing
+its snapshot. Entries are transient copies, never attached to any session.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
+from ticketing.admin_settings import DEPARTMENTS, stored_version
 from ticketing.models import Department
 
-DEPARTMENT_CACHE_TTL_S = 5.0
-_dept_cache: weakref.WeakKeyDictionary[Any, tuple[float, dict[str, Department]]] = (
+DEPARTMENT_CACHE_TTL_S = 1.0  # how often the stamp is compared (not how long a change waits)
+# bind -> (next stamp check, stamp version, snapshot)
+_dept_cache: weakref.WeakKeyDictionary[Any, tuple[float, int, dict[str, Department]]] = (
     weakref.WeakKeyDictionary()
 )
 _dept_cache_lock = threading.Lock()
@@ -30,18 +33,23 @@ _FIELDS = ("id", "code", "name", "head_name", "head_phone", "handoff_url", "acti
 
 
 def cached_departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
-    """Departments (by code, of those named) from a per-process snapshot (≤ TTL old)."""
+    """Departments (by code, of those named) from a per-process snapshot, re-read when the
+    departments' change stamp moved (compared at most every DEPARTMENT_CACHE_TTL_S)."""
     bind = session.get_bind()
     now = time.monotonic()
     with _dept_cache_lock:
         hit = _dept_cache.get(bind)
     if hit is None or hit[0] <= now:
-        rows = session.exec(select(Department)).all()
-        snapshot = {d.code: Department(**{f: getattr(d, f) for f in _FIELDS}) for d in rows}
-        hit = (now + DEPARTMENT_CACHE_TTL_S, snapshot)
+        version = stored_version(session, DEPARTMENTS)
+        if hit is None or hit[1] != version:
+            rows = session.exec(select(Department)).all()
+            snapshot = {d.code: Department(**{f: getattr(d, f) for f in _FIELDS}) for d in rows}
+        else:
+            snapshot = hit[2]
+        hit = (now + DEPARTMENT_CACHE_TTL_S, version, snapshot)
         with _dept_cache_lock:
             _dept_cache[bind] = hit
-    return {c: hit[1][c] for c in codes if c in hit[1]}
+    return {c: hit[2][c] for c in codes if c in hit[2]}
 
 
 def clear_department_cache() -> None:

@@ -119,14 +119,22 @@ def retry_intervals() -> list[int]:
     return values
 
 
-def system_secret(settings: Settings, system: str) -> bytes | None:
+def stored_secret(session: Session, system: str) -> str | None:
+    """The secret the administrator entered for this system (the department row's), if any."""
+    return session.exec(select(Department.handoff_secret).where(Department.code == system)).first()
+
+
+def system_secret(settings: Settings, system: str, stored: str | None = None) -> bytes | None:
     """The HMAC secret shared with one external system (named by the department code whose
-    endpoint it is): settings.handoff_secrets[system], else the environment variable its
+    endpoint it is): `stored` (the administrator's, see stored_secret), else
+    settings.handoff_secrets[system], else the environment variable its
     departments.yaml entry names in `handoff_secret_env`, else derived from the deployment's
     handoff_secret as HMAC-SHA256(handoff_secret, "dxe-handoff-system:" + system) in hex — give
     each system its own value (print it with `python -c "from config.settings import Settings;
     from ticketing.handoff import system_secret; print(system_secret(Settings(), 'XNPT').decode())"`).
     None when nothing is configured."""
+    if stored:
+        return stored.encode("utf-8")
     explicit: Any = (getattr(settings, "handoff_secrets", None) or {}).get(system)
     if explicit is not None and hasattr(explicit, "get_secret_value"):
         explicit = explicit.get_secret_value()
@@ -349,6 +357,7 @@ def deliver(
             .where(HandoffAttempt.suborder_id == suborder_id)
         ).one()
         payload = build_payload(settings, ticket, so, target.via) if target else None
+        own_secret = stored_secret(s, target.via) if target else None
         ticket_id = ticket.id
     if target is None or done:
         # settled meanwhile (handled in the inbox, a duplicate job, or the URL was removed from
@@ -365,7 +374,7 @@ def deliver(
         return AttemptResult(ok=True, attempt=int(n), skipped=True)
 
     attempt = int(n) + 1
-    secret = system_secret(settings, target.via)
+    secret = system_secret(settings, target.via, own_secret)
     status_code: int | None = None
     error: str | None = None
     external_ref: str | None = None

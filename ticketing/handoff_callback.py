@@ -20,7 +20,14 @@ from sqlmodel import Session, select
 from config.settings import Settings
 from ticketing import dispatch
 from ticketing.errors import InvalidInput, NotFound, PermissionDenied
-from ticketing.handoff import STATUS_MAP, TIMESTAMP_HEADER, system_secret, target_for, verify
+from ticketing.handoff import (
+    STATUS_MAP,
+    TIMESTAMP_HEADER,
+    stored_secret,
+    system_secret,
+    target_for,
+    verify,
+)
 from ticketing.lifecycle import lock_suborder
 from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket
 
@@ -72,7 +79,7 @@ def handle_callback(
         raise PermissionDenied(
             "该子工单未交由外部系统办理，不接受回调", code="not_handed_off", suborder_id=sid
         )
-    secret = system_secret(settings, system)
+    secret = system_secret(settings, system, stored_secret(session, system))
     if secret is None:
         raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
     if not verify(secret, body, signature, ts):

@@ -1,22 +1,28 @@
 """Business hours with the Chinese public-holiday calendar (holidays closed, 调休 workdays open).
 
 The IVR asks `is_open(now)` once per call; after hours it promises a callback at
-`next_opening(now)`. Working days come from chinese-calendar so a Saturday declared a make-up
-workday is open and a weekday inside the Golden Week is closed.
+`next_opening(now)`. Working days come from the one calendar of ticketing.workcalendar (the
+State Council arrangement via chinese-calendar, plus the exceptions the administrator enters),
+the same the SLA clock counts, so a Saturday declared a make-up workday is open and a weekday
+inside the Golden Week is closed.
+
+The opening periods and the after-hours message are edited on the admin page (admin_setting
+"business_hours", over business_hours.yaml as the seed) and take effect without a restart:
+`load_business_hours` is cheap to call per call (cached per stored version).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings, get_settings
+from ticketing.admin_settings import BUSINESS_HOURS, read_setting, setting_version
+from ticketing.workcalendar import Exceptions, calendar_exceptions, is_workday
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,10 @@ class BusinessHours:
     periods: tuple[tuple[time, time], ...]
     closed_dates: frozenset[date] = field(default_factory=frozenset)
     open_dates: frozenset[date] = field(default_factory=frozenset)
+    # the after-hours voicemail prompt ({callback}: the next opening); None: ivr.yaml's "closed"
+    after_hours_message: str | None = None
+    # the one calendar (workcalendar.calendar_exceptions); None: closed/open_dates alone
+    calendar: Exceptions | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BusinessHours:
@@ -66,11 +76,13 @@ class BusinessHours:
             tz = ZoneInfo(str(data.get("timezone", "Asia/Shanghai")))
         except Exception as e:
             raise ConfigError(f"business_hours.yaml: timezone: {e}") from e
+        message = str(data.get("after_hours_message") or "").strip() or None
         return cls(
             tz=tz,
             periods=tuple(sorted(periods)),
             closed_dates=_dates(data.get("closed_dates"), "closed_dates"),
             open_dates=_dates(data.get("open_dates"), "open_dates"),
+            after_hours_message=message,
         )
 
     def local(self, now: datetime) -> datetime:
@@ -80,15 +92,10 @@ class BusinessHours:
         return now.astimezone(self.tz)
 
     def is_workday(self, day: date) -> bool:
-        if day in self.closed_dates:
-            return False
-        if day in self.open_dates:
-            return True
-        try:
-            return chinese_calendar.is_workday(day)
-        except NotImplementedError:
-            log.warning("chinese-calendar has no data for %s; assuming Mon-Fri", day.year)
-            return day.weekday() < 5
+        cal = self.calendar
+        if cal is None:
+            cal = Exceptions(self.closed_dates, self.open_dates - self.closed_dates)
+        return is_workday(day, cal)
 
     def is_open(self, now: datetime) -> bool:
         t = self.local(now)
@@ -118,8 +125,34 @@ def format_opening(when: datetime) -> str:
     return f"{when.month}月{when.day}日（{WEEKDAYS_ZH[when.weekday()]}）{when:%H:%M}"
 
 
+def business_hours_data(settings: Settings) -> dict[str, Any]:
+    """business_hours.yaml overlaid with what the administrator stored (periods, message)."""
+    data = dict(load_yaml(settings, "business_hours.yaml"))
+    stored = read_setting(settings, BUSINESS_HOURS) or {}
+    for key in ("periods", "after_hours_message"):
+        if key in stored:
+            data[key] = stored[key]
+    return data
+
+
+# per process: (url, version) -> (the seed dict, the calendar, the parsed hours)
+_memo: dict[tuple[str, int], tuple[dict, Exceptions, BusinessHours]] = {}
+
+
 def load_business_hours(settings: Settings | None = None) -> BusinessHours:
-    return BusinessHours.from_dict(load_yaml(settings or get_settings(), "business_hours.yaml"))
+    """The current hours (stored edits over the YAML) with the one working-day calendar."""
+    settings = settings or get_settings()
+    seed = load_yaml(settings, "business_hours.yaml")
+    cal = calendar_exceptions(settings)
+    key = (settings.resolved_database_url, setting_version(settings, BUSINESS_HOURS))
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is seed and hit[1] is cal:
+        return hit[2]
+    hours = replace(BusinessHours.from_dict(business_hours_data(settings)), calendar=cal)
+    if len(_memo) > 32:
+        _memo.clear()
+    _memo[key] = (seed, cal, hours)
+    return hours
 
 
 def is_open(now: datetime, settings: Settings | None = None) -> bool:

@@ -80,6 +80,25 @@ class Department(SQLModel, table=True):
     head_phone: str | None = Field(default=None, max_length=20)
     handoff_url: str | None = Field(default=None, max_length=500)
     active: bool = True
+    # 分管领导 and other leaders told about the department's matters (names, free text)
+    leaders: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # HMAC secret of this department's own system (§12 hand-off); write-only on every screen
+    handoff_secret: str | None = Field(default=None, max_length=200)
+    # set when an administrator edits the row: departments.yaml no longer overwrites it
+    edited_at: datetime | None = UTCField(default=None)
+
+
+class AdminSetting(SQLModel, table=True):
+    """A setting the administrator edits in the workspace (business hours, the holiday calendar,
+    routing keywords), or a bare change stamp ("departments"). `version` grows on every write:
+    each process compares it with what it has cached, so a change needs no restart."""
+
+    __tablename__ = "admin_setting"
+    key: str = Field(primary_key=True, max_length=64)
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    version: int = 1
+    updated_at: datetime = UTCField(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=64)
 
 
 class User(SQLModel, table=True):

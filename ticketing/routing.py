@@ -6,11 +6,16 @@ the rule's departments (in parallel). First matching rule wins, so keep rules na
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from sqlmodel import Session
+
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
+from ticketing.admin_settings import ROUTING, read_setting, stored_setting, write_setting
+from ticketing.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,15 @@ def _norm(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+def rules_data(settings: Settings) -> dict:
+    """The rules the administrator stored (admin_setting "routing"), else routing.yaml's."""
+    stored = read_setting(settings, ROUTING)
+    return stored if isinstance(stored, dict) else load_yaml(settings, "routing.yaml")
+
+
 def load_rules(settings: Settings) -> list[RoutingRule]:
-    """All rules in file order; a malformed rule is a ConfigError naming it (never silently skipped)."""
-    data = load_yaml(settings, "routing.yaml")
+    """All rules in order; a malformed rule is a ConfigError naming it (never silently skipped)."""
+    data = rules_data(settings)
     held = _parsed.get(id(data))
     if held is not None and held[0] is data:  # the same parse of the same file: the same rules
         return list(held[1])
@@ -44,7 +55,8 @@ def load_rules(settings: Settings) -> list[RoutingRule]:
 
 
 # Per-process memo of the parsed rules, keyed by the loader's cached dict (which is replaced when
-# the file changes): intake matches the rules on every ticket.
+# the file changes, or by the stored setting's, replaced when its version changes): intake
+# matches the rules on every ticket.
 _parsed: dict[int, tuple[dict, tuple[RoutingRule, ...]]] = {}
 
 
@@ -77,3 +89,64 @@ def match_rule(settings: Settings, text: str) -> RoutingRule | None:
         if hits:
             return RoutingRule(rule.name, rule.keywords, rule.departments, hits)
     return None
+
+
+MAX_KEYWORDS = 60
+
+
+def split_keywords(text: str) -> list[str]:
+    """Keywords typed one per line or separated by commas / 、 / spaces; duplicates dropped."""
+    out: list[str] = []
+    for word in re.split(r"[\s,，、;；]+", text or ""):
+        word = word.strip()
+        if word and word not in out:
+            if len(word) > 30:
+                raise InvalidInput(f"关键词过长（最多30个字）：{word}", field="keywords")
+            out.append(word)
+    if len(out) > MAX_KEYWORDS:
+        raise InvalidInput(f"每个部门最多{MAX_KEYWORDS}个关键词", field="keywords")
+    return out
+
+
+def department_keywords(settings: Settings) -> tuple[dict[str, list[str]], list[RoutingRule]]:
+    """(code -> keywords of the rules routing to that department alone, the joint rules that
+    name several departments): how the administrator's department page shows routing."""
+    own: dict[str, list[str]] = {}
+    joint: list[RoutingRule] = []
+    for rule in load_rules(settings):
+        if len(rule.departments) == 1:
+            words = own.setdefault(rule.departments[0], [])
+            words.extend(k for k in rule.keywords if k not in words)
+        else:
+            joint.append(rule)
+    return own, joint
+
+
+def set_department_keywords(
+    session: Session, settings: Settings, code: str, keywords: list[str], by: str | None = None
+) -> None:
+    """Replace the single-department rules of `code` by one rule with `keywords` (none: no
+    rule), in the first such rule's place; the first edit copies routing.yaml into the store."""
+    data = stored_setting(session, ROUTING)
+    if not isinstance(data, dict):
+        data = {"rules": list(load_yaml(settings, "routing.yaml").get("rules") or [])}
+    current: list[str] = []
+    for r in data.get("rules") or []:
+        if list(r.get("departments") or []) == [code]:
+            current.extend(str(k) for k in r.get("keywords") or [] if str(k) not in current)
+    if current == keywords:
+        return  # unchanged: routing.yaml stays the source until someone edits keywords
+    rules: list[dict] = []
+    placed = False
+    new = {"name": f"dept-{code}", "keywords": keywords, "departments": [code]}
+    for r in data.get("rules") or []:
+        if list(r.get("departments") or []) == [code]:
+            if not placed and keywords:
+                rules.append(new)
+            placed = True
+            continue
+        rules.append(dict(r))
+    if not placed and keywords:
+        rules.append(new)
+    _parse({"rules": rules})  # a malformed result is refused before it is stored
+    write_setting(session, ROUTING, {"rules": rules}, by)

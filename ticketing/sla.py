@@ -9,8 +9,9 @@ exactly the same N full working days as one accepted in office hours, and never 
 Hour-based policies (critical matters) run on the clock, 7x24, from the acceptance instant.
 
 chinese-calendar only knows the years the State Council has published; for later dates the
-fallback is Mon-Fri, corrected by optional `extra_holidays` / `extra_workdays` lists (ISO dates) in
-sla.yaml, so an admin can enter next year's arrangement as soon as it is announced.
+fallback is Mon-Fri, corrected by the one list of exceptions of ticketing.workcalendar (the dates
+the administrator enters on the calendar page, plus the seed lists `extra_holidays` /
+`extra_workdays` of sla.yaml), shared with business hours.
 
 All datetimes in and out are naive UTC (the storage convention); aware datetimes are accepted.
 """
@@ -18,17 +19,16 @@ All datetimes in and out are naive UTC (the storage convention); aware datetimes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-
 from config.loader import load_yaml
 from config.settings import Settings
+from ticketing import workcalendar
 from ticketing.errors import InvalidInput
+from ticketing.workcalendar import Exceptions, calendar_exceptions
 
 log = logging.getLogger(__name__)
 
@@ -63,47 +63,9 @@ def _end_of_day(settings: Settings) -> time:
     return time(int(hh), int(mm))
 
 
-@lru_cache(maxsize=8)
-def _overrides(
-    holidays: tuple[str, ...], workdays: tuple[str, ...]
-) -> tuple[frozenset[date], frozenset[date]]:
-    return (
-        frozenset(date.fromisoformat(str(d)) for d in holidays),
-        frozenset(date.fromisoformat(str(d)) for d in workdays),
-    )
-
-
-_warned_years: set[int] = set()
-
-
 def is_working_day(settings: Settings, d: date) -> bool:
-    return _working_day_fn(_cfg(settings))(d)
-
-
-def _working_day_fn(cfg: dict[str, Any]) -> Callable[[date], bool]:
-    """The calendar for one read of sla.yaml (so a deadline reads the file once, not per day)."""
-    extra_h, extra_w = _overrides(
-        tuple(cfg.get("extra_holidays") or ()), tuple(cfg.get("extra_workdays") or ())
-    )
-
-    def working(d: date) -> bool:
-        if d in extra_w:
-            return True
-        if d in extra_h:
-            return False
-        try:
-            return chinese_calendar.is_workday(d)
-        except NotImplementedError:
-            if d.year not in _warned_years:
-                _warned_years.add(d.year)
-                log.warning(
-                    "chinese-calendar has no holiday data for %s; counting Mon-Fri "
-                    "(add extra_holidays/extra_workdays to sla.yaml)",
-                    d.year,
-                )
-            return d.weekday() < 5
-
-    return working
+    """Whether `d` is a working day (the one calendar: ticketing.workcalendar)."""
+    return workcalendar.is_working_day(settings, d)
 
 
 def add_duration(settings: Settings, start: datetime, amount: int | float, unit: str) -> datetime:
@@ -117,28 +79,21 @@ def add_duration(settings: Settings, start: datetime, amount: int | float, unit:
         return start_utc + timedelta(hours=amount)
     if int(amount) != amount or amount > 366:
         raise InvalidInput("工作日数必须为1-366之间的整数", field="amount")
-    cfg = _cfg(settings)
     day = _after_working_days(
-        to_local(settings, start_utc).date(),
-        int(amount),
-        tuple(cfg.get("extra_holidays") or ()),
-        tuple(cfg.get("extra_workdays") or ()),
+        to_local(settings, start_utc).date(), int(amount), calendar_exceptions(settings)
     )
     local_deadline = datetime.combine(day, _end_of_day(settings), tzinfo=_tz(settings))
     return to_utc_naive(local_deadline)
 
 
 @lru_cache(maxsize=2048)
-def _after_working_days(
-    start: date, amount: int, holidays: tuple[str, ...], workdays: tuple[str, ...]
-) -> date:
+def _after_working_days(start: date, amount: int, exceptions: Exceptions) -> date:
     """The `amount`-th working day after `start`. Cached: every intake of a day asks the same
-    question, and the calendar (package data + the config's overrides, part of the key) is fixed."""
-    working = _working_day_fn({"extra_holidays": holidays, "extra_workdays": workdays})
+    question, and the calendar (package data + the exceptions, part of the key) is fixed."""
     day, counted = start, 0
     while counted < amount:
         day += timedelta(days=1)
-        if working(day):
+        if workcalendar.is_workday(day, exceptions):
             counted += 1
     return day
 

@@ -9,6 +9,8 @@ Layout:
   inbox.py       a department's inbox and its sub-order actions
   leader.py      the leader's read-only overview (ECharts)
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
+  admin.py       the administrator's home, holiday calendar and business hours
+  admin_users.py, admin_departments.py   users and departments (role admin)
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -22,7 +24,17 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
+from agent_console.web import (
+    admin,
+    admin_departments,
+    admin_users,
+    auth_pages,
+    console,
+    desk,
+    inbox,
+    leader,
+    tickets,
+)
 from agent_console.web.core import (
     HERE,
     LoginRequired,
@@ -43,6 +55,9 @@ ROUTERS = (
     inbox.router,
     leader.router,
     console.router,
+    admin.router,
+    admin_users.router,
+    admin_departments.router,
 )
 
 

@@ -17,7 +17,7 @@ HOMES = {
     "supervisor": ("/dispatch", "派单台"),
     "handler": ("/inbox", "部门待办"),
     "leader": ("/leader", "运行总览"),
-    "admin": ("/leader", "运行总览"),
+    "admin": ("/admin", "系统管理"),
 }
 
 
