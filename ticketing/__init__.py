@@ -20,6 +20,9 @@ Front door — other packages import these names from `ticketing`, never its mod
     evaluation   evaluate
     notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
     notify       send_sms, flush_pending (the SMS outbox)
+    submitter    what the submitter is told later: approve_summary, summary_mode (and the
+                 tell_* calls inside dispatch/evaluation); public_view, PublicView, PUBLIC_STAGES
+                 (the public portal's view of a matter: no staff-only field)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
@@ -161,6 +164,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         notice_for_evaluation,
     )
     from ticketing.notify import flush_pending, send_sms
+    from ticketing.public_view import STAGES as PUBLIC_STAGES
+    from ticketing.public_view import PublicView, public_view
     from ticketing.phones import (
         caller_phone,
         is_mainland_mobile,
@@ -185,6 +190,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         deadline_for,
         warning_for,
     )
+    from ticketing.submitter_notices import approve_summary, summary_mode
     from ticketing.uscc import validate_uscc
     from ticketing.warning_scan import (
         scan_warnings,

@@ -41,6 +41,7 @@ from ticketing.models import (
     utcnow,
 )
 from ticketing.sla import deadline_for
+from ticketing.submitter_notices import tell_reopened
 from ticketing.text import normalise_text
 
 RATING_WORDS: dict[str, Rating] = {
@@ -221,6 +222,7 @@ def evaluate(
     )
     if was_direct:  # 不满意 with a direct answer: it becomes a dispatched ticket
         _after_direct_answer(session, settings, ticket, overall)
+    tell_reopened(session, settings, ticket)  # 重办: the new committed deadline
     return ev
 
 
