@@ -164,8 +164,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         notice_for_evaluation,
     )
     from ticketing.notify import flush_pending, send_sms
-    from ticketing.public_view import STAGES as PUBLIC_STAGES
-    from ticketing.public_view import PublicView, public_view
+    from ticketing.portal_view import STAGES as PUBLIC_STAGES
+    from ticketing.portal_view import PublicView, public_view
     from ticketing.phones import (
         caller_phone,
         is_mainland_mobile,
