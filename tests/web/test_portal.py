@@ -194,7 +194,13 @@ def _resolve(web, ticket: Ticket, text: str = "已协调住建局，施工许可
     st = web.settings
     with session_scope(web.engine) as s:
         t = s.get(Ticket, ticket.id)
-        (so,) = dispatch_to_departments(s, st, t, ["ZJJ"], actor="dispatcher", instructions="内部：优先办理")
+        subs = list(s.exec(select(SubOrder).where(SubOrder.ticket_id == t.id)))
+        if not subs:  # the classifier did not auto-dispatch it: the dispatcher does
+            subs = dispatch_to_departments(s, st, t, ["ZJJ"], actor="dispatcher")
+        (so,) = subs
+        so.instructions = "内部：优先办理"  # staff-only: never on a public page
+        s.add(so)
+        s.flush()
         sid = so.id
     with session_scope(web.engine) as s:
         accept(s, st, sid, actor="handler")
