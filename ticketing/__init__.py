@@ -18,7 +18,8 @@ Front door — other packages import these names from `ticketing`, never its mod
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
-    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
+    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation,
+                 notice_by_confirm_token
     notify       send_sms, flush_pending (the SMS outbox)
     submitter    what the submitter is told later: approve_summary, summary_mode (and the
                  tell_* calls inside dispatch/evaluation); public_view, PublicView, PUBLIC_STAGES
@@ -161,17 +162,18 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         confirm_notice,
         create_acceptance_notice,
         issued_tokens,
+        notice_by_confirm_token,
         notice_for_evaluation,
     )
     from ticketing.notify import flush_pending, send_sms
-    from ticketing.portal_view import STAGES as PUBLIC_STAGES
-    from ticketing.portal_view import PublicView, public_view
     from ticketing.phones import (
         caller_phone,
         is_mainland_mobile,
         mask_phone,
         normalise_phone,
     )
+    from ticketing.portal_view import STAGES as PUBLIC_STAGES
+    from ticketing.portal_view import PublicView, public_view
     from ticketing.queries import (
         TicketFilter,
         caller_history,

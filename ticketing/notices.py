@@ -164,6 +164,18 @@ def confirm_notice(session: Session, token: str) -> Notice:
     return notice
 
 
+def notice_by_confirm_token(session: Session, token: str) -> Notice | None:
+    """The acceptance notice this confirm token (an SMS link's) belongs to, else None. Reading
+    it changes nothing: only `confirm_notice` does."""
+    if not isinstance(token, str) or not token or len(token) > 64:
+        return None
+    return session.exec(
+        select(Notice).where(
+            Notice.confirm_token == token_digest(token), Notice.kind == "acceptance"
+        )
+    ).first()
+
+
 def notice_for_evaluation(session: Session, ticket: Ticket, token: str) -> Notice | None:
     """The ticket's notice whose evaluation token this is (None for any other token, including
     the confirm token: each token does one thing)."""

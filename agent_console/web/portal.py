@@ -43,6 +43,7 @@ from ticketing import (
     is_mainland_mobile,
     mask_phone,
     normalise_phone,
+    notice_by_confirm_token,
     notice_for_evaluation,
     public_view,
     record_event,
@@ -63,7 +64,11 @@ FIELD_LABELS = {
 }
 _NUMBER = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-RATING_CHOICES = (("satisfied", "满意"), ("basically_satisfied", "基本满意"), ("unsatisfied", "不满意"))
+RATING_CHOICES = (
+    ("satisfied", "满意"),
+    ("basically_satisfied", "基本满意"),
+    ("unsatisfied", "不满意"),
+)
 
 
 # ---------------------------------------------------------------- rendering
@@ -157,9 +162,7 @@ def guides(request: Request) -> Response:
 
 
 # ---------------------------------------------------------------- submit
-def _submit_ctx(
-    request: Request, form: dict[str, Any], errors: dict[str, str]
-) -> dict[str, Any]:
+def _submit_ctx(request: Request, form: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
     limits = upload.Limits.of(request.app.state.settings)
     return {
         "form": form,
@@ -301,15 +304,7 @@ def _attach(
 
 # ---------------------------------------------------------------- the notice (SMS link)
 def _notice_by_token(s: Session, token: str) -> tuple[Notice, Ticket] | None:
-    from ticketing.notices import token_digest
-
-    if not _TOKEN.match(token):
-        return None
-    notice = s.exec(
-        select(Notice).where(
-            Notice.confirm_token == token_digest(token), Notice.kind == "acceptance"
-        )
-    ).first()
+    notice = notice_by_confirm_token(s, token) if _TOKEN.match(token) else None
     if notice is None:
         return None
     ticket = s.get(Ticket, notice.ticket_id)
@@ -426,7 +421,11 @@ async def rate_submit(number: str, request: Request) -> Response:
     else:
         missing = [
             label
-            for key, label in (("process", "办理过程"), ("timeliness", "办结时效"), ("result", "办理结果"))
+            for key, label in (
+                ("process", "办理过程"),
+                ("timeliness", "办结时效"),
+                ("result", "办理结果"),
+            )
             if typed[key] not in dict(RATING_CHOICES)
         ]
         if missing:
@@ -454,7 +453,9 @@ async def rate_submit(number: str, request: Request) -> Response:
         except TicketingError as e:
             error = e.message
         else:
-            return _see_other(f"/portal/rate/{number}?token={token}&done={'redo' if redo else 'rated'}")
+            return _see_other(
+                f"/portal/rate/{number}?token={token}&done={'redo' if redo else 'rated'}"
+            )
     with session_scope(state.engine, read_only=True) as s:
         ticket = _rating_ticket(s, number, token)
         if ticket is None:
@@ -512,7 +513,9 @@ async def track_submit(request: Request) -> Response:
         return _track(request, typed, 2, e.message, status=e.status_code)
     if not re.fullmatch(r"\d{6}", typed["code"]):
         return _track(request, typed, 2, "请输入短信中的 6 位验证码")
-    problem = await run_in_threadpool(access.check_code, request, typed["number"], phone, typed["code"])
+    problem = await run_in_threadpool(
+        access.check_code, request, typed["number"], phone, typed["code"]
+    )
     if problem is not None:
         return _track(request, typed, 2, problem)
     response = _see_other(f"/portal/track/{typed['number']}")
@@ -543,7 +546,9 @@ def _send_code(request: Request, number: str, phone: str) -> None:
             return
         code = access.new_code(request, number, phone)
         cfg = load_yaml(state.settings, "notices.yaml")
-        template = str(cfg.get("follow_code_sms") or "【店小二】验证码{code}，{minutes}分钟内有效。")
+        template = str(
+            cfg.get("follow_code_sms") or "【店小二】验证码{code}，{minutes}分钟内有效。"
+        )
         minutes = access.CodePolicy.of(state.settings).ttl // 60
         text = template.format_map({"code": code, "minutes": minutes})
         send_sms(s, state.settings, phone, text, ticket_id=ticket.id, kind="follow_code")

@@ -60,7 +60,9 @@ def set_csrf_cookie(request: Request, response: Response, token: str) -> None:
 def csrf_ok(request: Request, sent: object) -> bool:
     have = request.cookies.get(CSRF_COOKIE, "")
     return (
-        isinstance(sent, str) and len(have) == 43 and hmac.compare_digest(sent.encode(), have.encode())
+        isinstance(sent, str)
+        and len(have) == 43
+        and hmac.compare_digest(sent.encode(), have.encode())
     )
 
 

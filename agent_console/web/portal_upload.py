@@ -9,6 +9,7 @@ cleaned), folders 0700 and files 0600, created exclusively (never overwriting).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -110,7 +111,5 @@ def store(settings: Any, data: bytes, kind: str, name: str | None) -> dict[str, 
 
 def remove(settings: Any, meta: dict[str, Any]) -> None:
     """Delete a stored file whose ticket did not commit."""
-    try:
+    with contextlib.suppress(OSError, KeyError):
         (Path(settings.data_dir) / UPLOAD_DIR / str(meta["path"])).unlink()
-    except (OSError, KeyError):
-        pass

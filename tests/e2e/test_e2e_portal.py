@@ -88,7 +88,9 @@ def test_submit_confirm_follow_and_rate(browser, server, device):
         page.click("#go-submit")
         page.wait_for_load_state("networkidle")
         # an error first: what was typed stays
-        page.fill("#content", "我公司在赤壁高新区新建厂房，施工许可证申请已超过二十个工作日仍无答复。")
+        page.fill(
+            "#content", "我公司在赤壁高新区新建厂房，施工许可证申请已超过二十个工作日仍无答复。"
+        )
         page.fill("#submitter_phone", PHONES[device])
         page.click("#submit-btn")
         page.wait_for_load_state("networkidle")

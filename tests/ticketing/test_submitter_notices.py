@@ -6,6 +6,7 @@ dispatcher; summary mode; mainland mobiles only; no phone numbers in logs."""
 from __future__ import annotations
 
 import re
+
 import structlog
 import yaml
 from _loop_helpers import make_ticket, seed_departments
@@ -134,7 +135,9 @@ def test_a_rejected_extension_or_a_return_to_the_dispatcher_tells_nothing(engine
     tid = _world(engine, settings)
     (sid,) = _dispatch(engine, settings, tid, ["ZJJ"])
     with session_scope(engine) as s:
-        request_extension(s, settings, sid, actor="h", reason="人手不足", amount=1, unit="working_days")
+        request_extension(
+            s, settings, sid, actor="h", reason="人手不足", amount=1, unit="working_days"
+        )
     with session_scope(engine) as s:
         decide_extension(s, settings, sid, actor="disp", approve=False)
     with session_scope(engine) as s:

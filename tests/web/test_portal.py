@@ -140,7 +140,12 @@ def test_the_form_needs_its_csrf_token(web):
 
 def test_a_repeated_submission_files_one_ticket(web):
     form = _form(web)
-    data = {**form, "category": "government", "content": "社保转移办理进度咨询", "submitter_phone": PHONE}
+    data = {
+        **form,
+        "category": "government",
+        "content": "社保转移办理进度咨询",
+        "submitter_phone": PHONE,
+    }
     first = web.client.post("/portal/submit", data=data, follow_redirects=False)
     again = web.client.post("/portal/submit", data=data, follow_redirects=False)
     assert first.status_code == 303 and again.status_code == 303
@@ -162,9 +167,7 @@ def test_attachment_type_is_sniffed_and_stored_privately(web):
     with session_scope(web.engine, read_only=True) as s:
         t = s.exec(select(Ticket)).one()
         (meta,) = t.channel_data["attachments"]
-        assert s.exec(
-            select(TicketEvent).where(TicketEvent.action == "attachment_added")
-        ).first()
+        assert s.exec(select(TicketEvent).where(TicketEvent.action == "attachment_added")).first()
     assert meta["type"] == "image/png" and meta["size"] == len(PNG)
     assert meta["name"] == "现场照片.png"
     path = web.settings.data_dir / "portal_uploads" / meta["path"]
@@ -177,9 +180,13 @@ def test_confirm_is_a_page_and_only_post_confirms(web):
     page = web.client.get(f"/portal/n/{token}")
     assert page.status_code == 200 and "确认收到告知书" in page.text
     with session_scope(web.engine, read_only=True) as s:
-        assert s.exec(select(Notice).where(Notice.ticket_id == ticket.id)).one().confirmed_at is None
+        assert (
+            s.exec(select(Notice).where(Notice.ticket_id == ticket.id)).one().confirmed_at is None
+        )
     csrf = CSRF_RE.search(page.text).group(1)
-    r = web.client.post(f"/portal/n/{token}/confirm", data={"csrf_token": csrf}, follow_redirects=False)
+    r = web.client.post(
+        f"/portal/n/{token}/confirm", data={"csrf_token": csrf}, follow_redirects=False
+    )
     assert r.status_code == 303
     page = web.client.get(r.headers["location"]).text
     assert "已确认收到受理告知书" in page and "确认收到告知书</button>" not in page
@@ -214,22 +221,36 @@ def test_follow_by_number_and_sms_code(web):
     assert web.client.get(f"/portal/track/{number}", follow_redirects=False).status_code == 303
     form = _form(web, "/portal/track")
     # a wrong phone: the same answer, no code sent
-    r = web.client.post("/portal/track", data={**form, "number": number, "phone": "13900001111", "action": "send"})
+    r = web.client.post(
+        "/portal/track", data={**form, "number": number, "phone": "13900001111", "action": "send"}
+    )
     assert r.status_code == 200 and "如工单编号与手机号一致" in r.text
     assert _outbox(web, ticket.id, "follow_code") == []
-    r = web.client.post("/portal/track", data={**form, "number": number, "phone": PHONE, "action": "send"})
+    r = web.client.post(
+        "/portal/track", data={**form, "number": number, "phone": PHONE, "action": "send"}
+    )
     assert r.status_code == 200 and "如工单编号与手机号一致" in r.text
     (sms,) = _outbox(web, ticket.id, "follow_code")
     code = re.search(r"验证码(\d{6})", sms.body).group(1)
     wrong = "000000" if code != "000000" else "111111"
-    r = web.client.post("/portal/track", data={**form, "number": number, "phone": PHONE, "code": wrong, "action": "verify"})
+    r = web.client.post(
+        "/portal/track",
+        data={**form, "number": number, "phone": PHONE, "code": wrong, "action": "verify"},
+    )
     assert r.status_code == 422 and "验证码不正确" in r.text
-    r = web.client.post("/portal/track", data={**form, "number": number, "phone": PHONE, "code": code, "action": "verify"}, follow_redirects=False)
+    r = web.client.post(
+        "/portal/track",
+        data={**form, "number": number, "phone": PHONE, "code": code, "action": "verify"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/portal/track/{number}"
     page = web.client.get(r.headers["location"]).text
     assert number in page and "办理进度" in page and "北京时间" in page
     # one-time: the same code again is void
-    r = web.client.post("/portal/track", data={**form, "number": number, "phone": PHONE, "code": code, "action": "verify"})
+    r = web.client.post(
+        "/portal/track",
+        data={**form, "number": number, "phone": PHONE, "code": code, "action": "verify"},
+    )
     assert r.status_code == 422 and "失效" in r.text
     # the grant is for that number only
     with session_scope(web.engine, read_only=True) as s:
@@ -250,7 +271,9 @@ def test_wrong_codes_void_the_code_and_sending_is_limited(web):
     for _ in range(5):
         r = web.client.post("/portal/track", data={**base, "code": wrong, "action": "verify"})
     assert "错误次数过多" in r.text
-    r = web.client.post("/portal/track", data={**base, "code": code, "action": "verify"}, follow_redirects=False)
+    r = web.client.post(
+        "/portal/track", data={**base, "code": code, "action": "verify"}, follow_redirects=False
+    )
     assert r.status_code == 422  # the right code no longer works
     for _ in range(2):
         web.client.post("/portal/track", data={**base, "action": "send"})
@@ -263,7 +286,7 @@ def test_resolution_texts_the_reply_and_the_rating_page_rates(web):
     token, number, ticket = _submitted(web)
     _resolve(web, ticket)
     (sms,) = _outbox(web, ticket.id, "resolved")
-    assert "施工许可证已于今日核发" in sms.body and "住房" in sms.body or "住建" in sms.body
+    assert ("施工许可证已于今日核发" in sms.body and "住房" in sms.body) or "住建" in sms.body
     link = re.search(r"(/portal/rate/\S+)", sms.body).group(1)
     page = web.client.get(link)
     assert page.status_code == 200 and "请评价本次办理" in page.text
@@ -271,10 +294,20 @@ def test_resolution_texts_the_reply_and_the_rating_page_rates(web):
     assert "内部：优先办理" not in page.text and "handler" not in page.text
     rate_token = link.split("token=")[1]
     csrf = CSRF_RE.search(page.text).group(1)
-    data = {"csrf_token": csrf, "token": rate_token, "action": "rate", "process": "satisfied", "timeliness": "satisfied"}
+    data = {
+        "csrf_token": csrf,
+        "token": rate_token,
+        "action": "rate",
+        "process": "satisfied",
+        "timeliness": "satisfied",
+    }
     r = web.client.post(f"/portal/rate/{number}", data=data)
     assert r.status_code == 422 and "请选择办理结果的评价" in r.text
-    r = web.client.post(f"/portal/rate/{number}", data={**data, "result": "basically_satisfied", "comment": "办得快"}, follow_redirects=False)
+    r = web.client.post(
+        f"/portal/rate/{number}",
+        data={**data, "result": "basically_satisfied", "comment": "办得快"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert "感谢您的评价" in web.client.get(r.headers["location"]).text
     assert _ticket(web, number).status == "closed"
@@ -294,7 +327,9 @@ def test_redo_posts_an_unsatisfied_rating_with_the_reason_and_texts_the_new_dead
     data = {"csrf_token": csrf, "token": link.split("token=")[1], "action": "redo"}
     r = web.client.post(f"/portal/rate/{number}", data={**data, "reason": ""})
     assert r.status_code == 422 and "请填写申请重办的理由" in r.text
-    r = web.client.post(f"/portal/rate/{number}", data={**data, "reason": "证还没拿到"}, follow_redirects=False)
+    r = web.client.post(
+        f"/portal/rate/{number}", data={**data, "reason": "证还没拿到"}, follow_redirects=False
+    )
     assert r.status_code == 303
     t = _ticket(web, number)
     assert t.status == "reopened" and t.round == 2
