@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from agent_console.web import (
+    attachments,
     auth_pages,
     console,
     desk,
@@ -54,6 +55,7 @@ ROUTERS = (
     inbox.router,
     leader.router,
     console.router,
+    attachments.router,
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

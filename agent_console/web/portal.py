@@ -324,7 +324,9 @@ def notice_page(token: str, request: Request) -> Response:
         notice, ticket = found
         view = public_view(s, state.settings, ticket)
         texted = is_mainland_mobile(ticket.submitter_phone)
-        masked = mask_phone(ticket.submitter_phone) if ticket.submitter_phone else ""
+        masked = (
+            mask_phone(ticket.submitter_phone).removeprefix("+86") if ticket.submitter_phone else ""
+        )
     return render(
         request,
         "notice.html",

@@ -355,3 +355,26 @@ def test_get_never_changes_state(web, path):
     with session_scope(web.engine, read_only=True) as s:
         assert s.exec(select(TicketEvent)).first() is None
         assert s.exec(select(SubOrder)).first() is None
+
+
+def test_staff_download_the_attachment_as_the_ticket_is_visible(web):
+    r = _submit(web, files={"attachment": ("材料.pdf", b"%PDF-1.7\n" + b"1" * 100, "x/y")})
+    assert r.status_code == 303
+    with session_scope(web.engine, read_only=True) as s:
+        t = s.exec(select(Ticket)).one()
+        (meta,) = t.channel_data["attachments"]
+        has_suborders = s.exec(select(SubOrder).where(SubOrder.ticket_id == t.id)).first()
+    url = f"/tickets/{t.number}/attachments/{meta['id']}"
+    web.client.cookies.clear()
+    assert web.client.get(url, follow_redirects=False).status_code == 303  # to the login
+    web.login("dispatcher")
+    page = web.client.get(f"/tickets/{t.number}").text
+    assert url in page and "材料.pdf" in page
+    r = web.client.get(url)
+    assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"].startswith("attachment;")
+    assert web.client.get(f"/tickets/{t.number}/attachments/nope").status_code == 404
+    if not has_suborders:  # a handler sees a ticket only once its department has a sub-order
+        web.login("handler")
+        assert web.client.get(url).status_code == 404
