@@ -220,9 +220,9 @@ def evaluate(
         previous_deadline=previous_deadline,
         deadline=deadline,
     )
+    tell_reopened(session, settings, ticket)  # 重办: the new committed deadline
     if was_direct:  # 不满意 with a direct answer: it becomes a dispatched ticket
         _after_direct_answer(session, settings, ticket, overall)
-    tell_reopened(session, settings, ticket)  # 重办: the new committed deadline
     return ev
 
 
