@@ -59,7 +59,7 @@ ROUTERS = (
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).
-PUBLIC_ROUTERS = (portal.router,)
+PUBLIC_ROUTERS = (portal.router, portal.legacy)
 PORTAL_SUBMIT = portal.SUBMIT_PATH
 
 

@@ -569,3 +569,21 @@ def track_view(number: str, request: Request) -> Response:
             return _bad_link(request)
         view = public_view(s, state.settings, ticket)
     return render(request, "track_view.html", {"v": view})
+
+
+# ---------------------------------------------------------------- links sent before the portal
+legacy = APIRouter(include_in_schema=False)
+
+
+@legacy.get("/api/v1/public/notices/{token}/confirm", name="portal.legacy_confirm")
+def legacy_confirm(token: str) -> Response:
+    """SMS sent before the portal linked the POST-only API (a GET answered 405): open the page."""
+    return _see_other(f"/portal/n/{token}" if _TOKEN.match(token) else "/portal/track")
+
+
+@legacy.get("/api/v1/public/tickets/{number}/evaluation", name="portal.legacy_rate")
+def legacy_rate(number: str, request: Request) -> Response:
+    token = request.query_params.get("token", "")
+    if _NUMBER.match(number) and _TOKEN.match(token):
+        return _see_other(f"/portal/rate/{number}?token={token}")
+    return _see_other("/portal/track")

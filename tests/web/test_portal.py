@@ -378,3 +378,16 @@ def test_staff_download_the_attachment_as_the_ticket_is_visible(web):
     if not has_suborders:  # a handler sees a ticket only once its department has a sub-order
         web.login("handler")
         assert web.client.get(url).status_code == 404
+
+
+def test_links_of_sms_sent_before_the_portal_open_its_pages(web):
+    token, number, _ticket = _submitted(web)
+    r = web.client.get(f"/api/v1/public/notices/{token}/confirm", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/portal/n/{token}"
+    r = web.client.get(
+        f"/api/v1/public/tickets/{number}/evaluation?token=abc", follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/portal/rate/{number}?token=abc"
+    # the API's POST is untouched
+    r = web.client.post(f"/api/v1/public/notices/{token}/confirm")
+    assert r.status_code == 200 and r.json()["ticket_number"] == number
