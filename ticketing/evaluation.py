@@ -255,3 +255,26 @@ def _staff_to_supersede(ticket: Ticket, rows: list[Evaluation]) -> Evaluation | 
         if e.round == round_no and e.source == EvaluationSource.staff and not e.superseded
     ]
     return staff[0] if staff else None
+
+
+def submitter_may_rate(session: Session, ticket: Ticket) -> bool:
+    """Whether the submitter's own rating would be taken now (the rules of `evaluate`): a
+    resolved ticket not yet rated by the submitter this round, or one a staff-recorded rating
+    closed or reopened that the submitter has not rated."""
+    rows = list(
+        session.exec(
+            select(Evaluation).where(
+                Evaluation.ticket_id == ticket.id, Evaluation.round >= ticket.round - 1
+            )
+        )
+    )
+    if ticket.status == TicketStatus.resolved:
+        return not any(
+            e.round == ticket.round and e.source == EvaluationSource.submitter for e in rows
+        )
+    if ticket.status not in (TicketStatus.closed, TicketStatus.reopened):
+        return False
+    staff = _staff_to_supersede(ticket, rows)
+    return staff is not None and not any(
+        e.round == staff.round and e.source == EvaluationSource.submitter for e in rows
+    )

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
+from ticketing.evaluation import submitter_may_rate
 from ticketing.lifecycle import round_suborders
 from ticketing.models import (
     Evaluation,
@@ -165,7 +166,7 @@ def public_view(session: Session, settings: Settings, ticket: Ticket) -> PublicV
         ).first()
         is not None
     )
-    view.can_rate = ticket.status == TicketStatus.resolved and not view.rated
+    view.can_rate = submitter_may_rate(session, ticket)
     return view
 
 

@@ -207,3 +207,25 @@ def test_no_phone_number_in_the_logs(engine, settings):
         _reply(engine, settings, sid, "已处理。")
     assert "13812341234" not in repr(logs)
     assert _sms(engine, tid, "resolved")
+
+
+def test_the_submitter_may_still_rate_over_a_staff_recorded_rating(engine, settings):
+    tid = _world(engine, settings)
+    (sid,) = _dispatch(engine, settings, tid, ["ZJJ"])
+    _reply(engine, settings, sid, "已处理。")
+    with session_scope(engine) as s:
+        evaluate(
+            s, settings, s.get(Ticket, tid), process="满意", timeliness="满意", result="满意",
+            actor="agent1", source="staff", channel="callback",
+        )  # fmt: skip
+    with session_scope(engine, read_only=True) as s:
+        view = public_view(s, settings, s.get(Ticket, tid))
+    assert view.status == "closed" and view.can_rate and not view.rated
+    with session_scope(engine) as s:
+        evaluate(
+            s, settings, s.get(Ticket, tid), process="满意", timeliness="基本满意",
+            result="满意", actor="public",
+        )  # fmt: skip
+    with session_scope(engine, read_only=True) as s:
+        view = public_view(s, settings, s.get(Ticket, tid))
+    assert view.rated and not view.can_rate
