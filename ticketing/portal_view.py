@@ -53,7 +53,7 @@ class PublicView:
     channel: str
     category: str
     status: str
-    stage: int  # index into STAGES of the stage the matter is in
+    stage: int  # index into STAGES of the stage the matter is in (len(STAGES): all done)
     stage_label: str
     created_at: datetime
     deadline_at: datetime | None
@@ -71,7 +71,7 @@ class PublicView:
 
 def _stage(ticket: Ticket, accepted: bool) -> tuple[int, str]:
     if ticket.status == TicketStatus.closed:
-        return 4, "已评价，办理完毕"
+        return len(STAGES), "已评价，办理完毕"  # every stage done
     if ticket.status == TicketStatus.resolved:
         return 3, "已办结，待评价"
     if ticket.status == TicketStatus.reopened:
