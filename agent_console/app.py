@@ -195,7 +195,9 @@ def create_app(
             handlers=app.exception_handlers,
         )
     app.add_middleware(
-        BodyLimitMiddleware, public_limit=public_max_body(settings.public_max_content_chars)
+        BodyLimitMiddleware,
+        public_limit=public_max_body(settings.public_max_content_chars),
+        path_limits={web.PORTAL_SUBMIT: web.portal_max_body(settings)},
     )
     app.state.route_templates = {id(route): path for path, route in iter_routes()}
     app.add_middleware(

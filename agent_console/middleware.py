@@ -52,17 +52,26 @@ def _too_large(limit: int) -> dict[str, Any]:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, public_limit: int, default_limit: int = DEFAULT_MAX_BODY):
+    def __init__(
+        self,
+        app: ASGIApp,
+        public_limit: int,
+        default_limit: int = DEFAULT_MAX_BODY,
+        path_limits: dict[str, int] | None = None,
+    ):
         self.app = app
         self.public_limit = public_limit
         self.default_limit = default_limit
+        self.path_limits = path_limits or {}  # exact paths (the portal's form with a photo)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = self.public_limit if path.startswith(PUBLIC_PREFIXES) else self.default_limit
+        limit = self.path_limits.get(path) or (
+            self.public_limit if path.startswith(PUBLIC_PREFIXES) else self.default_limit
+        )
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

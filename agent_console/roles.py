@@ -42,6 +42,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "tickets.get": ALL_ROLES,  # handler: only with a sub-order of its department, else 404
     "tickets.dispatch": _DISPATCH,
     "tickets.evaluate": _STAFF,
+    # what the submitter is told on resolution, when notices.yaml resolution_reply is "summary"
+    "tickets.resolution_summary": _DISPATCH,
     "suborders.accept": frozenset({ADMIN, HANDLER}),  # handler: own department only
     "suborders.reply": frozenset({ADMIN, HANDLER}),
     "suborders.return": frozenset({ADMIN, HANDLER}),

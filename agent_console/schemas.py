@@ -309,6 +309,15 @@ class PublicEvaluationIn(EvaluationIn):
     )
 
 
+class ResolutionSummaryIn(_In):
+    text: str = Field(min_length=1, max_length=1000, description="what the submitter is told")
+
+
+class ResolutionSummaryOut(BaseModel):
+    number: str
+    sms_sent: bool = Field(description="texted (mainland mobiles only)")
+
+
 class NoticeConfirmOut(BaseModel):
     ticket_number: str
     confirmed_at: datetime

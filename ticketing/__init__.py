@@ -18,8 +18,12 @@ Front door — other packages import these names from `ticketing`, never its mod
     dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
                  decide_extension
     evaluation   evaluate
-    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
+    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation,
+                 notice_by_confirm_token
     notify       send_sms, flush_pending (the SMS outbox)
+    submitter    what the submitter is told later: approve_summary, summary_mode (and the
+                 tell_* calls inside dispatch/evaluation); public_view, PublicView, PUBLIC_STAGES
+                 (the public portal's view of a matter: no staff-only field)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
     callbacks    promise_callback (one per call and reason), next_callback_time
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
@@ -176,6 +180,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         confirm_notice,
         create_acceptance_notice,
         issued_tokens,
+        notice_by_confirm_token,
         notice_for_evaluation,
     )
     from ticketing.notify import flush_pending, send_sms
@@ -185,6 +190,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         mask_phone,
         normalise_phone,
     )
+    from ticketing.portal_view import STAGES as PUBLIC_STAGES
+    from ticketing.portal_view import PublicView, public_view
     from ticketing.queries import (
         TicketFilter,
         caller_history,
@@ -208,6 +215,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         deadline_for,
         warning_for,
     )
+    from ticketing.submitter_notices import approve_summary, summary_mode
     from ticketing.uscc import validate_uscc
     from ticketing.warning_scan import (
         scan_warnings,

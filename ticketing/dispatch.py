@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
-from ticketing import events, handoff
+from ticketing import events, handoff, submitter_notices
 from ticketing.department_cache import cached_departments
 from ticketing.dispatch_rule import (
     DepartmentLookup,
@@ -348,8 +348,16 @@ def reply(
     )
     so.reply = body
     so.replied_at = utcnow()
-    recompute_ticket_status(session, ticket, actor=actor)
+    _recompute_and_tell(session, settings, ticket, actor)
     return so
+
+
+def _recompute_and_tell(session: Session, settings: Settings, ticket: Ticket, actor: str) -> None:
+    """recompute_ticket_status, and tell the submitter when that resolved the ticket (a return to
+    the dispatcher is not told: the committed deadline stands)."""
+    before = ticket.status
+    if recompute_ticket_status(session, ticket, actor=actor) != before:
+        submitter_notices.tell_resolved(session, settings, ticket)
 
 
 def return_suborder(
@@ -376,7 +384,7 @@ def return_suborder(
         to_dispatcher=True,
     )
     so.return_reason = why
-    recompute_ticket_status(session, ticket, actor=actor)
+    _recompute_and_tell(session, settings, ticket, actor)
     return so
 
 
@@ -487,4 +495,12 @@ def decide_extension(
         event="extension_approved" if approve else "extension_rejected",
         **detail,
     )
+    if "previous_ticket_deadline" in detail:  # the committed deadline moved: tell the submitter
+        submitter_notices.tell_extension(
+            session,
+            settings,
+            ticket,
+            previous_deadline=detail["previous_ticket_deadline"],
+            reason=so.extension_reason,
+        )
     return so

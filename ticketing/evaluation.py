@@ -41,6 +41,7 @@ from ticketing.models import (
     utcnow,
 )
 from ticketing.sla import deadline_for
+from ticketing.submitter_notices import tell_reopened
 from ticketing.text import normalise_text
 
 RATING_WORDS: dict[str, Rating] = {
@@ -219,6 +220,7 @@ def evaluate(
         previous_deadline=previous_deadline,
         deadline=deadline,
     )
+    tell_reopened(session, settings, ticket)  # 重办: the new committed deadline
     if was_direct:  # 不满意 with a direct answer: it becomes a dispatched ticket
         _after_direct_answer(session, settings, ticket, overall)
     return ev
@@ -253,3 +255,26 @@ def _staff_to_supersede(ticket: Ticket, rows: list[Evaluation]) -> Evaluation | 
         if e.round == round_no and e.source == EvaluationSource.staff and not e.superseded
     ]
     return staff[0] if staff else None
+
+
+def submitter_may_rate(session: Session, ticket: Ticket) -> bool:
+    """Whether the submitter's own rating would be taken now (the rules of `evaluate`): a
+    resolved ticket not yet rated by the submitter this round, or one a staff-recorded rating
+    closed or reopened that the submitter has not rated."""
+    rows = list(
+        session.exec(
+            select(Evaluation).where(
+                Evaluation.ticket_id == ticket.id, Evaluation.round >= ticket.round - 1
+            )
+        )
+    )
+    if ticket.status == TicketStatus.resolved:
+        return not any(
+            e.round == ticket.round and e.source == EvaluationSource.submitter for e in rows
+        )
+    if ticket.status not in (TicketStatus.closed, TicketStatus.reopened):
+        return False
+    staff = _staff_to_supersede(ticket, rows)
+    return staff is not None and not any(
+        e.round == staff.round and e.source == EvaluationSource.submitter for e in rows
+    )

@@ -45,13 +45,24 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# Where the submitter's links open when notices.yaml names no `links`: the public portal's pages
+DEFAULT_LINKS = {"confirm": "/portal/n/{token}", "evaluate": "/portal/rate/{number}?token={token}"}
+
+
+def _link(settings: Settings, kind: str, **values: str) -> str:
+    links = load_yaml(settings, "notices.yaml").get("links") or {}
+    template = str(links.get(kind) or DEFAULT_LINKS[kind])
+    return settings.public_base_url.rstrip("/") + _render(template, values, f"links.{kind}")
+
+
 def confirm_url(settings: Settings, token: str) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/api/v1/public/notices/{token}/confirm"
+    """The SMS link that opens the notice's page (confirm button, the matter's progress)."""
+    return _link(settings, "confirm", token=token)
 
 
 def evaluate_url(settings: Settings, number: str, token: str) -> str:
-    base = settings.public_base_url.rstrip("/")
-    return f"{base}/api/v1/public/tickets/{number}/evaluation?token={token}"
+    """The SMS link that opens the rating page (满意/基本满意/不满意, or 重办 with a reason)."""
+    return _link(settings, "evaluate", number=number, token=token)
 
 
 def issued_tokens(session: Session, notice_id: int) -> NoticeTokens | None:
@@ -153,6 +164,18 @@ def confirm_notice(session: Session, token: str) -> Notice:
     return notice
 
 
+def notice_by_confirm_token(session: Session, token: str) -> Notice | None:
+    """The acceptance notice this confirm token (an SMS link's) belongs to, else None. Reading
+    it changes nothing: only `confirm_notice` does."""
+    if not isinstance(token, str) or not token or len(token) > 64:
+        return None
+    return session.exec(
+        select(Notice).where(
+            Notice.confirm_token == token_digest(token), Notice.kind == "acceptance"
+        )
+    ).first()
+
+
 def notice_for_evaluation(session: Session, ticket: Ticket, token: str) -> Notice | None:
     """The ticket's notice whose evaluation token this is (None for any other token, including
     the confirm token: each token does one thing)."""
@@ -164,13 +187,20 @@ def notice_for_evaluation(session: Session, ticket: Ticket, token: str) -> Notic
     return notice if notice is not None and notice.ticket_id == ticket.id else None
 
 
-_LINK_TOKEN = re.compile(r"(/public/notices/)[^/\s]+(/confirm)|([?&]token=)[^&\s]+")
+_LINK_TOKEN = re.compile(
+    r"(/public/notices/)[^/\s]+(/confirm)|([?&]token=)[^&\s]+|(/portal/n/)[^/?#\s]+"
+)
 
 
 def redact_links(text: str) -> str:
     """A notice body written before tokens were redacted, with its links' tokens hidden (used by
     the migration that redacts stored bodies)."""
-    return _LINK_TOKEN.sub(
-        lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}" if m.group(1) else m.group(3) + REDACTED,
-        text,
-    )
+
+    def hide(m: re.Match[str]) -> str:
+        if m.group(1):
+            return f"{m.group(1)}{REDACTED}{m.group(2)}"
+        if m.group(4):
+            return m.group(4) + REDACTED
+        return m.group(3) + REDACTED
+
+    return _LINK_TOKEN.sub(hide, text)

@@ -27,6 +27,8 @@ from agent_console.schemas import (
     EvaluationOut,
     EventOut,
     NoticeOut,
+    ResolutionSummaryIn,
+    ResolutionSummaryOut,
     SubOrderOut,
     TicketDetail,
     TicketOut,
@@ -43,8 +45,10 @@ from ticketing import (
     Urgency,
     User,
     Warning,
+    approve_summary,
     dispatch_to_departments,
     evaluate,
+    is_mainland_mobile,
     list_tickets,
 )
 from ticketing import history as ticket_history
@@ -252,3 +256,27 @@ def evaluate_ticket(
     )
     session.flush()
     return EvaluationOut.model_validate(ev)
+
+
+@router.post(
+    "/{number}/resolution-summary",
+    name="tickets.resolution_summary",
+    response_model=ResolutionSummaryOut,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def resolution_summary(
+    number: str,
+    body: ResolutionSummaryIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.resolution_summary")),
+) -> ResolutionSummaryOut:
+    """A dispatcher approves what the submitter is told of a resolved ticket (notices.yaml
+    `resolution_reply: summary`): texted with a fresh rating link, shown on the public portal
+    instead of the departments' replies."""
+    ticket = visible_ticket(session, user, number)
+    approve_summary(session, settings, ticket, body.text, actor=user.username)
+    session.flush()
+    return ResolutionSummaryOut(
+        number=ticket.number, sms_sent=is_mainland_mobile(ticket.submitter_phone)
+    )

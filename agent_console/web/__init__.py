@@ -11,6 +11,8 @@ Layout:
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
   admin.py       the administrator's home, holiday calendar and business hours
   admin_users.py, admin_departments.py   users and departments (role admin)
+  portal.py      the public service portal (/portal, no login): submit, notice, follow, rate;
+                 portal_access.py (CSRF, follow grants, SMS codes), portal_upload.py (attachments)
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -28,11 +30,14 @@ from agent_console.web import (
     admin,
     admin_departments,
     admin_users,
+    attachments,
     auth_pages,
     console,
     desk,
     inbox,
     leader,
+    portal,
+    portal_upload,
     tickets,
 )
 from agent_console.web.core import (
@@ -58,7 +63,17 @@ ROUTERS = (
     admin.router,
     admin_users.router,
     admin_departments.router,
+    attachments.router,
 )
+# Public pages (no login, no role row): the service portal. Its own CSRF and access rules
+# (agent_console.web.portal_access).
+PUBLIC_ROUTERS = (portal.router, portal.legacy)
+PORTAL_SUBMIT = portal.SUBMIT_PATH
+
+
+def portal_max_body(settings: object) -> int:
+    """The request body a portal submission may have (its attachment plus the form)."""
+    return portal_upload.max_body(settings)
 
 
 def install(app: FastAPI) -> None:
@@ -66,7 +81,7 @@ def install(app: FastAPI) -> None:
     app.state.web = Web(make_env(), labels(app.state.settings))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = getattr(app.state, "route_templates", None)
-    for router in ROUTERS:
+    for router in (*ROUTERS, *PUBLIC_ROUTERS):
         app.include_router(router)
         if templates is not None:  # access metrics label pages by template, not "unmatched"
             templates.update({id(r): r.path for r in router.routes if isinstance(r, APIRoute)})

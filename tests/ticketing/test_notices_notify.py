@@ -258,9 +258,9 @@ def test_acceptance_notice_rendered_stored_and_texted(engine, settings, queue):
 
     deadline_local = to_local(settings, t.deadline_at).strftime("%Y年%m月%d日 %H:%M")
     assert deadline_local in notice.body and deadline_local.endswith("18:00")
-    url = f"{settings.public_base_url}/api/v1/public/notices/{tokens.confirm}/confirm"
+    url = f"{settings.public_base_url}/portal/n/{tokens.confirm}"
     # staff see the notice with the link redacted; what the submitter got keeps it
-    assert url not in notice.body and "/public/notices/[已隐去]/confirm" in notice.body
+    assert url not in notice.body and "/portal/n/[已隐去]" in notice.body
     assert url in notice.sent_body and tokens.confirm not in notice.body
     assert len(tokens.confirm) >= 40
     # only digests are stored
