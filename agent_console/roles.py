@@ -87,6 +87,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.inbox": frozenset({ADMIN, HANDLER}),  # handler: own department only
     "web.leader": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "web.console": frozenset({ADMIN, AGENT}),  # agent console, its live events and PBX commands
+    "web.kb": ALL_ROLES,  # knowledge pages; editing checked against knowledge.* and the store
+    "web.kb_gaps": _DISPATCH | {LEADER, HANDLER},  # as knowledge.gaps
 }
 WEB_PREFIX = "web."
 

@@ -9,6 +9,7 @@ Layout:
   inbox.py       a department's inbox and its sub-order actions
   leader.py      the leader's read-only overview (ECharts)
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
+  kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -22,7 +23,17 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
+from agent_console.web import (
+    auth_pages,
+    console,
+    desk,
+    inbox,
+    kb,
+    kb_console,
+    leader,
+    portal_kb,
+    tickets,
+)
 from agent_console.web.core import (
     HERE,
     LoginRequired,
@@ -43,6 +54,9 @@ ROUTERS = (
     inbox.router,
     leader.router,
     console.router,
+    kb.router,
+    kb_console.router,
+    portal_kb.router,  # knowledge base (issue #19)
 )
 
 
