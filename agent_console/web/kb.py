@@ -273,6 +273,7 @@ def kb_new(request: Request, user: User = Depends(page_user("web.kb"))) -> Respo
 async def kb_create(request: Request, user: User = Depends(page_user("web.kb"))) -> Response:
     require_role(user, "knowledge.create")
     typed, data, error = _parse_form(await request.form())
+    status = 422
     if data is not None:
         state = request.app.state
         try:
@@ -280,10 +281,10 @@ async def kb_create(request: Request, user: User = Depends(page_user("web.kb")))
                 a = create_article(s, state.settings, data, Editor.of(user), note=typed["note"])
                 aid = a.id
         except TicketingError as e:
-            error = e.message
+            error, status = e.message, e.status
         else:
             return redirect(f"/kb/{aid}?done=created", request)
-    return _edit_page(request, user, typed, None, error, status=422)
+    return _edit_page(request, user, typed, None, error, status=_status(status))
 
 
 @router.get("/kb/{article_id}/edit", name="web.kb_edit")
