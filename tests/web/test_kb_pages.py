@@ -123,7 +123,7 @@ def test_console_suggests_sends_sms_and_answers_directly(kb: Web):
         "/console/kb/suggest",
         params={"content": "我想开个小吃店，个体户要什么材料", "call_id": CALL},
     )
-    assert sugg.status_code == 200 and 'accesskey="1"' in sugg.text
+    assert sugg.status_code == 200 and 'data-n="1"' in sugg.text
     ids = [int(i) for i in re.findall(r'name="article_ids" value="(\d+)"', sugg.text)]
     assert ids
     panel = kb.client.get(f"/kb/{ids[0]}/panel", params={"call_id": CALL})
