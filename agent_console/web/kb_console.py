@@ -110,10 +110,13 @@ def suggestions(request: Request, question: str, picked: list[int]) -> dict[str,
             else []
         )
         shown = {h.article.id for h in hits}
+        today = local_today(state.settings)
         kept = [
             a
             for a in s.exec(select(KbArticle).where(col(KbArticle.id).in_(picked)))
-            if a.id not in shown and a.status == ArticleStatus.published
+            if a.id not in shown
+            and a.status == ArticleStatus.published
+            and (a.expires_on is None or a.expires_on >= today)
         ]
         depts = departments(s)
     if question:

@@ -69,6 +69,10 @@ def test_owning_department_writes_reviews_publishes_others_are_refused(kb: Web):
             "keywords": "年报、个体户", "is_public": "1"}  # fmt: skip
     bad = _post(kb, "/kb/new", {**form, "title": ""})
     assert bad.status_code == 422 and "请填写标题" in bad.text
+    dates = _post(
+        kb, "/kb/new", {**form, "effective_from": "2026-02-01", "expires_on": "2026-01-01"}
+    )
+    assert dates.status_code == 422 and "失效日期不能早于生效日期" in dates.text
     r = _post(kb, "/kb/new", form, follow_redirects=False)
     assert r.status_code == 303, r.text
     aid = int(re.search(r"/kb/(\d+)", r.headers["location"]).group(1))
