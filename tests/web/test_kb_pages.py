@@ -144,7 +144,7 @@ def test_console_suggests_sends_sms_and_answers_directly(kb: Web):
             "content": "咨询个体户小吃店开办需要哪些材料",
             "article_ids": [ids[0]],
             "note": "已告知所需材料与办理地点",
-        },  # fmt: skip
+        },
         headers=h,
     )
     assert r.status_code == 200, r.text
