@@ -73,6 +73,13 @@ def test_agent_answers_a_consultation_from_a_suggested_article(page_for, server)
     assert leader.inner_text("#kb-direct-rate") != "—"
     leader.locator("#leader-kb").scroll_into_view_if_needed()
     shot(leader, "62-leader-first-contact")
+    # the staff pages: search with the matching passage, an article with its versions
+    leader.goto(server.url + "/kb?q=公积金怎么提取")
+    leader.wait_for_selector(".kb-hits .kb-title")
+    shot(leader, "66-kb-search")
+    leader.click(".kb-hits .kb-title >> nth=0")
+    leader.wait_for_selector("#kb-versions")
+    shot(leader, "67-kb-article")
 
 
 def test_citizen_finds_an_article_on_a_phone_before_submitting(browser, server):
