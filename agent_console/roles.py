@@ -93,6 +93,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.console": frozenset({ADMIN, AGENT}),  # agent console, its live events and PBX commands
     # the administrator's pages: users, departments, holiday calendar, business hours
     "web.admin": frozenset({ADMIN}),
+    "web.kb": ALL_ROLES,  # knowledge pages; editing checked against knowledge.* and the store
+    "web.kb_gaps": _DISPATCH | {LEADER, HANDLER},  # as knowledge.gaps
 }
 WEB_PREFIX = "web."
 

@@ -127,6 +127,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.knowledge import (
         KIND_WORDS,
+        STATUS_LABELS,
         ArticleIn,
         ArticleKind,
         ArticleStatus,
@@ -141,6 +142,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         get_article,
         log_open,
         log_search,
+        may_edit,
         no_hit_articles,
         run_knowledge_upkeep,
         search_articles,

@@ -74,39 +74,28 @@ def answer_at_intake(
     A hotline intake whose call already has a ticket answers that ticket (it must still be
     waiting for dispatch)."""
     from ticketing.intake import prepare
-    from ticketing.intake_write import (
-        _TICKET_INSERT,
-        _created_event,
-        _existing_by_call_id,
-        _persistent,
-        _ticket_values,
-        _upsert_callers,
-    )
+    from ticketing.intake_write import existing_call_ticket, insert_ticket
     from ticketing.numbering import next_number
 
     draft = prepare(data, actor=actor)
     if draft.departments:
         raise InvalidInput("直接答复的事项不派单，请不要指定部门", field="departments")
     articles, text = _check_answer(session, article_ids, note)
-    conn = session.connection()
-    dialect = conn.dialect.name
-    existing = _existing_by_call_id(session, conn, dialect, [draft])
-    if draft.dedupe_id is not None and draft.dedupe_id in existing:
+    existing = existing_call_ticket(session, draft)
+    if existing is not None:
         return answer_waiting(
             session,
             settings,
-            existing[draft.dedupe_id],
+            existing,
             article_ids=[a.id or 0 for a in articles],  # loaded articles: ids set
             note=text,
             actor=actor,
         )
     now = utcnow()
-    callers = _upsert_callers(conn, dialect, [draft])
-    values = _ticket_values(conn, dialect, settings, draft, now, callers, {})
-    values.update(number=next_number(session, settings, now), deadline_at=None, sla_basis=None)
-    values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
-    ticket = _persistent(session, Ticket, values)
-    events.record(session, ticket.id, actor, "created", **_created_event(draft, values))
+    number = next_number(session, settings, now)
+    ticket = insert_ticket(
+        session, settings, draft, number=number, now=now, committed_deadline=False
+    )
     _close(session, settings, ticket, articles, text, actor, notify_acceptance=draft.send_notice)
     return ticket
 
@@ -270,7 +259,7 @@ def after_evaluation(session: Session, settings: Settings, ticket: Ticket, overa
         return
     try:
         with session.begin_nested():
-            dispatching._dispatch(
+            dispatching.dispatch_locked(
                 session,
                 settings,
                 ticket,
@@ -278,7 +267,6 @@ def after_evaluation(session: Session, settings: Settings, ticket: Ticket, overa
                 actor="system",
                 mode="auto",
                 basis={**basis, "after": "direct_answer_unsatisfied"},
-                locked=True,
             )
     except TicketingError as e:
         events.record(
@@ -302,7 +290,7 @@ def _departments_for(
     from functools import partial
     from types import SimpleNamespace
 
-    from ticketing.dispatch import _departments
+    from ticketing.dispatch import departments_by_code
     from ticketing.dispatch_rule import decide
 
     stored = SimpleNamespace(
@@ -313,7 +301,7 @@ def _departments_for(
         details={},
     )
     decision = decide(
-        settings, ticket.title, ticket.content, stored, partial(_departments, session)
+        settings, ticket.title, ticket.content, stored, partial(departments_by_code, session)
     )
     return decision.codes, decision.basis
 

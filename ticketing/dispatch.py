@@ -73,6 +73,28 @@ def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department
     return {d.code: d for d in rows}
 
 
+def departments_by_code(session: Session, codes: Sequence[str]) -> dict[str, Department]:
+    """The Department rows of `codes` (the lookup dispatch_rule.decide is given)."""
+    return _departments(session, codes)
+
+
+def dispatch_locked(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    codes: Sequence[str],
+    *,
+    actor: str,
+    mode: str,
+    basis: dict[str, Any],
+) -> Any:
+    """Dispatch a ticket whose row this transaction already holds locked (e.g. reopened by a
+    rating: ticketing.direct_answer after 不满意) — the same rules as any dispatch."""
+    return _dispatch(
+        session, settings, ticket, codes, actor=actor, mode=mode, basis=basis, locked=True
+    )
+
+
 def _text(value: str | None, field: str, label: str, max_len: int, *, required: bool) -> str | None:
     v = normalise_text(value)  # a reply of only control/zero-width characters is empty
     if not v:

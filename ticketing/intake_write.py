@@ -286,6 +286,41 @@ def _existing_by_call_id(
     return {cid: tickets[tid] for cid, tid in first.items()}
 
 
+def existing_call_ticket(session: Session, draft: Draft) -> Ticket | None:
+    """The ticket already filed for the draft's call, if any (one ticket per call): the seam for
+    intakes outside write_drafts, e.g. 直接答复 (ticketing.direct_answer)."""
+    if draft.dedupe_id is None:
+        return None
+    conn = session.connection()
+    found = _existing_by_call_id(session, conn, conn.dialect.name, [draft])
+    return found.get(draft.dedupe_id)
+
+
+def insert_ticket(
+    session: Session,
+    settings: Settings,
+    draft: Draft,
+    *,
+    number: str,
+    now: datetime,
+    committed_deadline: bool = True,
+) -> Ticket:
+    """One ticket from a prepared draft, its caller and enterprise upserted and its "created"
+    event recorded, not dispatched: the seam for intakes outside write_drafts (直接答复 files
+    with committed_deadline=False: no deadline, no SLA basis)."""
+    conn = session.connection()
+    dialect = conn.dialect.name
+    callers = _upsert_callers(conn, dialect, [draft])
+    values = _ticket_values(conn, dialect, settings, draft, now, callers, {})
+    values["number"] = number
+    if not committed_deadline:
+        values.update(deadline_at=None, sla_basis=None)
+    values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
+    ticket = _persistent(session, Ticket, values)
+    events.record(session, ticket.id, draft.actor, "created", **_created_event(draft, values))
+    return ticket
+
+
 # ---------------------------------------------------------------- upserts
 
 

@@ -13,6 +13,7 @@ Layout:
   admin_users.py, admin_departments.py   users and departments (role admin)
   portal.py      the public service portal (/portal, no login): submit, notice, follow, rate;
                  portal_access.py (CSRF, follow grants, SMS codes), portal_upload.py (attachments)
+  kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -38,6 +39,10 @@ from agent_console.web import (
     leader,
     portal,
     portal_upload,
+    kb,
+    kb_console,
+    leader,
+    portal_kb,
     tickets,
 )
 from agent_console.web.core import (
@@ -64,6 +69,9 @@ ROUTERS = (
     admin_users.router,
     admin_departments.router,
     attachments.router,
+    kb.router,
+    kb_console.router,
+    portal_kb.router,  # knowledge base (issue #19)
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -90,6 +90,7 @@ NAV: list[tuple[str, str, str]] = [
     ("web.search", "/search", "工单查询"),
     ("web.enterprise", "/enterprises", "一企一档"),
     ("web.admin", "/admin", "系统管理"),
+    ("web.kb", "/kb", "知识库"),
 ]
 # Each role's landing page: the first page of its own work.
 HOMES = {

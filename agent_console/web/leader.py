@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from agent_console.web.core import page_user, render, to_local, to_utc_naive
+from agent_console.web.kb import first_contact_card
 from config.database import session_scope
 from config.settings import Settings
 from ticketing import User, intake_summary, overdue_tickets, utcnow
@@ -31,6 +32,7 @@ def leader_page(request: Request, user: User = Depends(page_user("web.leader")))
     with session_scope(request.app.state.engine, read_only=True) as s:
         summary = intake_summary(s, local_midnight(settings, now))
         overdue = overdue_tickets(s, now, limit=30)
+        kb_figures = first_contact_card(s, settings)
 
     def series(key: str, names: dict[str, str]) -> list[dict]:
         counts = summary.get(key, {})
@@ -51,5 +53,6 @@ def leader_page(request: Request, user: User = Depends(page_user("web.leader")))
             "overdue": overdue,
             "charts_json": {k: json.dumps(v, ensure_ascii=False) for k, v in charts.items()},
             "now": now,
+            "kb_figures": kb_figures,
         },
     )

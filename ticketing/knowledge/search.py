@@ -3,9 +3,14 @@
 Two stages, the same on SQLite and PostgreSQL:
 1. Candidates from the database's own full-text index over the jieba-segmented columns: the
    question's most telling words (at most CANDIDATE_GROUPS, with their telling synonyms) in an OR
-   query; the index ranks its matches (SQLite FTS5 bm25 with title/keywords weighted over body;
-   PostgreSQL ts_rank on kb_tsv) and its best CANDIDATES × RANKED_FACTOR rows are checked for the
-   visibility rules and scalar filters; the best CANDIDATES go on. (Measured with
+   query; the index ranks its matches (SQLite FTS5 bm25 with title/keywords weighted over body)
+   and its best CANDIDATES × RANKED_FACTOR rows are checked for the visibility rules and scalar
+   filters; the best CANDIDATES go on. PostgreSQL ranks a bounded set instead, since ts_rank
+   reads every matching row's whole tsvector (a common word matches thousands of 50,000
+   articles: 300+ ms): the head stage ranks every match of the OR query on kb_tsv_head (title and
+   keywords only: few rows, small vectors), the body stage ranks on kb_tsv the matches of the
+   two most telling groups both present (body_query), at most BODY_CAP of them (in the index's
+   order, i.e. the table's, when more match). Migration 0018_kb_pages adds kb_tsv_head. (Measured with
    bench/knowledge.py at 50,000 articles: joining every match to its article, or asking for every
    word, cost more than the ranking itself.)
 2. Ranked here: each question word (weighted by how telling it is, segment.word_weight) scores by
@@ -39,6 +44,10 @@ CANDIDATES = 30
 CANDIDATE_MIN_WEIGHT = 7.0
 CANDIDATE_GROUPS = 4
 RANKED_FACTOR = 3  # rows ranked by the index per candidate kept (drafts, expired, filters)
+# PostgreSQL (see `candidates`): the body stage requires this many groups, and ranks at most
+# BODY_CAP of its matches
+BODY_GROUPS = 2
+BODY_CAP = 1000
 MAX_QUERY_CHARS = 200
 FIELD_SCORE = {"title": 3.0, "keywords": 2.5, "body": 1.0}
 _SENTENCE = re.compile(r"(?<=[。；！？!?;\n])")
@@ -106,6 +115,27 @@ def fts_query(dialect: str, groups: list[segment.QueryGroup]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
+def _group_words(g: segment.QueryGroup) -> list[str]:
+    return [
+        w for w in g.alternatives if w == g.word or segment.word_weight(w) >= CANDIDATE_MIN_WEIGHT
+    ]
+
+
+def body_query(groups: list[segment.QueryGroup]) -> str:
+    """PostgreSQL's body-stage query: the two most telling distinct groups, both required (each
+    group's word or a synonym). Far fewer rows match than the OR of every word, so fewer are
+    ranked; an article with the words in its title or keywords is found by the head stage."""
+    parts: list[str] = []
+    for g in candidate_groups(groups):
+        words = _group_words(g)
+        part = "(" + " | ".join(f"'{w}'" for w in words) + ")"
+        if words and part not in parts:
+            parts.append(part)
+        if len(parts) == BODY_GROUPS:
+            break
+    return " & ".join(parts)
+
+
 def candidates(
     session: Session,
     settings: Settings,
@@ -132,11 +162,17 @@ def candidates(
     # joining every matching row to its article cost more than the ranking itself
     params["k2"] = limit * RANKED_FACTOR
     if dialect == "postgresql":
+        params.update(qb=body_query(groups) or params["q"], cap=BODY_CAP)
         sql = (
-            "SELECT a.id FROM (SELECT id, ts_rank(kb_tsv, query) AS r "
-            "FROM kb_article, to_tsquery('simple', :q) query WHERE kb_tsv @@ query "
-            "ORDER BY r DESC LIMIT :k2) f JOIN kb_article a ON a.id = f.id "
-            f"WHERE {where} ORDER BY f.r DESC, a.id LIMIT :k"
+            "WITH head AS (SELECT id, ts_rank(kb_tsv_head, query) AS r "
+            "FROM kb_article, to_tsquery('simple', :q) query WHERE kb_tsv_head @@ query "
+            "ORDER BY r DESC LIMIT :k2), "
+            "body AS (SELECT id, ts_rank(tsv, query) AS r FROM (SELECT id, kb_tsv AS tsv "
+            "FROM kb_article, to_tsquery('simple', :qb) query WHERE kb_tsv @@ query LIMIT :cap) b, "
+            "to_tsquery('simple', :qb) query ORDER BY r DESC LIMIT :k2) "
+            "SELECT a.id FROM (SELECT id, max(r) AS r FROM "
+            "(SELECT id, r FROM head UNION ALL SELECT id, r FROM body) u GROUP BY id) f "
+            f"JOIN kb_article a ON a.id = f.id WHERE {where} ORDER BY f.r DESC, a.id LIMIT :k"
         )
     else:
         sql = (

@@ -72,3 +72,15 @@
     if (e.target && e.target.id === "status") { if (!document.getElementById("agent-state") && source) { source.close(); source = null; } connect(); }
   });
 })();
+
+// Knowledge-base suggestions (agent console, _console_kb.html): Alt+1…5 opens the n-th article.
+(function () {
+  "use strict";
+  document.addEventListener("keydown", function (e) {
+    if (!e.altKey || e.ctrlKey || e.metaKey || !/^Digit[1-5]$/.test(e.code)) return;
+    var link = document.querySelector("#kb-sugg a[data-n='" + e.code.slice(5) + "']");
+    if (!link) return;
+    e.preventDefault();
+    link.click();
+  });
+})();
