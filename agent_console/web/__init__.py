@@ -36,13 +36,12 @@ from agent_console.web import (
     console,
     desk,
     inbox,
-    leader,
-    portal,
-    portal_upload,
     kb,
     kb_console,
     leader,
+    portal,
     portal_kb,
+    portal_upload,
     tickets,
 )
 from agent_console.web.core import (
