@@ -32,7 +32,7 @@ from sqlalchemy.orm import class_mapper, make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
-from ticketing import events, handoff
+from ticketing import duplicates, events, handoff
 from ticketing.department_cache import cached_departments
 from ticketing.dispatch import clean_codes, dispatch
 from ticketing.dispatch_rule import Decision, decide
@@ -77,6 +77,9 @@ _TICKET_DEFAULTS: dict[str, Any] = {
     "responsible_person": None,
     "resolved_at": None,
     "closed_at": None,
+    "conduct": False,
+    "conduct_accused": None,
+    "duplicate_of_id": None,
 }
 _SUBORDER_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -88,6 +91,12 @@ _SUBORDER_DEFAULTS: dict[str, Any] = {
     "extension_reason": None,
     "handoff_status": None,
     "external_ref": None,
+    "role": None,
+    "return_handled_at": None,
+    "return_resolution": None,
+    "return_note": None,
+    "released_at": None,
+    "release_reason": None,
 }
 _MOVED_TO_DISPATCHED: dict[str, Any] = {
     "from": TicketStatus.pending_dispatch.value,
@@ -158,15 +167,19 @@ def write_drafts(
     numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
     rows: dict[int, _Row] = {}
     deadlines: dict[tuple[str, str], tuple[datetime, str]] = {}  # one `now` for the whole batch
-    for i in todo:
+    values_of = {
+        i: _ticket_values(conn, dialect, settings, drafts[i], now, callers, deadlines) for i in todo
+    }
+    dups = _link_duplicates(conn, settings, [values_of[i] for i in todo], now)
+    for i, dup in zip(todo, dups, strict=True):
         d = drafts[i]
-        values = _ticket_values(conn, dialect, settings, d, now, callers, deadlines)
+        values = values_of[i]
         if i not in fast_set:
             results[i] = _write_with_departments(
-                session, settings, d, values, nested=len(drafts) > 1
+                session, settings, d, values, nested=len(drafts) > 1, dup=dup
             )
             continue
-        row = _auto_decision(session, settings, d, values)
+        row = _auto_decision(session, settings, d, values, dup)
         values["number"] = row.created["number"] = next(numbers)
         rows[i] = row
     if rows:
@@ -383,11 +396,46 @@ def _ticket_values(
         "created_at": now,
         "updated_at": now,
         "idempotency_key": d.idempotency_key,
+        "simulated": d.simulated,
     }
 
 
-def _created_event(d: Draft, values: dict[str, Any]) -> dict[str, Any]:
+def _link_duplicates(
+    conn: Connection, settings: Settings, values: list[dict[str, Any]], now: datetime
+) -> list[duplicates.Match | None]:
+    """重复件: link each new ticket to the earlier matter it repeats (one query for the batch)."""
+    found = duplicates.find(
+        conn,
+        settings,
+        [
+            duplicates.Candidate(
+                v["submitter_phone"],
+                v["enterprise_id"],
+                v["category"],
+                duplicates.subject(v["title"], v["content"]),
+            )
+            for v in values
+        ],
+        now,
+    )
+    for v, match in zip(values, found, strict=True):
+        if match is not None:
+            v["duplicate_of_id"] = match.ticket_id
+    return found
+
+
+def _created_event(
+    d: Draft, values: dict[str, Any], dup: duplicates.Match | None = None
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if dup is not None:
+        extra = {
+            "duplicate_of": dup.earlier_number,
+            "duplicate_of_id": dup.earlier_id,
+            "similarity": dup.score,
+        }
     return {
+        **extra,
         "channel": values["channel"],
         "number": values["number"],
         "category": d.category,
@@ -406,6 +454,7 @@ def _write_with_departments(
     values: dict[str, Any],
     *,
     nested: bool,
+    dup: duplicates.Match | None = None,
 ) -> Ticket | TicketingError:
     """Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch."""
 
@@ -414,7 +463,7 @@ def _write_with_departments(
         conn = session.connection()
         values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
         ticket = _persistent(session, Ticket, values)
-        events.record(session, ticket.id, d.actor, "created", **_created_event(d, values))
+        events.record(session, ticket.id, d.actor, "created", **_created_event(d, values, dup))
         dispatch(session, settings, ticket, d.departments, actor=d.actor)
         return ticket
 
@@ -427,7 +476,13 @@ def _write_with_departments(
         return e
 
 
-def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[str, Any]) -> _Row:
+def _auto_decision(
+    session: Session,
+    settings: Settings,
+    d: Draft,
+    values: dict[str, Any],
+    dup: duplicates.Match | None = None,
+) -> _Row:
     """Where auto-dispatch sends this ticket, and why not when it cannot (dispatch_rule.decide)."""
     decision = decide(
         settings,
@@ -440,12 +495,15 @@ def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[
     values["suggested_department"] = decision.suggested
     values["classifier_confidence"] = decision.confidence
     values["updated_at"] = utcnow()
+    if decision.conduct:
+        values["conduct"] = True
+        values["conduct_accused"] = ",".join(decision.accused) or None
     if codes:
         values["status"] = TicketStatus.dispatched.value
         values["dispatch_mode"] = "auto"
     else:
         values["dispatch_mode"] = "manual"
-    return _Row(d, values, _created_event(d, values), codes, decision)
+    return _Row(d, values, _created_event(d, values, dup), codes, decision)
 
 
 def _insert_fast(session: Session, conn: Connection, settings: Settings, rows: list[_Row]) -> None:
