@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 from sqlmodel import select as sqlselect
 
 from config.settings import Settings
 from ticketing.models import SubOrder, Ticket, TicketStatus
-from ticketing.text import similarity
+from ticketing.text import bigrams, dice
 
 PREFIX_CHARS = 300  # how much of a content the comparison reads
 MAX_CANDIDATES = 500  # rows one batch's lookup reads at most (newest first)
@@ -53,22 +55,21 @@ def subject(title: str | None, content: str | None) -> str:
     return f"{title or ''}\n{(content or '')[:PREFIX_CHARS]}"
 
 
-def find(
-    conn: Connection, settings: Settings, candidates: list[Candidate], now: datetime
-) -> list[Match | None]:
-    """For each candidate, the earlier matter it repeats (None: none). One query for all."""
-    out: list[Match | None] = [None] * len(candidates)
-    phones = sorted({c.phone for c in candidates if c.phone})
-    ents = sorted({c.enterprise_id for c in candidates if c.enterprise_id is not None})
-    if not phones and not ents:
-        return out
+def score(a: str, b: str) -> float:
+    """How alike two subjects are (0.0–1.0; a repeat at settings.duplicate_similarity or more)."""
+    return dice(bigrams(a), bigrams(b))
+
+
+@lru_cache(maxsize=4)
+def _query(by_phone: bool, by_enterprise: bool) -> Any:
+    """Built once per shape with bind parameters (building and caching the statement per intake
+    cost more than running it)."""
     who = []
-    if phones:
-        who.append(_T.c.submitter_phone.in_(phones))
-    if ents:
-        who.append(_T.c.enterprise_id.in_(ents))
-    closed_since = now - timedelta(days=settings.duplicate_closed_days)
-    rows = conn.execute(
+    if by_phone:
+        who.append(_T.c.submitter_phone.in_(bindparam("phones", expanding=True)))
+    if by_enterprise:
+        who.append(_T.c.enterprise_id.in_(bindparam("ents", expanding=True)))
+    return (
         select(
             _T.c.id,
             _T.c.number,
@@ -81,26 +82,52 @@ def find(
         )
         .where(
             or_(*who),
-            _T.c.created_at >= now - timedelta(days=settings.duplicate_lookback_days),
+            _T.c.created_at >= bindparam("since"),
             or_(
                 _T.c.status != TicketStatus.closed.value,
-                and_(_T.c.closed_at.is_not(None), _T.c.closed_at >= closed_since),
+                and_(_T.c.closed_at.is_not(None), _T.c.closed_at >= bindparam("closed_since")),
             ),
         )
         .order_by(_T.c.id.desc())
         .limit(MAX_CANDIDATES)
-    ).all()
+    )
+
+
+def find(
+    conn: Connection, settings: Settings, candidates: list[Candidate], now: datetime
+) -> list[Match | None]:
+    """For each candidate, the earlier matter it repeats (None: none). One query for all."""
+    out: list[Match | None] = [None] * len(candidates)
+    phones = sorted({c.phone for c in candidates if c.phone})
+    ents = sorted({c.enterprise_id for c in candidates if c.enterprise_id is not None})
+    if not phones and not ents:
+        return out
+    params: dict[str, Any] = {
+        "since": now - timedelta(days=settings.duplicate_lookback_days),
+        "closed_since": now - timedelta(days=settings.duplicate_closed_days),
+    }
+    if phones:
+        params["phones"] = phones
+    if ents:
+        params["ents"] = ents
+    rows = conn.execute(_query(bool(phones), bool(ents)), params).all()
     if not rows:
         return out
+    by_phone: dict[str, list[Any]] = {}
+    by_ent: dict[int, list[Any]] = {}
+    for row in rows:
+        if row[2]:
+            by_phone.setdefault(row[2], []).append(row)
+        if row[3] is not None:
+            by_ent.setdefault(row[3], []).append(row)
     threshold = settings.duplicate_similarity
     for i, c in enumerate(candidates):
+        mine = by_phone.get(c.phone or "", []) + by_ent.get(c.enterprise_id or -1, [])
         best: Match | None = None
-        for tid, number, phone, ent, category, title, content, root in rows:
-            if category != c.category:
-                continue
-            if not ((c.phone and phone == c.phone) or (c.enterprise_id and ent == c.enterprise_id)):
-                continue
-            score = similarity(c.text, subject(title, content))
+        mine = [r for r in mine if r[4] == c.category]
+        words = bigrams(c.text) if mine else frozenset()
+        for tid, number, _phone, _ent, _category, title, content, root in mine:
+            score = dice(words, bigrams(subject(title, content)))
             if score >= threshold and (best is None or score > best.score):
                 best = Match(root or tid, tid, number, round(score, 3))
         out[i] = best

@@ -170,22 +170,23 @@ def write_drafts(
     values_of = {
         i: _ticket_values(conn, dialect, settings, drafts[i], now, callers, deadlines) for i in todo
     }
-    dups = _link_duplicates(conn, settings, [values_of[i] for i in todo], now)
-    for i, dup in zip(todo, dups, strict=True):
+    dups = _link_duplicates(conn, settings, todo, values_of, now)
+    for i in todo:
         d = drafts[i]
         values = values_of[i]
         if i not in fast_set:
             results[i] = _write_with_departments(
-                session, settings, d, values, nested=len(drafts) > 1, dup=dup
+                session, settings, d, values, nested=len(drafts) > 1
             )
             continue
-        row = _auto_decision(session, settings, d, values, dup)
+        row = _auto_decision(session, settings, d, values)
         values["number"] = row.created["number"] = next(numbers)
         rows[i] = row
     if rows:
         _insert_fast(session, conn, settings, list(rows.values()))
         for i, row in rows.items():
             results[i] = row.ticket
+    _record_duplicates(session, drafts, results, dups)
     for i in todo:
         ticket = results[i]
         if drafts[i].send_notice and isinstance(ticket, Ticket):
@@ -401,41 +402,89 @@ def _ticket_values(
 
 
 def _link_duplicates(
-    conn: Connection, settings: Settings, values: list[dict[str, Any]], now: datetime
-) -> list[duplicates.Match | None]:
-    """重复件: link each new ticket to the earlier matter it repeats (one query for the batch)."""
-    found = duplicates.find(
-        conn,
-        settings,
-        [
-            duplicates.Candidate(
-                v["submitter_phone"],
-                v["enterprise_id"],
-                v["category"],
-                duplicates.subject(v["title"], v["content"]),
-            )
-            for v in values
-        ],
-        now,
-    )
-    for v, match in zip(values, found, strict=True):
+    conn: Connection,
+    settings: Settings,
+    todo: list[int],
+    values_of: dict[int, dict[str, Any]],
+    now: datetime,
+) -> dict[int, tuple[duplicates.Match | None, int | None, float]]:
+    """重复件: what each new ticket repeats — an earlier ticket in the database (one query for
+    the batch; its chain's first ticket goes into the row) or an earlier draft of this batch
+    (linked once both are written: the batch writes what one intake after another would).
+    Draft index → (database match, earlier draft's index, similarity)."""
+    cands = [
+        duplicates.Candidate(
+            values_of[i]["submitter_phone"],
+            values_of[i]["enterprise_id"],
+            values_of[i]["category"],
+            duplicates.subject(values_of[i]["title"], values_of[i]["content"]),
+        )
+        for i in todo
+    ]
+    found = duplicates.find(conn, settings, cands, now)
+    out: dict[int, tuple[duplicates.Match | None, int | None, float]] = {}
+    for k, (i, match) in enumerate(zip(todo, found, strict=True)):
         if match is not None:
-            v["duplicate_of_id"] = match.ticket_id
-    return found
+            values_of[i]["duplicate_of_id"] = match.ticket_id
+            out[i] = (match, None, match.score)
+            continue
+        c = cands[k]
+        if not (c.phone or c.enterprise_id):
+            continue
+        best: tuple[int, float] | None = None
+        for j_pos in range(k):  # an earlier draft of the same submitter in this batch
+            e = cands[j_pos]
+            same = (c.phone and e.phone == c.phone) or (
+                c.enterprise_id is not None and e.enterprise_id == c.enterprise_id
+            )
+            if not same or e.category != c.category:
+                continue
+            score = round(duplicates.score(c.text, e.text), 3)
+            if score >= settings.duplicate_similarity and (best is None or score > best[1]):
+                best = (todo[j_pos], score)
+        if best is not None:
+            out[i] = (None, best[0], best[1])
+    return out
 
 
-def _created_event(
-    d: Draft, values: dict[str, Any], dup: duplicates.Match | None = None
-) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if dup is not None:
-        extra = {
-            "duplicate_of": dup.earlier_number,
-            "duplicate_of_id": dup.earlier_id,
-            "similarity": dup.score,
-        }
+def _record_duplicates(
+    session: Session,
+    drafts: list[Draft],
+    results: list[Ticket | TicketingError | None],
+    dups: dict[int, tuple[duplicates.Match | None, int | None, float]],
+) -> None:
+    """Link the batch's repeats and record a "duplicate_linked" event on each (in draft order,
+    so a chain inside the batch points at its first ticket)."""
+    rows: list[dict[str, Any]] = []
+    for i in sorted(dups):
+        ticket = results[i]
+        match, j, score = dups[i]
+        if not isinstance(ticket, Ticket):
+            continue
+        if match is not None:
+            earlier_id, earlier_number = match.earlier_id, match.earlier_number
+        else:
+            earlier = results[j] if j is not None else None
+            if not isinstance(earlier, Ticket) or earlier.id == ticket.id:
+                continue
+            earlier_id, earlier_number = earlier.id, earlier.number
+            ticket.duplicate_of_id = earlier.duplicate_of_id or earlier.id
+            session.add(ticket)
+        rows.append(
+            events.entry(
+                ticket.id,
+                drafts[i].actor,
+                "duplicate_linked",
+                duplicate_of=earlier_number,
+                duplicate_of_id=earlier_id,
+                similarity=score,
+            )
+        )
+    events.record_all(session, rows)
+
+
+def _created_event(d: Draft, values: dict[str, Any]) -> dict[str, Any]:
     return {
-        **extra,
         "channel": values["channel"],
         "number": values["number"],
         "category": d.category,
@@ -454,7 +503,6 @@ def _write_with_departments(
     values: dict[str, Any],
     *,
     nested: bool,
-    dup: duplicates.Match | None = None,
 ) -> Ticket | TicketingError:
     """Named departments (a dispatcher at intake): the ORM dispatch path, as any later dispatch."""
 
@@ -463,7 +511,7 @@ def _write_with_departments(
         conn = session.connection()
         values["id"] = conn.execute(_TICKET_INSERT, values).scalar_one()
         ticket = _persistent(session, Ticket, values)
-        events.record(session, ticket.id, d.actor, "created", **_created_event(d, values, dup))
+        events.record(session, ticket.id, d.actor, "created", **_created_event(d, values))
         dispatch(session, settings, ticket, d.departments, actor=d.actor)
         return ticket
 
@@ -476,13 +524,7 @@ def _write_with_departments(
         return e
 
 
-def _auto_decision(
-    session: Session,
-    settings: Settings,
-    d: Draft,
-    values: dict[str, Any],
-    dup: duplicates.Match | None = None,
-) -> _Row:
+def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[str, Any]) -> _Row:
     """Where auto-dispatch sends this ticket, and why not when it cannot (dispatch_rule.decide)."""
     decision = decide(
         settings,
@@ -503,7 +545,7 @@ def _auto_decision(
         values["dispatch_mode"] = "auto"
     else:
         values["dispatch_mode"] = "manual"
-    return _Row(d, values, _created_event(d, values, dup), codes, decision)
+    return _Row(d, values, _created_event(d, values), codes, decision)
 
 
 def _insert_fast(session: Session, conn: Connection, settings: Settings, rows: list[_Row]) -> None:
@@ -602,6 +644,7 @@ def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
             mode="auto",
             instructions=None,
             handoff=queued,
+            role=None,
             beyond_ticket_deadline=False,
         )
         for sub_id, code, queued in subs

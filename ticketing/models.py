@@ -175,7 +175,7 @@ class Ticket(SQLModel, table=True):
     conduct_accused: str | None = Field(default=None, max_length=200)  # comma-separated codes
     # 重复件: the earlier open (or recently closed) matter of the same submitter this repeats;
     # the assessment counts the chain once (the root has duplicate_of_id None)
-    duplicate_of_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    duplicate_of_id: int | None = Field(default=None, index=True)  # a ticket id (no FK: 0015)
     simulated: bool = False  # filed by `callcenter demo` (模拟)
 
 

@@ -48,7 +48,11 @@ def bigrams(value: str | None) -> frozenset[str]:
 
 def similarity(a: str | None, b: str | None) -> float:
     """Dice coefficient of the two texts' character pairs: 1.0 the same words, 0.0 none shared."""
-    x, y = bigrams(a), bigrams(b)
+    return dice(bigrams(a), bigrams(b))
+
+
+def dice(x: frozenset[str], y: frozenset[str]) -> float:
+    """Dice coefficient of two sets of character pairs (see bigrams)."""
     if not x or not y:
         return 0.0
     return 2 * len(x & y) / (len(x) + len(y))

@@ -210,3 +210,80 @@ def test_rule_and_confident_classifier_disagreeing_means_manual(world):
         assert d.auto_dispatch(s, settings, s.get(Ticket, tid), prediction("SWJ", 0.99), "s") == []
     (ev,) = events(engine, tid, "manual_dispatch_required")
     assert "不一致" in ev.detail["reason"] and ev.detail["rule"] == "business-licence"
+
+
+# ------------------------------------------------------------------ 5. 重复件
+
+
+def _file(engine, settings, content, phone="13800138000", **kw):
+    with session_scope(engine) as s:
+        t = submit(
+            s,
+            {"channel": "web", "content": content, "submitter_phone": phone, **kw},
+            settings=settings,
+            actor="public",
+        )
+        return t.id
+
+
+LIGHT = "园区道路路灯坏了一个多月，晚上货车进出非常危险，请尽快维修路灯"
+LIGHT_AGAIN = "上次反映的园区道路路灯还是坏的，晚上货车进出非常危险，请尽快维修"
+
+
+def test_a_repeat_from_the_same_phone_is_linked_to_the_first_and_shows_its_history(world):
+    from ticketing.duplicates import related_ticket
+
+    engine, settings = world
+    first = _file(engine, settings, LIGHT, category="enterprise")
+    second = _file(engine, settings, LIGHT_AGAIN, category="enterprise")
+    third = _file(engine, settings, LIGHT_AGAIN + "，第三次反映", category="enterprise")
+    other = _file(engine, settings, "我想咨询留抵退税的办理流程", category="enterprise")
+    stranger = _file(engine, settings, LIGHT, phone="13900139000", category="enterprise")
+    t2, t3 = load_ticket(engine, second), load_ticket(engine, third)
+    assert t2.duplicate_of_id == first and t3.duplicate_of_id == first  # the chain's first
+    assert load_ticket(engine, first).duplicate_of_id is None
+    assert load_ticket(engine, other).duplicate_of_id is None  # another subject
+    assert load_ticket(engine, stranger).duplicate_of_id is None  # another submitter
+    (linked,) = events(engine, second, "duplicate_linked")
+    assert linked.detail["duplicate_of_id"] == first and linked.detail["similarity"] >= 0.4
+    (linked,) = events(engine, third, "duplicate_linked")
+    assert linked.detail["duplicate_of_id"] in (first, second)
+    # the department on the repeat sees the first matter and its reply
+    subs = suborders(engine, first)
+    so_id = subs[0].id if subs else _dispatch(engine, settings, first, ["CGJ"])[0]
+    _reply(engine, settings, so_id, text="已安排维修")
+    with session_scope(engine, read_only=True) as s:
+        rel = related_ticket(s, s.get(Ticket, second))
+    assert rel is not None and rel.replies == ["已安排维修"]
+
+
+def test_repeats_inside_one_batch_are_linked_as_one_by_one(world):
+    from ticketing import submit_many
+
+    engine, settings = world
+    items = [
+        ({"channel": "web", "content": c, "submitter_phone": "13300133000"}, "public")
+        for c in (LIGHT, LIGHT_AGAIN, "我想咨询留抵退税的办理流程", LIGHT_AGAIN + "，再次反映")
+    ]
+    with session_scope(engine) as s:
+        ids = [t.id for t in submit_many(s, items, settings=settings)]
+    got = [load_ticket(engine, i).duplicate_of_id for i in ids]
+    assert got == [None, ids[0], None, ids[0]]
+    assert len(events(engine, ids[3], "duplicate_linked")) == 1
+
+
+def test_a_repeat_by_enterprise_and_the_closed_window(world):
+    engine, settings = world
+    uscc = "91110000600037341L"
+    first = _file(engine, settings, LIGHT, phone="13700137000", enterprise_uscc=uscc)
+    second = _file(engine, settings, LIGHT_AGAIN, phone="13600136000", enterprise_uscc=uscc)
+    assert load_ticket(engine, second).duplicate_of_id == first
+    # closed long ago: no longer a repeat
+    with session_scope(engine) as s:
+        for tid in (first, second):
+            t = s.get(Ticket, tid)
+            t.status = "closed"
+            t.closed_at = utcnow() - timedelta(days=settings.duplicate_closed_days + 1)
+            s.add(t)
+    third = _file(engine, settings, LIGHT_AGAIN, phone="13500135000", enterprise_uscc=uscc)
+    assert load_ticket(engine, third).duplicate_of_id is None

@@ -4,7 +4,7 @@
   `return_resolution` redispatched | closed, `return_note`) and an assisting department's release
   (`released_at`, `release_reason`; status "released").
 - ticket: `conduct` + `conduct_accused` (作风投诉, never sent to the accused), `duplicate_of_id`
-  (重复件, indexed) and `simulated` (demo tickets, 模拟); ix_ticket_phone_created for the
+  (重复件, indexed; no foreign key, so SQLite can add and drop it in place) and `simulated` (demo tickets, 模拟); ix_ticket_phone_created for the
   duplicate lookup by phone.
 
 Returns recorded before this revision count as handled (they were looked at under the old rule).
@@ -28,13 +28,14 @@ _S = sqlmodel.sql.sqltypes.AutoString
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("suborder", schema=None) as b:
-        b.add_column(sa.Column("role", _S(length=8), nullable=True))
-        b.add_column(sa.Column("return_handled_at", sa.DateTime(timezone=True), nullable=True))
-        b.add_column(sa.Column("return_resolution", _S(length=16), nullable=True))
-        b.add_column(sa.Column("return_note", _S(length=1000), nullable=True))
-        b.add_column(sa.Column("released_at", sa.DateTime(timezone=True), nullable=True))
-        b.add_column(sa.Column("release_reason", _S(length=1000), nullable=True))
+    # plain ADD COLUMN, never a batch (table copy) on SQLite: the copy would drop the ticket
+    # table's hand-made expression index (ix_ticket_call_id) and its full-text triggers
+    op.add_column("suborder", sa.Column("role", _S(length=8), nullable=True))
+    op.add_column("suborder", sa.Column("return_handled_at", sa.DateTime(timezone=True)))
+    op.add_column("suborder", sa.Column("return_resolution", _S(length=16), nullable=True))
+    op.add_column("suborder", sa.Column("return_note", _S(length=1000), nullable=True))
+    op.add_column("suborder", sa.Column("released_at", sa.DateTime(timezone=True)))
+    op.add_column("suborder", sa.Column("release_reason", _S(length=1000), nullable=True))
     suborder = sa.table(
         "suborder",
         sa.column("status", sa.String),
@@ -47,31 +48,29 @@ def upgrade() -> None:
         .where(suborder.c.status == "returned")
         .values(return_handled_at=suborder.c.dispatched_at, return_resolution="redispatched")
     )
-    with op.batch_alter_table("ticket", schema=None) as b:
-        b.add_column(sa.Column("conduct", sa.Boolean(), nullable=False, server_default=sa.false()))
-        b.add_column(sa.Column("conduct_accused", _S(length=200), nullable=True))
-        b.add_column(sa.Column("duplicate_of_id", sa.Integer(), nullable=True))
-        b.add_column(
-            sa.Column("simulated", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        b.create_foreign_key("fk_ticket_duplicate_of", "ticket", ["duplicate_of_id"], ["id"])
-        b.create_index(b.f("ix_ticket_duplicate_of_id"), ["duplicate_of_id"], unique=False)
-        b.create_index("ix_ticket_phone_created", ["submitter_phone", "created_at"], unique=False)
+    op.add_column(
+        "ticket", sa.Column("conduct", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.add_column("ticket", sa.Column("conduct_accused", _S(length=200), nullable=True))
+    op.add_column("ticket", sa.Column("duplicate_of_id", sa.Integer(), nullable=True))
+    op.add_column(
+        "ticket", sa.Column("simulated", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
+    op.create_index("ix_ticket_duplicate_of_id", "ticket", ["duplicate_of_id"], unique=False)
+    op.create_index("ix_ticket_phone_created", "ticket", ["submitter_phone", "created_at"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("ticket", schema=None) as b:
-        b.drop_index("ix_ticket_phone_created")
-        b.drop_index(b.f("ix_ticket_duplicate_of_id"))
-        b.drop_constraint("fk_ticket_duplicate_of", type_="foreignkey")
-        b.drop_column("simulated")
-        b.drop_column("duplicate_of_id")
-        b.drop_column("conduct_accused")
-        b.drop_column("conduct")
-    with op.batch_alter_table("suborder", schema=None) as b:
-        b.drop_column("release_reason")
-        b.drop_column("released_at")
-        b.drop_column("return_note")
-        b.drop_column("return_resolution")
-        b.drop_column("return_handled_at")
-        b.drop_column("role")
+    op.drop_index("ix_ticket_phone_created", table_name="ticket")
+    op.drop_index("ix_ticket_duplicate_of_id", table_name="ticket")
+    for col in ("simulated", "duplicate_of_id", "conduct_accused", "conduct"):
+        op.drop_column("ticket", col)
+    for col in (
+        "release_reason",
+        "released_at",
+        "return_note",
+        "return_resolution",
+        "return_handled_at",
+        "role",
+    ):
+        op.drop_column("suborder", col)
