@@ -9,7 +9,8 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests
+                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests,
+                 returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
@@ -186,6 +187,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         intake_summary,
         list_tickets,
         overdue_tickets,
+        returns_awaiting,
     )
     from ticketing.schemas import TicketIn
     from ticketing.sla import (
