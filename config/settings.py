@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     duplicate_closed_days: int = 30
     duplicate_lookback_days: int = 180
     duplicate_similarity: float = 0.4
+    # set by `callcenter demo`: every ticket filed is marked simulated (模拟) on the pages and API
+    simulation: bool = False
 
     # §12 hand-off to external systems: HMAC secrets for outbound posts and status callbacks.
     # Each external system (named by the department code whose endpoint it is, e.g. XNPT) has its

@@ -397,7 +397,7 @@ def _ticket_values(
         "created_at": now,
         "updated_at": now,
         "idempotency_key": d.idempotency_key,
-        "simulated": d.simulated,
+        "simulated": d.simulated or settings.simulation,
     }
 
 
@@ -465,7 +465,7 @@ def _record_duplicates(
             earlier_id, earlier_number = match.earlier_id, match.earlier_number
         else:
             earlier = results[j] if j is not None else None
-            if not isinstance(earlier, Ticket) or earlier.id == ticket.id:
+            if not isinstance(earlier, Ticket) or earlier.id is None or earlier.id == ticket.id:
                 continue
             earlier_id, earlier_number = earlier.id, earlier.number
             ticket.duplicate_of_id = earlier.duplicate_of_id or earlier.id

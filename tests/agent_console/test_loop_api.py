@@ -171,3 +171,16 @@ def test_conduct_and_duplicate_flags_in_the_api(api):
     assert first["counts_once"] is False
     d = _detail(api, again["number"])
     assert d["duplicate_of"]["number"] == first["number"]
+
+
+def test_openapi_describes_each_channels_channel_data(api):
+    schema = api.client.get("/openapi.json").json()
+    ticket_in = schema["components"]["schemas"]["TicketIn"]
+    doc = ticket_in["properties"]["channel_data"]["description"]
+    for key in ("call_id", "window_no", "source_url", "list_id"):
+        assert key in doc
+    assert any(ex.get("channel_data", {}).get("window_no") for ex in ticket_in["examples"])
+    dispatch_in = schema["components"]["schemas"]["DispatchIn"]
+    assert "lead" in dispatch_in["properties"]
+    out = schema["components"]["schemas"]["TicketOut"]["properties"]
+    assert {"conduct", "duplicate_of_id", "counts_once", "simulated"} <= set(out)
