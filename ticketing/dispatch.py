@@ -470,12 +470,10 @@ def request_extension(
     """延期申请: by amount+unit (hours / working_days) or to a date, at most sla.yaml max_extension."""
     why = _text(reason, "reason", "延期原因", 1000, required=True)
     if (until is None) == (amount is None):
-        raise InvalidInput(
-            "请提供延期时长（amount 与 unit）或延期截止时间（until）之一", field="amount"
-        )
+        raise InvalidInput("请提供延期时长（及单位）或延期截止时间，二者选一", field="amount")
     if amount is not None:
         if unit not in UNITS:
-            raise InvalidInput(f"延期单位必须是 {' 或 '.join(UNITS)}", field="unit")
+            raise InvalidInput("延期单位必须是 工作日 或 小时", field="unit", allowed=list(UNITS))
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise InvalidInput("延期时长必须是正整数", field="amount")
     ticket, so = lock_suborder(session, suborder_id)
