@@ -98,7 +98,7 @@ def test_only_a_resolved_ticket_can_be_evaluated(world):
         _evaluate(engine, settings, tid, "满意", "满意", "满意")
     with session_scope(engine) as s:
         d.dispatch(s, settings, s.get(Ticket, tid), ["SWJ"], actor="disp")
-    with pytest.raises(Conflict, match="dispatched"):
+    with pytest.raises(Conflict, match="“办理中”"):
         _evaluate(engine, settings, tid, "满意", "满意", "满意")
     with session_scope(engine, read_only=True) as s:
         assert s.exec(select(Evaluation)).all() == []
