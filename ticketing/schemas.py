@@ -32,7 +32,7 @@ def _channel_data_doc() -> str:
     return "\n".join(lines)
 
 
-_EXAMPLES = [
+_EXAMPLES: list[Any] = [
     {
         "channel": "hotline",
         "content": "园区道路路灯坏了一个多月，晚上货车进出很危险",
