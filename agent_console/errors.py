@@ -7,6 +7,7 @@ its traceback and answered 500 with only a request id, never internals.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,19 +106,188 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+# Request fields as users know them: a validation message names the label, never the code.
+FIELD_LABELS: dict[str, str] = {
+    "channel": "受理渠道",
+    "content": "诉求内容",
+    "title": "标题",
+    "category": "事项类别",
+    "urgency": "紧急程度",
+    "submitter_name": "姓名",
+    "submitter_phone": "联系电话",
+    "enterprise_uscc": "统一社会信用代码",
+    "enterprise_name": "企业名称",
+    "channel_data": "渠道信息",
+    "window_no": "窗口号",
+    "call_id": "通话编号",
+    "source_url": "舆情来源链接",
+    "list_id": "调研清单编号",
+    "departments": "承办部门",
+    "send_notice": "是否发送受理告知书",
+    "instructions": "派单说明",
+    "deadline": "办理时限",
+    "deadlines": "各部门办理时限",
+    "allow_beyond_ticket_deadline": "允许超出承诺时限",
+    "lead": "主办部门",
+    "text": "答复内容",
+    "reason": "理由",
+    "amount": "延期时长",
+    "unit": "延期单位",
+    "until": "延期截止时间",
+    "approve": "审批结果",
+    "note": "审批意见",
+    "process": "办理过程评价",
+    "timeliness": "办理时效评价",
+    "result": "办理结果评价",
+    "comment": "评价意见",
+    "responsible_person": "责任人",
+    "evaluation_token": "评价凭证",
+    "username": "用户名",
+    "password": "密码",
+    "role": "角色",
+    "department_code": "所属部门",
+    "display_name": "显示名称",
+    "active": "是否启用",
+    "status": "状态",
+    "warning": "预警等级",
+    "department": "部门",
+    "created_from": "受理时间起",
+    "created_to": "受理时间止",
+    "q": "关键词",
+    "uscc": "统一社会信用代码",
+    "phone": "联系电话",
+    "page": "页码",
+    "page_size": "每页条数",
+    "number": "工单编号",
+    "suborder_id": "子工单编号",
+    "body": "请求内容",
+}
+# Enumerated values as users know them (the codes stay in `details.allowed`).
+VALUE_LABELS: dict[str, str] = {
+    "general": "一般",
+    "urgent": "较紧急",
+    "critical": "紧要",
+    "enterprise": "企业服务",
+    "government": "政务服务",
+    "complaint": "投诉咨询",
+    "hotline": "热线电话",
+    "voicemail": "留言",
+    "web": "网页端",
+    "mobile": "移动端",
+    "window": "特殊服务窗口",
+    "opinion": "网络舆情",
+    "survey": "线下调研",
+    "satisfied": "满意",
+    "basically_satisfied": "基本满意",
+    "unsatisfied": "不满意",
+    "hours": "小时",
+    "working_days": "工作日",
+    "pending_dispatch": "待派单",
+    "dispatched": "办理中",
+    "resolved": "已办结",
+    "closed": "已关闭",
+    "reopened": "已重启",
+    "none": "无",
+    "blue": "蓝色",
+    "yellow": "黄色",
+    "red": "红色",
+    "admin": "管理员",
+    "dispatcher": "派单员",
+    "agent": "坐席",
+    "supervisor": "班长",
+    "handler": "部门经办人",
+    "leader": "领导",
+}
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def field_label(loc: list[str]) -> str:
+    """The label of the innermost named field of a validation error's location."""
+    for part in reversed(loc):
+        if part in FIELD_LABELS:
+            return FIELD_LABELS[part]
+        if not part.isdigit() and part not in ("query", "path", "header"):
+            return part
+    return "请求内容"
+
+
+def chinese_message(err: Mapping[str, Any], label: str) -> str:
+    """One pydantic error in Chinese, naming the field by its label (never an English code)."""
+    kind = str(err.get("type", ""))
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return f"{label}为必填项"
+    if kind in ("string_too_short", "too_short"):
+        n = ctx.get("min_length", 1)
+        unit = "个字" if kind.startswith("string") else "项"
+        return f"{label}不能为空" if n in (0, 1) else f"{label}至少需要 {n} {unit}"
+    if kind == "string_too_long":
+        return f"{label}不能超过 {ctx.get('max_length')} 个字"
+    if kind == "too_long":
+        return f"{label}最多 {ctx.get('max_length')} 项"
+    if kind in ("enum", "literal_error"):
+        allowed = _QUOTED.findall(str(ctx.get("expected", "")))
+        names = "、".join(VALUE_LABELS.get(a, a) for a in allowed)
+        return f"{label}应为：{names}" if names else f"{label}取值无效"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{label}应为整数"
+    if kind in ("float_parsing", "float_type", "decimal_parsing"):
+        return f"{label}应为数字"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{label}应为 true 或 false"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"{label}不能小于 {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"{label}不能大于 {ctx.get('le', ctx.get('lt'))}"
+    if kind.startswith("datetime") or kind.startswith("date_"):
+        return f"{label}时间格式不正确（例如 2026-12-07T09:00:00+08:00）"
+    if kind == "extra_forbidden":
+        return f"不接受的字段：{label}"
+    if kind == "string_pattern_mismatch":
+        return f"{label}格式不正确"
+    if kind in ("string_type", "string_unicode"):
+        return f"{label}应为文本"
+    if kind == "list_type":
+        return f"{label}应为列表"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{label}应为 JSON 对象"
+    if kind == "json_invalid":
+        return "请求内容不是有效的 JSON"
+    if kind == "value_error":
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        return msg if _has_chinese(msg) else f"{label}填写有误"
+    return f"{label}填写有误"
+
+
+def _has_chinese(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        details.append(
-            {
-                "field": ".".join(loc[1:]) or ".".join(loc),
-                "loc": loc,
-                "msg": err.get("msg"),
-                "type": err.get("type"),
-            }
-        )
+        label = field_label(loc)
+        item: dict[str, Any] = {
+            "field": ".".join(loc[1:]) or ".".join(loc),
+            "label": label,
+            "loc": loc,
+            "msg": chinese_message(err, label),
+            "type": err.get("type"),
+        }
+        if err.get("type") in ("enum", "literal_error"):
+            item["allowed"] = _QUOTED.findall(str((err.get("ctx") or {}).get("expected", "")))
+        details.append(item)
     return details
+
+
+def validation_message(details: list[dict[str, Any]]) -> str:
+    """The one-line message of a 422: the first problems, in Chinese."""
+    msgs = list(dict.fromkeys(d["msg"] for d in details))
+    if not msgs:
+        return "请求参数无效"
+    more = f"等 {len(msgs)} 处问题" if len(msgs) > 3 else ""
+    return "请求参数无效：" + "；".join(msgs[:3]) + more
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -127,7 +297,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "validation_error", "请求参数无效", _validation_details(exc))
+        details = _validation_details(exc)
+        return error_response(422, "validation_error", validation_message(details), details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

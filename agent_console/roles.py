@@ -49,6 +49,11 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "suborders.return": frozenset({ADMIN, HANDLER}),
     "suborders.extension": frozenset({ADMIN, HANDLER}),
     "suborders.extension_decision": _DISPATCH,
+    # issue #18: the dispatcher's follow-up of a return ("not ours") and of 协办; correcting the
+    # grade after intake (an agent: only a ticket it filed itself, i.e. during its call)
+    "suborders.close_return": _DISPATCH,
+    "suborders.release": _DISPATCH,
+    "tickets.reclassify": _DISPATCH | {AGENT},
     "enterprises.get": _STAFF | {LEADER},
     "departments.list": ALL_ROLES,
     "departments.inbox": _DISPATCH | {LEADER, HANDLER},  # handler: own department only

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from ticketing import Category, Rating, Role
+from config.settings import get_settings
+from ticketing import Category, Rating, Role, Urgency
+
+
+@lru_cache(maxsize=1)
+def service_zone() -> tzinfo:
+    """The service's time zone (settings.timezone, Asia/Shanghai by default)."""
+    return ZoneInfo(get_settings().timezone)
+
+
+def with_offset(value: datetime) -> datetime:
+    """Stored times are naive UTC: the API says so, in the service's time zone, with its offset
+    (ISO 8601, e.g. 2026-12-07T09:00:00+08:00), as every time it answers."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(service_zone())
+
+
+# Every time the API answers (inputs stay `datetime`: an offset is honoured, naive means UTC)
+Instant = Annotated[datetime, AfterValidator(with_offset)]
 
 
 class _Out(BaseModel):
@@ -31,13 +52,13 @@ class UserOut(_Out):
     role: str
     department_code: str | None
     active: bool
-    created_at: datetime
+    created_at: Instant
 
 
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_at: datetime
+    expires_at: Instant
     user: UserOut
 
 
@@ -104,17 +125,25 @@ class SubOrderOut(_Out):
     round: int
     status: str
     instructions: str | None = None
-    deadline_at: datetime | None = None
+    deadline_at: Instant | None = None
     dispatched_by: str | None = None
-    dispatched_at: datetime
-    accepted_at: datetime | None = None
-    replied_at: datetime | None = None
+    dispatched_at: Instant
+    accepted_at: Instant | None = None
+    replied_at: Instant | None = None
     reply: str | None = None
     return_reason: str | None = None
-    extension_until: datetime | None = None
+    extension_until: Instant | None = None
     extension_reason: str | None = None
     handoff_status: str | None = None
     external_ref: str | None = None
+    role: str | None = Field(default=None, description="lead 主办 | assist 协办 | null (no lead)")
+    return_handled_at: Instant | None = None
+    return_resolution: str | None = Field(
+        default=None, description="a return looked at by the dispatcher: redispatched | closed"
+    )
+    return_note: str | None = None
+    released_at: Instant | None = None
+    release_reason: str | None = None
 
 
 class TicketOut(_Out):
@@ -135,21 +164,38 @@ class TicketOut(_Out):
     submitter_phone: str | None = None
     channel_data: dict[str, Any] = Field(default_factory=dict)
     sla_basis: str | None = None
-    deadline_at: datetime | None = None
+    deadline_at: Instant | None = None
     round: int
     reopen_count: int
     responsible_person: str | None = None
     created_by: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    resolved_at: datetime | None = None
-    closed_at: datetime | None = None
+    created_at: Instant
+    updated_at: Instant
+    resolved_at: Instant | None = None
+    closed_at: Instant | None = None
+    conduct: bool = Field(
+        default=False, description="作风投诉: sent to the business-environment office, flagged"
+    )
+    conduct_accused: str | None = Field(
+        default=None, description="the departments a conduct complaint is about (comma-separated)"
+    )
+    duplicate_of_id: int | None = Field(
+        default=None, description="重复件: the first ticket of the chain this repeats"
+    )
+    simulated: bool = Field(default=False, description="filed by `callcenter demo` (模拟)")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="a 重复件: the assessment counts its chain once (its first ticket counts)"
+    )
+    @property
+    def counts_once(self) -> bool:
+        return self.duplicate_of_id is not None
 
 
 class EventOut(_Out):
     id: int
     suborder_id: int | None = None
-    at: datetime
+    at: Instant
     actor: str
     action: str
     detail: dict[str, Any] = Field(default_factory=dict)
@@ -161,8 +207,8 @@ class NoticeOut(_Out):
     id: int
     kind: str
     body: str
-    created_at: datetime
-    confirmed_at: datetime | None = None
+    created_at: Instant
+    confirmed_at: Instant | None = None
 
 
 class EvaluationOut(_Out):
@@ -178,10 +224,22 @@ class EvaluationOut(_Out):
     source: str = Field(description="submitter | staff (recorded on the caller's behalf)")
     channel: str = Field(description="link | sms (the submitter) | callback (回访 by staff)")
     superseded: bool = Field(description="a staff-recorded rating the submitter's own replaced")
-    created_at: datetime
+    created_at: Instant
+
+
+class RelatedTicket(_Out):
+    """An earlier matter of the same submitter (重复件 history), shown to whoever sees this one."""
+
+    number: str
+    title: str
+    status: str
+    created_at: Instant
+    closed_at: Instant | None = None
+    replies: list[str] = Field(default_factory=list)
 
 
 class TicketDetail(TicketOut):
+    duplicate_of: RelatedTicket | None = None
     suborders: list[SubOrderOut]
     events: list[EventOut]
     notices: list[NoticeOut]
@@ -202,7 +260,7 @@ class EnterpriseOut(_Out):
     industry: str | None = None
     address: str | None = None
     contact_phone: str | None = None
-    created_at: datetime
+    created_at: Instant
 
 
 class EnterpriseFile(BaseModel):
@@ -231,6 +289,27 @@ class DispatchIn(_In):
         default=None, description="sub-order deadline; default the ticket's committed deadline"
     )
     allow_beyond_ticket_deadline: bool = False
+    lead: str | None = Field(
+        default=None,
+        max_length=32,
+        description="主办: one of `departments`; the others (and the round's earlier ones) 协办. "
+        "The lead's reply resolves the ticket once every 协办 replied or was released",
+    )
+    deadlines: dict[str, datetime] | None = Field(
+        default=None, description="a department's own deadline (department code → time)"
+    )
+
+
+class ReclassifyIn(_In):
+    """Correct the grade after intake; the committed deadline follows it from now."""
+
+    category: Category | None = None
+    urgency: Urgency | None = None
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ReasonIn(_In):
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 class DispatchOut(BaseModel):
@@ -285,7 +364,7 @@ class PublicTicketIn(_In):
 class PublicTicketOut(BaseModel):
     number: str
     status: str
-    deadline_at: datetime | None = None
+    deadline_at: Instant | None = None
     notice_token: str | None = Field(
         description="confirms the acceptance notice (that only; see evaluation_token)"
     )
@@ -320,7 +399,7 @@ class ResolutionSummaryOut(BaseModel):
 
 class NoticeConfirmOut(BaseModel):
     ticket_number: str
-    confirmed_at: datetime
+    confirmed_at: Instant
 
 
 class HealthOut(BaseModel):

@@ -82,6 +82,7 @@ def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
             "database_url": f"sqlite:///{data_dir / 'callcenter.db'}",
             "redis_url": redis_url,
             "redis_namespace": f"{base.redis_namespace}-demo",
+            "simulation": True,  # the demo's tickets say 模拟
             "asterisk": [AsteriskServer(name=SIMULATED_SERVER, spool_dir=data_dir / "pbx-spool")],
         }
     )
@@ -276,6 +277,7 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
                 CALLCENTER_DATABASE_URL=settings.resolved_database_url,
                 CALLCENTER_REDIS_URL=redis_url,
                 CALLCENTER_REDIS_NAMESPACE=settings.redis_namespace,
+                CALLCENTER_SIMULATION="1",
             )
             specs = [
                 ChildSpec("worker", ["worker"]),

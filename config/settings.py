@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     ticket_prefix: str = "DXE"
     timezone: str = "Asia/Shanghai"
     classifier_threshold: float = 0.6
+    # 重复件: a new matter from the same phone or enterprise on a similar subject (same category,
+    # text similarity ≥ duplicate_similarity) while an earlier one is open, or closed within
+    # duplicate_closed_days, is linked to it; earlier tickets are looked for this far back
+    duplicate_closed_days: int = 30
+    duplicate_lookback_days: int = 180
+    duplicate_similarity: float = 0.4
+    # set by `callcenter demo`: every ticket filed is marked simulated (模拟) on the pages and API
+    simulation: bool = False
 
     # §12 hand-off to external systems: HMAC secrets for outbound posts and status callbacks.
     # Each external system (named by the department code whose endpoint it is, e.g. XNPT) has its
@@ -97,7 +105,17 @@ class Settings(BaseSettings):
         default_factory=lambda: [10, 30, 120, 600, 1800]
     )
 
-    # notifications (Twilio SMS when all three are set; otherwise the logged outbox)
+    # notifications: sms_gateway "outbox" (default: kept as the logged outbox), "twilio" (needs the
+    # three twilio_* below) or "http" (a signed JSON POST to sms_http_url, the kind Chinese SMS
+    # providers offer: see ticketing.sms_gateway). Unset: Twilio when its three settings are set.
+    sms_gateway: Literal["outbox", "twilio", "http"] | None = None
+    sms_http_url: str | None = None
+    sms_http_key_id: str | None = None  # sent as X-SMS-Key (the provider's AccessKey id)
+    sms_http_secret: SecretStr | None = None  # signs each request (HMAC-SHA256)
+    sms_http_sign_name: str | None = (
+        None  # the provider's registered signature (签名), e.g. 赤壁店小二
+    )
+    sms_http_timeout_s: float = 10.0
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None

@@ -9,14 +9,18 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests
+                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests,
+                 returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
                  update_article, transition, versions, seed_knowledge, …) and 直接答复
                  (answer_at_intake, answer_waiting, first_contact_figures)
-    dispatch     auto_dispatch, dispatch_to_departments, accept, reply, return_suborder, request_extension,
-                 decide_extension
+    dispatch     auto_dispatch, dispatch_to_departments (lead 主办 / assist 协办), accept, reply,
+                 return_suborder, request_extension, decide_extension, close_return (a return
+                 looked at, no other department needed), release_suborder (解除协办)
+    correction   reclassify: category/urgency corrected with a reason; the deadline follows
+    duplicates   related_ticket (重复件: the earlier matter a ticket repeats, with its replies)
     evaluation   evaluate
     notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation,
                  notice_by_confirm_token
@@ -67,6 +71,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         promise_callback,
     )
     from ticketing.classifier import Prediction, get_classifier
+    from ticketing.correction import reclassify
     from ticketing.departments import (
         DepartmentEdit,
         all_departments,
@@ -83,6 +88,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.dispatch import (
         accept,
         auto_dispatch,
+        close_return,
         decide_extension,
         reply,
         request_extension,
@@ -92,8 +98,10 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     # Exported under another name where the plain one would collide with a submodule: once
     # `ticketing.dispatch` is imported, the package attribute `dispatch` is that module.
     from ticketing.dispatch import dispatch as dispatch_to_departments
+    from ticketing.dispatch import release as release_suborder
     from ticketing.dispatch_rule import classifier_threshold
     from ticketing.drafts import Draft
+    from ticketing.duplicates import related_ticket
     from ticketing.errors import (
         Conflict,
         InvalidInput,
@@ -169,6 +177,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         Rating,
         Role,
         SubOrder,
+        SubOrderRole,
         SubOrderStatus,
         Ticket,
         TicketEvent,
@@ -205,6 +214,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         intake_summary,
         list_tickets,
         overdue_tickets,
+        returns_awaiting,
     )
     from ticketing.routing import (
         department_keywords,

@@ -12,7 +12,7 @@ Every function validates everything before writing anything; the caller owns the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
@@ -31,7 +31,9 @@ from ticketing.dispatch_rule import (
 from ticketing.errors import Conflict, InvalidInput, PermissionDenied
 from ticketing.lifecycle import (
     DISPATCHABLE,
+    DROPPED,
     TICKET_LABELS,
+    awaiting_returns,
     check_suborder_action,
     lock_suborder,
     lock_ticket,
@@ -40,7 +42,15 @@ from ticketing.lifecycle import (
     transition_suborder,
     transition_ticket,
 )
-from ticketing.models import Department, SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
+from ticketing.models import (
+    Department,
+    SubOrder,
+    SubOrderRole,
+    SubOrderStatus,
+    Ticket,
+    TicketStatus,
+    utcnow,
+)
 from ticketing.sla import add_duration, to_local, to_utc_naive
 from ticketing.text import normalise_text
 
@@ -141,8 +151,8 @@ def auto_dispatch(
         ticket = lock_ticket(session, ticket.id)
     if ticket.status != TicketStatus.pending_dispatch:
         raise Conflict(
-            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
-            f"({ticket.status})，只有待派单(pending_dispatch)的工单可以自动派单",
+            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”，"
+            "只有待派单的工单可以自动派单",
             code="illegal_transition",
             current=ticket.status,
         )
@@ -154,6 +164,9 @@ def auto_dispatch(
     decision = decide(settings, ticket.title, ticket.content, prediction, lookup)
     ticket.suggested_department = decision.suggested
     ticket.classifier_confidence = decision.confidence
+    if decision.conduct:
+        ticket.conduct = True
+        ticket.conduct_accused = ",".join(decision.accused) or None
     if decision.codes:
         return _dispatch(
             session,
@@ -184,11 +197,16 @@ def dispatch(
     instructions: str | None = None,
     deadline: datetime | None = None,
     allow_beyond_ticket_deadline: bool = False,
+    lead: str | None = None,
+    deadlines: Mapping[str, datetime] | None = None,
 ) -> list[SubOrder]:
     """Manual (or parallel) dispatch: one sub-order per department, each with its own deadline.
 
-    The deadline defaults to the ticket's committed deadline; a later one needs
-    allow_beyond_ticket_deadline=True (a dispatcher's deliberate choice, recorded in the event).
+    The deadline defaults to the ticket's committed deadline (`deadlines` sets one department's
+    own); a later one needs allow_beyond_ticket_deadline=True (a dispatcher's deliberate choice,
+    recorded in the event). `lead` names the 主办 department: the others of the round become 协办,
+    and the ticket resolves on the lead's reply once every 协办 replied or was released.
+    Returns of the round awaiting the dispatcher count as handled ("redispatched").
     """
     return _dispatch(
         session,
@@ -201,6 +219,8 @@ def dispatch(
         deadline=deadline,
         allow_beyond_ticket_deadline=allow_beyond_ticket_deadline,
         basis={"basis": "dispatcher"},
+        lead=lead,
+        deadlines=deadlines,
     )
 
 
@@ -219,17 +239,27 @@ def _dispatch(
     locked: bool = False,
     found: dict[str, Department] | None = None,
     first_round_empty: bool = False,
+    lead: str | None = None,
+    deadlines: Mapping[str, datetime] | None = None,
 ) -> list[SubOrder]:
     """locked: the caller already holds (or created) the ticket row; found: departments it just
     read in this transaction; first_round_empty: the ticket was created by this transaction."""
     codes = clean_codes(departments)
     instructions = _text(instructions, "instructions", "派单说明", 2000, required=False)
+    lead = (lead or "").strip() or None
+    if lead is not None and lead not in codes:
+        raise InvalidInput("主办部门必须是本次派单的部门之一", field="lead", lead=lead)
+    extra = sorted(set(deadlines or {}) - set(codes))
+    if extra:
+        raise InvalidInput(
+            f"单独设定时限的部门不在本次派单中：{'、'.join(extra)}", field="deadlines", extra=extra
+        )
     if not locked:
         ticket = lock_ticket(session, ticket.id)
     if ticket.status not in DISPATCHABLE:
         raise Conflict(
-            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
-            f"({ticket.status})，不能派单",
+            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”，"
+            "不能派单",
             code="illegal_transition",
             current=ticket.status,
             target=TicketStatus.dispatched,
@@ -246,13 +276,17 @@ def _dispatch(
         raise InvalidInput(
             f"部门已停用：{'、'.join(inactive)}", field="departments", inactive=inactive
         )
-    live = (
-        set()
-        if first_round_empty
-        else {
-            s.department_code for s in round_suborders(session, ticket) if s.status != SS.returned
-        }
-    )
+    accused = _accused(ticket)
+    refused = [c for c in codes if c in accused]
+    if refused:
+        raise InvalidInput(
+            f"作风投诉不能派给被投诉部门：{'、'.join(refused)}",
+            field="departments",
+            accused=refused,
+        )
+    round_subs = [] if first_round_empty else round_suborders(session, ticket)
+    live_subs = [s for s in round_subs if s.status not in DROPPED]
+    live = {s.department_code for s in live_subs}
     dup = [c for c in codes if c in live]
     if dup:
         raise Conflict(
@@ -261,22 +295,25 @@ def _dispatch(
             departments=dup,
         )
 
-    due = ticket.deadline_at
-    if deadline is not None:
-        due = to_utc_naive(deadline)
-        if due <= utcnow():
-            raise InvalidInput("子工单办理时限不能早于当前时间", field="deadline")
-        if (
-            ticket.deadline_at is not None
-            and due > ticket.deadline_at
-            and not allow_beyond_ticket_deadline
-        ):
-            raise InvalidInput(
-                f"子工单办理时限不能晚于工单承诺时限（{local_text(settings, ticket.deadline_at)}）",
-                field="deadline",
-                ticket_deadline=ticket.deadline_at,
-            )
+    current_lead = [s for s in live_subs if s.role == SubOrderRole.lead]
+    if lead is not None and current_lead:
+        raise Conflict(
+            f"本轮已有主办部门：{current_lead[0].department_code}",
+            code="lead_exists",
+            lead=current_lead[0].department_code,
+        )
+    has_lead = lead is not None or bool(current_lead)
 
+    due_of: dict[str, datetime | None] = {}
+    for code in codes:
+        own = (deadlines or {}).get(code, deadline)
+        due_of[code] = _due(settings, ticket, own, allow_beyond_ticket_deadline)
+    waiting = awaiting_returns(round_subs)
+
+    if lead is not None:
+        basis = {**basis, "lead": lead}
+    if waiting:
+        basis = {**basis, "handled_returns": [s.id for s in waiting]}
     if ticket.status != TicketStatus.dispatched:
         ticket.dispatch_mode = mode
         transition_ticket(
@@ -294,10 +331,24 @@ def _dispatch(
         events.record(
             session, ticket.id, actor, "dispatch_added", mode=mode, departments=codes, **basis
         )
+    now = utcnow()
+    for s in waiting:  # the dispatcher has looked at the return: it sent the matter on
+        s.return_handled_at = now
+        s.return_resolution = "redispatched"
+        s.return_note = f"已重新派单：{'、'.join(codes)}"
+        session.add(s)
+    if lead is not None:  # the round's departments so far assist the new lead
+        for s in live_subs:
+            if s.role is None:
+                s.role = SubOrderRole.assist
+                session.add(s)
 
     created: list[SubOrder] = []
-    now = utcnow()
     for code in codes:
+        due = due_of[code]
+        role = None
+        if has_lead:
+            role = SubOrderRole.lead if code == lead else SubOrderRole.assist
         so = SubOrder(
             ticket_id=ticket.id,  # type: ignore[arg-type]  # a stored ticket: id set
             department_code=code,
@@ -307,6 +358,7 @@ def _dispatch(
             deadline_at=due,
             dispatched_by=actor,
             dispatched_at=now,
+            role=role,
         )
         session.add(so)
         session.flush()
@@ -322,15 +374,38 @@ def _dispatch(
             mode=mode,
             instructions=instructions,
             handoff=queued,
+            role=role,
             beyond_ticket_deadline=bool(
-                deadline is not None
-                and due is not None
-                and ticket.deadline_at is not None
-                and due > ticket.deadline_at
+                due is not None and ticket.deadline_at is not None and due > ticket.deadline_at
             ),
         )
         created.append(so)
     return created
+
+
+def _due(
+    settings: Settings, ticket: Ticket, deadline: datetime | None, allow_beyond: bool
+) -> datetime | None:
+    """A sub-order's deadline: the ticket's committed one unless the dispatcher sets its own."""
+    if deadline is None:
+        return ticket.deadline_at
+    due = to_utc_naive(deadline)
+    if due <= utcnow():
+        raise InvalidInput("子工单办理时限不能早于当前时间", field="deadline")
+    if ticket.deadline_at is not None and due > ticket.deadline_at and not allow_beyond:
+        raise InvalidInput(
+            f"子工单办理时限不能晚于工单承诺时限（{local_text(settings, ticket.deadline_at)}）",
+            field="deadline",
+            ticket_deadline=ticket.deadline_at,
+        )
+    return due
+
+
+def _accused(ticket: Ticket) -> set[str]:
+    """The departments a conduct complaint is about: never sent the matter."""
+    if not ticket.conduct or not ticket.conduct_accused:
+        return set()
+    return {c for c in ticket.conduct_accused.split(",") if c}
 
 
 # ---------------------------------------------------------------- sub-order actions
@@ -425,12 +500,10 @@ def request_extension(
     """延期申请: by amount+unit (hours / working_days) or to a date, at most sla.yaml max_extension."""
     why = _text(reason, "reason", "延期原因", 1000, required=True)
     if (until is None) == (amount is None):
-        raise InvalidInput(
-            "请提供延期时长（amount 与 unit）或延期截止时间（until）之一", field="amount"
-        )
+        raise InvalidInput("请提供延期时长（及单位）或延期截止时间，二者选一", field="amount")
     if amount is not None:
         if unit not in UNITS:
-            raise InvalidInput(f"延期单位必须是 {' 或 '.join(UNITS)}", field="unit")
+            raise InvalidInput("延期单位必须是 工作日 或 小时", field="unit", allowed=list(UNITS))
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise InvalidInput("延期时长必须是正整数", field="amount")
     ticket, so = lock_suborder(session, suborder_id)
@@ -525,4 +598,79 @@ def decide_extension(
             previous_deadline=detail["previous_ticket_deadline"],
             reason=so.extension_reason,
         )
+    return so
+
+
+# ---------------------------------------------------------------- the dispatcher's follow-up
+
+
+def _dispatcher_only(department: str | None, suborder_id: int) -> None:
+    if department is not None:
+        raise PermissionDenied("部门经办人不能执行此操作", suborder_id=suborder_id)
+
+
+def close_return(
+    session: Session,
+    settings: Settings,
+    suborder_id: int,
+    *,
+    actor: str,
+    reason: str,
+    department: str | None = None,
+) -> SubOrder:
+    """The dispatcher looked at a return ("not ours") and needs no other department: closed with
+    a reason. The ticket then resolves if every live sub-order has replied."""
+    _dispatcher_only(department, suborder_id)
+    why = _text(reason, "reason", "关闭理由", 1000, required=True)
+    ticket, so = lock_suborder(session, suborder_id)
+    if so.status != SS.returned or so.return_handled_at is not None:
+        raise Conflict(
+            f"子工单 {so.id} 不是待处理的退回件",
+            code="illegal_transition",
+            entity="suborder",
+            current=so.status,
+        )
+    if so.round != ticket.round:
+        raise Conflict(f"子工单 {so.id} 属于往轮办理，无需处理", code="stale_round")
+    so.return_handled_at = utcnow()
+    so.return_resolution = "closed"
+    so.return_note = why
+    session.add(so)
+    events.record(
+        session,
+        ticket.id,
+        actor,
+        "return_closed",
+        suborder_id=so.id,
+        department=so.department_code,
+        reason=why,
+    )
+    recompute_ticket_status(session, ticket, actor=actor)
+    return so
+
+
+def release(
+    session: Session,
+    settings: Settings,
+    suborder_id: int,
+    *,
+    actor: str,
+    reason: str,
+    department: str | None = None,
+) -> SubOrder:
+    """解除协办: the dispatcher lets an assisting department go; the lead's reply can then resolve
+    the ticket without it. Only a 协办 sub-order can be released."""
+    _dispatcher_only(department, suborder_id)
+    why = _text(reason, "reason", "解除理由", 1000, required=True)
+    ticket, so = lock_suborder(session, suborder_id)
+    if so.role != SubOrderRole.assist:
+        raise Conflict(
+            f"子工单 {so.id} 不是协办子工单，不能解除", code="not_assisting", role=so.role
+        )
+    transition_suborder(
+        session, ticket, so, "release", actor=actor, event="suborder_released", reason=why
+    )
+    so.released_at = utcnow()
+    so.release_reason = why
+    recompute_ticket_status(session, ticket, actor=actor)
     return so

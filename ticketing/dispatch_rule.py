@@ -1,4 +1,12 @@
-"""The auto-dispatch decision (§10): a routing rule, else a confident classifier, else manual.
+"""The auto-dispatch decision (§10): a conduct complaint to the business-environment office, else a
+routing rule (when a confident classifier agrees with it, or is not confident), else a confident
+classifier, else manual.
+
+A conduct complaint (作风投诉: 刁难, 吃拿卡要 … routing.yaml `conduct`) never goes to the department
+it is about: it goes to the office the config names, flagged, with the departments a rule or the
+classifier pointed at recorded as the accused (ticketing.dispatch refuses to send it to them).
+A routing rule and a confident classifier that name different departments disagree: the ticket
+waits for a dispatcher rather than trusting either.
 
 One pure function, `decide`, used by both writers of an auto-dispatch: the ORM path
 (ticketing.dispatch.auto_dispatch, for a ticket already in the database) and intake's batch writer
@@ -17,7 +25,7 @@ from typing import Any, Protocol
 from config.loader import load_yaml
 from config.settings import Settings
 from ticketing.models import Department
-from ticketing.routing import RoutingRule, match_rule
+from ticketing.routing import RoutingRule, match_conduct, match_rule
 
 
 class PredictionLike(Protocol):
@@ -45,6 +53,8 @@ class Decision:
     suggested: str | None
     threshold: float
     found: Mapping[str, Department] = field(default_factory=dict)  # the departments looked up
+    conduct: bool = False  # a conduct complaint (作风投诉)
+    accused: tuple[str, ...] = ()  # the departments it is about (never sent it)
 
     def manual_event(self) -> dict[str, Any]:
         """The detail of the "manual_dispatch_required" event (when `codes` is empty)."""
@@ -54,6 +64,7 @@ class Decision:
             "threshold": self.threshold,
             "suggested_department": self.suggested,
             "rule": self.rule.name if self.rule else None,
+            **({"conduct": True, "accused": list(self.accused)} if self.conduct else {}),
         }
 
 
@@ -90,12 +101,30 @@ def decide(
     confidence = confidence_of(getattr(prediction, "confidence", None))
     suggested = getattr(prediction, "department", None) or None
     threshold = classifier_threshold(settings)
-    rule = match_rule(settings, f"{title or ''}\n{content or ''}")
+    text = f"{title or ''}\n{content or ''}"
+    rule = match_rule(settings, text)
+    conduct = match_conduct(settings, text)
     codes: list[str] = []
     basis: dict[str, Any] = {}
     reason: str | None = None
     found: Mapping[str, Department] = {}
-    if rule is not None:
+    confident = confidence >= threshold and bool(suggested)
+    accused: tuple[str, ...] = ()
+    if conduct is not None:
+        named = [*(rule.departments if rule else ()), *([suggested] if suggested else [])]
+        accused = tuple(dict.fromkeys(c for c in named if c and c != conduct.office))
+        found = lookup([conduct.office])
+        if not unusable_in(found, [conduct.office]):
+            codes = [conduct.office]
+            basis = {"basis": "conduct", "keywords": list(conduct.hits), "accused": list(accused)}
+        else:
+            reason = f"作风投诉的受理部门 {conduct.office} 不存在或已停用"
+    elif rule is not None and confident and suggested not in rule.departments:
+        reason = (
+            f"路由规则 {rule.name} 指向 {'、'.join(rule.departments)}，"
+            f"分类建议 {suggested}（置信度 {confidence:.2f}），两者不一致"
+        )
+    elif rule is not None:
         found = lookup(rule.departments)
         bad = unusable_in(found, rule.departments)
         if not bad:
@@ -114,4 +143,15 @@ def decide(
         reason = "分类器未给出建议部门"
     else:
         reason = f"分类置信度 {confidence:.2f} 低于阈值 {threshold:.2f}"
-    return Decision(codes, basis, reason, rule, confidence, suggested, threshold, found)
+    return Decision(
+        codes,
+        basis,
+        reason,
+        rule,
+        confidence,
+        suggested,
+        threshold,
+        found,
+        conduct=conduct is not None,
+        accused=accused,
+    )

@@ -74,6 +74,7 @@ class Draft:
     send_notice: bool
     # "<actor>:<key>" from the request's Idempotency-Key: a repeat returns the first ticket
     idempotency_key: str | None = None
+    simulated: bool = False  # filed by `callcenter demo` (模拟)
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,100}$")  # visible ASCII, as HTTP headers carry

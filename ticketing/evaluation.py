@@ -138,8 +138,8 @@ def evaluate(
         raise _already(ticket, round_no)
     if superseding is None and ticket.status != TicketStatus.resolved:
         raise Conflict(
-            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”"
-            f"({ticket.status})，只有已办结(resolved)的工单可以评价",
+            f"工单 {ticket.number} 当前状态为“{TICKET_LABELS.get(ticket.status, ticket.status)}”，"
+            "只有已办结的工单可以评价",
             code="illegal_transition",
             current=ticket.status,
         )

@@ -32,7 +32,7 @@ from sqlalchemy.orm import class_mapper, make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from config.settings import Settings
-from ticketing import events, handoff
+from ticketing import duplicates, events, handoff
 from ticketing.department_cache import cached_departments
 from ticketing.dispatch import clean_codes, dispatch
 from ticketing.dispatch_rule import Decision, decide
@@ -77,6 +77,9 @@ _TICKET_DEFAULTS: dict[str, Any] = {
     "responsible_person": None,
     "resolved_at": None,
     "closed_at": None,
+    "conduct": False,
+    "conduct_accused": None,
+    "duplicate_of_id": None,
 }
 _SUBORDER_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -88,6 +91,12 @@ _SUBORDER_DEFAULTS: dict[str, Any] = {
     "extension_reason": None,
     "handoff_status": None,
     "external_ref": None,
+    "role": None,
+    "return_handled_at": None,
+    "return_resolution": None,
+    "return_note": None,
+    "released_at": None,
+    "release_reason": None,
 }
 _MOVED_TO_DISPATCHED: dict[str, Any] = {
     "from": TicketStatus.pending_dispatch.value,
@@ -158,9 +167,13 @@ def write_drafts(
     numbers = iter(next_numbers(session, settings, now, len(fast))) if fast else iter(())
     rows: dict[int, _Row] = {}
     deadlines: dict[tuple[str, str], tuple[datetime, str]] = {}  # one `now` for the whole batch
+    values_of = {
+        i: _ticket_values(conn, dialect, settings, drafts[i], now, callers, deadlines) for i in todo
+    }
+    dups = _link_duplicates(conn, settings, todo, values_of, now)
     for i in todo:
         d = drafts[i]
-        values = _ticket_values(conn, dialect, settings, d, now, callers, deadlines)
+        values = values_of[i]
         if i not in fast_set:
             results[i] = _write_with_departments(
                 session, settings, d, values, nested=len(drafts) > 1
@@ -173,6 +186,7 @@ def write_drafts(
         _insert_fast(session, conn, settings, list(rows.values()))
         for i, row in rows.items():
             results[i] = row.ticket
+    _record_duplicates(session, drafts, results, dups)
     for i in todo:
         ticket = results[i]
         if drafts[i].send_notice and isinstance(ticket, Ticket):
@@ -418,7 +432,90 @@ def _ticket_values(
         "created_at": now,
         "updated_at": now,
         "idempotency_key": d.idempotency_key,
+        "simulated": d.simulated or settings.simulation,
     }
+
+
+def _link_duplicates(
+    conn: Connection,
+    settings: Settings,
+    todo: list[int],
+    values_of: dict[int, dict[str, Any]],
+    now: datetime,
+) -> dict[int, tuple[duplicates.Match | None, int | None, float]]:
+    """重复件: what each new ticket repeats — an earlier ticket in the database (one query for
+    the batch; its chain's first ticket goes into the row) or an earlier draft of this batch
+    (linked once both are written: the batch writes what one intake after another would).
+    Draft index → (database match, earlier draft's index, similarity)."""
+    cands = [
+        duplicates.Candidate(
+            values_of[i]["submitter_phone"],
+            values_of[i]["enterprise_id"],
+            values_of[i]["category"],
+            duplicates.subject(values_of[i]["title"], values_of[i]["content"]),
+        )
+        for i in todo
+    ]
+    found = duplicates.find(conn, settings, cands, now)
+    out: dict[int, tuple[duplicates.Match | None, int | None, float]] = {}
+    for k, (i, match) in enumerate(zip(todo, found, strict=True)):
+        if match is not None:
+            values_of[i]["duplicate_of_id"] = match.ticket_id
+            out[i] = (match, None, match.score)
+            continue
+        c = cands[k]
+        if not (c.phone or c.enterprise_id):
+            continue
+        best: tuple[int, float] | None = None
+        for j_pos in range(k):  # an earlier draft of the same submitter in this batch
+            e = cands[j_pos]
+            same = (c.phone and e.phone == c.phone) or (
+                c.enterprise_id is not None and e.enterprise_id == c.enterprise_id
+            )
+            if not same or e.category != c.category:
+                continue
+            score = round(duplicates.score(c.text, e.text), 3)
+            if score >= settings.duplicate_similarity and (best is None or score > best[1]):
+                best = (todo[j_pos], score)
+        if best is not None:
+            out[i] = (None, best[0], best[1])
+    return out
+
+
+def _record_duplicates(
+    session: Session,
+    drafts: list[Draft],
+    results: list[Ticket | TicketingError | None],
+    dups: dict[int, tuple[duplicates.Match | None, int | None, float]],
+) -> None:
+    """Link the batch's repeats and record a "duplicate_linked" event on each (in draft order,
+    so a chain inside the batch points at its first ticket)."""
+    rows: list[dict[str, Any]] = []
+    for i in sorted(dups):
+        ticket = results[i]
+        match, j, score = dups[i]
+        if not isinstance(ticket, Ticket):
+            continue
+        if match is not None:
+            earlier_id, earlier_number = match.earlier_id, match.earlier_number
+        else:
+            earlier = results[j] if j is not None else None
+            if not isinstance(earlier, Ticket) or earlier.id is None or earlier.id == ticket.id:
+                continue
+            earlier_id, earlier_number = earlier.id, earlier.number
+            ticket.duplicate_of_id = earlier.duplicate_of_id or earlier.id
+            session.add(ticket)
+        rows.append(
+            events.entry(
+                ticket.id,
+                drafts[i].actor,
+                "duplicate_linked",
+                duplicate_of=earlier_number,
+                duplicate_of_id=earlier_id,
+                similarity=score,
+            )
+        )
+    events.record_all(session, rows)
 
 
 def _created_event(d: Draft, values: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +572,9 @@ def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[
     values["suggested_department"] = decision.suggested
     values["classifier_confidence"] = decision.confidence
     values["updated_at"] = utcnow()
+    if decision.conduct:
+        values["conduct"] = True
+        values["conduct_accused"] = ",".join(decision.accused) or None
     if codes:
         values["status"] = TicketStatus.dispatched.value
         values["dispatch_mode"] = "auto"
@@ -579,6 +679,7 @@ def _events(r: _Row, subs: list[tuple[int, str, bool]]) -> list[dict[str, Any]]:
             mode="auto",
             instructions=None,
             handoff=queued,
+            role=None,
             beyond_ticket_deadline=False,
         )
         for sub_id, code, queued in subs

@@ -5,15 +5,19 @@ Ticket:    pending_dispatch → dispatched → resolved → closed
                    (all returned) pending      reopened ←──────┘  over a staff-recorded one)
                                                   → dispatched → …
 Sub-order: dispatched → accepted → replied;  dispatched/accepted → returned;
-           accepted → extension_requested → accepted (approved or rejected)
+           accepted → extension_requested → accepted (approved or rejected);
+           an assisting (协办) sub-order not yet replied → released (by the dispatcher)
 
 Every status change goes through `transition_ticket` (table TICKET_TRANSITIONS, by target state)
 or `transition_suborder` (table SUBORDER_ACTIONS, by action, since two actions can reach the same
 state from different ones). Both refuse a move not in the table *before* touching anything, with a
 Conflict naming the current and the target state, and write exactly one history event per move.
 `recompute_ticket_status` derives the ticket's state from its sub-orders: the ticket resolves only
-when every live sub-order of the current round has replied; returned sub-orders don't count, and
-when every sub-order has been returned the ticket goes back to the dispatcher (pending_dispatch).
+when every live sub-order of the current round has replied (returned and released ones don't
+count; with a lead 主办 that means the lead and every 协办 still held) and no return of the round
+still awaits the dispatcher (a department saying "not ours" is looked at: re-dispatched or closed
+with a reason, ticketing.dispatch). When every sub-order has been returned the ticket goes back to
+the dispatcher (pending_dispatch).
 
 Rows are locked (SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE)
 ticket first, then sub-order, so concurrent replies from parallel departments can't both miss
@@ -53,6 +57,8 @@ SUBORDER_ACTIONS: dict[str, tuple[frozenset[str], str]] = {
     "request_extension": (frozenset({SS.accepted}), SS.extension_requested),
     # approved or rejected, the department carries on handling
     "decide_extension": (frozenset({SS.extension_requested}), SS.accepted),
+    # the dispatcher lets an assisting department go (it is not needed any more)
+    "release": (frozenset({SS.dispatched, SS.accepted, SS.extension_requested}), SS.released),
 }
 ACTION_LABELS = {
     "accept": "签收",
@@ -60,6 +66,7 @@ ACTION_LABELS = {
     "return": "退回",
     "request_extension": "申请延期",
     "decide_extension": "审批延期",
+    "release": "解除协办",
 }
 # The same machine as a plain state graph (for documentation and the tests).
 SUBORDER_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -79,6 +86,7 @@ SUBORDER_LABELS: dict[str, str] = {
     SS.extension_requested: "延期申请中",
     SS.replied: "已回复",
     SS.returned: "已退回",
+    SS.released: "已解除协办",
 }
 
 # Ticket states in which a dispatcher may (re-)dispatch.
@@ -86,11 +94,12 @@ DISPATCHABLE = frozenset({TS.pending_dispatch, TS.reopened, TS.dispatched})
 
 
 def _ticket_label(s: str) -> str:
-    return f"“{TICKET_LABELS.get(s, s)}”({s})"
+    """The state as users read it (the code itself is in the error's details)."""
+    return f"“{TICKET_LABELS.get(s, s)}”"
 
 
 def _sub_label(s: str) -> str:
-    return f"“{SUBORDER_LABELS.get(s, s)}”({s})"
+    return f"“{SUBORDER_LABELS.get(s, s)}”"
 
 
 def check_ticket_transition(ticket: Ticket, to: str) -> None:
@@ -207,23 +216,35 @@ def round_suborders(session: Session, ticket: Ticket) -> list[SubOrder]:
     )
 
 
+DROPPED = frozenset({SS.returned, SS.released})
+
+
 def live_suborders(session: Session, ticket: Ticket) -> list[SubOrder]:
-    """Sub-orders of the current round that still count (not returned)."""
-    return [s for s in round_suborders(session, ticket) if s.status != SS.returned]
+    """Sub-orders of the current round that still count (not returned, not released)."""
+    return [s for s in round_suborders(session, ticket) if s.status not in DROPPED]
+
+
+def awaiting_returns(subs: list[SubOrder]) -> list[SubOrder]:
+    """Returned sub-orders the dispatcher has not yet handled (re-dispatched or closed)."""
+    return [s for s in subs if s.status == SS.returned and s.return_handled_at is None]
 
 
 def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "system") -> str:
     """Derive a dispatched ticket's state from its current-round sub-orders; returns the status.
 
-    - every live sub-order replied (at least one)  → resolved
-    - no live sub-order left (all returned)        → pending_dispatch, manual, for the dispatcher
-    - otherwise                                    → unchanged
+    - no live sub-order left (all returned)         → pending_dispatch, manual, for the dispatcher
+    - every live sub-order replied (at least one), and no return awaiting the dispatcher
+                                                    → resolved
+    - every live sub-order replied but a return awaits the dispatcher → unchanged, with a
+      "resolution_held" event naming the returns
+    - otherwise                                     → unchanged
     Tickets in other states are left alone (their state is driven by dispatch/evaluation).
     """
     if ticket.status != TS.dispatched:
         return ticket.status
     session.flush()
-    live = live_suborders(session, ticket)
+    subs = round_suborders(session, ticket)
+    live = [s for s in subs if s.status not in DROPPED]
     if not live:
         ticket.dispatch_mode = "manual"
         transition_ticket(
@@ -232,9 +253,23 @@ def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "s
             TS.pending_dispatch,
             actor=actor,
             action="returned_to_dispatcher",
-            reason="all sub-orders returned",
+            reason="全部子工单已退回，待派单员重新派单",
         )
-    elif all(s.status == SS.replied for s in live):
+        return ticket.status
+    if not all(s.status == SS.replied for s in live):
+        return ticket.status
+    waiting = awaiting_returns(subs)
+    if waiting:
+        events.record(
+            session,
+            ticket.id,
+            actor,
+            "resolution_held",
+            reason="有部门退回的子工单待派单员处理（重新派单或说明理由后关闭），暂不办结",
+            returned=[s.id for s in waiting],
+            departments=[s.department_code for s in waiting],
+        )
+    else:
         transition_ticket(
             session,
             ticket,

@@ -48,6 +48,14 @@ class SubOrderStatus(StrEnum):
     extension_requested = "extension_requested"
     replied = "replied"  # done by the department
     returned = "returned"  # sent back to the dispatcher (terminal for this sub-order)
+    released = "released"  # an assisting (协办) department let go by the dispatcher (terminal)
+
+
+class SubOrderRole(StrEnum):
+    """Parallel dispatch with a lead: 主办 resolves the ticket once every 协办 replied or was released."""
+
+    lead = "lead"  # 主办
+    assist = "assist"  # 协办
 
 
 class Warning(StrEnum):
@@ -148,6 +156,8 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_channel_created", "channel", "created_at"),
         Index("ix_ticket_warning_created", "warning", "created_at"),
         Index("uq_ticket_idempotency_key", "idempotency_key", unique=True),
+        # 重复件: an intake looks up the same phone's recent tickets (ticketing.duplicates)
+        Index("ix_ticket_phone_created", "submitter_phone", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -179,6 +189,13 @@ class Ticket(SQLModel, table=True):
     closed_at: datetime | None = UTCField(default=None)
     # "<actor>:<Idempotency-Key>" of the request that filed it: a repeat returns this ticket
     idempotency_key: str | None = Field(default=None, max_length=200)
+    # 作风投诉 (刁难, 吃拿卡要 …): routed to the business-environment office, never to the accused
+    conduct: bool = False
+    conduct_accused: str | None = Field(default=None, max_length=200)  # comma-separated codes
+    # 重复件: the earlier open (or recently closed) matter of the same submitter this repeats;
+    # the assessment counts the chain once (the root has duplicate_of_id None)
+    duplicate_of_id: int | None = Field(default=None, index=True)  # a ticket id (no FK: 0015)
+    simulated: bool = False  # filed by `callcenter demo` (模拟)
 
 
 class SubOrder(SQLModel, table=True):
@@ -207,6 +224,13 @@ class SubOrder(SQLModel, table=True):
     extension_reason: str | None = Field(default=None, max_length=1000)
     handoff_status: str | None = Field(default=None, max_length=16)  # queued|sent|failed|None
     external_ref: str | None = Field(default=None, max_length=100)
+    role: str | None = Field(default=None, max_length=8)  # lead | assist | None (no lead)
+    # a return awaits the dispatcher until handled: re-dispatched, or closed with a reason
+    return_handled_at: datetime | None = UTCField(default=None)
+    return_resolution: str | None = Field(default=None, max_length=16)  # redispatched | closed
+    return_note: str | None = Field(default=None, max_length=1000)
+    released_at: datetime | None = UTCField(default=None)
+    release_reason: str | None = Field(default=None, max_length=1000)
 
 
 class TicketEvent(SQLModel, table=True):

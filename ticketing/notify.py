@@ -15,9 +15,11 @@ sends them on TWILIO_CONCURRENCY threads. bench/sms_outbox.py measures the drain
 intake rate. A crash between claim and provider answer leaves the row `sending` (at-most-once:
 better than a duplicate SMS).
 
-Providers: Twilio's Messages API when twilio_account_sid, twilio_auth_token and
-twilio_from_number are all set, otherwise the "logged outbox" (status `logged` plus a structured
-log line; the phone is masked).
+Providers, chosen by settings.sms_gateway: "outbox" (the default: the "logged outbox", status
+`logged` plus a structured log line; the phone is masked), "twilio" (Twilio's Messages API: needs
+twilio_account_sid, twilio_auth_token and twilio_from_number) or "http" (a signed JSON POST to a
+provider's gateway, ticketing.sms_gateway). Left unset, Twilio is used when any of its settings is
+given (as before the setting existed), otherwise the logged outbox.
 
 The Twilio auth token never travels through Redis: the job carries a settings snapshot without
 secrets and the worker reads the token from its own environment (CALLCENTER_TWILIO_AUTH_TOKEN).
@@ -68,6 +70,11 @@ _SNAPSHOT_FIELDS = {
     "timezone",
     "twilio_account_sid",
     "twilio_from_number",
+    "sms_gateway",
+    "sms_http_url",
+    "sms_http_key_id",
+    "sms_http_sign_name",
+    "sms_http_timeout_s",
 }
 
 
@@ -267,11 +274,24 @@ def deliver_batch(
             return out
 
 
+def gateway(settings: Settings) -> str:
+    """The SMS provider in use: settings.sms_gateway, else Twilio when any of its settings is
+    given, else the logged outbox."""
+    if settings.sms_gateway:
+        return settings.sms_gateway
+    if settings.twilio_account_sid or settings.twilio_from_number:
+        return "twilio"
+    return "outbox"
+
+
 def _deliver_rows(settings: Settings, engine: Engine, rows: list[Any]) -> dict[int, str]:
     """Send claimed rows through the configured provider and record the outcomes."""
     sid, from_number = settings.twilio_account_sid, settings.twilio_from_number
     token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-    if not (sid or from_number):
+    provider = gateway(settings)
+    if provider == "http":
+        return _send_http_batch(settings, engine, rows)
+    if provider == "outbox":
         now = utcnow()
         for r in rows:
             log.info(
@@ -348,14 +368,77 @@ def _send_one(
 
 
 def _failed(
-    outbox_id: int, error: str, transient: bool, attempts: int, exc: Exception
+    outbox_id: int,
+    error: str,
+    transient: bool,
+    attempts: int,
+    exc: Exception,
+    provider: str = "twilio",
 ) -> tuple[str, dict[str, Any], Exception | None]:
     if transient and attempts < MAX_ATTEMPTS:
         # back to pending so the RQ retry (or flush_pending) can claim it again
         log.warning("sms_retry", outbox_id=outbox_id, attempts=attempts, error=error)
-        return "pending", {"status": "pending", "provider": "twilio", "error": error[:1000]}, exc
+        return "pending", {"status": "pending", "provider": provider, "error": error[:1000]}, exc
     log.error("sms_failed", outbox_id=outbox_id, attempts=attempts, error=error)
-    return "failed", {"status": "failed", "provider": "twilio", "error": error[:1000]}, None
+    return "failed", {"status": "failed", "provider": provider, "error": error[:1000]}, None
+
+
+class GatewayError(Exception):
+    """A transient failure of the HTTP SMS gateway (raised so RQ retries the job)."""
+
+
+def _send_http_batch(settings: Settings, engine: Engine, rows: list[Any]) -> dict[int, str]:
+    """The signed HTTP gateway (ticketing.sms_gateway), on TWILIO_CONCURRENCY threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from ticketing import sms_gateway
+
+    secret = settings.sms_http_secret.get_secret_value() if settings.sms_http_secret else None
+    url = settings.sms_http_url
+    if not (url and secret):
+        error = "SMS HTTP gateway is not configured: sms_http_url and sms_http_secret are required"
+        _finish_many(
+            engine, [(r.id, {"status": "failed", "provider": "http", "error": error}) for r in rows]
+        )
+        log.error("sms_http_misconfigured", outbox_ids=[r.id for r in rows])
+        return {r.id: "failed" for r in rows}
+
+    def one(client: httpx.Client, r: Any) -> tuple[str, dict[str, Any], Exception | None]:
+        got = sms_gateway.send(
+            client,
+            url,
+            settings.sms_http_key_id,
+            secret,
+            settings.sms_http_sign_name,
+            r.id,
+            r.to_phone,
+            r.body,
+        )
+        if not got.ok:
+            error = got.error or "sms gateway failed"
+            return _failed(r.id, error, got.transient, r.attempts, GatewayError(error), "http")
+        log.info("sms_sent", outbox_id=r.id, to=mask_phone(r.to_phone), provider="http")
+        values = {
+            "status": "sent",
+            "provider": "http",
+            "provider_id": got.provider_id,
+            "sent_at": utcnow(),
+            "error": None,
+        }
+        return "sent", values, None
+
+    with (
+        httpx.Client(timeout=settings.sms_http_timeout_s) as client,
+        ThreadPoolExecutor(max_workers=min(TWILIO_CONCURRENCY, len(rows))) as pool,
+    ):
+        results = list(pool.map(lambda r: one(client, r), rows))
+    _finish_many(engine, [(r.id, v) for r, (_s, v, _e) in zip(rows, results, strict=True)])
+    retry = [exc for (status, _v, exc) in results if status == "pending" and exc is not None]
+    if retry:
+        raise retry[0]  # RQ retries the job; only the rows put back to pending are claimed again
+    return {r.id: status for r, (status, _v, _e) in zip(rows, results, strict=True)}
 
 
 def _http_client() -> Any:  # a TwilioHttpClient or None (twilio ships no type information)

@@ -390,3 +390,22 @@ def extension_requests(session: Session, limit: int = 50) -> list[tuple[SubOrder
         .limit(limit)
     )
     return [(so, t) for so, t in rows]
+
+
+def returns_awaiting(session: Session, limit: int = 50) -> list[tuple[SubOrder, Ticket]]:
+    """Returns ("not ours") of a ticket's current round the dispatcher has not yet handled while
+    other departments work on: the ticket cannot resolve until each is re-dispatched or closed.
+    (A ticket whose every sub-order was returned is in the dispatch queue itself.)"""
+    rows = session.exec(
+        select(SubOrder, Ticket)
+        .join(Ticket, col(Ticket.id) == SubOrder.ticket_id)
+        .where(
+            SubOrder.status == SubOrderStatus.returned.value,
+            col(SubOrder.return_handled_at).is_(None),
+            col(SubOrder.round) == col(Ticket.round),
+            Ticket.status == "dispatched",
+        )
+        .order_by(col(SubOrder.id))
+        .limit(limit)
+    )
+    return [(so, t) for so, t in rows]

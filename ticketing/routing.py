@@ -150,3 +150,24 @@ def set_department_keywords(
         rules.append(new)
     _parse({"rules": rules})  # a malformed result is refused before it is stored
     write_setting(session, ROUTING, {"rules": rules}, by)
+@dataclass(frozen=True)
+class ConductMatch:
+    """A conduct complaint (作风投诉): the keywords found and the office that takes it."""
+
+    office: str
+    hits: tuple[str, ...]
+
+
+def match_conduct(settings: Settings, text: str) -> ConductMatch | None:
+    """The conduct keywords (routing.yaml `conduct`) found in `text`, or None."""
+    t = _norm(text or "")
+    cfg = load_yaml(settings, "routing.yaml").get("conduct")
+    if not t or not cfg:
+        return None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("office"), str):
+        raise ConfigError("routing.yaml: 'conduct' needs an office (a department code)")
+    kws = cfg.get("keywords") or []
+    if not isinstance(kws, list) or not all(isinstance(k, str) and k for k in kws):
+        raise ConfigError("routing.yaml: conduct keywords must be a list of words")
+    hits = tuple(k for k in kws if _norm(k) in t)
+    return ConductMatch(cfg["office"], hits) if hits else None

@@ -32,3 +32,27 @@ def normalise_text(value: str | None) -> str:
 def has_dropped(value: str | None) -> bool:
     """True when `value` contains a character normalise_text drops."""
     return value is not None and _DROPPED.search(value) is not None
+
+
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def bigrams(value: str | None) -> frozenset[str]:
+    """The character pairs of `value` with punctuation and spaces removed (Chinese has no spaces:
+    pairs of characters stand in for words)."""
+    t = _NOT_WORD.sub("", normalise_text(value).casefold())
+    if len(t) < 2:
+        return frozenset({t} if t else ())
+    return frozenset(t[i : i + 2] for i in range(len(t) - 1))
+
+
+def similarity(a: str | None, b: str | None) -> float:
+    """Dice coefficient of the two texts' character pairs: 1.0 the same words, 0.0 none shared."""
+    return dice(bigrams(a), bigrams(b))
+
+
+def dice(x: frozenset[str], y: frozenset[str]) -> float:
+    """Dice coefficient of two sets of character pairs (see bigrams)."""
+    if not x or not y:
+        return 0.0
+    return 2 * len(x & y) / (len(x) + len(y))

@@ -13,7 +13,7 @@ read-only), so a failed log never fails the search.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -23,7 +23,7 @@ from sqlmodel import Session, func, select
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.ratelimit import public_limit
-from agent_console.schemas import TicketOut
+from agent_console.schemas import Instant, TicketOut
 from config.database import session_scope
 from config.logging import get_logger
 from config.settings import Settings
@@ -114,10 +114,10 @@ class ArticleOut(ArticleBrief):
     audiences: list[str]
     tags: list[str]
     created_by: str
-    created_at: datetime
+    created_at: Instant
     updated_by: str
-    updated_at: datetime
-    published_at: datetime | None
+    updated_at: Instant
+    published_at: Instant | None
 
 
 class PublicArticleOut(_Out):
@@ -136,7 +136,7 @@ class PublicArticleOut(_Out):
     apply_from: date | None
     apply_until: date | None
     audiences: list[str]
-    updated_at: datetime
+    updated_at: Instant
 
 
 class PublicHitOut(_Out):
@@ -174,7 +174,7 @@ class VersionOut(_Out):
     action: str
     status: str
     actor: str
-    at: datetime
+    at: Instant
     note: str | None
     snapshot: dict[str, Any]
 

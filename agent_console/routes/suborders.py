@@ -15,6 +15,7 @@ from agent_console.errors import responses
 from agent_console.schemas import (
     ExtensionDecisionIn,
     ExtensionIn,
+    ReasonIn,
     ReplyIn,
     ReturnIn,
     SubOrderOut,
@@ -24,7 +25,9 @@ from ticketing import (
     SubOrder,
     User,
     accept,
+    close_return,
     decide_extension,
+    release_suborder,
     reply,
     request_extension,
     return_suborder,
@@ -138,3 +141,38 @@ def extension_decision_route(
         decide_extension, session, settings, user, suborder_id,
         approve=body.approve, note=body.note,
     )  # fmt: skip
+
+
+@router.post(
+    "/{suborder_id}/close-return",
+    name="suborders.close_return",
+    response_model=SubOrderOut,
+    responses=_ERR,
+)
+def close_return_route(
+    suborder_id: SubOrderId,
+    body: ReasonIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("suborders.close_return")),
+) -> SubOrderOut:
+    """A return ("not ours") looked at and closed with a reason, no other department needed: the
+    ticket resolves once every live sub-order has replied. (Re-dispatching handles it too.)"""
+    return _act(close_return, session, settings, user, suborder_id, reason=body.reason)
+
+
+@router.post(
+    "/{suborder_id}/release",
+    name="suborders.release",
+    response_model=SubOrderOut,
+    responses=_ERR,
+)
+def release_route(
+    suborder_id: SubOrderId,
+    body: ReasonIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("suborders.release")),
+) -> SubOrderOut:
+    """解除协办: an assisting department let go; the lead's reply can resolve without it."""
+    return _act(release_suborder, session, settings, user, suborder_id, reason=body.reason)

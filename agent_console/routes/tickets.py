@@ -29,6 +29,8 @@ from agent_console.schemas import (
     NoticeOut,
     ResolutionSummaryIn,
     ResolutionSummaryOut,
+    ReclassifyIn,
+    RelatedTicket,
     SubOrderOut,
     TicketDetail,
     TicketOut,
@@ -50,6 +52,8 @@ from ticketing import (
     evaluate,
     is_mainland_mobile,
     list_tickets,
+    reclassify,
+    related_ticket,
 )
 from ticketing import history as ticket_history
 
@@ -181,8 +185,10 @@ def get_ticket(
     evaluations = session.exec(
         select(Evaluation).where(Evaluation.ticket_id == ticket.id).order_by(col(Evaluation.id))
     ).all()
+    earlier = related_ticket(session, ticket, department=dept)
     return TicketDetail(
         **TicketOut.model_validate(ticket).model_dump(),
+        duplicate_of=RelatedTicket.model_validate(earlier) if earlier else None,
         suborders=[SubOrderOut.model_validate(s) for s in subs],
         events=[EventOut.model_validate(e) for e in history],
         notices=[NoticeOut.model_validate(n) for n in notices],
@@ -214,6 +220,8 @@ def dispatch_ticket(
         instructions=body.instructions,
         deadline=body.deadline,
         allow_beyond_ticket_deadline=body.allow_beyond_ticket_deadline,
+        lead=body.lead,
+        deadlines=body.deadlines,
     )
     session.flush()
     ticket = visible_ticket(session, user, number)
@@ -280,3 +288,31 @@ def resolution_summary(
     return ResolutionSummaryOut(
         number=ticket.number, sms_sent=is_mainland_mobile(ticket.submitter_phone)
     )
+    "/{number}/reclassify",
+    name="tickets.reclassify",
+    response_model=TicketOut,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def reclassify_ticket(
+    number: str,
+    body: ReclassifyIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("tickets.reclassify")),
+) -> TicketOut:
+    """Correct category and/or urgency with a reason (an event); the committed deadline follows
+    the new grade from now. An agent may correct only a ticket it filed itself (during its call)."""
+    ticket = visible_ticket(session, user, number)
+    if user.role == "agent" and ticket.created_by != user.username:
+        raise ApiError(403, "坐席只能更正本人受理的工单", code="forbidden")
+    ticket = reclassify(
+        session,
+        settings,
+        ticket.id or 0,  # loaded: id set
+        actor=user.username,
+        reason=body.reason,
+        category=body.category,
+        urgency=body.urgency,
+    )
+    session.flush()
+    return TicketOut.model_validate(ticket)

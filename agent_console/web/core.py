@@ -77,6 +77,11 @@ EVENT_LABELS = {
     "evaluated": "评价",
     "notice_created": "生成受理告知书",
     "notice_confirmed": "告知书已确认",
+    "resolution_held": "退回待处理，暂缓办结",
+    "return_closed": "退回件已关闭",
+    "suborder_released": "解除协办",
+    "reclassified": "更正类别/紧急程度",
+    "duplicate_linked": "关联重复件",
     **ACTION_LABELS,
 }
 

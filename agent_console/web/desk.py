@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from agent_console.access import visible_ticket
 from agent_console.web.core import (
     PageNotFound,
+    may,
     page_user,
     redirect,
     render,
@@ -35,6 +36,8 @@ from ticketing import (
     dispatch_queue,
     dispatch_to_departments,
     extension_requests,
+    reclassify,
+    returns_awaiting,
     submit,
     utcnow,
 )
@@ -66,6 +69,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
     with session_scope(request.app.state.engine, read_only=True) as s:
         items, total = dispatch_queue(s, page, PAGE_SIZE)
         extensions = extension_requests(s)
+        awaiting = returns_awaiting(s)
         depts = departments(s)
         ids = [t.id for t in items]
         returned = (
@@ -90,6 +94,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
             "depts": depts,
             "returned": returned,
             "extensions": extensions,
+            "awaiting": awaiting,
             "now": utcnow(),
         },
     )
@@ -108,6 +113,7 @@ async def dispatch_ticket(
     require_role(user, "tickets.dispatch")
     form = await request.form()
     codes = [str(c) for c in form.getlist("departments") if str(c).strip()]
+    lead = str(form.get("lead") or "").strip() or None
     deadline_text = str(form.get("deadline") or "").strip()
     instructions = str(form.get("instructions") or "").strip() or None
     beyond = form.get("allow_beyond") == "1"
@@ -116,6 +122,7 @@ async def dispatch_ticket(
         "deadline": deadline_text,
         "instructions": instructions or "",
         "allow_beyond": beyond,
+        "lead": lead or "",
     }
     state = request.app.state
     error = None
@@ -140,6 +147,7 @@ async def dispatch_ticket(
                     instructions=instructions,
                     deadline=deadline,
                     allow_beyond_ticket_deadline=beyond,
+                    lead=lead,
                 )
         except NotFound:
             raise PageNotFound(f"未找到工单：{number}") from None
@@ -150,6 +158,48 @@ async def dispatch_ticket(
     with session_scope(state.engine, read_only=True) as s:
         ctx = ticket_detail(s, state.settings, user, number)
     ctx.update(can_dispatch=True, dispatch_error=error, typed=typed)
+    return render(request, "ticket.html", ctx, status=422)
+
+
+@router.post("/tickets/{number}/reclassify", name="web.ticket_reclassify")
+async def reclassify_ticket(
+    number: str, request: Request, user: User = Depends(page_user("web.ticket"))
+) -> Response:
+    """更正类别/紧急程度 from the ticket page (the same rule as the API's tickets.reclassify)."""
+    require_role(user, "tickets.reclassify")
+    form = await request.form()
+    typed = {k: str(form.get(k) or "").strip() for k in ("category", "urgency", "reason")}
+    state = request.app.state
+    error = None
+    try:
+        with session_scope(state.engine) as s:
+            ticket = visible_ticket(s, user, number)
+            if user.role == "agent" and ticket.created_by != user.username:
+                error = "坐席只能更正本人受理的工单"
+            else:
+                reclassify(
+                    s,
+                    state.settings,
+                    ticket.id or 0,  # loaded: id set
+                    actor=user.username,
+                    reason=typed["reason"],
+                    category=typed["category"] or None,
+                    urgency=typed["urgency"] or None,
+                )
+    except NotFound:
+        raise PageNotFound(f"未找到工单：{number}") from None
+    except TicketingError as e:
+        error = e.message
+    if error is None:
+        return redirect(f"/tickets/{number}?done=reclassified", request)
+    with session_scope(state.engine, read_only=True) as s:
+        ctx = ticket_detail(s, state.settings, user, number)
+    ctx.update(
+        can_dispatch=may(user, "tickets.dispatch"),
+        can_reclassify=True,
+        reclassify_error=error,
+        typed_grade=typed,
+    )
     return render(request, "ticket.html", ctx, status=422)
 
 

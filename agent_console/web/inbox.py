@@ -29,8 +29,10 @@ from ticketing import (
     TicketingError,
     User,
     accept,
+    close_return,
     decide_extension,
     department_inbox,
+    release_suborder,
     reply,
     request_extension,
     return_suborder,
@@ -40,7 +42,11 @@ from ticketing import (
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
 OPEN = ["dispatched", "accepted", "extension_requested"]
-VIEWS = {"open": ("待办", OPEN), "done": ("已办", ["replied", "returned"]), "all": ("全部", None)}
+VIEWS = {
+    "open": ("待办", OPEN),
+    "done": ("已办", ["replied", "returned", "released"]),
+    "all": ("全部", None),
+}
 
 
 @router.get("/inbox", name="web.inbox")
@@ -82,6 +88,8 @@ ACTIONS = {
     "return": ("suborders.return", "已退回派单员"),
     "extension": ("suborders.extension", "已提交延期申请"),
     "decision": ("suborders.extension_decision", "已审批延期申请"),
+    "close-return": ("suborders.close_return", "退回件已关闭"),
+    "release": ("suborders.release", "已解除协办"),
 }
 
 
@@ -116,6 +124,12 @@ async def suborder_action(
                 )  # fmt: skip
             elif action == "return":
                 return_suborder(
+                    s, state.settings, suborder_id, reason=typed.get("reason", ""), **kw
+                )
+            elif action == "close-return":
+                close_return(s, state.settings, suborder_id, reason=typed.get("reason", ""), **kw)
+            elif action == "release":
+                release_suborder(
                     s, state.settings, suborder_id, reason=typed.get("reason", ""), **kw
                 )
             else:

@@ -32,6 +32,7 @@ from ticketing import (
     User,
     enterprise_file,
     list_tickets,
+    related_ticket,
     utcnow,
 )
 from ticketing import history as ticket_history
@@ -88,6 +89,7 @@ def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[
         )
     return {
         "t": ticket,
+        "related": related_ticket(session, ticket),
         "subs": subs,
         "history": [e for e in history if e.action != "transcript_attached"],
         "notices": notices,
@@ -107,6 +109,9 @@ def ticket_page(
     with session_scope(request.app.state.engine, read_only=True) as s:
         ctx = ticket_detail(s, settings, user, number)
     ctx["can_dispatch"] = may(user, "tickets.dispatch") and not is_handler(user)
+    ctx["can_reclassify"] = may(user, "tickets.reclassify") and (
+        user.role != "agent" or ctx["t"].created_by == user.username
+    )
     return render(request, "ticket.html", ctx)
 
 

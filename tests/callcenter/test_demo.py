@@ -58,6 +58,7 @@ def test_demo_answered_and_abandoned(tmp_path, redis_server_url, redis_namespace
             }
             tickets = {t.id: t for t in s.exec(select(Ticket))}
             assert len(tickets) == 2 and all(t.channel == "hotline" for t in tickets.values())
+            assert all(t.simulated for t in tickets.values())  # the demo's tickets say 模拟
             assert all(c.ticket_id in tickets for c in calls.values())
             (task,) = s.exec(select(CallbackTask)).all()
             abandoned = calls["1795569356.7"]

@@ -28,21 +28,47 @@ def settings() -> Settings:
     return Settings()
 
 
-def test_a_routing_rule_beats_a_confident_classifier(settings: Settings) -> None:
+def test_a_routing_rule_beats_an_unsure_classifier(settings: Settings) -> None:
     lookup, asked = _lookup({"SWJ": True, "CGJ": True})
-    d = decide(settings, "咨询", "我想问一下留抵退税的流程", prediction("CGJ", 0.99), lookup)
+    d = decide(settings, "咨询", "我想问一下留抵退税的流程", prediction("CGJ", 0.3), lookup)
     assert d.codes == ["SWJ"]
     assert d.basis == {"basis": "rule", "rule": "tax-refund", "keywords": ["退税", "留抵退税"]}
     assert d.reason is None and d.rule is not None and d.rule.name == "tax-refund"
     assert asked == [["SWJ"]]
-    assert d.suggested == "CGJ" and d.confidence == pytest.approx(0.99)
+    assert d.suggested == "CGJ" and d.confidence == pytest.approx(0.3)
+
+
+def test_a_rule_and_a_confident_classifier_that_disagree_go_to_a_dispatcher(
+    settings: Settings,
+) -> None:
+    lookup, asked = _lookup({"SWJ": True, "CGJ": True})
+    d = decide(settings, "咨询", "我想问一下留抵退税的流程", prediction("CGJ", 0.99), lookup)
+    assert d.codes == [] and asked == []
+    assert d.reason == "路由规则 tax-refund 指向 SWJ，分类建议 CGJ（置信度 0.99），两者不一致"
+    agree = decide(settings, "咨询", "留抵退税的流程", prediction("SWJ", 0.99), lookup)
+    assert agree.codes == ["SWJ"] and agree.basis["basis"] == "rule"
+
+
+def test_a_conduct_complaint_goes_to_the_office_with_the_accused_recorded(
+    settings: Settings,
+) -> None:
+    lookup, asked = _lookup({"YSB": True, "SWJ": True})
+    text = "税务局办退税的人吃拿卡要，暗示请吃饭"
+    d = decide(settings, None, text, prediction("SWJ", 0.95), lookup)
+    assert d.codes == ["YSB"] and d.conduct and d.accused == ("SWJ",)
+    assert d.basis["basis"] == "conduct" and set(d.basis["keywords"]) >= {"吃拿卡要", "请吃饭"}
+    assert asked == [["YSB"]]
+    gone, _ = _lookup({"YSB": False})
+    manual = decide(settings, None, text, None, gone)
+    assert manual.codes == [] and manual.conduct and "YSB" in (manual.reason or "")
+    assert manual.manual_event()["conduct"] is True
 
 
 def test_a_rule_to_an_inactive_department_means_manual_even_if_confident(
     settings: Settings,
 ) -> None:
     lookup, _ = _lookup({"SWJ": False, "CGJ": True})
-    d = decide(settings, None, "纳税申报出错", prediction("CGJ", 0.99), lookup)
+    d = decide(settings, None, "纳税申报出错", prediction("SWJ", 0.99), lookup)
     assert d.codes == []
     assert d.reason == "路由规则 tax-refund 指向的部门不存在或已停用：SWJ"
     assert d.manual_event()["rule"] == "tax-refund"

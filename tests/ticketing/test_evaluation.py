@@ -94,11 +94,11 @@ def test_only_a_resolved_ticket_can_be_evaluated(world):
     engine, settings = world
     tid = make_ticket(engine, settings)
     before = snapshot(engine, tid)
-    with pytest.raises(Conflict, match="pending_dispatch"):
+    with pytest.raises(Conflict, match="“待派单”"):
         _evaluate(engine, settings, tid, "满意", "满意", "满意")
     with session_scope(engine) as s:
         d.dispatch(s, settings, s.get(Ticket, tid), ["SWJ"], actor="disp")
-    with pytest.raises(Conflict, match="dispatched"):
+    with pytest.raises(Conflict, match="“办理中”"):
         _evaluate(engine, settings, tid, "满意", "满意", "满意")
     with session_scope(engine, read_only=True) as s:
         assert s.exec(select(Evaluation)).all() == []

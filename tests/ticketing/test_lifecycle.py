@@ -20,7 +20,9 @@ from config.database import session_scope
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.lifecycle import (
     SUBORDER_ACTIONS,
+    SUBORDER_LABELS,
     SUBORDER_TRANSITIONS,
+    TICKET_LABELS,
     TICKET_TRANSITIONS,
     check_suborder_action,
     check_ticket_transition,
@@ -69,7 +71,10 @@ def test_every_illegal_ticket_transition_is_a_conflict(current, target):
     t.status = current
     with pytest.raises(Conflict) as e:
         check_ticket_transition(t, target)
-    assert f"({current})" in e.value.message and f"({target})" in e.value.message
+    msg = e.value.message
+    assert f"“{TICKET_LABELS[current]}”" in msg and f"“{TICKET_LABELS[target]}”" in msg
+    assert f"({current})" not in msg
+    assert (e.value.details["current"], e.value.details["target"]) == (current, target)
     assert e.value.details == {
         "entity": "ticket",
         "current": current,
@@ -83,7 +88,11 @@ def test_every_illegal_suborder_action_is_a_conflict(action, current):
     target = SUBORDER_ACTIONS[action][1]
     with pytest.raises(Conflict) as e:
         check_suborder_action(so, action)
-    assert f"({current})" in e.value.message and f"({target})" in e.value.message
+    # the message names the states as users know them; the codes are in the details
+    msg = e.value.message
+    assert f"“{SUBORDER_LABELS[current]}”" in msg and f"“{SUBORDER_LABELS[target]}”" in msg
+    assert f"({current})" not in msg
+    assert (e.value.details["current"], e.value.details["target"]) == (current, target)
     assert so.status == current
 
 
@@ -94,7 +103,14 @@ def test_suborder_state_graph():
         "extension_requested": {"accepted"},
         "replied": set(),
         "returned": set(),
-    } == SUBORDER_TRANSITIONS
+        "released": set(),
+    } == {k: v - {"released"} for k, v in SUBORDER_TRANSITIONS.items()}
+    # 解除协办: any sub-order not yet done can be released (only 协办 ones, ticketing.dispatch)
+    assert {k for k, v in SUBORDER_TRANSITIONS.items() if "released" in v} == {
+        "dispatched",
+        "accepted",
+        "extension_requested",
+    }
 
 
 # ------------------------------------------------------------------ through the real actions
@@ -148,7 +164,7 @@ def test_returned_suborder_is_terminal(world):
         d.return_suborder(s, settings, a, actor="h", reason="非本部门职责")
     before = snapshot(engine, tid)
     for fn, kw in [(d.accept, {}), (d.reply, {"text": "x"}), (d.return_suborder, {"reason": "y"})]:
-        with pytest.raises(Conflict, match="returned"), session_scope(engine) as s:
+        with pytest.raises(Conflict, match="已退回"), session_scope(engine) as s:
             fn(s, settings, a, actor="h", **kw)
     assert snapshot(engine, tid) == before
 
