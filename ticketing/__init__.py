@@ -21,7 +21,10 @@ Front door — other packages import these names from `ticketing`, never its mod
     notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation
     notify       send_sms, flush_pending (the SMS outbox)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
-    callbacks    promise_callback (one per call and reason), next_callback_time
+    callbacks    promise_callback (one per call and reason), next_callback_time, and the agents'
+                 own: schedule_callback, callbacks_for, finish_callback, CALLBACK_OUTCOMES
+    amend        amend_ticket (content, caller name, enterprise by 统一社会信用代码), add_note
+    grading      regrade: category/urgency corrected with a reason (thin version, see module)
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
     warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
                  §13 levels kept current on a schedule
@@ -44,10 +47,15 @@ from typing import TYPE_CHECKING
 from config.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/lazy.py)
+    from ticketing.amend import add_note, amend_ticket
     from ticketing.call_tickets import file_call
+    from ticketing.callbacks import OUTCOMES as CALLBACK_OUTCOMES
     from ticketing.callbacks import (
+        callbacks_for,
+        finish_callback,
         next_callback_time,
         promise_callback,
+        schedule_callback,
     )
     from ticketing.classifier import Prediction, get_classifier
     from ticketing.departments import (
@@ -167,6 +175,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         mask_phone,
         normalise_phone,
     )
+    from ticketing.grading import regrade
     from ticketing.queries import (
         TicketFilter,
         caller_history,
