@@ -91,6 +91,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.evaluation import evaluate
     from ticketing.events import history
     from ticketing.events import record as record_event
+    from ticketing.grading import regrade
     from ticketing.handoff import requeue_pending
     from ticketing.handoff_callback import handle_callback
     from ticketing.hours import (
@@ -175,7 +176,6 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         mask_phone,
         normalise_phone,
     )
-    from ticketing.grading import regrade
     from ticketing.queries import (
         TicketFilter,
         caller_history,

@@ -141,9 +141,7 @@ def schedule_callback(
     return task, created
 
 
-def callbacks_for(
-    session: Session, username: str, *, limit: int = 50
-) -> list[CallbackTask]:
+def callbacks_for(session: Session, username: str, *, limit: int = 50) -> list[CallbackTask]:
     """Open callbacks an agent should make, soonest first: the ones they promised themselves and
     the unassigned ones the hotline owes (abandoned calls, after-hours voicemails)."""
     return list(
