@@ -320,7 +320,8 @@ def pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
     elif kept is None:
         raise PageNotFound("该通话已结束或不存在")
     call = {**(kept or {}), **(live or {})}
-    if live is None:
+    over = live is None or bool((kept or {}).get("agent_done"))  # hung up, or passed on
+    if over:
         call["status"] = "ended"
     phone = call.get("caller") or ""
     history: list[Ticket] = []
@@ -361,7 +362,7 @@ def pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
         "now": utcnow(),
         "form": {"category": call.get("category") or ""},
         "errors": {},
-        "ended": live is None,
+        "ended": over,
         "seat": get_seat(request, user),
     }
 

@@ -246,7 +246,9 @@ async def console_callback(
         return _pop(request, ctx, 422)
     ctx = await run_in_threadpool(_ctx, request, user, call_id)
     ctx["message"] = "已预约回访"
-    return _pop(request, ctx)
+    resp = _pop(request, ctx)
+    resp.headers["HX-Trigger"] = "callbacks-changed"  # the side list reloads
+    return resp
 
 
 @router.get("/console/callbacks", name="web.console_callbacks")
@@ -308,6 +310,9 @@ async def console_ended(
     """The agent's call ended: pause with reason `wrapup` until the disposition (or the
     configured time) — unless the disposition was already given during the call."""
     ctx = await run_in_threadpool(_ctx, request, user, call_id)
+    # the agent's part is over even while the caller's channel lives on (a transfer, or the
+    # bridge not yet told of the hang-up): the pop shows the call ended from now on
+    await run_in_threadpool(remember_call, request, user, ctx["call"], agent_done=True)
     seat = ctx["seat"]
     cfg = ctx["cfg"]
     state = request.app.state
@@ -323,8 +328,7 @@ async def console_ended(
                 )  # fmt: skip
             except (BridgeUnavailable, CommandFailed) as e:
                 ctx["wrapup_error"] = f"未能置为话后处理：{e}"
-        ctx = {**ctx, **await run_in_threadpool(_ctx, request, user, call_id)}
-    ctx["ended"] = True
+    ctx = {**ctx, **await run_in_threadpool(_ctx, request, user, call_id)}
     return _pop(request, ctx)
 
 
