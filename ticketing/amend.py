@@ -10,6 +10,8 @@ an `amended` event naming the fields; a note is a `note` event.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session, select
 
 from ticketing.errors import InvalidInput
@@ -40,7 +42,7 @@ def amend_ticket(
     written then."""
     ticket = lock_ticket(session, ticket_id)
     changed: list[str] = []
-    detail: dict[str, object] = {}
+    detail: dict[str, Any] = {}
     if content is not None:
         text = normalise_text(content).strip()
         if not text:

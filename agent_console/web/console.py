@@ -20,6 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,7 +31,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from agent_console.web.core import PageNotFound, page_user, render, require_role
+from agent_console.web.core import PageNotFound, page_user, render, require_role, to_local
 from agent_console.web.leader import local_midnight
 from callcenter.commands import BridgeUnavailable, CommandFailed, send_command
 from callcenter.live import link_ticket, load_snapshot, subscribe
@@ -363,6 +364,10 @@ def pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
         "form": {"category": call.get("category") or ""},
         "errors": {},
         "ended": over,
+        # the callback form's first suggestion: two hours from now, local time
+        "callback_default": to_local(
+            request.app.state.settings, utcnow() + timedelta(hours=2)
+        ).strftime("%Y-%m-%dT%H:%M"),
         "seat": get_seat(request, user),
     }
 
