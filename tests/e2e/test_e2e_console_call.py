@@ -108,6 +108,9 @@ def pbx(server, tmp_path):
 
 def test_agent_call_edit_note_transfer_callback_wrapup_auto_ready(page_for, server, pbx):
     page = page_for("agent")
+    if page.is_visible("#btn-logout-queue"):  # still seated from an earlier test of the session
+        page.click("#btn-logout-queue")
+        page.wait_for_selector("text=已签出", timeout=10000)
     page.fill("input[name=ext]", "8001")
     for box in page.locator("#queue-login input[name=queues]").all():
         box.uncheck()
