@@ -11,6 +11,12 @@ Commands (the only ones a web process may ask for; the bridge refuses any other)
   queue_remove {queue, interface}               log out of a queue
   queue_pause {interface, reason, queue?}       pause (reason code from config/console.yaml)
   queue_unpause {interface, queue?}             ready
+  transfer {channel, exten}                     blind transfer: the party bridged with the
+                                                agent's leg `channel` goes to `exten` in the
+                                                dialplan context TRANSFER_CONTEXT (a queue name
+                                                or an agent extension: the only extensions
+                                                config/asterisk/extensions.conf [dxe-transfer]
+                                                has; AMI BlindTransfer, class `call`)
 Every command is logged by the bridge (who, what, result), without phone numbers.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +35,13 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMMANDS = frozenset({"queue_add", "queue_remove", "queue_pause", "queue_unpause"})
+COMMANDS = frozenset({"queue_add", "queue_remove", "queue_pause", "queue_unpause", "transfer"})
+TRANSFER_CONTEXT = "dxe-transfer"
+# What a transfer may name, checked again by the bridge (a value is an AMI header: no CR/LF, no
+# other context): a channel as Asterisk names one (Local/8001@agents-00000006;1, PJSIP/8001-0000001)
+# and an extension of [dxe-transfer] (dxe-* queues, 80XX agent phones).
+TRANSFER_CHANNEL = re.compile(r"^(Local|PJSIP|SIP|IAX2)/[A-Za-z0-9@._-]{1,60}(;[12])?$")
+TRANSFER_EXTEN = re.compile(r"^(dxe-[a-z]{2,20}|80[0-9]{2})$")
 REPLY_TTL = 60
 ACTION_TIMEOUT = 2.5  # seconds the bridge waits for Asterisk (under the web's 3 s)
 
@@ -124,6 +137,17 @@ async def run_command(raw: bytes | str, actions: Any, server: str) -> dict[str, 
     if command not in COMMANDS:
         return {"id": request_id, "ok": False, "error": "不支持的交换机操作"}
     try:
+        if command == "transfer":
+            channel, exten = str(args["channel"]), str(args["exten"])
+            if not TRANSFER_CHANNEL.match(channel) or not TRANSFER_EXTEN.match(exten):
+                return {"id": request_id, "ok": False, "error": "转接目标或通话通道无效"}
+            res = await asyncio.wait_for(
+                actions.blind_transfer(channel, context=TRANSFER_CONTEXT, exten=exten),
+                ACTION_TIMEOUT,
+            )
+            log.info("pbx command transfer by %s on %s to %s: %s", actor, server, exten,
+                     res.message)  # fmt: skip
+            return {"id": request_id, "ok": True, "message": res.message}
         iface = str(args["interface"])
         if command == "queue_add":
             call = actions.queue_add(

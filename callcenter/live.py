@@ -77,3 +77,15 @@ def link_ticket(r, settings: Settings, call_id: str, ticket_number: str) -> None
     if not call_id or not ticket_number or len(call_id) > 64 or len(ticket_number) > 32:
         raise ValueError("call_id and ticket_number are required (≤64 / ≤32 chars)")
     r.hset(keys(settings.redis_namespace, "_")["links"], call_id, ticket_number)
+
+
+def agent_leg(call: dict[str, Any], interface: str) -> str | None:
+    """The agent's own channel in a live call (a `load_snapshot` call): the leg whose name is the
+    queue member's interface plus Asterisk's suffix — `Local/8001@agents-00000006;1` (the Local
+    half bridged with the caller) for `Local/8001@agents`, `PJSIP/8001-0000001f` for `PJSIP/8001`.
+    What a blind transfer names as the transferer; None when the agent is not on the call."""
+    for leg in call.get("legs") or []:
+        base, sep, rest = str(leg).rpartition("-")
+        if sep and base == interface and (not leg.startswith("Local/") or rest.endswith(";1")):
+            return str(leg)
+    return None

@@ -29,7 +29,9 @@ Front door — other packages import these names from `ticketing`, never its mod
                  tell_* calls inside dispatch/evaluation); public_view, PublicView, PUBLIC_STAGES
                  (the public portal's view of a matter: no staff-only field)
     handoff      handle_callback, requeue_pending (§12 outbound adapters)
-    callbacks    promise_callback (one per call and reason), next_callback_time
+    callbacks    promise_callback (one per call and reason), next_callback_time, and the agents'
+                 own: schedule_callback, callbacks_for, finish_callback, CALLBACK_OUTCOMES
+    amend        amend_ticket (content, caller name, enterprise by 统一社会信用代码), add_note
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
     warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
                  §13 levels kept current on a schedule
@@ -65,10 +67,15 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         stored_setting,
         write_setting,
     )
+    from ticketing.amend import add_note, amend_ticket
     from ticketing.call_tickets import file_call
+    from ticketing.callbacks import OUTCOMES as CALLBACK_OUTCOMES
     from ticketing.callbacks import (
+        callbacks_for,
+        finish_callback,
         next_callback_time,
         promise_callback,
+        schedule_callback,
     )
     from ticketing.classifier import Prediction, get_classifier
     from ticketing.correction import reclassify

@@ -14,6 +14,8 @@ Layout:
   portal.py      the public service portal (/portal, no login): submit, notice, follow, rate;
                  portal_access.py (CSRF, follow grants, SMS codes), portal_upload.py (attachments)
   kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
+  console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
+                 wrap-up with disposition and auto-ready
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -34,6 +36,7 @@ from agent_console.web import (
     attachments,
     auth_pages,
     console,
+    console_call,
     desk,
     inbox,
     kb,
@@ -71,6 +74,7 @@ ROUTERS = (
     kb.router,
     kb_console.router,
     portal_kb.router,  # knowledge base (issue #19)
+    console_call.router,
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -7,13 +7,20 @@ reaches the browser by SSE (/console/events); the pop itself is a server-rendere
 over Redis (callcenter.commands) — this process never speaks AMI — and the bridge's answer, or a
 clear error when none comes, is shown. The agent's phone (extension) is chosen at queue log-in and
 kept in Redis per user for the shift (hot-desking), so no schema change is needed.
+
+What the agent does with the call (edit its ticket, notes, transfer, callback, wrap-up and
+auto-ready) lives in console_call.py; this module keeps the page, the seat, the live stream and the
+pop. The pop of a call that has ended is still served from the console's memory of it (Redis, per
+agent, CALL_MEMORY_SECONDS): the wrap-up happens after the caller has hung up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,7 +31,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from agent_console.web.core import PageNotFound, page_user, render, require_role
+from agent_console.web.core import PageNotFound, page_user, render, require_role, to_local
 from agent_console.web.leader import local_midnight
 from callcenter.commands import BridgeUnavailable, CommandFailed, send_command
 from callcenter.live import link_ticket, load_snapshot, subscribe
@@ -32,6 +39,8 @@ from config.database import session_scope
 from config.loader import load_yaml
 from config.redis import redis_url
 from ticketing import (
+    CallbackTask,
+    Department,
     Enterprise,
     Ticket,
     TicketFilter,
@@ -39,8 +48,8 @@ from ticketing import (
     TicketingError,
     User,
     caller_history,
+    history,
     list_tickets,
-    record_event,
     submit,
     utcnow,
 )
@@ -49,6 +58,7 @@ router = APIRouter(include_in_schema=False)
 log = structlog.get_logger("agent_console.web.console")
 KEEPALIVE_SECONDS = 15.0
 SHIFT_SECONDS = 16 * 3600
+CALL_MEMORY_SECONDS = 4 * 3600
 
 
 def console_config(settings: Any) -> dict[str, Any]:
@@ -59,11 +69,52 @@ def console_config(settings: Any) -> dict[str, Any]:
         "pause_reasons": dict(cfg.get("pause_reasons") or {}),
         "dispositions": dict(cfg.get("dispositions") or {}),
         "wrapup_seconds": int(cfg.get("wrapup_seconds") or 0),
+        "transfer_extension_pattern": str(cfg.get("transfer_extension_pattern") or r"^80[0-9]{2}$"),
     }
 
 
 def _seat_key(settings: Any, user_id: int) -> str:
     return f"{settings.redis_namespace}:console:seat:{user_id}"
+
+
+def _call_key(settings: Any, user_id: int, call_id: str) -> str:
+    return f"{settings.redis_namespace}:console:call:{user_id}:{call_id}"
+
+
+def remember_call(request: Request, user: User, call: dict[str, Any], **extra: Any) -> None:
+    """Keep what the pop showed of a call (and what the agent did: disposition, transfer) for the
+    wrap-up after it ends. Merged into what was kept before."""
+    r, settings = request.app.state.redis, request.app.state.settings
+    key = _call_key(settings, user.id or 0, str(call.get("call_id")))
+    old = r.get(key)
+    kept = {**(json.loads(old) if old else {}), **call, **extra}
+    r.set(key, json.dumps(kept, ensure_ascii=False), ex=CALL_MEMORY_SECONDS)
+
+
+def recalled_call(request: Request, user: User, call_id: str) -> dict[str, Any] | None:
+    raw = request.app.state.redis.get(_call_key(request.app.state.settings, user.id or 0, call_id))
+    return json.loads(raw) if raw else None
+
+
+def wrapup_key(settings: Any, user_id: int) -> str:
+    """The agent's wrap-up in progress: {"call_id", "until"} (console_call.py)."""
+    return f"{settings.redis_namespace}:console:wrapup:{user_id}"
+
+
+async def to_bridge(
+    request: Request, user: User, seat: dict[str, Any], command: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """One command to the bridge of the agent's PBX; its reply, or BridgeUnavailable /
+    CommandFailed carrying the Chinese message to show."""
+    return await run_in_threadpool(
+        send_command,
+        request.app.state.redis,
+        request.app.state.settings,
+        seat["server"],
+        command,
+        args,
+        actor=user.username,
+    )
 
 
 def get_seat(request: Request, user: User) -> dict[str, Any]:
@@ -89,7 +140,7 @@ def _figures(request: Request, user: User, agent: dict[str, Any] | None) -> dict
     return {"calls_taken": (agent or {}).get("calls_taken", 0), "tickets_filed": int(filed)}
 
 
-def _console_ctx(
+def status_ctx(
     request: Request, user: User, message: str | None = None, error: str | None = None
 ) -> dict[str, Any]:
     cfg = console_config(request.app.state.settings)
@@ -110,6 +161,10 @@ def _console_ctx(
         "message": message,
         "error": error,
         "state_labels": STATE_LABELS,
+        # `callcenter demo` marks its replaying PBX: the console says the calls are simulated
+        "simulation": "、".join(
+            name for name, meta in snapshot.get("servers", {}).items() if meta.get("simulation")
+        ),
     }
 
 
@@ -124,7 +179,7 @@ STATE_LABELS = {
 
 @router.get("/console", name="web.console")
 def console_page(request: Request, user: User = Depends(page_user("web.console"))) -> Response:
-    return render(request, "console.html", _console_ctx(request, user))
+    return render(request, "console.html", status_ctx(request, user))
 
 
 @router.post("/console/queue", name="web.console_queue")
@@ -174,26 +229,20 @@ async def console_queue(
     if error is None:
         try:
             for command, args in commands:
-                await run_in_threadpool(
-                    send_command,
-                    request.app.state.redis,
-                    settings,
-                    seat["server"],
-                    command,
-                    args,
-                    actor=user.username,
-                )
+                await to_bridge(request, user, seat, command, args)
         except (BridgeUnavailable, CommandFailed) as e:
             error = str(e)
         else:
             key = _seat_key(settings, user.id or 0)  # a signed-in user: id set
+            if action != "login":  # the agent's own choice ends any automatic wrap-up
+                request.app.state.redis.delete(wrapup_key(settings, user.id or 0))
             if action == "logout":
                 request.app.state.redis.delete(key)
             elif action == "login":
                 request.app.state.redis.set(key, json.dumps(seat), ex=SHIFT_SECONDS)
             message = {"login": "已签入队列", "ready": "已就绪", "pause": "已小休",
                        "logout": "已签出"}[action]  # fmt: skip
-    ctx = _console_ctx(request, user, message, error)
+    ctx = status_ctx(request, user, message, error)
     if action == "login" and error:
         ctx["typed"] = {"ext": str(form.get("ext") or ""), "queues": form.getlist("queues")}
     return render(request, "_console_status.html", ctx, status=200 if error is None else 422)
@@ -204,6 +253,7 @@ async def _events(request: Request, interface: str) -> AsyncIterator[str]:
     settings = request.app.state.settings
     client = aioredis.from_url(redis_url(settings))
     popped: set[str] = set()
+    talking = ""  # the call the agent is connected to, until it ends
     yield "retry: 2000\n\n"
     try:
         deltas = subscribe(client, settings).__aiter__()
@@ -223,6 +273,11 @@ async def _events(request: Request, interface: str) -> AsyncIterator[str]:
             if call_id and call_id not in popped:
                 popped.add(call_id)
                 yield f"event: pop\ndata: {json.dumps({'call_id': call_id})}\n\n"
+            if agent.get("call_id"):
+                talking = agent["call_id"]
+            elif talking:  # the agent's call is over (hung up or transferred): wrap-up begins
+                yield f"event: ended\ndata: {json.dumps({'call_id': talking})}\n\n"
+                talking = ""
     finally:
         if nxt is not None:
             nxt.cancel()
@@ -256,15 +311,24 @@ def _linked_ticket(request: Request, call_id: str, call: dict[str, Any] | None) 
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def _pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
-    call = _live_call(request, call_id)
-    if call is None:
+def pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
+    """Everything the pop shows: the live call (or, once it ended, the console's memory of it),
+    the caller's history, the enterprise file and the call's ticket."""
+    live = _live_call(request, call_id)
+    kept = recalled_call(request, user, call_id)
+    if live is not None:
+        remember_call(request, user, live)
+    elif kept is None:
         raise PageNotFound("该通话已结束或不存在")
+    call = {**(kept or {}), **(live or {})}
+    over = live is None or bool((kept or {}).get("agent_done"))  # hung up, or passed on
+    if over:
+        call["status"] = "ended"
     phone = call.get("caller") or ""
     history: list[Ticket] = []
     enterprise = None
     ticket = None
-    number = _linked_ticket(request, call_id, call)
+    number = _linked_ticket(request, call_id, call) or call.get("filed_ticket")
     with session_scope(request.app.state.engine, read_only=True) as s:
         if phone:
             try:
@@ -279,17 +343,58 @@ def _pop_ctx(request: Request, user: User, call_id: str) -> dict[str, Any]:
             ent_tickets, ent_total = [], 0
         if number:
             ticket = s.exec(select(Ticket).where(Ticket.number == number)).first()
+        extras = _ticket_extras(s, ticket, call_id)
+    wrap = request.app.state.redis.get(wrapup_key(request.app.state.settings, user.id or 0))
+    wrap = json.loads(wrap) if wrap else {}
+    cfg = console_config(request.app.state.settings)
     return {
+        **extras,
+        "wrapup_left": (
+            max(0, int(wrap["until"] - time.time())) if wrap.get("call_id") == call_id else None
+        ),
+        "wrapped": cfg["dispositions"].get(call.get("disposition") or ""),
         "call": call,
         "history": history,
         "enterprise": enterprise,
         "ent_tickets": ent_tickets,
         "ent_total": ent_total,
         "ticket": ticket,
-        "cfg": console_config(request.app.state.settings),
+        "cfg": cfg,
         "now": utcnow(),
         "form": {"category": call.get("category") or ""},
         "errors": {},
+        "ended": over,
+        # the callback form's first suggestion: two hours from now, local time
+        "callback_default": to_local(
+            request.app.state.settings, utcnow() + timedelta(hours=2)
+        ).strftime("%Y-%m-%dT%H:%M"),
+        "seat": get_seat(request, user),
+    }
+
+
+def _ticket_extras(s: Any, ticket: Ticket | None, call_id: str) -> dict[str, Any]:
+    """The call's ticket as the console edits it: the suggested department's name, the notes, the
+    callback promised on this call."""
+    dept_name = None
+    notes: list[Any] = []
+    if ticket is not None and ticket.id is not None:
+        if ticket.suggested_department:
+            dept = s.exec(
+                select(Department).where(Department.code == ticket.suggested_department)
+            ).first()
+            dept_name = dept.name if dept else ticket.suggested_department
+        notes = [e for e in history(s, ticket.id) if e.action == "note"]
+    callback = s.exec(
+        select(CallbackTask).where(CallbackTask.call_id == call_id, CallbackTask.reason == "agent")
+    ).first()
+    ent = None
+    if ticket is not None and ticket.enterprise_id is not None:
+        ent = s.get(Enterprise, ticket.enterprise_id)
+    return {
+        "suggested_name": dept_name,
+        "notes": notes,
+        "callback": callback,
+        "ticket_enterprise": ent,
     }
 
 
@@ -299,7 +404,7 @@ def console_pop(
 ) -> Response:
     if not call_id or len(call_id) > 64:
         raise PageNotFound()
-    return render(request, "_console_pop.html", _pop_ctx(request, user, call_id))
+    return render(request, "_console_pop.html", pop_ctx(request, user, call_id))
 
 
 @router.post("/console/pop/{call_id}/ticket", name="web.console_ticket")
@@ -313,7 +418,7 @@ async def console_ticket(
     keys = ("category", "urgency", "title", "content", "submitter_name", "enterprise_uscc",
             "enterprise_name")  # fmt: skip
     typed = {k: str(form.get(k) or "").strip() for k in keys}
-    ctx = await run_in_threadpool(_pop_ctx, request, user, call_id)
+    ctx = await run_in_threadpool(pop_ctx, request, user, call_id)
     call = ctx["call"]
     errors: dict[str, str] = {}
     data: dict[str, Any] = {k: v for k, v in typed.items() if v}
@@ -344,34 +449,10 @@ async def console_ticket(
             errors[str(e.details.get("field") or "content")] = e.message
         else:
             await run_in_threadpool(link_ticket, state.redis, state.settings, call_id, number)
+            await run_in_threadpool(remember_call, request, user, call, filed_ticket=number)
             log.info("console_ticket_filed", call_id=call_id, number=number, user=user.username)
-            ctx = await run_in_threadpool(_pop_ctx, request, user, call_id)
+            ctx = await run_in_threadpool(pop_ctx, request, user, call_id)
             ctx["message"] = f"已登记工单 {number}"
             return render(request, "_console_pop.html", ctx)
     ctx.update(form=typed, errors=errors)
     return render(request, "_console_pop.html", ctx, status=422)
-
-
-@router.post("/console/pop/{call_id}/wrapup", name="web.console_wrapup")
-async def console_wrapup(
-    call_id: str, request: Request, user: User = Depends(page_user("web.console"))
-) -> Response:
-    """话后小结: the disposition code goes into the ticket's history (when the call has one)."""
-    form = await request.form()
-    code = str(form.get("disposition") or "")
-    cfg = console_config(request.app.state.settings)
-    ctx = await run_in_threadpool(_pop_ctx, request, user, call_id)
-    if code not in cfg["dispositions"]:
-        ctx["wrapup_error"] = "请选择话后小结"
-        return render(request, "_console_pop.html", ctx, status=422)
-    ticket = ctx["ticket"]
-    if ticket is not None:
-
-        def write() -> None:
-            with session_scope(request.app.state.engine) as s:
-                record_event(s, ticket.id, user.username, "wrapup", disposition=code,
-                             call_id=call_id)  # fmt: skip
-
-        await run_in_threadpool(write)
-    ctx["wrapped"] = cfg["dispositions"][code]
-    return render(request, "_console_pop.html", ctx)

@@ -158,6 +158,8 @@ class ReplayServer:
     down_for: seconds to refuse connections after a server-side close (PBX restarting).
     secret: when set, a Login with another secret gets Asterisk's recorded failure and a close.
     pause_at: {connection index: events} → stop there, set `paused`, wait for `resume_event`.
+        A tuple of counts pauses at each; between two pauses both events are cleared again,
+        so a test can wait for the next pause and resume it (e.g. before the call, mid-call).
     inject: {stream index: raw bytes} written before that event (garbage for robustness tests).
     chunk: write every frame in pieces of this many bytes (splits UTF-8 characters on purpose).
     library: other transcripts whose recorded replies answer actions this one never saw.
@@ -177,7 +179,7 @@ class ReplayServer:
         resume_skip: int = 0,
         down_for: float = 0.0,
         secret: str | None = None,
-        pause_at: dict[int, int] | None = None,
+        pause_at: dict[int, int | tuple[int, ...]] | None = None,
         inject: dict[int, bytes] | None = None,
         chunk: int | None = None,
         login_failure: list[Frame] | None = None,
@@ -354,6 +356,9 @@ class ReplayServer:
                 await asyncio.wait_for(gate_open.wait(), self.gate_timeout)
             limit = self.drop_after.get(index)
             pause = self.pause_at.get(index)
+            pauses = (
+                sorted(pause) if isinstance(pause, tuple) else ([] if pause is None else [pause])
+            )
             prev_t = None
             for sent, i in enumerate(range(start, len(script.stream)), start=1):
                 if closed.is_set():
@@ -375,10 +380,14 @@ class ReplayServer:
                 self.events_sent += 1
                 if sent % 64 == 0:
                     await writer.drain()
-                if pause is not None and sent == pause:
+                if pauses and sent == pauses[0]:
                     await writer.drain()
                     self.paused.set()
                     await self.resume_event.wait()
+                    pauses.pop(0)
+                    if pauses and not closed.is_set():  # the next pause waits for a new resume
+                        self.paused.clear()
+                        self.resume_event.clear()
                 if limit is not None and sent >= limit:
                     await writer.drain()
                     self._resume_pos[script.number] = i + 1 + self.resume_skip

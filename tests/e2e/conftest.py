@@ -87,7 +87,10 @@ def server(tmp_path_factory, redis_server_url) -> Iterator[Server]:
         "CALLCENTER_REDIS_NAMESPACE": ns,
         "CALLCENTER_ADMIN_PASSWORD": PASSWORD,
         "CALLCENTER_LOG_JSON": "false",
+        # empty: every policy file falls back to the bundled default; a test may drop one here
+        "CALLCENTER_CONFIG_DIR": str(data / "config"),
     }
+    (data / "config").mkdir()
     env.pop("CALLCENTER_DATABASE_URL", None)
     log = (data / "server.log").open("w")
     proc = subprocess.Popen(

@@ -61,6 +61,12 @@
       window.htmx.ajax("GET", "/console/pop/" + encodeURIComponent(id), { target: "#pop", swap: "innerHTML" })
         .then(function () { document.getElementById("pop").classList.remove("pop-empty"); });
     });
+    source.addEventListener("ended", function (e) {
+      // the call is over: wrap-up (pause with reason wrapup, countdown to auto-ready)
+      var id = JSON.parse(e.data).call_id;
+      if (!document.getElementById("pop-" + id)) return;
+      window.htmx.ajax("POST", "/console/pop/" + encodeURIComponent(id) + "/ended", { target: "#pop", swap: "innerHTML" });
+    });
     source.addEventListener("agent", function (e) {
       var st = JSON.parse(e.data).state, box = document.getElementById("agent-state");
       if (box && st) { box.textContent = STATES[st] || st; box.className = "agent-state state-" + st; box.setAttribute("data-state", st); }
@@ -83,4 +89,37 @@
     e.preventDefault();
     link.click();
   });
+// Agent console: keyboard shortcuts (listed on the page) and the wrap-up countdown.
+(function () {
+  "use strict";
+  function first(sel) { return document.querySelector(sel); }
+  function submit(form) { if (form) { window.htmx.trigger(form, "submit"); } }
+  function focus(el) { if (el && !el.disabled) { el.focus(); if (el.select && el.tagName === "INPUT") el.select(); } }
+  var KEYS = {
+    r: function () { var b = first("#btn-ready"); if (b) b.click(); },
+    p: function () { var b = first("#btn-pause"); if (b) b.click(); },
+    s: function () { submit(first("#pop-form") || first("#edit-form")); },
+    n: function () { focus(first("#note-form input[name=note]")); },
+    t: function () { focus(first("#transfer-form select[name=queue]")); },
+    b: function () { focus(first("#callback-form input[name=due]")); },
+    w: function () {
+      var sel = first("#wrapup-form select[name=disposition]");
+      if (sel && sel.value && document.activeElement === sel) { submit(first("#wrapup-form")); } else { focus(sel); }
+    },
+    c: function () { focus(first("#callback-list button")); }
+  };
+  document.addEventListener("keydown", function (e) {
+    if (!document.getElementById("console") || !e.altKey || e.ctrlKey || e.metaKey) return;
+    var fn = KEYS[(e.key || "").toLowerCase()] || KEYS[(e.code || "").replace("Key", "").toLowerCase()];
+    if (!fn) return;
+    e.preventDefault();
+    fn();
+  });
+  setInterval(function () {
+    document.querySelectorAll(".countdown[data-seconds]").forEach(function (el) {
+      var left = Math.max(0, parseInt(el.getAttribute("data-seconds"), 10) - 1);
+      el.setAttribute("data-seconds", String(left));
+      el.textContent = String(left);
+    });
+  }, 1000);
 })();
