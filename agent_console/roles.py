@@ -87,6 +87,9 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.inbox": frozenset({ADMIN, HANDLER}),  # handler: own department only
     "web.leader": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "web.console": frozenset({ADMIN, AGENT}),  # agent console, its live events and PBX commands
+    # supervisor wallboard (live figures, alerts, reports); the leader watches, never controls
+    "web.wallboard": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "web.wallboard_control": frozenset({ADMIN, SUPERVISOR}),  # pause, queues, listen/whisper/barge
 }
 WEB_PREFIX = "web."
 

@@ -9,6 +9,7 @@ Layout:
   inbox.py       a department's inbox and its sub-order actions
   leader.py      the leader's read-only overview (ECharts)
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
+  wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -22,7 +23,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
+from agent_console.web import auth_pages, console, desk, inbox, leader, tickets, wallboard
 from agent_console.web.core import (
     HERE,
     LoginRequired,
@@ -43,6 +44,7 @@ ROUTERS = (
     inbox.router,
     leader.router,
     console.router,
+    wallboard.router,
 )
 
 
