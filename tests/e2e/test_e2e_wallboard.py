@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from e2e_helpers import shot
+from playwright.sync_api import expect
 
 from callcenter.ami.replay import ReplayServer, Transcript, default_library
 from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
+from config.database import make_engine
 from config.settings import AsteriskServer, Settings
 
 pytestmark = pytest.mark.e2e
@@ -26,9 +28,11 @@ class WallboardPbx:
     """Replaying PBX (held before its first call event) + the real bridge, on their own loop."""
 
     def __init__(self, server, tmp: Path) -> None:
+        # the app's own data folder: the bridge stores finished calls in the app's database
         self.settings = Settings(
-            data_dir=tmp, redis_url=server.redis_url, redis_namespace=server.namespace
+            data_dir=server.data_dir, redis_url=server.redis_url, redis_namespace=server.namespace
         )
+        self.tmp = tmp
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -49,7 +53,9 @@ class WallboardPbx:
         ).start()
         r = aioredis.from_url(self.settings.redis_url)
         cfg = AsteriskServer(name="pbx1", host="127.0.0.1", port=self.replay.port, secret="x")
-        self.bridge = PbxBridge(self.settings, cfg, redis=r, flush_interval=0.01)
+        engine = make_engine(self.settings.resolved_database_url)
+        self.bridge = PbxBridge(self.settings, cfg, redis=r, engine=engine, flush_interval=0.01,
+                                journal_path=self.tmp / "calls.jsonl")  # fmt: skip
         await self.bridge.start()
         react = asyncio.ensure_future(self._asterisk_reacts())
         self.ready.set()
@@ -58,6 +64,7 @@ class WallboardPbx:
         await self.bridge.stop()
         await self.replay.close()
         await r.aclose()
+        engine.dispose()
 
     async def _asterisk_reacts(self) -> None:
         """After a QueuePause the PBX reports the member's new state, as Asterisk does."""
@@ -118,17 +125,15 @@ def test_supervisor_sees_queues_move_and_pauses_an_agent(page_for, server, pbx):
     assert "就绪" in page.inner_text(f"{agent} td.a-state")
 
     pbx.call()  # the captured call: IVR, then the caller waits in dxe-enterprise
-    page.wait_for_function(
-        "document.querySelector(\"tr[data-queue='dxe-enterprise'] td.q-waiting\").textContent === '1'",
-        timeout=20000,
+    expect(page.locator("tr[data-queue='dxe-enterprise'] td.q-waiting")).to_have_text(
+        "1", timeout=20000
     )
     shot(page, "40-wallboard-waiting")
-    page.wait_for_function(  # 张敏 answers: on call, nobody waiting
-        "document.querySelector(\"tr[data-agent='pbx1|Local/8001@agents'] td.a-state\")"
-        ".textContent.includes('通话中')",
-        timeout=20000,
+    # 张敏 answers: on call, nobody waiting
+    expect(page.locator(f"{agent} td.a-state")).to_contain_text("通话中", timeout=20000)
+    expect(page.locator("tr[data-queue='dxe-enterprise'] td.q-waiting")).to_have_text(
+        "0", timeout=20000
     )
-    assert waiting_of(page, "dxe-enterprise") == "0"
 
     # pause 李强 (with a reason) through the bridge; the board shows it
     li = "tr[data-agent='pbx1|Local/8002@agents']"
@@ -136,21 +141,19 @@ def test_supervisor_sees_queues_move_and_pauses_an_agent(page_for, server, pbx):
     page.click(f"{li} button[data-action=pause]")
     page.wait_for_selector("#wb-result .wb-ok", timeout=10000)
     assert "已置为小休" in page.inner_text("#wb-result")
-    page.wait_for_function(
-        f"document.querySelector(\"{li} td.a-state\").textContent.includes('小休（会议）')",
-        timeout=10000,
-    )
+    expect(page.locator(f"{li} td.a-state")).to_contain_text("小休（会议）", timeout=10000)
     # listen without an extension: refused in Chinese, nothing sent
-    page.click(f"{li} button[data-action=listen]")
+    page.select_option(f"{li} select.wb-spy", "listen")
+    page.click(f"{li} button[data-action=spy]")
     page.wait_for_selector("#wb-result .wb-error", timeout=10000)
     assert "分机号" in page.inner_text("#wb-result")
     shot(page, "41-wallboard-paused")
 
     # the call ends: its record lands and the day's figures count it
-    page.wait_for_function(
-        "document.querySelector(\"tr[data-queue='dxe-enterprise'] td.q-offered\").textContent === '1'",
-        timeout=60000,
+    expect(page.locator("tr[data-queue='dxe-enterprise'] td.q-offered")).to_have_text(
+        "1", timeout=60000
     )
+    page.locator("h1").scroll_into_view_if_needed()
     shot(page, "42-wallboard-after-call")
 
 

@@ -19,6 +19,7 @@
   }
   function reason(code) { return (labels.reasons && labels.reasons[code]) || code || "未注明"; }
   function queueName(code) { return (labels.queues && labels.queues[code]) || code; }
+  function queueTitle(code) { var l = labels.queues && labels.queues[code]; return l ? l + " (" + code + ")" : code; }
   function td(text, cls) {
     var el = document.createElement("td");
     el.textContent = text;
@@ -53,7 +54,7 @@
       var tr = document.createElement("tr");
       tr.setAttribute("data-queue", name);
       var paused = Object.keys(l.paused_by_reason).map(function (r) { return reason(r) + " " + l.paused_by_reason[r]; }).join("，");
-      tr.appendChild(td(queueName(name) + " (" + name + ")"));
+      tr.appendChild(td(queueTitle(name)));
       tr.appendChild(td(l.waiting, "q-waiting num" + (l.waiting ? " hot" : "")));
       tr.appendChild(td(dur(l.longest_wait), "num" + (l.longest_wait > th.longest_wait_alert_seconds ? " alarm" : "")));
       tr.appendChild(td(l.agents["logged-in"], "num"));
@@ -77,13 +78,17 @@
   function controlCell(a) {
     var cell = document.createElement("td");
     cell.className = "wb-actions";
+    var spy = null;
     function button(action, text, extra) {
       var btn = document.createElement("button");
       btn.type = "button";
       btn.className = "btn btn-small";
       btn.textContent = text;
       btn.setAttribute("data-action", action);
-      btn.addEventListener("click", function () { act(a, action, extra ? extra() : {}); });
+      btn.addEventListener("click", function () {
+        var name = action === "spy" ? spy.value : action;
+        act(a, name, extra ? extra() : {});
+      });
       cell.appendChild(btn);
       return btn;
     }
@@ -100,9 +105,15 @@
     cell.appendChild(qs);
     button("queue_add", "加入", function () { return { queue: qs.value }; });
     button("queue_remove", "移出", function () { return { queue: qs.value }; });
-    button("listen", "监听");
-    button("whisper", "耳语");
-    button("barge", "强插");
+    spy = document.createElement("select");
+    spy.className = "wb-spy";
+    [["listen", "监听"], ["whisper", "耳语"], ["barge", "强插"]].forEach(function (o) {
+      var opt = document.createElement("option");
+      opt.value = o[0]; opt.textContent = o[1];
+      spy.appendChild(opt);
+    });
+    cell.appendChild(spy);
+    button("spy", "接入");
     return cell;
   }
 
@@ -125,7 +136,15 @@
       }
       var cells = tr.children;
       var today = a.today || {};
-      cells[0].textContent = (a.name || a.interface) + (a.name ? " · " + a.interface : "") + (Object.keys(b.servers).length > 1 ? " @" + a.server : "");
+      cells[0].textContent = "";
+      var nm = document.createElement("b");
+      nm.textContent = a.name || a.interface;
+      var sub = document.createElement("div");
+      sub.className = "muted small mono";
+      sub.textContent = (a.name ? a.interface : "") + (Object.keys(b.servers).length > 1 ? " @" + a.server : "");
+      cells[0].appendChild(nm);
+      cells[0].appendChild(sub);
+      cells[3].className = "small";
       cells[1].innerHTML = "";
       var badge = document.createElement("span");
       badge.className = "agent-badge state-" + a.state;
@@ -188,6 +207,9 @@
                  grid: { left: 40, right: 16, top: 30, bottom: 30 }, xAxis: { type: "category", data: x } };
     if (!charts.calls) charts.calls = window.echarts.init($("chart-calls"));
     if (!charts.sl) charts.sl = window.echarts.init($("chart-sl"));
+    var none = slots.length ? null : { text: "今日暂无来电", left: "center", top: "middle",
+                                      textStyle: { color: "#6b7a8c", fontSize: 14, fontWeight: "normal" } };
+    base.title = none || { show: false };
     charts.calls.setOption(Object.assign({}, base, {
       yAxis: { type: "value", minInterval: 1 },
       color: ["#1f5fbf", "#1b8a4b", "#c62828"],
