@@ -318,7 +318,7 @@ def period_figures(
         if answered and rec.agent:
             reached = list((rec.extra or {}).get("agents") or []) or [rec.agent]
             for iface in dict.fromkeys(reached):
-                a = agent(rec.server, iface, rec.agent_name if iface == rec.agent else "")
+                a = agent(rec.server, iface, (rec.agent_name or "") if iface == rec.agent else "")
                 a.handled += 1
             last = agent(rec.server, rec.agent, rec.agent_name or "")
             last.talk += int(rec.talk_seconds or 0)

@@ -74,7 +74,8 @@ def to_xlsx(title: str, tabs: list[Table]) -> bytes:
     from openpyxl.styles import Font
 
     wb = Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
+    for sheet in list(wb.worksheets):
+        wb.remove(sheet)
     for name, head, rows in tabs:
         ws = wb.create_sheet(name)
         ws.append([title])

@@ -116,7 +116,7 @@ async def wallboard_control(
         kw["queue"] = f["queue"]
     elif f["action"] == "logout":
         snap = await run_in_threadpool(load_snapshot, request.app.state.redis, settings)
-        agent = next((a for a in snap["agents"] if a.get("server") == f["server"]
+        agent: dict[str, Any] = next((a for a in snap["agents"] if a.get("server") == f["server"]
                       and a.get("interface") == f["interface"]), {})  # fmt: skip
         kw["queues"] = sorted((agent.get("queues") or {}).keys())
     elif f["action"] in ("listen", "whisper", "barge"):
