@@ -100,6 +100,9 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.admin": frozenset({ADMIN}),
     "web.kb": ALL_ROLES,  # knowledge pages; editing checked against knowledge.* and the store
     "web.kb_gaps": _DISPATCH | {LEADER, HANDLER},  # as knowledge.gaps
+    # supervisor wallboard (live figures, alerts, reports); the leader watches, never controls
+    "web.wallboard": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "web.wallboard_control": frozenset({ADMIN, SUPERVISOR}),  # pause, queues, listen/whisper/barge
 }
 WEB_PREFIX = "web."
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from callcenter.ami.buffer import Journal
 from callcenter.ami.calls import persist_call
 from callcenter.ami.connection import AmiConnection, AmiError
 from callcenter.ami.handlers import Dispatcher, fields_of
-from callcenter.ami.publish import Publisher
+from callcenter.ami.publish import Publisher, keys
 from callcenter.ami.state import LiveState, Reconciled
 from callcenter.commands import serve_commands
 from callcenter.spool_sweep import Sweeper
@@ -122,6 +123,8 @@ class PbxBridge:
         self.connected_since: float | None = None
         self.reconcile_counts: dict[str, int] = {}  # CDR reconcile (callcenter/ami/reconcile.py)
         self.outcomes: dict[str, int] = {}  # stored calls by disposition / ticket outcome
+        self.agent_log: list[dict[str, Any]] = []  # state changes not yet stored (AgentStateChange)
+        self._agent_log_ready = asyncio.Event()
 
     # ----- ingest (synchronous, hot path) --------------------------------------------------
     def on_raw_event(self, name: str, frame: str) -> None:
@@ -334,6 +337,7 @@ class PbxBridge:
             }
             self.publisher.meta["pbx"] = self.state.pbx
             self.publisher.meta["ops"] = self.ops_snapshot()
+            self._note_agent_states()
             self._flushing = True
             try:
                 ok = await self.publisher.flush(self.state, self.clock())
@@ -348,6 +352,63 @@ class PbxBridge:
                 backoff = min(5.0, backoff * 2 if backoff < 0.5 else backoff * 1.5)
                 self._dirty.set()
             self._update_idle()
+
+    def _note_agent_states(self) -> None:
+        """Agent state changes since the last publish → the stored state log (wallboard figures)."""
+        changes = self.state.note_agent_states(self.clock())
+        if changes and self.engine is not None:
+            self.agent_log.extend(changes)
+            self._agent_log_ready.set()
+
+    async def _agent_log_loop(self) -> None:
+        """Store the agent state log; on a DB error keep the rows and try again (none lost)."""
+        from callcenter.figures import store_state_changes
+
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._agent_log_ready.wait(), self.retry_interval)
+            self._agent_log_ready.clear()
+            if not self.agent_log or self.engine is None:
+                continue
+            batch = self.agent_log[:500]
+            try:
+                await asyncio.to_thread(store_state_changes, self.engine, self.server.name, batch)
+            except Exception as e:
+                log.warning("agent state log not stored yet (%s); will retry", type(e).__name__)
+                continue
+            del self.agent_log[: len(batch)]
+            if self.agent_log:
+                self._agent_log_ready.set()
+            self._update_idle()
+
+    async def _wrapup_loop(self) -> None:
+        """Wrap-up ends by the clock, not by an event: republish agents whose wrap-up ran out."""
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            if self.state.wrapups_over(self.clock()):
+                self._dirty.set()
+
+    async def _load_prior_states(self) -> None:
+        """What the previous run published of each agent, so its state clock and log carry on."""
+        try:
+            raw = await self.redis.hgetall(
+                keys(self.settings.redis_namespace, self.server.name)["agents"]
+            )
+        except Exception:  # Redis away: the states simply start now
+            return
+        for v in raw.values():
+            try:
+                a = json.loads(v)
+                since = float(a.get("state_since") or 0)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if since:
+                reason = a.get("pause_reason") or "" if a.get("state") == "paused" else ""
+                self.state.prior_states[str(a.get("interface"))] = (
+                    str(a.get("state")),
+                    reason,
+                    since,
+                )
 
     async def _store_loop(self) -> None:
         while not self._stopping:
@@ -446,7 +507,9 @@ class PbxBridge:
             or self.state.removed_calls
             or self._dirty.is_set()
         )
-        if clean and (self.engine is None or self.journal.pending_count == 0):
+        if clean and (
+            self.engine is None or (self.journal.pending_count == 0 and not self.agent_log)
+        ):
             self.idle.set()
         else:
             self.idle.clear()
@@ -458,12 +521,15 @@ class PbxBridge:
             self.state.restored_facts = await load(
                 self.redis, self.settings.redis_namespace, self.server.name
             )
+            await self._load_prior_states()
         self._tasks = [
             asyncio.ensure_future(self.conn.run()),
             asyncio.ensure_future(self._publish_loop()),
             asyncio.ensure_future(self._store_loop()),
             asyncio.ensure_future(self._resync_loop()),
             asyncio.ensure_future(self._queue_poll_loop()),
+            asyncio.ensure_future(self._wrapup_loop()),
+            asyncio.ensure_future(self._agent_log_loop()),
         ]
         if self.sweeper is not None and self.server.spool_dir:
             self._tasks.append(asyncio.ensure_future(self._sweep_loop()))
@@ -486,6 +552,7 @@ class PbxBridge:
         await self.conn.stop()
         self._dirty.set()
         self._calls_ready.set()
+        self._agent_log_ready.set()
         for t in self._tasks:
             t.cancel()
         # py3.11 wait_for may swallow a cancel that races a completion; the flag ends the loops
@@ -504,6 +571,8 @@ class PbxBridge:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError("bridge did not settle")
             self._calls_ready.set()
+            if self.agent_log:
+                self._agent_log_ready.set()
             await asyncio.sleep(0.02)
 
 

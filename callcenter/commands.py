@@ -17,6 +17,7 @@ Commands (the only ones a web process may ask for; the bridge refuses any other)
                                                 or an agent extension: the only extensions
                                                 config/asterisk/extensions.conf [dxe-transfer]
                                                 has; AMI BlindTransfer, class `call`)
+  spy {interface, phone, mode}                  supervisor: listen / whisper / barge (see below)
 Every command is logged by the bridge (who, what, result), without phone numbers.
 """
 
@@ -35,7 +36,11 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMMANDS = frozenset({"queue_add", "queue_remove", "queue_pause", "queue_unpause", "transfer"})
+SUPERVISOR_COMMANDS = frozenset({"spy"})
+COMMANDS = (
+    frozenset({"queue_add", "queue_remove", "queue_pause", "queue_unpause", "transfer"})
+    | SUPERVISOR_COMMANDS
+)
 TRANSFER_CONTEXT = "dxe-transfer"
 # What a transfer may name, checked again by the bridge (a value is an AMI header: no CR/LF, no
 # other context): a channel as Asterisk names one (Local/8001@agents-00000006;1, PJSIP/8001-0000001)
@@ -149,7 +154,9 @@ async def run_command(raw: bytes | str, actions: Any, server: str) -> dict[str, 
                      res.message)  # fmt: skip
             return {"id": request_id, "ok": True, "message": res.message}
         iface = str(args["interface"])
-        if command == "queue_add":
+        if command in SUPERVISOR_COMMANDS:
+            call = supervisor_action(actions, command, args)
+        elif command == "queue_add":
             call = actions.queue_add(
                 str(args["queue"]), iface, member_name=args.get("member_name") or None
             )
@@ -172,3 +179,37 @@ async def run_command(raw: bytes | str, actions: Any, server: str) -> dict[str, 
         return {"id": request_id, "ok": False, "error": f"交换机未执行：{msg}"}
     log.info("pbx command %s by %s on %s: %s", command, actor, server, res.message)
     return {"id": request_id, "ok": True, "message": res.message}
+
+
+# ---------------------------------------------------------------- supervisor live control
+# listen / whisper / barge: the bridge originates a call to the supervisor's own phone and, once
+# answered, runs ChanSpy on the agent's channel in the dialplan context SPY_CONTEXT of
+# config/asterisk/extensions.conf, whose extensions are the modes: listen (ChanSpy option q),
+# whisper (w), barge (B). Only this context and these extensions can be reached, and the target
+# and phone must look like channel names (no dialplan injection through a variable).
+SPY_CONTEXT = "dxe-spy"
+SPY_MODES = {"listen": "q", "whisper": "w", "barge": "B"}
+SPY_LABELS = {"listen": "值班长监听", "whisper": "值班长耳语", "barge": "值班长强插"}
+_CHANNEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/[A-Za-z0-9_.@+\-]{1,80}$")
+
+
+class CommandRefused(ValueError):
+    """Arguments the bridge will not send to Asterisk (said in Chinese to the supervisor)."""
+
+
+def supervisor_action(actions: Any, command: str, args: dict[str, Any]) -> Any:
+    """The AMI action of a supervisor command (a coroutine of AmiActions)."""
+    mode = str(args.get("mode") or "")
+    target, phone = str(args["interface"]), str(args["phone"])
+    if mode not in SPY_MODES:
+        raise CommandRefused("监听方式不正确（应为监听、耳语或强插）")
+    if not _CHANNEL_NAME.match(target) or not _CHANNEL_NAME.match(phone):
+        raise CommandRefused("坐席或值班长话机的通道名称不正确")
+    return actions.originate_callback(
+        phone,
+        context=SPY_CONTEXT,
+        exten=mode,
+        caller_id=f"{SPY_LABELS[mode]} <{mode}>",
+        variables={"SPY_TARGET": target},
+        timeout_ms=30000,
+    )

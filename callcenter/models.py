@@ -44,3 +44,43 @@ class CallRecord(SQLModel, table=True):
     ticket_error: str | None = Field(default=None, max_length=500)
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = UTCField(default_factory=utcnow)
+
+
+class AgentStateChange(SQLModel, table=True):
+    """One change of an agent's state as the bridge saw it (written by the bridge).
+
+    The day's agent figures (time paused by reason, wrap-up, logged-in time) come from this log
+    and the call records, never from the live state, so a bridge or web restart mid-day neither
+    resets nor doubles them: a restarted bridge writes a row only when the state really differs
+    from the last one it published, and durations are the gaps between consecutive rows.
+    """
+
+    __table_args__ = (
+        Index("ix_agentstate_at", "at"),
+        Index("ix_agentstate_agent_at", "server", "interface", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    server: str = Field(max_length=32)
+    interface: str = Field(max_length=100)
+    agent_name: str | None = Field(default=None, max_length=100)
+    state: str = Field(max_length=16)  # logged-out | ready | on-call | wrap-up | paused
+    reason: str | None = Field(default=None, max_length=64)  # pause reason code
+    at: datetime = UTCField()
+
+
+class ControlAudit(SQLModel, table=True):
+    """A supervisor's live-control action (pause, queue add/remove, listen/whisper/barge): who,
+    when, what, and what the PBX answered, including refusals and an absent bridge."""
+
+    __table_args__ = (Index("ix_controlaudit_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = UTCField(default_factory=utcnow)
+    actor: str = Field(max_length=64)
+    server: str = Field(max_length=32)
+    command: str = Field(max_length=32)
+    target: str = Field(default="", max_length=100)  # the agent's interface
+    args: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    ok: bool = False
+    result: str = Field(default="", max_length=500)

@@ -150,6 +150,8 @@ def set_department_keywords(
         rules.append(new)
     _parse({"rules": rules})  # a malformed result is refused before it is stored
     write_setting(session, ROUTING, {"rules": rules}, by)
+
+
 @dataclass(frozen=True)
 class ConductMatch:
     """A conduct complaint (作风投诉): the keywords found and the office that takes it."""

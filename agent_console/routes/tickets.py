@@ -27,10 +27,10 @@ from agent_console.schemas import (
     EvaluationOut,
     EventOut,
     NoticeOut,
-    ResolutionSummaryIn,
-    ResolutionSummaryOut,
     ReclassifyIn,
     RelatedTicket,
+    ResolutionSummaryIn,
+    ResolutionSummaryOut,
     SubOrderOut,
     TicketDetail,
     TicketOut,
@@ -288,6 +288,9 @@ def resolution_summary(
     return ResolutionSummaryOut(
         number=ticket.number, sms_sent=is_mainland_mobile(ticket.submitter_phone)
     )
+
+
+@router.post(
     "/{number}/reclassify",
     name="tickets.reclassify",
     response_model=TicketOut,

@@ -16,6 +16,7 @@ Layout:
   kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
   console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
                  wrap-up with disposition and auto-ready
+  wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -46,6 +47,7 @@ from agent_console.web import (
     portal_kb,
     portal_upload,
     tickets,
+    wallboard,
 )
 from agent_console.web.core import (
     HERE,
@@ -75,6 +77,7 @@ ROUTERS = (
     kb_console.router,
     portal_kb.router,  # knowledge base (issue #19)
     console_call.router,
+    wallboard.router,
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -58,8 +58,8 @@ from ticketing import (
     callbacks_for,
     caller_phone,
     finish_callback,
-    record_event,
     reclassify,
+    record_event,
     schedule_callback,
     utcnow,
 )

@@ -99,6 +99,7 @@ NAV: list[tuple[str, str, str]] = [
     ("web.window", "/window", "窗口受理"),
     ("web.inbox", "/inbox", "部门待办"),
     ("web.leader", "/leader", "运行总览"),
+    ("web.wallboard", "/wallboard", "实时监控"),
     ("web.search", "/search", "工单查询"),
     ("web.enterprise", "/enterprises", "一企一档"),
     ("web.admin", "/admin", "系统管理"),

@@ -217,6 +217,8 @@ class Agent:
     ringing: bool = False
     wrapup_until: float = 0.0
     ringing_call: str = ""  # the call ringing this agent (AgentCalled): the console's screen-pop
+    shown: tuple[str, str] = ("", "")  # (state, pause reason) last noted (note_agent_states)
+    state_since: float = 0.0  # when `shown` began: the wallboard's time in state
 
     def state(self, now: float) -> str:
         if not self.queues or all(m.status in GONE_DEVICE for m in self.queues.values()):
@@ -254,7 +256,15 @@ class Agent:
                 for q, m in self.queues.items()
             },
             "calls_taken": max((m.calls_taken for m in self.queues.values()), default=0),
+            "state_since": self.state_since or None,
         }
+
+    def shown_state(self, now: float) -> tuple[str, str]:
+        """(state, pause reason): what the wallboard shows and the state log records."""
+        state = self.state(now)
+        if state != "paused":
+            return state, ""
+        return state, next((m.reason for m in self.queues.values() if m.paused), "")
 
 
 @dataclass(slots=True)
@@ -353,6 +363,8 @@ class LiveState:
         self.pbx: dict[str, Any] = {}  # last FullyBooted: uptime 0 = Asterisk just restarted
         self.restored_facts: dict[str, dict[str, Any]] = {}  # call_id → facts (facts.py)
         self.disconnected_at: float | None = None  # AMI link lost at (None: connected)
+        # interface → (state, reason, since) the previous bridge run published (note_agent_states)
+        self.prior_states: dict[str, tuple[str, str, float]] = {}
         self._touched: set[str] | None = None  # uniqueids touched by events during a resync
         self._gone: set[str] | None = None
         self._members_touched: set[tuple[str, str]] | None = None
@@ -998,6 +1010,49 @@ class LiveState:
         for call in self.calls.values():
             call.unconfirmed = True
             self._touch(call)
+
+    # ----- agent state log -----------------------------------------------------------------
+    def note_agent_states(self, now: float) -> list[dict[str, Any]]:
+        """Agents whose (state, reason) changed since last noted: one row each for the stored
+        state log (callcenter.models.AgentStateChange). Called by the bridge before a publish,
+        so the state_since it sets is what the snapshot shows.
+
+        A state the previous bridge run already published (`prior_states`, read back from Redis
+        at start) is not a change: a restart neither logs it twice nor restarts its clock.
+        """
+        out: list[dict[str, Any]] = []
+        for iface in list(self.dirty_agents):
+            agent = self.agents.get(iface)
+            if agent is None:
+                continue
+            shown = agent.shown_state(now)
+            if shown == agent.shown:
+                continue
+            prior = self.prior_states.pop(iface, None) if not agent.shown[0] else None
+            agent.shown = shown
+            if prior is not None and (prior[0], prior[1]) == shown:
+                agent.state_since = prior[2]
+                continue
+            agent.state_since = now
+            out.append(
+                {
+                    "interface": iface,
+                    "agent_name": agent.name,
+                    "state": shown[0],
+                    "reason": shown[1],
+                    "at": now,
+                }
+            )
+        return out
+
+    def wrapups_over(self, now: float) -> int:
+        """Agents whose wrap-up ran out with no event to say so: marked dirty to be republished."""
+        n = 0
+        for agent in self.agents.values():
+            if agent.shown[0] == "wrap-up" and now >= agent.wrapup_until:
+                self.dirty_agents.add(agent.interface)
+                n += 1
+        return n
 
     # ----- snapshot ------------------------------------------------------------------------
     def snapshot(self, now: float) -> dict[str, Any]:

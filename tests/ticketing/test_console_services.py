@@ -19,7 +19,6 @@ from ticketing import (
 )
 from ticketing.errors import Conflict, InvalidInput, NotFound
 from ticketing.models import Enterprise, Ticket, utcnow
-from ticketing.sla import deadline_for
 from ticketing.uscc import build_uscc
 
 

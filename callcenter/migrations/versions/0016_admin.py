@@ -6,7 +6,7 @@
   hours, the holiday calendar, routing keywords, the departments' change stamp)
 
 Revision ID: 0016_admin
-Revises: 0013_knowledge
+Revises: 0015_loop
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0016_admin"
-down_revision: str | Sequence[str] | None = "0013_knowledge"
+down_revision: str | Sequence[str] | None = "0015_loop"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -6,7 +6,7 @@ vectors), so no query has to rank thousands of whole-body tsvectors (ticketing.k
 Hand-made like kb_tsv (callcenter.schema.UNMANAGED_PREFIXES: "kb_tsv"); nothing on SQLite.
 
 Revision ID: 0018_kb_pages
-Revises: 0016_admin
+Revises: 0017_wallboard
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0018_kb_pages"
-down_revision: str | Sequence[str] | None = "0016_admin"
+down_revision: str | Sequence[str] | None = "0017_wallboard"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
