@@ -243,7 +243,7 @@ async def console_direct_answer(
 ) -> Response:
     """直接答复 at intake: the call's matter recorded with the articles used and a short note,
     closed as 直接答复 (numbered, in the caller's history, not dispatched); linked to the call."""
-    from agent_console.web.console import _pop_ctx
+    from agent_console.web.console import pop_ctx
 
     require_role(user, "tickets.direct_answer")
     form = await request.form()
@@ -252,7 +252,7 @@ async def console_direct_answer(
     typed = {k: str(form.get(k) or "").strip() for k in keys}
     article_ids = _ids(form.getlist("article_ids"))
     note = " ".join(str(form.get("note") or "").split())[:500]
-    ctx = await run_in_threadpool(_pop_ctx, request, user, call_id)
+    ctx = await run_in_threadpool(pop_ctx, request, user, call_id)
     call = ctx["call"]
     data: dict[str, Any] = {k: v for k, v in typed.items() if v}
     data.setdefault("category", "complaint")  # 投诉咨询: a consultation answered on the spot
@@ -287,7 +287,7 @@ async def console_direct_answer(
     if error is not None:
         ctx.update(form=typed, kb_error=error, kb_note=note, kb_picked=article_ids)
         return render(request, "_console_pop.html", ctx, status=422)
-    ctx = await run_in_threadpool(_pop_ctx, request, user, call_id)
+    ctx = await run_in_threadpool(pop_ctx, request, user, call_id)
     ctx["message"] = f"已直接答复并办结，工单 {number}（不派单，待来电人评价）"
     return render(request, "_console_pop.html", ctx)
 
