@@ -196,7 +196,7 @@ def test_edit_the_calls_ticket_reclassify_needs_a_reason_and_is_recorded(web: We
     assert events(web, number, "note")[0].detail["text"] == "来电人要求短信告知进度"
     # the ticket page shows the correction and the note in its history
     page = web.client.get(f"/tickets/{number}").text
-    assert "分类分级更正" in page and "备注" in page
+    assert "更正类别/紧急程度" in page and "备注" in page
 
 
 def test_transfer_wrap_up_and_auto_ready_through_the_bridge(web: Web, pbx: BridgeThread):
