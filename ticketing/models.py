@@ -160,6 +160,9 @@ class Ticket(SQLModel, table=True):
     closed_at: datetime | None = UTCField(default=None)
     # "<actor>:<Idempotency-Key>" of the request that filed it: a repeat returns this ticket
     idempotency_key: str | None = Field(default=None, max_length=200)
+    # §13 clocks (ticketing.sla_clocks): the next instant its warning level can change; due now
+    # when written (so any insert path gets evaluated), NULL once nothing can change any more
+    sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
 
 
 class SubOrder(SQLModel, table=True):
@@ -188,6 +191,12 @@ class SubOrder(SQLModel, table=True):
     extension_reason: str | None = Field(default=None, max_length=1000)
     handoff_status: str | None = Field(default=None, max_length=16)  # queued|sent|failed|None
     external_ref: str | None = Field(default=None, max_length=100)
+    # §13 clocks (ticketing.sla_clocks): accept (签收) by accept_due_at, finish (办结) by
+    # deadline_at; `warning` is the level reached on `warning_step` (accept | finish)
+    accept_due_at: datetime | None = UTCField(default=None)
+    warning: str = Field(default="none", max_length=8)
+    warning_step: str | None = Field(default=None, max_length=8)
+    sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
 
 
 class TicketEvent(SQLModel, table=True):
@@ -309,3 +318,40 @@ class CallbackTask(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=1000)
     created_at: datetime = UTCField(default_factory=utcnow)
     done_at: datetime | None = UTCField(default=None)
+
+
+class EscalationKind(StrEnum):
+    remind = "remind"  # 催办: the department's handlers are reminded before a step runs out
+    supervise = "supervise"  # 督办: the unit head is told and must acknowledge
+    special = "special"  # 专办: the city leader's red board, with a coordinator
+
+
+class Escalation(SQLModel, table=True):
+    """One 催办/督办/专办 (§14). Automatic ones carry a dedup_key (kind, clock, round, step, level,
+    department) that is unique, so two scans racing never raise the same one twice. The SMS to
+    its recipients is pending while notify_after is set (quiet hours), sent (outbox) when due."""
+
+    __table_args__ = (
+        Index("ix_escalation_kind_status", "kind", "status", "created_at"),
+        Index("ix_escalation_dept_kind_status", "department_code", "kind", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    suborder_id: int | None = Field(default=None, foreign_key="suborder.id")
+    department_code: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=12)
+    level: str = Field(default="none", max_length=8)
+    step: str = Field(default="ticket", max_length=8)
+    trigger: str = Field(default="auto", max_length=12)  # auto | manual | redo
+    dedup_key: str | None = Field(default=None, unique=True, index=True, max_length=160)
+    note: str | None = Field(default=None, max_length=1000)
+    due_at: datetime | None = UTCField(default=None)  # a manual 督办's deadline
+    status: str = Field(default="open", max_length=12)  # open | acknowledged | closed
+    coordinator: str | None = Field(default=None, max_length=100)
+    created_by: str = Field(default="system", max_length=64)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    acknowledged_at: datetime | None = UTCField(default=None)
+    notify_after: datetime | None = UTCField(default=None, index=True)
+    notified_at: datetime | None = UTCField(default=None)
