@@ -250,12 +250,14 @@ class OutboxMessage(SQLModel, table=True):
 class EvaluationSource(StrEnum):
     submitter = "submitter"  # the submitter, by the evaluation link or an SMS reply
     staff = "staff"  # recorded by staff on the caller's behalf (an agent's 回访)
+    default = "default"  # 默认满意: no rating within followup.default_after_days (sla.yaml)
 
 
 class EvaluationChannel(StrEnum):
     link = "link"  # the submitter's evaluation link / public form (evaluation token)
     sms = "sms"  # the submitter's SMS reply
     callback = "callback"  # 回访: an agent's return call, recorded on the caller's behalf
+    timeout = "timeout"  # no answer in time, counted as configured (默认满意)
 
 
 class Evaluation(SQLModel, table=True):
