@@ -64,9 +64,16 @@ def _leaders(settings: Settings) -> list[dict[str, Any]]:
 
 
 def escalate_level(
-    session: Session, settings: Settings, facts: Any, level: str, now: datetime
+    session: Session,
+    settings: Settings,
+    facts: Any,
+    level: str,
+    now: datetime,
+    *,
+    deliver: bool = True,
 ) -> list[Escalation]:
-    """The escalations a level first reached on a clock sets off (see the module rule)."""
+    """The escalations a level first reached on a clock sets off (see the module rule).
+    deliver=False: the SMS waits for the next scan round (notify_after = now)."""
     cfg = _cfg(settings)
     kinds = [str(k) for k in (cfg.get("on_level") or {}).get(level) or []]
     step = facts.step or "ticket"
@@ -103,7 +110,7 @@ def escalate_level(
                 created_at=now,
             )
             if _insert_once(session, esc):
-                _announce(session, settings, esc, now)
+                _announce(session, settings, esc, now, deliver=deliver)
                 made.append(esc)
     return made
 
@@ -321,10 +328,18 @@ def escalations(
 
 
 def _announce(
-    session: Session, settings: Settings, esc: Escalation, now: datetime, *, actor: str = "system"
+    session: Session,
+    settings: Settings,
+    esc: Escalation,
+    now: datetime,
+    *,
+    actor: str = "system",
+    deliver: bool = True,
 ) -> None:
     """The event on the ticket, and the SMS now or after the quiet hours."""
     held = None if esc.level in EXEMPT_LEVELS else quiet_until(settings, now)
+    if held is None and not deliver:
+        held = now
     events.record(
         session,
         esc.ticket_id,

@@ -34,6 +34,7 @@ from ticketing.models import (
     Evaluation,
     EvaluationChannel,
     Notice,
+    OutboxMessage,
     Rating,
     SubOrder,
     SubOrderStatus,
@@ -59,21 +60,28 @@ def _cfg(settings: Settings) -> dict[str, Any]:
 # ---------------------------------------------------------------- rating request / reminder
 
 
-def on_resolved(session: Session, settings: Settings, ticket: Ticket) -> Notice | None:
+def on_resolved(
+    session: Session, settings: Settings, ticket: Ticket, *, enqueue: bool = True
+) -> Notice | None:
     """The rating request (notices.yaml resolved_sms) when a dispatched matter resolves; a
     directly answered one already got its own (ticketing.direct_answer)."""
     if ticket.dispatch_mode == "direct":
         return None
-    return _rating_sms(session, settings, ticket, "resolved_sms", "resolved")
+    return _rating_sms(session, settings, ticket, "resolved_sms", "resolved", enqueue=enqueue)
 
 
 def _rating_sms(
-    session: Session, settings: Settings, ticket: Ticket, template_key: str, kind: str
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    template_key: str,
+    kind: str,
+    *,
+    enqueue: bool = True,
 ) -> Notice | None:
     """A notice with a fresh single-purpose rating token (stored as a digest, shown redacted),
     texted to a mainland mobile. None when the template is not configured."""
     from ticketing.notices import REDACTED, _render, evaluate_url, token_digest
-    from ticketing.notify import send_sms
     from ticketing.phones import is_mainland_mobile
 
     cfg = load_yaml(settings, "notices.yaml")
@@ -101,7 +109,7 @@ def _rating_sms(
     outbox_id = None
     phone = ticket.submitter_phone
     if phone is not None and is_mainland_mobile(phone):
-        outbox_id = send_sms(session, settings, phone, body, ticket_id=ticket.id, kind=kind).id
+        outbox_id = _queue_sms(session, settings, phone, body, ticket.id, kind, enqueue=enqueue)
     events.record(
         session,
         ticket.id,
@@ -113,6 +121,32 @@ def _rating_sms(
         sms_outbox_id=outbox_id,
     )
     return notice
+
+
+def _queue_sms(
+    session: Session,
+    settings: Settings,
+    phone: str,
+    body: str,
+    ticket_id: int | None,
+    kind: str,
+    *,
+    enqueue: bool,
+) -> int | None:
+    """send_sms when the settings are the caller's own (enqueue); else only the pending outbox
+    row, which the scheduler's requeue_lost_work delivers (never enqueued with another process's
+    settings)."""
+    from ticketing.notify import send_sms
+    from ticketing.phones import normalise_phone
+
+    if enqueue:
+        return send_sms(session, settings, phone, body, ticket_id=ticket_id, kind=kind).id
+    msg = OutboxMessage(
+        ticket_id=ticket_id, to_phone=normalise_phone(phone), body=body, kind=kind[:20]
+    )
+    session.add(msg)
+    session.flush()
+    return msg.id
 
 
 def followup_round(

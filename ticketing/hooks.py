@@ -14,7 +14,10 @@ def after_ticket_move(session: Session, ticket: Ticket, before: str, to: str) ->
 
     sla_clocks.touch(session, ticket)
     if to == TicketStatus.resolved and before != TicketStatus.resolved:
-        followup.on_resolved(session, sla_clocks.settings_for(session), ticket)
+        bound = sla_clocks.bound_settings(session)
+        followup.on_resolved(
+            session, bound or sla_clocks.settings_for(session), ticket, enqueue=bound is not None
+        )
 
 
 def after_suborder_move(session: Session, ticket: Ticket, so: SubOrder) -> None:

@@ -78,9 +78,16 @@ def _process_settings() -> Settings:
     return get_settings()
 
 
-def settings_for(session: Session) -> Settings:
+def bound_settings(session: Session) -> Settings | None:
     got = session.info.get(_SETTINGS_KEY)
-    return got if isinstance(got, Settings) else _process_settings()
+    return got if isinstance(got, Settings) else None
+
+
+def settings_for(session: Session) -> Settings:
+    """The bound settings, else the process's (the same in a deployment: config dir, calendar).
+    Without bound settings nothing is enqueued from the hook: escalation SMS wait for the next
+    scan round and other SMS for the outbox's own re-queue (ticketing.notify)."""
+    return bound_settings(session) or _process_settings()
 
 
 def rules(settings: Settings) -> tuple[Rule, ...]:
@@ -224,13 +231,14 @@ def touch(session: Session, ticket: Ticket, so: SubOrder | None = None) -> None:
     (if any) and its ticket start their step afresh; a level the new state already has (e.g. a
     return as beyond the department's power: red) is raised and escalated now."""
     settings = settings_for(session)
+    deliver = bound_settings(session) is not None
     now = utcnow()
     cal = WorkCalendar(settings)
     try:
         if so is not None and so.id is not None:
             facts = suborder_facts(settings, so, ticket.urgency, ticket.category, now)
             out = judge(settings, facts, now, moved=True, cal=cal)
-            _apply_suborder(session, settings, ticket, so, facts, out, now)
+            _apply_suborder(session, settings, ticket, so, facts, out, now, deliver=deliver)
         if ticket.id is not None:
             subs = (
                 list(
@@ -243,7 +251,9 @@ def touch(session: Session, ticket: Ticket, so: SubOrder | None = None) -> None:
                 if ticket.status in OPEN_TICKET
                 else []
             )
-            reevaluate_ticket(session, settings, ticket, subs, now, moved=True, cal=cal)
+            reevaluate_ticket(
+                session, settings, ticket, subs, now, moved=True, cal=cal, deliver=deliver
+            )
     except TicketingError:  # e.g. a policy gap in sla.yaml: the move stands, the scan retries
         if so is not None:
             so.sla_next_at = now
@@ -258,6 +268,8 @@ def _apply_suborder(
     facts: Facts,
     out: Outcome,
     now: datetime,
+    *,
+    deliver: bool = True,
 ) -> None:
     if facts.step == "accept" and so.accept_due_at is None:
         so.accept_due_at = facts.due
@@ -265,7 +277,7 @@ def _apply_suborder(
     so.warning, so.warning_step, so.sla_next_at = out.level, out.step, out.next_at
     session.add(so)
     if out.raised:
-        _raised(session, settings, facts, previous, out, now)
+        _raised(session, settings, facts, previous, out, now, deliver=deliver)
 
 
 def reevaluate_ticket(
@@ -277,6 +289,7 @@ def reevaluate_ticket(
     *,
     moved: bool,
     cal: WorkCalendar | None = None,
+    deliver: bool = True,
 ) -> Outcome:
     facts, worst = ticket_facts(ticket, subs, returned_is_beyond_power=_returned_red(settings))
     out = judge(settings, facts, now, moved=moved, cal=cal, floor=worst)
@@ -285,7 +298,7 @@ def reevaluate_ticket(
         ticket.warning, ticket.sla_next_at = out.level, out.next_at
         session.add(ticket)
     if out.raised:
-        _raised(session, settings, facts, previous, out, now)
+        _raised(session, settings, facts, previous, out, now, deliver=deliver)
     return out
 
 
@@ -300,6 +313,8 @@ def _raised(
     previous: tuple[str, str | None],
     out: Outcome,
     now: datetime,
+    *,
+    deliver: bool = True,
 ) -> None:
     """One "warning" event and the escalations the new level sets off."""
     from ticketing.escalation import escalate_level
@@ -318,7 +333,9 @@ def _raised(
         reasons=list(out.reasons),
         raised=True,
     )
-    escalate_level(session, settings, replace(facts, stored_level=out.level), out.level, now)
+    escalate_level(
+        session, settings, replace(facts, stored_level=out.level), out.level, now, deliver=deliver
+    )
 
 
 def due_now(session: Session, ticket: Ticket) -> None:
