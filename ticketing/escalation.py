@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -41,6 +42,7 @@ from ticketing.sla import to_local, to_utc_naive
 from ticketing.sla_levels import LEVEL_LABELS, STEP_LABELS
 from ticketing.text import normalise_text
 
+log = structlog.get_logger("ticketing.escalation")
 K = EscalationKind
 KIND_LABELS = {K.remind: "催办", K.supervise: "督办", K.special: "专办"}
 STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "closed": "已结束"}
@@ -393,9 +395,26 @@ def _send(session: Session, settings: Settings, esc: Escalation, now: datetime) 
             body = template.format_map(values)
         except (KeyError, IndexError, ValueError) as e:
             raise ConfigError(f"notices.yaml: {esc.kind}_sms has a bad placeholder: {e}") from e
+        bad = 0
         for phone in phones:
-            send_sms(session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}")
-            sent += 1
+            try:
+                send_sms(
+                    session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
+                )
+                sent += 1
+            except InvalidInput:  # a wrong number in departments.yaml: said, not fatal
+                bad += 1
+        if bad:
+            log.warning("escalation_bad_recipients", escalation_id=esc.id, count=bad)
+            events.record(
+                session,
+                esc.ticket_id,
+                "system",
+                "escalation_sms_skipped",
+                escalation_id=esc.id,
+                reason="departments.yaml 中的号码无效",
+                count=bad,
+            )
     esc.notify_after, esc.notified_at = None, now
     session.add(esc)
     return sent

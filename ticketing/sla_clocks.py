@@ -66,6 +66,7 @@ class Outcome:
     next_at: datetime | None
     raised: bool  # a higher level than stored, on the same step or a new one
     reasons: tuple[str, ...] = ()
+    own: str = "none"  # the clock's own level (a ticket's without its sub-orders' floor)
 
 
 def bind_settings(session: Session, settings: Settings) -> None:
@@ -150,7 +151,7 @@ def judge(
     raised = SEVERITY[level] > SEVERITY.get(before, 0) and not (
         moved and same_step and level == before
     )
-    return Outcome(level, facts.step, v.next_at, raised, v.reasons)
+    return Outcome(level, facts.step, v.next_at, raised, v.reasons, v.level)
 
 
 # ---------------------------------------------------------------- facts from rows / objects
@@ -333,6 +334,8 @@ def _raised(
         reasons=list(out.reasons),
         raised=True,
     )
+    if facts.kind == "ticket" and SEVERITY[out.own] < SEVERITY[out.level]:
+        return  # raised by a sub-order's level: that sub-order's clock escalated it already
     escalate_level(
         session, settings, replace(facts, stored_level=out.level), out.level, now, deliver=deliver
     )

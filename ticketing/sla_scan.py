@@ -96,8 +96,10 @@ def scan_round(
             _apply_suborder(session, settings, ticket, so, facts, out, now)
             if out.raised:
                 result.raised[out.level] += 1
-                if SEVERITY.get(out.level, 0) > SEVERITY.get(ticket.warning, 0):
-                    tickets_due.add(ticket.id or 0)
+            if (out.raised and SEVERITY[out.level] > SEVERITY.get(ticket.warning, 0)) or (
+                facts.stored_step != out.step  # first look, or moved behind the lifecycle
+            ):
+                tickets_due.add(ticket.id or 0)  # its ticket's facts changed too
         result.suborders += len(rows)
         session.flush()
         if len(rows) < batch:

@@ -69,9 +69,7 @@ def upgrade() -> None:
     op.create_index("ix_escalation_ticket_id", "escalation", ["ticket_id"])
     op.create_index("ix_escalation_dedup_key", "escalation", ["dedup_key"], unique=True)
     op.create_index("ix_escalation_notify_after", "escalation", ["notify_after"])
-    op.create_index(
-        "ix_escalation_kind_status", "escalation", ["kind", "status", "created_at"]
-    )
+    op.create_index("ix_escalation_kind_status", "escalation", ["kind", "status", "created_at"])
     op.create_index(
         "ix_escalation_dept_kind_status", "escalation", ["department_code", "kind", "status"]
     )
