@@ -31,6 +31,7 @@ from agent_console.routes import (
     auth,
     departments,
     enterprises,
+    escalations,
     handoff,
     knowledge,
     ops,
@@ -229,6 +230,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     ),
     (API_PREFIX, knowledge.router),
     (API_PREFIX, knowledge.public_router),
+    (API_PREFIX, escalations.router),
     ("", ops.router),
     (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]

@@ -55,6 +55,7 @@ class Warning(StrEnum):
     blue = "blue"
     yellow = "yellow"
     red = "red"
+    overdue = "overdue"  # past the deadline: a state of its own (§13, ticketing.sla_levels)
 
 
 class Role(StrEnum):
