@@ -8,6 +8,7 @@ Layout:
   desk.py        dispatch desk, window intake, printable 受理告知书
   inbox.py       a department's inbox and its sub-order actions
   leader.py      the leader's read-only overview (ECharts)
+  supervision.py a head's 督办 list, the leader's red board (专办), agents' 回访 tasks, manual 督办
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
@@ -22,7 +23,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from agent_console.web import auth_pages, console, desk, inbox, leader, tickets
+from agent_console.web import auth_pages, console, desk, inbox, leader, supervision, tickets
 from agent_console.web.core import (
     HERE,
     LoginRequired,
@@ -43,6 +44,7 @@ ROUTERS = (
     inbox.router,
     leader.router,
     console.router,
+    supervision.router,
 )
 
 
