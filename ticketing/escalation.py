@@ -74,46 +74,99 @@ def escalate_level(
     *,
     deliver: bool = True,
 ) -> list[Escalation]:
-    """The escalations a level first reached on a clock sets off (see the module rule).
-    deliver=False: the SMS waits for the next scan round (notify_after = now)."""
+    """The escalations a level first reached on a clock sets off (see the module rule)."""
+    return escalate_many(session, settings, [(facts, level)], now, deliver=deliver)
+
+
+def escalate_many(
+    session: Session,
+    settings: Settings,
+    items: list[tuple[Any, str]],
+    now: datetime,
+    *,
+    deliver: bool = True,
+) -> list[Escalation]:
+    """escalate_level for many clocks at once (a scan round): one lookup of the dedup keys, one
+    multi-row insert, one batch of events. deliver=False: the SMS wait for the next round."""
     cfg = _cfg(settings)
-    kinds = [str(k) for k in (cfg.get("on_level") or {}).get(level) or []]
-    step = facts.step or "ticket"
-    if K.supervise in kinds and step not in (cfg.get("supervise_steps") or ["finish", "ticket"]):
-        kinds.remove(K.supervise)
-    if K.special in kinds and step not in (cfg.get("special_steps") or ["ticket"]):
-        kinds.remove(K.special)
-    if not kinds:
+    on_level = cfg.get("on_level") or {}
+    sup_steps = cfg.get("supervise_steps") or ["finish", "ticket"]
+    spec_steps = cfg.get("special_steps") or ["ticket"]
+    coordinator: list[str | None] = []  # looked up once, when a 专办 needs it
+    planned: dict[str, dict[str, Any]] = {}
+    for facts, level in items:
+        step = facts.step or "ticket"
+        kinds = [str(k) for k in on_level.get(level) or []]
+        kinds = [
+            k
+            for k in kinds
+            if not (k == K.supervise and step not in sup_steps)
+            and not (k == K.special and step not in spec_steps)
+        ]
+        if not kinds:
+            continue
+        if facts.kind == "suborder":
+            departments: list[str | None] = [facts.department]
+            suborder_id = facts.id
+        else:
+            departments = list(_live_departments(session, facts.ticket_id, facts.round)) or [None]
+            suborder_id = None
+        for kind in kinds:
+            for dept in [None] if kind == K.special else departments:
+                if kind == K.remind and dept is None:
+                    continue  # nobody to remind before a department has it
+                key = (
+                    f"{kind}:{facts.kind[0]}{facts.id}:r{facts.round}:{step}:{level}:{dept or '-'}"
+                )
+                if kind == K.special and not coordinator:
+                    coordinator.append(_default_coordinator(session, settings))
+                held = None if level in EXEMPT_LEVELS else quiet_until(settings, now)
+                planned[key] = {
+                    "ticket_id": facts.ticket_id,
+                    "suborder_id": suborder_id,
+                    "department_code": dept,
+                    "kind": kind,
+                    "level": level,
+                    "step": step,
+                    "trigger": "auto",
+                    "dedup_key": key,
+                    "note": None,
+                    "due_at": None,
+                    "status": "closed" if kind == K.remind else "open",
+                    "coordinator": coordinator[0] if kind == K.special else None,
+                    "created_by": "system",
+                    "created_at": now,
+                    "acknowledged_by": None,
+                    "acknowledged_at": None,
+                    "notify_after": held if held is not None or deliver else now,
+                    "notified_at": None,
+                }
+    if not planned:
         return []
-    if facts.kind == "suborder":
-        departments: list[str | None] = [facts.department]
-        suborder_id = facts.id
-    else:
-        departments = list(_live_departments(session, facts.ticket_id, facts.round)) or [None]
-        suborder_id = None
-    made: list[Escalation] = []
-    for kind in kinds:
-        targets = [None] if kind == K.special else departments
-        for dept in targets:
-            if kind == K.remind and dept is None:
-                continue  # nobody to remind before a department has it
-            key = f"{kind}:{facts.kind[0]}{facts.id}:r{facts.round}:{step}:{level}:{dept or '-'}"
-            esc = Escalation(
-                ticket_id=facts.ticket_id,
-                suborder_id=suborder_id,
-                department_code=dept,
-                kind=kind,
-                level=level,
-                step=step,
-                trigger="auto",
-                dedup_key=key,
-                status="closed" if kind == K.remind else "open",
-                coordinator=_default_coordinator(session, settings) if kind == K.special else None,
-                created_at=now,
-            )
-            if _insert_once(session, esc):
-                _announce(session, settings, esc, now, deliver=deliver)
-                made.append(esc)
+    keys = list(planned)
+    for i in range(0, len(keys), 500):
+        for k in session.exec(
+            select(Escalation.dedup_key).where(col(Escalation.dedup_key).in_(keys[i : i + 500]))
+        ):
+            planned.pop(str(k), None)
+    if not planned:
+        return []
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    try:
+        with session.begin_nested():
+            session.execute(table.insert(), list(planned.values()))
+    except IntegrityError:  # a concurrent scan raised some of them first: one at a time
+        for key, values in list(planned.items()):
+            if not _insert_once(session, Escalation(**values)):
+                planned.pop(key)
+    made = list(
+        session.exec(
+            select(Escalation)
+            .where(col(Escalation.dedup_key).in_(list(planned)))
+            .order_by(col(Escalation.id))
+        )
+    )
+    _announce_many(session, settings, made, now)
     return made
 
 
@@ -329,6 +382,33 @@ def escalations(
 # ---------------------------------------------------------------- delivery
 
 
+def _announce_many(
+    session: Session, settings: Settings, escs: list[Escalation], now: datetime
+) -> None:
+    """Events for new automatic escalations (notify_after already decided) and their SMS."""
+    events.record_all(
+        session,
+        [
+            events.entry(
+                e.ticket_id,
+                "system",
+                f"escalation_{e.kind}",
+                suborder_id=e.suborder_id,
+                escalation_id=e.id,
+                kind=e.kind,
+                level=e.level,
+                step=e.step,
+                department=e.department_code,
+                trigger=e.trigger,
+                coordinator=e.coordinator,
+                sms_held_until=e.notify_after if e.notify_after and e.notify_after > now else None,
+            )
+            for e in escs
+        ],
+    )
+    _send_many(session, settings, [e for e in escs if e.notify_after is None], now)
+
+
 def _announce(
     session: Session,
     settings: Settings,
@@ -367,56 +447,76 @@ def _announce(
 
 
 def _send(session: Session, settings: Settings, esc: Escalation, now: datetime) -> int:
-    ticket = session.get(Ticket, esc.ticket_id)
-    if ticket is None:
+    return _send_many(session, settings, [esc], now)
+
+
+def _send_many(session: Session, settings: Settings, escs: list[Escalation], now: datetime) -> int:
+    """The SMS of these escalations through the outbox (tickets, sub-orders and departments read
+    once for the lot); each is marked notified. A wrong number in departments.yaml is recorded on
+    the ticket, not fatal."""
+    if not escs:
         return 0
-    phones = recipients(session, settings, esc)
-    template = str(load_yaml(settings, "notices.yaml").get(f"{esc.kind}_sms") or "")
+    tickets = {
+        t.id: t
+        for t in session.exec(select(Ticket).where(col(Ticket.id).in_({e.ticket_id for e in escs})))
+    }
+    sub_ids = {e.suborder_id for e in escs if e.suborder_id is not None}
+    subs = (
+        {s.id: s for s in session.exec(select(SubOrder).where(col(SubOrder.id).in_(sub_ids)))}
+        if sub_ids
+        else {}
+    )
+    names = {d.code: d.name for d in session.exec(select(Department))}
+    templates = load_yaml(settings, "notices.yaml")
     sent = 0
-    if template and phones:
-        dept = session.exec(
-            select(Department).where(Department.code == (esc.department_code or ""))
-        ).first()
-        due = esc.due_at or ticket.deadline_at
-        if esc.suborder_id is not None:
-            so = session.get(SubOrder, esc.suborder_id)
+    skipped: list[dict[str, Any]] = []
+    for esc in escs:
+        ticket = tickets.get(esc.ticket_id)
+        phones = recipients(session, settings, esc)
+        template = str(templates.get(f"{esc.kind}_sms") or "")
+        if ticket is not None and template and phones:
+            due = esc.due_at or ticket.deadline_at
+            so = subs.get(esc.suborder_id) if esc.suborder_id is not None else None
             if so is not None:
                 due = (so.accept_due_at if esc.step == "accept" else so.deadline_at) or due
-        values = {
-            "number": ticket.number,
-            "department": dept.name if dept else (esc.department_code or "热线"),
-            "step": STEP_LABELS.get(esc.step, esc.step),
-            "level": LEVEL_LABELS.get(esc.level, esc.level),
-            "deadline": to_local(settings, due).strftime("%m月%d日%H:%M") if due else "—",
-            "note": esc.note or "",
-            "coordinator": esc.coordinator or "—",
-        }
-        try:
-            body = template.format_map(values)
-        except (KeyError, IndexError, ValueError) as e:
-            raise ConfigError(f"notices.yaml: {esc.kind}_sms has a bad placeholder: {e}") from e
-        bad = 0
-        for phone in phones:
+            values = {
+                "number": ticket.number,
+                "department": names.get(esc.department_code or "", esc.department_code or "热线"),
+                "step": STEP_LABELS.get(esc.step, esc.step),
+                "level": LEVEL_LABELS.get(esc.level, esc.level),
+                "deadline": to_local(settings, due).strftime("%m月%d日%H:%M") if due else "—",
+                "note": esc.note or "",
+                "coordinator": esc.coordinator or "—",
+            }
             try:
-                send_sms(
-                    session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
+                body = template.format_map(values)
+            except (KeyError, IndexError, ValueError) as e:
+                raise ConfigError(f"notices.yaml: {esc.kind}_sms has a bad placeholder: {e}") from e
+            bad = 0
+            for phone in phones:
+                try:
+                    send_sms(
+                        session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
+                    )
+                    sent += 1
+                except InvalidInput:
+                    bad += 1
+            if bad:
+                skipped.append(
+                    events.entry(
+                        esc.ticket_id,
+                        "system",
+                        "escalation_sms_skipped",
+                        escalation_id=esc.id,
+                        reason="departments.yaml 中的号码无效",
+                        count=bad,
+                    )
                 )
-                sent += 1
-            except InvalidInput:  # a wrong number in departments.yaml: said, not fatal
-                bad += 1
-        if bad:
-            log.warning("escalation_bad_recipients", escalation_id=esc.id, count=bad)
-            events.record(
-                session,
-                esc.ticket_id,
-                "system",
-                "escalation_sms_skipped",
-                escalation_id=esc.id,
-                reason="departments.yaml 中的号码无效",
-                count=bad,
-            )
-    esc.notify_after, esc.notified_at = None, now
-    session.add(esc)
+        esc.notify_after, esc.notified_at = None, now
+        session.add(esc)
+    if skipped:
+        log.warning("escalation_bad_recipients", escalations=len(skipped))
+        events.record_all(session, skipped)
     return sent
 
 
@@ -472,8 +572,7 @@ def send_held(session: Session, settings: Settings, now: datetime, *, limit: int
             .with_for_update(skip_locked=True)
         )
     )
-    for esc in rows:
-        _send(session, settings, esc, now)
+    _send_many(session, settings, rows, now)
     return len(rows)
 
 

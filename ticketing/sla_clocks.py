@@ -174,7 +174,7 @@ def suborder_facts(
     else:
         due = so.deadline_at
         start = dispatched
-        moved_at = so.accepted_at or now if step == "finish" else dispatched
+        moved_at = (so.accepted_at or now) if step == "finish" else dispatched
     return Facts(
         kind="suborder",
         id=so.id,
@@ -317,27 +317,52 @@ def _raised(
     *,
     deliver: bool = True,
 ) -> None:
-    """One "warning" event and the escalations the new level sets off."""
-    from ticketing.escalation import escalate_level
-
     session.flush()
-    events.record(
+    record_raised(session, settings, [(facts, previous, out)], now, deliver=deliver)
+
+
+def record_raised(
+    session: Session,
+    settings: Settings,
+    items: list[tuple[Facts, tuple[str, str | None], Outcome]],
+    now: datetime,
+    *,
+    deliver: bool = True,
+) -> None:
+    """For each raised clock: one "warning" event, and the escalations the new level sets off
+    (a ticket raised only by a sub-order's level: that sub-order's clock escalated already)."""
+    from ticketing.escalation import escalate_many
+
+    if not items:
+        return
+    events.record_all(
         session,
-        facts.ticket_id,
-        "system",
-        "warning",
-        suborder_id=facts.id if facts.kind == "suborder" else None,
-        department=facts.department,
-        step=out.step,
-        **{"from": previous[0] if previous[1] == out.step else "none", "to": out.level},
-        due=facts.due,
-        reasons=list(out.reasons),
-        raised=True,
+        [
+            events.entry(
+                f.ticket_id,
+                "system",
+                "warning",
+                suborder_id=f.id if f.kind == "suborder" else None,
+                department=f.department,
+                step=out.step,
+                **{"from": prev[0] if prev[1] == out.step else "none", "to": out.level},
+                due=f.due,
+                reasons=list(out.reasons),
+                raised=True,
+            )
+            for f, prev, out in items
+        ],
     )
-    if facts.kind == "ticket" and SEVERITY[out.own] < SEVERITY[out.level]:
-        return  # raised by a sub-order's level: that sub-order's clock escalated it already
-    escalate_level(
-        session, settings, replace(facts, stored_level=out.level), out.level, now, deliver=deliver
+    escalate_many(
+        session,
+        settings,
+        [
+            (replace(f, stored_level=out.level), out.level)
+            for f, _prev, out in items
+            if not (f.kind == "ticket" and SEVERITY[out.own] < SEVERITY[out.level])
+        ],
+        now,
+        deliver=deliver,
     )
 
 

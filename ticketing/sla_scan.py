@@ -19,19 +19,23 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, select
+from sqlmodel import Session, col
 
 from config.settings import Settings
 from ticketing.escalation import send_held
 from ticketing.models import SubOrder, Ticket, utcnow
 from ticketing.sla_clocks import (
     OPEN_TICKET,
-    _apply_suborder,
+    Facts,
+    Outcome,
+    _returned_red,
     judge,
-    open_suborders_of,
-    reevaluate_ticket,
+    record_raised,
     suborder_facts,
+    ticket_facts,
 )
 from ticketing.sla_levels import SEVERITY
 from ticketing.worktime import WorkCalendar
@@ -64,6 +68,38 @@ class ScanResult:
         }
 
 
+_SO = SubOrder.__table__  # type: ignore[attr-defined]
+_T = Ticket.__table__  # type: ignore[attr-defined]
+_SO_COLS = (
+    _SO.c.id,
+    _SO.c.ticket_id,
+    _SO.c.round,
+    _SO.c.status,
+    _SO.c.department_code,
+    _SO.c.dispatched_at,
+    _SO.c.accepted_at,
+    _SO.c.deadline_at,
+    _SO.c.accept_due_at,
+    _SO.c.warning,
+    _SO.c.warning_step,
+)
+_SO_UPDATE = (
+    _SO.update()
+    .where(_SO.c.id == bindparam("b_id"))
+    .values(
+        warning=bindparam("b_level"),
+        warning_step=bindparam("b_step"),
+        sla_next_at=bindparam("b_next"),
+        accept_due_at=bindparam("b_accept_due"),
+    )
+)
+_T_UPDATE = (
+    _T.update()
+    .where(_T.c.id == bindparam("b_id"))
+    .values(warning=bindparam("b_level"), sla_next_at=bindparam("b_next"))
+)
+
+
 def scan_round(
     session: Session,
     settings: Settings,
@@ -72,36 +108,50 @@ def scan_round(
     batch: int = 1000,
     max_rows: int | None = None,
 ) -> ScanResult:
-    """One incremental round: every due sub-order, then every due ticket, then held SMS."""
+    """One incremental round: every due sub-order, then every due ticket, then held SMS. Plain
+    rows and multi-row updates (no ORM objects): a round costs what is due."""
     now = now or utcnow()
     cal = WorkCalendar(settings)
     result = ScanResult()
     tickets_due: set[int] = set()
     while max_rows is None or result.suborders < max_rows:
-        rows = list(
-            session.exec(
-                select(SubOrder, Ticket)
-                .join(Ticket, col(Ticket.id) == col(SubOrder.ticket_id))
-                .where(col(SubOrder.sla_next_at) <= now)
-                .order_by(col(SubOrder.sla_next_at), col(SubOrder.id))
-                .limit(batch)
-                .with_for_update(of=SubOrder, skip_locked=True)  # type: ignore[arg-type]
-            )
-        )
+        rows = session.execute(
+            select(*_SO_COLS, _T.c.urgency, _T.c.category, _T.c.warning.label("ticket_warning"))
+            .join(_T, _T.c.id == _SO.c.ticket_id)
+            .where(_SO.c.sla_next_at <= now)
+            .order_by(_SO.c.sla_next_at, _SO.c.id)
+            .limit(batch)
+            .with_for_update(of=_SO, skip_locked=True)
+        ).all()
         if not rows:
             break
-        for so, ticket in rows:
-            facts = suborder_facts(settings, so, ticket.urgency, ticket.category, now)
+        updates: list[dict[str, Any]] = []
+        raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
+        for r in rows:
+            facts = suborder_facts(settings, r, r.urgency, r.category, now)
             out = judge(settings, facts, now, moved=False, cal=cal)
-            _apply_suborder(session, settings, ticket, so, facts, out, now)
+            accept_due = r.accept_due_at
+            if facts.step == "accept" and accept_due is None:
+                accept_due = facts.due
+            updates.append(
+                {
+                    "b_id": r.id,
+                    "b_level": out.level,
+                    "b_step": out.step,
+                    "b_next": out.next_at,
+                    "b_accept_due": accept_due,
+                }
+            )
             if out.raised:
                 result.raised[out.level] += 1
-            if (out.raised and SEVERITY[out.level] > SEVERITY.get(ticket.warning, 0)) or (
+                raised.append((facts, (r.warning, r.warning_step), out))
+            if (out.raised and SEVERITY[out.level] > SEVERITY.get(r.ticket_warning, 0)) or (
                 facts.stored_step != out.step  # first look, or moved behind the lifecycle
             ):
-                tickets_due.add(ticket.id or 0)  # its ticket's facts changed too
+                tickets_due.add(r.ticket_id)  # its ticket's facts changed too
+        session.execute(_SO_UPDATE, updates)
+        record_raised(session, settings, raised, now)
         result.suborders += len(rows)
-        session.flush()
         if len(rows) < batch:
             break
     result.tickets += _tickets(session, settings, now, cal, batch, tickets_due, result)
@@ -119,33 +169,50 @@ def _tickets(
     result: ScanResult,
 ) -> int:
     seen = 0
-    pending_extra = set(extra)
+    extra_ids = sorted(extra)
+    returned_red = _returned_red(settings)
     while True:
-        q = select(Ticket).where(col(Ticket.sla_next_at) <= now)
-        if pending_extra:
-            q = select(Ticket).where(
-                (col(Ticket.sla_next_at) <= now) | col(Ticket.id).in_(list(pending_extra))
-            )
-        tickets = list(
-            session.exec(q.order_by(col(Ticket.id)).limit(batch).with_for_update(skip_locked=True))
-        )
-        pending_extra.clear()
+        if extra_ids:  # tickets whose sub-orders changed, first (in chunks)
+            chunk, extra_ids = extra_ids[:batch], extra_ids[batch:]
+            cond = _T.c.id.in_(chunk)
+        else:
+            cond = _T.c.sla_next_at <= now
+        tickets = session.execute(
+            select(_T).where(cond).order_by(_T.c.id).limit(batch).with_for_update(skip_locked=True)
+        ).all()
         if not tickets:
+            if extra_ids:
+                continue
             return seen
-        subs = open_suborders_of(
-            session, [t.id for t in tickets if t.id is not None and t.status in OPEN_TICKET]
-        )
+        open_ids = [t.id for t in tickets if t.status in OPEN_TICKET]
+        subs: dict[int, list[Any]] = {}
+        if open_ids:
+            for srow in session.execute(
+                select(
+                    _SO.c.ticket_id,
+                    _SO.c.round,
+                    _SO.c.status,
+                    _SO.c.department_code,
+                    _SO.c.warning,
+                ).where(_SO.c.ticket_id.in_(open_ids))
+            ):
+                subs.setdefault(srow.ticket_id, []).append(srow)
+        updates: list[dict[str, Any]] = []
+        raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         for t in tickets:
-            mine = [s for s in subs.get(t.id or 0, []) if s.round == t.round]
-            out = reevaluate_ticket(session, settings, t, mine, now, moved=False, cal=cal)
+            mine = [x for x in subs.get(t.id, []) if x.round == t.round]
+            facts, worst = ticket_facts(t, mine, returned_is_beyond_power=returned_red)
+            out = judge(settings, facts, now, moved=False, cal=cal, floor=worst)
+            if out.level != t.warning or out.next_at != t.sla_next_at:
+                updates.append({"b_id": t.id, "b_level": out.level, "b_next": out.next_at})
             if out.raised:
                 result.raised[out.level] += 1
-            if t.sla_next_at is not None and t.sla_next_at <= now:
-                t.sla_next_at = None  # evaluated; nothing pending at this instant
-                session.add(t)
+                raised.append((facts, (t.warning, "ticket"), out))
+        if updates:
+            session.execute(_T_UPDATE, updates)
+        record_raised(session, settings, raised, now)
         seen += len(tickets)
-        session.flush()
-        if len(tickets) < batch:
+        if len(tickets) < batch and not extra_ids:
             return seen
 
 
