@@ -470,6 +470,7 @@ def _send_many(session: Session, settings: Settings, escs: list[Escalation], now
     templates = load_yaml(settings, "notices.yaml")
     sent = 0
     skipped: list[dict[str, Any]] = []
+    checked: dict[str, bool] = {}  # a recipient's number, validated once per batch
     for esc in escs:
         ticket = tickets.get(esc.ticket_id)
         phones = recipients(session, settings, esc)
@@ -494,13 +495,15 @@ def _send_many(session: Session, settings: Settings, escs: list[Escalation], now
                 raise ConfigError(f"notices.yaml: {esc.kind}_sms has a bad placeholder: {e}") from e
             bad = 0
             for phone in phones:
-                try:
-                    send_sms(
-                        session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
-                    )
-                    sent += 1
-                except InvalidInput:
+                if phone not in checked:
+                    checked[phone] = _valid_phone(phone)
+                if not checked[phone]:
                     bad += 1
+                    continue
+                send_sms(
+                    session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
+                )
+                sent += 1
             if bad:
                 skipped.append(
                     events.entry(
@@ -518,6 +521,16 @@ def _send_many(session: Session, settings: Settings, escs: list[Escalation], now
         log.warning("escalation_bad_recipients", escalations=len(skipped))
         events.record_all(session, skipped)
     return sent
+
+
+def _valid_phone(phone: str) -> bool:
+    from ticketing.phones import normalise_phone
+
+    try:
+        normalise_phone(phone)
+    except InvalidInput:
+        return False
+    return True
 
 
 def recipients(session: Session, settings: Settings, esc: Escalation) -> list[str]:

@@ -91,8 +91,21 @@ def settings_for(session: Session) -> Settings:
     return bound_settings(session) or _process_settings()
 
 
+_RULES: dict[int, tuple[dict[str, Any], tuple[Rule, ...]]] = {}
+
+
 def rules(settings: Settings) -> tuple[Rule, ...]:
-    return rules_from(load_yaml(settings, "sla.yaml"))
+    """The parsed `levels` of sla.yaml, parsed once per read of the file (load_yaml returns the
+    same mapping until the file changes)."""
+    cfg = load_yaml(settings, "sla.yaml")
+    hit = _RULES.get(id(cfg))
+    if hit is not None and hit[0] is cfg:
+        return hit[1]
+    parsed = rules_from(cfg)
+    if len(_RULES) > 16:
+        _RULES.clear()
+    _RULES[id(cfg)] = (cfg, parsed)
+    return parsed
 
 
 def accept_due(
@@ -127,6 +140,7 @@ def judge(
     moved: bool,
     cal: WorkCalendar | None = None,
     floor: str = "none",
+    rule_set: tuple[Rule, ...] | None = None,
 ) -> Outcome:
     """The clock's new level. moved: a state change just happened (the step starts afresh);
     floor: a level the result may not be below (a ticket shows its worst live sub-order)."""
@@ -145,7 +159,7 @@ def judge(
         beyond_power=facts.beyond_power,
         reached=reached,
     )
-    v: Verdict = evaluate(rules(settings), clock, now, cal.add_working_hours)
+    v: Verdict = evaluate(rule_set or rules(settings), clock, now, cal.add_working_hours)
     level = higher(v.level, floor)
     before = facts.stored_level if same_step else "none"
     raised = SEVERITY[level] > SEVERITY.get(before, 0) and not (

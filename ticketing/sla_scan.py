@@ -34,6 +34,7 @@ from ticketing.sla_clocks import (
     _returned_red,
     judge,
     record_raised,
+    rules,
     suborder_facts,
     ticket_facts,
 )
@@ -113,6 +114,7 @@ def scan_round(
     now = now or utcnow()
     cal = WorkCalendar(settings)
     result = ScanResult()
+    rule_set = rules(settings)
     tickets_due: set[int] = set()
     while max_rows is None or result.suborders < max_rows:
         rows = session.execute(
@@ -129,7 +131,7 @@ def scan_round(
         raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         for r in rows:
             facts = suborder_facts(settings, r, r.urgency, r.category, now)
-            out = judge(settings, facts, now, moved=False, cal=cal)
+            out = judge(settings, facts, now, moved=False, cal=cal, rule_set=rule_set)
             accept_due = r.accept_due_at
             if facts.step == "accept" and accept_due is None:
                 accept_due = facts.due
@@ -202,7 +204,9 @@ def _tickets(
         for t in tickets:
             mine = [x for x in subs.get(t.id, []) if x.round == t.round]
             facts, worst = ticket_facts(t, mine, returned_is_beyond_power=returned_red)
-            out = judge(settings, facts, now, moved=False, cal=cal, floor=worst)
+            out = judge(
+                settings, facts, now, moved=False, cal=cal, floor=worst, rule_set=rules(settings)
+            )
             if out.level != t.warning or out.next_at != t.sla_next_at:
                 updates.append({"b_id": t.id, "b_level": out.level, "b_next": out.next_at})
             if out.raised:
