@@ -232,7 +232,8 @@ def supervise(
     if due is not None and due <= now:
         raise InvalidInput("督办期限必须晚于当前时间", field="due_at")
     made: list[Escalation] = []
-    for dept in _live_departments(session, ticket.id or 0, ticket.round) or [None]:
+    depts: list[str | None] = list(_live_departments(session, ticket.id or 0, ticket.round))
+    for dept in depts or [None]:
         esc = Escalation(
             ticket_id=ticket.id or 0,
             department_code=dept,
@@ -258,7 +259,8 @@ def raise_for_redo(
     """重办 reached the configured number of rounds: 督办 automatically, once per round count."""
     now = utcnow()
     made: list[Escalation] = []
-    for dept in _live_departments(session, ticket.id or 0, ticket.round) or [None]:
+    depts: list[str | None] = list(_live_departments(session, ticket.id or 0, ticket.round))
+    for dept in depts or [None]:
         esc = Escalation(
             ticket_id=ticket.id or 0,
             department_code=dept,
@@ -341,7 +343,8 @@ def assign_coordinator(
         actor,
         "coordinator_assigned",
         escalation_id=esc.id,
-        **{"from": before, "to": who},
+        previous=before,
+        coordinator=who,
     )
     return esc
 

@@ -180,7 +180,11 @@ def _tickets(
         else:
             cond = _T.c.sla_next_at <= now
         tickets = session.execute(
-            select(_T).where(cond).order_by(_T.c.id).limit(batch).with_for_update(skip_locked=True)
+            select(_T)
+            .where(cond)
+            .order_by(_T.c.sla_next_at, _T.c.id)  # the index's order: a probe, not a scan
+            .limit(batch)
+            .with_for_update(skip_locked=True)
         ).all()
         if not tickets:
             if extra_ids:
