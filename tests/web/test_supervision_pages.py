@@ -49,7 +49,7 @@ def test_supervise_from_the_ticket_page_then_the_head_acknowledges(web: Web):
 
     web.login("handler")
     mine = web.client.get("/supervision")
-    assert number in mine.text and "确认督办" in mine.text
+    assert number in mine.text and "/acknowledge" in mine.text
     with session_scope(web.engine, read_only=True) as s:
         rows = {
             e.department_code: e.id
