@@ -253,16 +253,7 @@ def _redo(session: Session, settings: Settings, ticket: Ticket, ev: Evaluation) 
     )
     rounds = ticket.reopen_count or 0
     person = ticket.responsible_person or ev.responsible_person
-    if not codes:
-        events.record(
-            session,
-            ticket.id,
-            "system",
-            "manual_dispatch_required",
-            reason="不满意重办：上一轮没有已回复的承办部门，请人工派单",
-            redo_round=rounds,
-        )
-    else:
+    if codes:
         note = f"不满意重办（第 {rounds} 轮）；责任人：{person or '承办部门负责人'}"
         if ev.comment:
             note += f"；评价意见：{ev.comment}"
