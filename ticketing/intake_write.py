@@ -383,6 +383,7 @@ def _ticket_values(
         "created_at": now,
         "updated_at": now,
         "idempotency_key": d.idempotency_key,
+        "sla_next_at": now,  # due for the §13 scan's next round (ticketing.sla_clocks)
     }
 
 
