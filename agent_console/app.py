@@ -33,6 +33,7 @@ from agent_console.routes import (
     auth,
     departments,
     enterprises,
+    escalations,
     handoff,
     knowledge,
     ops,
@@ -247,6 +248,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     ),
     (API_PREFIX, knowledge.router),
     (API_PREFIX, knowledge.public_router),
+    (API_PREFIX, escalations.router),
     ("", ops.router),
     (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]

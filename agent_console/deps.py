@@ -43,7 +43,7 @@ from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER, TokenClaims, read_token
 from config.database import readonly, session_scope
 from config.settings import Settings
-from ticketing import User
+from ticketing import User, bind_sla_settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -69,6 +69,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     pool's capacity (FastAPI's own rule for dependency exits)."""
     bind = request.app.state.engine
     s = Session(readonly(bind) if request.method in SAFE_METHODS else bind, expire_on_commit=False)
+    bind_sla_settings(s, request.app.state.settings)  # state changes re-evaluate §13 clocks
     try:
         yield s
         if s.in_transaction():

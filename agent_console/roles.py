@@ -84,6 +84,15 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     # 直接答复: an agent closes a consultation at intake; a dispatcher a waiting one
     "tickets.direct_answer": _STAFF,
     "tickets.answer_waiting": _DISPATCH,
+    # §14-15 (issue #11): manual 督办 by a supervisor or leader; a head (its department's
+    # handler) acknowledges its 督办; a leader coordinates 专办; agents do the 回访
+    "tickets.supervise": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "escalations.list": _DISPATCH | {LEADER, HANDLER},  # handler: own department only
+    "escalations.acknowledge": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    "escalations.coordinator": frozenset({ADMIN, LEADER}),
+    "escalations.close": frozenset({ADMIN, LEADER}),
+    "revisits.list": _STAFF,
+    "revisits.outcome": _STAFF,
     # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
     # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
     "web.home": ALL_ROLES,  # redirects to the role's own home
@@ -103,6 +112,9 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     # supervisor wallboard (live figures, alerts, reports); the leader watches, never controls
     "web.wallboard": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "web.wallboard_control": frozenset({ADMIN, SUPERVISOR}),  # pause, queues, listen/whisper/barge
+    "web.supervision": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # a head's 督办 list
+    "web.redboard": frozenset({ADMIN, SUPERVISOR, LEADER}),  # the leader's red board (专办)
+    "web.revisits": _STAFF,  # agents' 回访 tasks
 }
 WEB_PREFIX = "web."
 

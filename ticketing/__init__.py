@@ -34,7 +34,12 @@ Front door — other packages import these names from `ticketing`, never its mod
     amend        amend_ticket (content, caller name, enterprise by 统一社会信用代码), add_note
     call_tickets file_call: a call becomes a ticket plus its callback promise (every phone front)
     warnings     scan_warnings, warning_scan_interval, run_warning_scan (the scheduler's job):
-                 §13 levels kept current on a schedule
+                 §13 levels kept current on a schedule (incremental: sla_scan.scan_round);
+                 bind_sla_settings (a session's settings for state-change re-evaluation)
+    escalation   supervise (manual 督办), acknowledge, assign_coordinator, close_special,
+                 escalations, get_escalation, KIND_LABELS, ESCALATION_STATUS_LABELS, LEVEL_LABELS,
+                 STEP_LABELS (§14 催办/督办/专办)
+    followup     revisit_tasks, record_revisit, REVISIT_OUTCOMES (§15 回访), followup_round
     hours        BusinessHours, load_business_hours, is_open, next_opening, format_opening,
                  business_hours_data
     calendar     the one working-day calendar (workcalendar): calendar_exceptions, covered_years,
@@ -116,9 +121,25 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         PermissionDenied,
         TicketingError,
     )
+    from ticketing.escalation import (
+        KIND_LABELS,
+        acknowledge,
+        assign_coordinator,
+        close_special,
+        escalations,
+        get_escalation,
+        supervise,
+    )
+    from ticketing.escalation import STATUS_LABELS as ESCALATION_STATUS_LABELS
     from ticketing.evaluation import evaluate
     from ticketing.events import history
     from ticketing.events import record as record_event
+    from ticketing.followup import (
+        REVISIT_OUTCOMES,
+        followup_round,
+        record_revisit,
+        revisit_tasks,
+    )
     from ticketing.handoff import requeue_pending
     from ticketing.handoff_callback import handle_callback
     from ticketing.hours import (
@@ -177,6 +198,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         Channel,
         Department,
         Enterprise,
+        Escalation,
+        EscalationKind,
         Evaluation,
         HandoffAttempt,
         Notice,
@@ -234,6 +257,9 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         deadline_for,
         warning_for,
     )
+    from ticketing.sla_clocks import bind_settings as bind_sla_settings
+    from ticketing.sla_levels import LEVEL_LABELS, STEP_LABELS
+    from ticketing.sla_scan import full_scan, scan_round
     from ticketing.submitter_notices import approve_summary, summary_mode
     from ticketing.uscc import validate_uscc
     from ticketing.warning_scan import (

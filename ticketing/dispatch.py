@@ -645,7 +645,7 @@ def close_return(
         department=so.department_code,
         reason=why,
     )
-    recompute_ticket_status(session, ticket, actor=actor)
+    _recompute_and_tell(session, settings, ticket, actor)
     return so
 
 
@@ -672,5 +672,5 @@ def release(
     )
     so.released_at = utcnow()
     so.release_reason = why
-    recompute_ticket_status(session, ticket, actor=actor)
+    _recompute_and_tell(session, settings, ticket, actor)
     return so

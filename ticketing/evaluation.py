@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -96,6 +98,21 @@ def default_responsible(session: Session, ticket: Ticket) -> str | None:
 
 
 def evaluate(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    **kw: Any,
+) -> Evaluation:
+    """Record an evaluation (see `record_evaluation`), then its §15 follow-up: 重办 on 不满意,
+    a 回访 task, 督办 after too many rounds (ticketing.followup), for every channel alike."""
+    from ticketing.followup import after_evaluation
+
+    ev = record_evaluation(session, settings, ticket, **kw)
+    after_evaluation(session, settings, ev)
+    return ev
+
+
+def record_evaluation(
     session: Session,
     settings: Settings,
     ticket: Ticket,

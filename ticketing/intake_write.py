@@ -433,6 +433,7 @@ def _ticket_values(
         "updated_at": now,
         "idempotency_key": d.idempotency_key,
         "simulated": d.simulated or settings.simulation,
+        "sla_next_at": now,  # due for the §13 scan's next round (ticketing.sla_clocks)
     }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from ticketing import events
+from ticketing import events, hooks
 from ticketing.errors import Conflict, NotFound
 from ticketing.models import SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
 
@@ -146,6 +146,7 @@ def transition_ticket(
     session.add(ticket)
     moved: dict[str, Any] = {"from": before, "to": to}
     events.record(session, ticket.id, actor, action, **moved, **detail)
+    hooks.after_ticket_move(session, ticket, before, to)
 
 
 def transition_suborder(
@@ -175,6 +176,7 @@ def transition_suborder(
         **{"from": before, "to": to},
         **detail,
     )
+    hooks.after_suborder_move(session, ticket, so)
 
 
 def lock_ticket(session: Session, ticket_id: int | None) -> Ticket:

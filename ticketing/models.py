@@ -63,6 +63,7 @@ class Warning(StrEnum):
     blue = "blue"
     yellow = "yellow"
     red = "red"
+    overdue = "overdue"  # past the deadline: a state of its own (§13, ticketing.sla_levels)
 
 
 class Role(StrEnum):
@@ -196,6 +197,9 @@ class Ticket(SQLModel, table=True):
     # the assessment counts the chain once (the root has duplicate_of_id None)
     duplicate_of_id: int | None = Field(default=None, index=True)  # a ticket id (no FK: 0015)
     simulated: bool = False  # filed by `callcenter demo` (模拟)
+    # §13 clocks (ticketing.sla_clocks): the next instant its warning level can change; due now
+    # when written (so any insert path gets evaluated), NULL once nothing can change any more
+    sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
 
 
 class SubOrder(SQLModel, table=True):
@@ -231,6 +235,12 @@ class SubOrder(SQLModel, table=True):
     return_note: str | None = Field(default=None, max_length=1000)
     released_at: datetime | None = UTCField(default=None)
     release_reason: str | None = Field(default=None, max_length=1000)
+    # §13 clocks (ticketing.sla_clocks): accept (签收) by accept_due_at, finish (办结) by
+    # deadline_at; `warning` is the level reached on `warning_step` (accept | finish)
+    accept_due_at: datetime | None = UTCField(default=None)
+    warning: str = Field(default="none", max_length=8)
+    warning_step: str | None = Field(default=None, max_length=8)
+    sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
 
 
 class TicketEvent(SQLModel, table=True):
@@ -284,12 +294,14 @@ class OutboxMessage(SQLModel, table=True):
 class EvaluationSource(StrEnum):
     submitter = "submitter"  # the submitter, by the evaluation link or an SMS reply
     staff = "staff"  # recorded by staff on the caller's behalf (an agent's 回访)
+    default = "default"  # 默认满意: no rating within followup.default_after_days (sla.yaml)
 
 
 class EvaluationChannel(StrEnum):
     link = "link"  # the submitter's evaluation link / public form (evaluation token)
     sms = "sms"  # the submitter's SMS reply
     callback = "callback"  # 回访: an agent's return call, recorded on the caller's behalf
+    timeout = "timeout"  # no answer in time, counted as configured (默认满意)
 
 
 class Evaluation(SQLModel, table=True):
@@ -352,3 +364,40 @@ class CallbackTask(SQLModel, table=True):
     note: str | None = Field(default=None, max_length=1000)
     created_at: datetime = UTCField(default_factory=utcnow)
     done_at: datetime | None = UTCField(default=None)
+
+
+class EscalationKind(StrEnum):
+    remind = "remind"  # 催办: the department's handlers are reminded before a step runs out
+    supervise = "supervise"  # 督办: the unit head is told and must acknowledge
+    special = "special"  # 专办: the city leader's red board, with a coordinator
+
+
+class Escalation(SQLModel, table=True):
+    """One 催办/督办/专办 (§14). Automatic ones carry a dedup_key (kind, clock, round, step, level,
+    department) that is unique, so two scans racing never raise the same one twice. The SMS to
+    its recipients is pending while notify_after is set (quiet hours), sent (outbox) when due."""
+
+    __table_args__ = (
+        Index("ix_escalation_kind_status", "kind", "status", "created_at"),
+        Index("ix_escalation_dept_kind_status", "department_code", "kind", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    suborder_id: int | None = Field(default=None, foreign_key="suborder.id")
+    department_code: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=12)
+    level: str = Field(default="none", max_length=8)
+    step: str = Field(default="ticket", max_length=8)
+    trigger: str = Field(default="auto", max_length=12)  # auto | manual | redo
+    dedup_key: str | None = Field(default=None, unique=True, index=True, max_length=160)
+    note: str | None = Field(default=None, max_length=1000)
+    due_at: datetime | None = UTCField(default=None)  # a manual 督办's deadline
+    status: str = Field(default="open", max_length=12)  # open | acknowledged | closed
+    coordinator: str | None = Field(default=None, max_length=100)
+    created_by: str = Field(default="system", max_length=64)
+    created_at: datetime = UTCField(default_factory=utcnow)
+    acknowledged_by: str | None = Field(default=None, max_length=64)
+    acknowledged_at: datetime | None = UTCField(default=None)
+    notify_after: datetime | None = UTCField(default=None, index=True)
+    notified_at: datetime | None = UTCField(default=None)

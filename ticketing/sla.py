@@ -44,6 +44,11 @@ def _tz(settings: Settings) -> ZoneInfo:
     return ZoneInfo(_cfg(settings).get("timezone") or settings.timezone)
 
 
+def local_zone(settings: Settings) -> ZoneInfo:
+    """The zone deadlines and working days are counted in (sla.yaml timezone)."""
+    return _tz(settings)
+
+
 def to_utc_naive(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt

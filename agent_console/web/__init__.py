@@ -8,6 +8,7 @@ Layout:
   desk.py        dispatch desk, window intake, printable 受理告知书
   inbox.py       a department's inbox and its sub-order actions
   leader.py      the leader's read-only overview (ECharts)
+  supervision.py a head's 督办 list, the leader's red board (专办), agents' 回访 tasks, manual 督办
   console.py     the agent console: screen-pop by SSE, queue state commands to the bridge
   admin.py       the administrator's home, holiday calendar and business hours
   admin_users.py, admin_departments.py   users and departments (role admin)
@@ -46,6 +47,7 @@ from agent_console.web import (
     portal,
     portal_kb,
     portal_upload,
+    supervision,
     tickets,
     wallboard,
 )
@@ -78,6 +80,7 @@ ROUTERS = (
     portal_kb.router,  # knowledge base (issue #19)
     console_call.router,
     wallboard.router,
+    supervision.router,
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -49,7 +49,13 @@ ROLE_LABELS = {
     "handler": "部门承办人",
     "leader": "市领导",
 }
-WARNING_LABELS = {"none": "正常", "blue": "蓝色预警", "yellow": "黄色预警", "red": "红色预警"}
+WARNING_LABELS = {
+    "none": "正常",
+    "blue": "蓝色预警",
+    "yellow": "黄色预警",
+    "red": "红色预警",
+    "overdue": "已超期",
+}
 RATING_LABELS = {"satisfied": "满意", "basically_satisfied": "基本满意", "unsatisfied": "不满意"}
 EVENT_LABELS = {
     "created": "受理",
@@ -89,6 +95,16 @@ EVENT_LABELS = {
     "suborder_released": "解除协办",
     "reclassified": "更正类别/紧急程度",
     "duplicate_linked": "关联重复件",
+    "escalation_remind": "催办",
+    "escalation_supervise": "督办",
+    "escalation_special": "专办（报市领导）",
+    "escalation_sms_skipped": "督办短信未发出",
+    "supervision_acknowledged": "督办已确认",
+    "coordinator_assigned": "指定协调人",
+    "special_closed": "专办办结",
+    "redo": "不满意重办",
+    "revisit_task_created": "生成回访任务",
+    "revisit_done": "回访完成",
     **ACTION_LABELS,
 }
 
@@ -100,6 +116,9 @@ NAV: list[tuple[str, str, str]] = [
     ("web.inbox", "/inbox", "部门待办"),
     ("web.leader", "/leader", "运行总览"),
     ("web.wallboard", "/wallboard", "实时监控"),
+    ("web.redboard", "/redboard", "红色预警"),
+    ("web.supervision", "/supervision", "督办"),
+    ("web.revisits", "/revisits", "回访"),
     ("web.search", "/search", "工单查询"),
     ("web.enterprise", "/enterprises", "一企一档"),
     ("web.admin", "/admin", "系统管理"),

@@ -125,7 +125,8 @@ def test_a_staff_recorded_evaluation_does_not_lock_the_submitter_out(api):
         assert r.status_code == 201, (who, r.text)
         assert r.json()["source"] == "submitter" and r.json()["round"] == staff["round"]
         detail = c.get(f"/api/v1/tickets/{number}", headers=api.auth("admin")).json()
-        assert detail["status"] == "reopened" and detail["round"] == staff["round"] + 1
+        # reopened and sent back to the same department (重办, #11)
+        assert detail["status"] == "dispatched" and detail["round"] == staff["round"] + 1
         by_id = {e["id"]: e for e in detail["evaluations"]}
         assert by_id[staff["id"]]["superseded"] is True
         assert by_id[r.json()["id"]]["superseded"] is False

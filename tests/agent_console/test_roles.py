@@ -107,6 +107,8 @@ def matrix_app(request, tmp_path_factory, pg_admin_url, redis_server_url) -> Ite
             "recording_id": "999999",  # none: allowed roles get 404, others 403
             "article_id": "999999",  # none: allowed roles get 404/422, others 403
             "action": "review",
+            "escalation_id": "999999",  # none: allowed roles get 404, others 403
+            "task_id": "999999",
         }
         yield {"client": client, "engine": engine, "values": values, "settings": settings}
     engine.dispose()

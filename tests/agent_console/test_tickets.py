@@ -171,7 +171,7 @@ def test_unsatisfied_staff_evaluation_reopens(api):
     assert r.status_code == 201, r.text
     assert r.json()["overall"] == "unsatisfied" and r.json()["responsible_person"]
     t2 = c.get(f"/api/v1/tickets/{t['number']}", headers=api.auth("admin")).json()
-    assert t2["status"] == "reopened" and t2["round"] == 2
+    assert t2["status"] == "dispatched" and t2["round"] == 2  # 重办 to the same department
 
 
 def test_illegal_transitions_are_409_and_write_nothing(api):

@@ -127,20 +127,22 @@ def test_unsatisfied_reopens_with_new_round_and_redispatch(world):
     # nobody named: the heads of the departments that replied are held responsible
     assert ev.responsible_person == "税务局局长、人力资源和社会保障局局长"
     t = ticket(engine, tid)
-    assert (t.status, t.round, t.reopen_count, t.dispatch_mode) == ("reopened", 2, 1, "manual")
+    # 重办 (#11): straight back to the departments that replied, in a new round with a new clock
+    assert (t.status, t.round, t.reopen_count, t.dispatch_mode) == ("dispatched", 2, 1, "auto")
     assert t.responsible_person == ev.responsible_person and t.resolved_at is None
     assert t.deadline_at >= old.deadline_at  # a fresh committed deadline for the follow-up
     (reopen,) = events(engine, tid, "reopened")
     assert reopen.detail["previous_round"] == 1 and reopen.detail["round"] == 2
-
-    # back to the dispatcher: the same department may be dispatched again in the new round
+    (redo,) = events(engine, tid, "redo")
+    assert redo.detail["redo_round"] == 1 and redo.detail["departments"] == ["SWJ", "RSJ"]
+    again = [so for so in suborders(engine, tid) if so.round == 2]
+    assert [so.department_code for so in again] == ["SWJ", "RSJ"]
+    assert all(so.deadline_at == t.deadline_at for so in again)
+    assert all("责任人：税务局局长" in (so.instructions or "") for so in again)
     with session_scope(engine) as s:
-        (so,) = d.dispatch(s, settings, s.get(Ticket, tid), ["SWJ"], actor="disp")
-    assert so.round == 2 and so.deadline_at == t.deadline_at
-    assert ticket(engine, tid).status == "dispatched"
-    with session_scope(engine) as s:
-        d.accept(s, settings, so.id, actor="h")
-        d.reply(s, settings, so.id, actor="h", text="补充办理完毕")
+        for so in again:
+            d.accept(s, settings, so.id, actor="h")
+            d.reply(s, settings, so.id, actor="h", text="补充办理完毕")
     # round 1's replies don't count again; round 2's single reply resolves it
     assert ticket(engine, tid).status == "resolved"
     ev2 = _evaluate(engine, settings, tid, "满意", "满意", "满意")
@@ -264,11 +266,12 @@ def test_closed_loop_parallel_with_return_and_reopen(world):
     assert ticket(engine, tid).status == "resolved"
     _evaluate(engine, settings, tid, "基本满意", "不满意", "基本满意")
     t = ticket(engine, tid)
-    assert t.status == "reopened" and t.round == 2
+    assert t.status == "dispatched" and t.round == 2  # 重办 to the three that replied
     with session_scope(engine) as s:
-        (again,) = d.dispatch(s, settings, s.get(Ticket, tid), ["ZJJ"], actor="disp")
-        d.accept(s, settings, again.id, actor="ZJJ")
-        d.reply(s, settings, again.id, actor="ZJJ", text="加急办结")
+        for again in [so for so in suborders(engine, tid) if so.round == 2]:
+            dept = again.department_code
+            d.accept(s, settings, again.id, actor=dept)
+            d.reply(s, settings, again.id, actor=dept, text="加急办结")
     _evaluate(engine, settings, tid, "满意", "满意", "满意")
     t = ticket(engine, tid)
     assert t.status == "closed" and t.reopen_count == 1 and t.round == 2
@@ -292,12 +295,12 @@ def test_the_submitters_rating_supersedes_a_staff_recorded_one_that_reopened(wor
         channel="callback",
     )
     t = ticket(engine, tid)
-    assert t.status == "reopened" and t.round == 2 and staff.source == "staff"
+    assert t.status == "dispatched" and t.round == 2 and staff.source == "staff"  # 重办
     # the submitter rates the same round (1) afterwards: recorded, supersedes, follow-up stands
     own = _evaluate(engine, settings, tid, "满意", "满意", "满意", actor="public")
     assert own.round == 1 and own.source == "submitter" and own.channel == "link"
     t = ticket(engine, tid)
-    assert t.status == "reopened" and t.round == 2
+    assert t.status == "dispatched" and t.round == 2
     with session_scope(engine, read_only=True) as s:
         rows = {e.id: e for e in s.exec(select(Evaluation).where(Evaluation.ticket_id == tid))}
     assert rows[staff.id].superseded and not rows[own.id].superseded

@@ -17,7 +17,7 @@ from ticketing.intake import submit
 from ticketing.models import Ticket, TicketEvent, TicketStatus
 from ticketing.queries import TicketFilter, list_tickets
 from ticketing.schemas import TicketIn
-from ticketing.warning_scan import _move, scan_warnings
+from ticketing.warning_scan import scan_warnings
 
 
 def _ticket(engine, settings, urgency: str, category: str = "complaint") -> Ticket:
@@ -60,41 +60,41 @@ def test_levels_rise_with_the_time_used_and_each_change_is_one_event(engine, set
     assert t.deadline_at - t.created_at == timedelta(hours=12)
     general = _ticket(engine, settings, "general")  # only blue applies before the deadline
     start = t.created_at
-    steps = [(1, "none"), (8.5, "blue"), (10, "yellow"), (11, "red")]
+    # sla.yaml levels: critical matters are red from half their time; past due is overdue
+    steps = [(1, "none"), (5.9, "none"), (6, "red"), (11, "red"), (12.01, "overdue")]
     for hours, level in steps:
         _scan(engine, settings, start + timedelta(hours=hours))
         with Session(engine) as s:
             assert s.get(Ticket, t.id).warning == level, hours
-    again = _scan(engine, settings, start + timedelta(hours=11))
-    assert not again.changed and again.checked == 2  # nothing written twice
+    again = _scan(engine, settings, start + timedelta(hours=12.5))
+    assert not again.changed and again.tickets == 0  # nothing due: nothing read, nothing written
     moves = [(d["from"], d["to"], d["raised"]) for d in _warning_events(engine, t.id)]
-    assert moves == [("none", "blue", True), ("blue", "yellow", True), ("yellow", "red", True)]
+    assert moves == [("none", "red", True), ("red", "overdue", True)]
     with Session(engine) as s:
         g = s.get(Ticket, general.id)
-        assert g.warning == "none"  # 11 h of 3 working days is far from 2/3
-        reds, total = list_tickets(s, TicketFilter(warning="red"))
+        assert g.warning == "none"  # 12 h of 3 working days is far from 2/3
+        reds, total = list_tickets(s, TicketFilter(warning="overdue"))
         assert [x.id for x in reds] == [t.id] and total == 1
     late = g.deadline_at + timedelta(minutes=1)
     _scan(engine, settings, late)
     with Session(engine) as s:
-        assert s.get(Ticket, general.id).warning == "red"  # overdue is red whatever the urgency
+        assert s.get(Ticket, general.id).warning == "overdue"  # whatever the urgency
 
 
-def test_closed_tickets_keep_their_level_and_a_racing_change_is_not_overwritten(engine, settings):
+def test_closed_tickets_keep_their_level_and_leave_the_scan(engine, settings):
     t = _ticket(engine, settings, "critical")
-    _scan(engine, settings, t.created_at + timedelta(hours=9))
+    _scan(engine, settings, t.created_at + timedelta(hours=7))
     with session_scope(engine) as s:
         row = s.get(Ticket, t.id)
-        assert row.warning == "blue"
-        row.status = TicketStatus.closed
+        assert row.warning == "red"
+        row.status = TicketStatus.closed  # closed behind the lifecycle's back: still settled
         s.add(row)
-    res = _scan(engine, settings, t.created_at + timedelta(hours=13))
-    assert res.checked == 0
+    _scan(engine, settings, t.created_at + timedelta(hours=13))
     with Session(engine) as s:
-        assert s.get(Ticket, t.id).warning == "blue"
-    with session_scope(engine) as s:  # the scan read "blue" for an open ticket; it closed since
-        assert _move(s, t.id, "blue", "red") is False
-        assert _move(s, t.id, "none", "red") is False
+        row = s.get(Ticket, t.id)
+        assert row.warning == "red" and row.sla_next_at is None
+    res = _scan(engine, settings, t.created_at + timedelta(hours=14))
+    assert res.tickets == 0
 
 
 @pytest.mark.timeout(120)
@@ -112,5 +112,5 @@ def test_the_scheduler_enqueues_the_scan_and_a_worker_runs_it(engine, settings):
     assert cron.enqueue_jobs() == []  # not due again before its interval
     SimpleWorker([q], connection=q.connection).work(burst=True)
     with Session(engine) as s:
-        assert s.get(Ticket, t.id).warning == "red"
-    assert [d["to"] for d in _warning_events(engine, t.id)] == ["red"]
+        assert s.get(Ticket, t.id).warning == "overdue"
+    assert [d["to"] for d in _warning_events(engine, t.id)] == ["overdue"]

@@ -10,7 +10,7 @@
 Returns recorded before this revision count as handled (they were looked at under the old rule).
 
 Revision ID: 0015_loop
-Revises: 0013_knowledge
+Revises: 0014_sla_clocks
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0015_loop"
-down_revision: str | Sequence[str] | None = "0013_knowledge"
+down_revision: str | Sequence[str] | None = "0014_sla_clocks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
