@@ -82,6 +82,20 @@ def public_limit(request: Request) -> None:
     )
 
 
+def public_read_limit(request: Request) -> None:
+    """Dependency for public reads of the knowledge base: its own, larger bucket
+    (settings.public_read_rate_limit_per_minute), so the suggestions fetched while a citizen types
+    never leave the submission itself refused."""
+    settings = request.app.state.settings
+    hit(
+        request.app.state.redis,
+        settings.redis_namespace,
+        "public_read",
+        client_ip(request),
+        settings.public_read_rate_limit_per_minute,
+    )
+
+
 def login_limit(request: Request, username: str) -> None:
     """Slow down password guessing, before any password is checked: per (address, username)
     (settings.login_rate_limit_per_minute), per address across usernames (one client spraying

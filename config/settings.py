@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     session_ttl_hours: int = 12
     cookie_secure: bool = False
     public_rate_limit_per_minute: int = 20
+    # reading public articles (portal search, the submit form's "您是不是要找…" as the citizen
+    # types): a bucket of its own, so reading never uses up the budget for submitting
+    public_read_rate_limit_per_minute: int = 120
     public_max_content_chars: int = 5000
     # login attempts per minute: per (address, username), per address across usernames, per
     # account across addresses (a distributed guess at one account)

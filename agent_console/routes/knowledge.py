@@ -22,7 +22,7 @@ from sqlmodel import Session, func, select
 
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
-from agent_console.ratelimit import public_limit
+from agent_console.ratelimit import public_read_limit
 from agent_console.schemas import Instant, TicketOut
 from config.database import session_scope
 from config.logging import get_logger
@@ -62,7 +62,7 @@ router = APIRouter(tags=["knowledge"], route_class=TransactionRoute)
 public_router = APIRouter(
     prefix="/public",
     tags=["public"],
-    dependencies=[Depends(public_limit)],
+    dependencies=[Depends(public_read_limit)],
     route_class=TransactionRoute,
 )
 MAX_LIMIT = 20

@@ -5,7 +5,8 @@ Deflection: a suggested article opened (logged as an open of a public article, w
 that suggested it) and the visit ended with the citizen saying so (问题已解决) instead of
 submitting: a KbQueryLog row of kind "deflected" with the article and the question. Only published,
 unexpired, public articles are ever shown (ticketing's search does the visibility rules; the
-article page checks them again). Rate-limited like the other public routes.
+article page checks them again). Rate-limited in the public reads' own bucket
+(ratelimit.public_read_limit), apart from submissions.
 
 CSRF for the one public form (问题已解决): a double-submit token — a random cookie set with the
 article page, echoed in the form; nothing to steal, since there is no session.
@@ -20,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from agent_console.ratelimit import public_limit
+from agent_console.ratelimit import public_read_limit
 from agent_console.web.core import PageNotFound, render
 from agent_console.web.kb import KIND_LABELS, _log_search, log_open_of
 from agent_console.web.tickets import departments
@@ -34,7 +35,7 @@ from ticketing import (
     utcnow,
 )
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(public_limit)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public_read_limit)])
 PORTAL_CSRF_COOKIE = "dxe_portal_csrf"
 SUGGEST = 3
 # the route names open to everyone (tests/web walks the page routes: these have no page row)
