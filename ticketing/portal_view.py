@@ -77,7 +77,9 @@ def _stage(ticket: Ticket, accepted: bool) -> tuple[int, str]:
     if ticket.status == TicketStatus.reopened:
         return 1, "重办：待重新派单"
     if ticket.status == TicketStatus.dispatched:
-        return (2, "承办部门办理中") if accepted else (1, "已派单，待部门签收")
+        # 不满意 → 重办 goes straight back to the departments (ticketing.followup): say so
+        redo = "重办：" if ticket.reopen_count else ""
+        return (2, f"{redo}承办部门办理中") if accepted else (1, f"{redo}已派单，待部门签收")
     return 1, "已受理，待派单"
 
 

@@ -349,8 +349,8 @@ def test_extension_beyond_max_is_refused_and_rejection_keeps_deadline(world):
     for kw, pat in [
         ({"amount": 1, "unit": "weeks"}, "单位"),
         ({"amount": 0, "unit": "working_days"}, "正整数"),
-        ({"amount": 1, "unit": "hours", "until": datetime(2026, 10, 9)}, "之一"),
-        ({}, "之一"),
+        ({"amount": 1, "unit": "hours", "until": datetime(2026, 10, 9)}, "二者选一"),
+        ({}, "二者选一"),
     ]:
         with pytest.raises(InvalidInput, match=pat), session_scope(engine) as s:
             d.request_extension(s, settings, sid, actor="h", reason="x", **kw)

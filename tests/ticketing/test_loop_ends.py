@@ -64,7 +64,8 @@ def test_a_return_holds_resolution_until_the_dispatcher_closes_it(world):
     assert t.status == "resolved"
     so_b = next(s for s in suborders(engine, tid) if s.id == b)
     assert so_b.return_resolution == "closed" and so_b.return_handled_at is not None
-    assert actions(engine, tid)[-2:] == ["return_closed", "resolved"]
+    # the submitter is told of the resolution once the close completed it
+    assert actions(engine, tid)[-3:] == ["return_closed", "resolved", "submitter_told"]
     with session_scope(engine) as s, pytest.raises(Conflict):  # already handled
         d.close_return(s, settings, b, actor="disp", reason="再次关闭")
 

@@ -140,8 +140,24 @@ def test_levels_only_go_up_until_the_matter_moves_on(world):
     assert raised == ["blue", "yellow"] or raised == ["yellow"]
 
 
-def test_return_as_beyond_power_turns_the_ticket_red_and_raises_special(world):
-    engine, settings = world
+def _with_city_leader(settings, tmp_path):
+    """The shipped departments.yaml names no city leader (no placeholder phone gets an SMS):
+    a copy of the configuration with one."""
+    cfg_dir = tmp_path / "leader-conf"
+    cfg_dir.mkdir(exist_ok=True)
+    data = yaml.safe_load((DEFAULTS_DIR / "departments.yaml").read_text(encoding="utf-8"))
+    data["city_leaders"] = [{"name": "分管副市长", "phone": "+8613907150100"}]
+    (cfg_dir / "departments.yaml").write_text(
+        yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
+    )
+    for name in ("sla.yaml", "notices.yaml"):
+        shutil.copy(DEFAULTS_DIR / name, cfg_dir / name)
+    return settings.model_copy(update={"config_dir": cfg_dir})
+
+
+def test_return_as_beyond_power_turns_the_ticket_red_and_raises_special(world, tmp_path):
+    engine, base = world
+    settings = _with_city_leader(base, tmp_path)
     tid, (sid,) = _dispatched(engine, settings)
     with session_scope(engine) as s:
         d.return_suborder(s, settings, sid, actor="h", reason="超出本部门职权")

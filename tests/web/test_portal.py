@@ -332,7 +332,7 @@ def test_redo_posts_an_unsatisfied_rating_with_the_reason_and_texts_the_new_dead
     )
     assert r.status_code == 303
     t = _ticket(web, number)
-    assert t.status == "reopened" and t.round == 2
+    assert t.status == "dispatched" and t.round == 2  # 重办: straight back to the departments
     with session_scope(web.engine, read_only=True) as s:
         ev = s.exec(select(TicketEvent).where(TicketEvent.action == "evaluated")).one()
     assert ev.detail["overall"] == "unsatisfied" and "证还没拿到" in ev.detail["comment"]
