@@ -89,6 +89,8 @@
     e.preventDefault();
     link.click();
   });
+})();
+
 // Agent console: keyboard shortcuts (listed on the page) and the wrap-up countdown.
 (function () {
   "use strict";
