@@ -123,6 +123,7 @@ def test_agent_call_edit_note_transfer_callback_wrapup_auto_ready(page_for, serv
     page.check("#queue-login label:has-text('企业服务') input")
     page.click("#btn-queue-login")
     page.wait_for_selector("text=已签入队列", timeout=10000)
+    page.wait_for_timeout(500)  # htmx wires the swapped-in forms once they settle
     page.keyboard.press("Alt+R")  # ready, by keyboard
     page.wait_for_selector("#status >> text=已就绪", timeout=10000)
     assert [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
@@ -149,7 +150,7 @@ def test_agent_call_edit_note_transfer_callback_wrapup_auto_ready(page_for, serv
     page.select_option("#edit-form select[name=urgency]", "urgent")
     page.fill("#edit-form textarea[name=content]", "营业执照办理超期，企业下周开工，急需办结")
     page.keyboard.press("Alt+S")
-    page.wait_for_selector("#edit-error >> text=须填写原因", timeout=10000)
+    page.wait_for_selector("#edit-error >> text=更正理由不能为空", timeout=10000)
     assert "下周开工" in page.input_value("#edit-form textarea[name=content]")  # kept
     page.fill("#edit-form input[name=reason]", "来电人称下周开工，影响生产")
     page.keyboard.press("Alt+S")
@@ -201,6 +202,6 @@ def test_agent_call_edit_note_transfer_callback_wrapup_auto_ready(page_for, serv
     ticket = page.context.new_page()
     ticket.goto(f"{server.url}/tickets/{number}")
     timeline = ticket.inner_text(".timeline")
-    for what in ("分类分级更正", "来电人称下周开工，影响生产", "备注", "预约回访", "话后小结"):
+    for what in ("更正类别/紧急程度", "来电人称下周开工，影响生产", "备注", "预约回访", "话后小结"):
         assert what in timeline, what
     ticket.close()
