@@ -17,7 +17,6 @@ dispatch on: a matter closed by 直接答复 has no sub-order, so no department 
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy import case, func
@@ -29,7 +28,7 @@ from ticketing import events
 from ticketing.errors import Conflict, InvalidInput, TicketingError
 from ticketing.knowledge.models import ArticleStatus, DirectAnswer, KbArticle
 from ticketing.lifecycle import TICKET_LABELS, live_suborders, lock_ticket, transition_ticket
-from ticketing.models import Notice, Ticket, TicketStatus, utcnow
+from ticketing.models import Ticket, TicketStatus, utcnow
 from ticketing.schemas import TicketIn
 
 DIRECT = "direct"  # Ticket.dispatch_mode of a matter answered at first contact
@@ -169,11 +168,8 @@ def _notify(
     """The short answer SMS with the rating link (notices.yaml direct_answer_sms) or, when that is
     not configured, the usual acceptance notice."""
     from ticketing.notices import (
-        REDACTED,
-        _render,
         create_acceptance_notice,
-        evaluate_url,
-        token_digest,
+        rating_notice,
     )
     from ticketing.notify import send_sms
     from ticketing.phones import is_mainland_mobile
@@ -187,31 +183,16 @@ def _notify(
     # like the acceptance notice (ticketing.notices): the rating token is single-purpose and
     # stored as a digest, and staff see the SMS with its link redacted, so nobody but the caller
     # can rate the answer in the caller's name
-    token = secrets.token_urlsafe(32)
     answer = note or "；".join(a.summary or a.title for a in articles)
     values = {
         "number": ticket.number,
         "answer": answer[:200],
         "articles": "、".join(f"《{a.title}》" for a in articles) or "—",
-        "evaluate_url": evaluate_url(settings, ticket.number, token),
         "hotline": str(cfg.get("hotline", "")),
     }
-    body = _render(template, values, "direct_answer_sms").strip()
-    shown = _render(
-        template,
-        {**values, "evaluate_url": evaluate_url(settings, ticket.number, REDACTED)},
-        "direct_answer_sms",
-    ).strip()
-    notice = Notice(
-        ticket_id=ticket.id or 0,  # a stored ticket: id set
-        kind="direct_answer",
-        body=shown,
-        sent_body=body,
-        confirm_token=token_digest(secrets.token_urlsafe(32)),  # nothing to confirm: unusable
-        evaluation_token=token_digest(token),
+    notice, body = rating_notice(
+        session, settings, ticket, template, "direct_answer_sms", values, "direct_answer"
     )
-    session.add(notice)
-    session.flush()
     outbox_id = None
     phone = ticket.submitter_phone
     if phone is not None and is_mainland_mobile(phone):  # SMS to the public: mainland mobiles only

@@ -19,7 +19,6 @@ every channel that rates (public link, SMS reply, an agent's 回访) gets the sa
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,31 +70,16 @@ def _rating_sms(
 ) -> Notice | None:
     """A notice with a fresh single-purpose rating token (stored as a digest, shown redacted),
     texted to a mainland mobile. None when the template is not configured."""
-    from ticketing.notices import REDACTED, _render, evaluate_url, token_digest
+    from ticketing.notices import rating_notice
     from ticketing.phones import is_mainland_mobile
 
     cfg = load_yaml(settings, "notices.yaml")
     template = str(cfg.get(template_key) or "")
     if not template:
         return None
-    token = secrets.token_urlsafe(32)
-    values = {"number": ticket.number, "evaluate_url": evaluate_url(settings, ticket.number, token)}
-    body = _render(template, values, template_key).strip()
-    shown = _render(
-        template,
-        {**values, "evaluate_url": evaluate_url(settings, ticket.number, REDACTED)},
-        template_key,
-    ).strip()
-    notice = Notice(
-        ticket_id=ticket.id or 0,
-        kind=kind,
-        body=shown,
-        sent_body=body,
-        confirm_token=token_digest(secrets.token_urlsafe(32)),  # nothing to confirm
-        evaluation_token=token_digest(token),
+    notice, body = rating_notice(
+        session, settings, ticket, template, template_key, {"number": ticket.number}, kind
     )
-    session.add(notice)
-    session.flush()
     outbox_id = None
     phone = ticket.submitter_phone
     if phone is not None and is_mainland_mobile(phone):

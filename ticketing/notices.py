@@ -82,6 +82,38 @@ def _render(template: str, values: dict[str, str], name: str) -> str:
         raise ConfigError(f"notices.yaml: template {name!r} has a bad placeholder: {e}") from e
 
 
+def rating_notice(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    template: str,
+    name: str,
+    values: dict[str, str],
+    kind: str,
+) -> tuple[Notice, str]:
+    """A notice that asks the submitter to rate (resolution, reminder, direct answer): a fresh
+    single-purpose rating token stored as a digest, staff shown the text with its link redacted.
+    Returns the notice and the text to send; the caller sends it its own way."""
+    token = secrets.token_urlsafe(32)
+    sent = _render(
+        template, {**values, "evaluate_url": evaluate_url(settings, ticket.number, token)}, name
+    ).strip()
+    shown = _render(
+        template, {**values, "evaluate_url": evaluate_url(settings, ticket.number, REDACTED)}, name
+    ).strip()
+    notice = Notice(
+        ticket_id=ticket.id or 0,  # a stored ticket: id set
+        kind=kind,
+        body=shown,
+        sent_body=sent,
+        confirm_token=token_digest(secrets.token_urlsafe(32)),  # nothing to confirm: unusable
+        evaluation_token=token_digest(token),
+    )
+    session.add(notice)
+    session.flush()
+    return notice, sent
+
+
 def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticket) -> Notice:
     """Render, store and (when the submitter's phone is a mainland mobile) text the acceptance
     notice; any other number gets it only where it submitted (the public form's answer)."""

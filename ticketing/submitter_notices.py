@@ -15,7 +15,6 @@ phone number).
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -26,7 +25,11 @@ from ticketing import events
 from ticketing.errors import Conflict, InvalidInput
 from ticketing.lifecycle import live_suborders
 from ticketing.models import Department, Notice, SubOrderStatus, Ticket, TicketStatus
-from ticketing.notices import REDACTED, TIME_FORMAT, _render, evaluate_url, token_digest
+from ticketing.notices import (
+    TIME_FORMAT,
+    _render,
+    rating_notice,
+)
 from ticketing.notify import send_sms
 from ticketing.phones import is_mainland_mobile
 from ticketing.sla import to_local
@@ -88,32 +91,13 @@ def _resolution_notice(
     cfg = _cfg(settings)
     limit = int(cfg.get("resolution_reply_chars") or 300)
     short = reply if len(reply) <= limit else reply[: limit - 1] + "…"
-    token = secrets.token_urlsafe(32)
-    values = {
-        "number": ticket.number,
-        "reply": short,
-        "evaluate_url": evaluate_url(settings, ticket.number, token),
-        "hotline": str(cfg.get("hotline", "")),
-    }
+    values = {"number": ticket.number, "reply": short, "hotline": str(cfg.get("hotline", ""))}
     template = str(cfg.get("resolved_sms") or "")
     if not template:
         raise InvalidInput("notices.yaml 缺少 resolved_sms 模板", field="resolved_sms")
-    sent = _render(template, values, "resolved_sms").strip()
-    shown = _render(
-        template,
-        {**values, "evaluate_url": evaluate_url(settings, ticket.number, REDACTED)},
-        "resolved_sms",
-    ).strip()
-    notice = Notice(
-        ticket_id=ticket.id or 0,  # a stored ticket: id set
-        kind="resolution",
-        body=shown,
-        sent_body=sent,
-        confirm_token=token_digest(secrets.token_urlsafe(32)),  # nothing to confirm: unusable
-        evaluation_token=token_digest(token),
+    notice, sent = rating_notice(
+        session, settings, ticket, template, "resolved_sms", values, "resolution"
     )
-    session.add(notice)
-    session.flush()
     _text(session, settings, ticket, kind, sent)
     return notice
 
