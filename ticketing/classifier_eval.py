@@ -11,7 +11,12 @@ tests/ticketing/test_outside_eval.py fails if a text or a near-duplicate crosses
 
 Columns: text,category,urgency,department,channel,trap — `trap` names what makes a row hard by
 design: `cat` (another category's keywords), `dept` (another department's keywords), `loud`
-(urgent-sounding but 一般/较紧急), `calm` (calm wording of a 紧要 matter); empty otherwise.
+(urgent-sounding but 一般/较紧急), `calm` (calm wording of a 紧要 matter), `neg` (a negation:
+"不是要投诉", "不是冒烟"), `past` (an event already over or solved); empty otherwise.
+
+unseen_dev.csv and unseen_test.csv (issue 13, second round) are a later set in the same columns by
+another hand, written after the first round's tuning: the dev half may be looked at, the test half
+is only scored (bench/classifier.py reports both).
 """
 
 from __future__ import annotations
@@ -43,10 +48,20 @@ from ticketing.urgency_signals import SignalSet, load_signals
 
 OUTSIDE_EVAL_PATH = DATA_PATH.with_name("outside_eval.csv")
 OUTSIDE_DEV_PATH = DATA_PATH.with_name("outside_dev.csv")
+# A second, later set by yet another hand (issue 13, second round), written after the first round
+# of tuning had looked at outside_dev: the dev half may be looked at, the test half is only scored.
+UNSEEN_DEV_PATH = DATA_PATH.with_name("unseen_dev.csv")
+UNSEEN_TEST_PATH = DATA_PATH.with_name("unseen_test.csv")
+EVALUATION_PATHS = (OUTSIDE_EVAL_PATH, OUTSIDE_DEV_PATH, UNSEEN_DEV_PATH, UNSEEN_TEST_PATH)
 OUTSIDE_COLUMNS = ["text", "category", "urgency", "department", "channel", "trap"]
-TRAPS = ("", "cat", "dept", "loud", "calm")
+TRAPS = ("", "cat", "dept", "loud", "calm", "neg", "past")
 # char-3-gram Jaccard at or above this = the same text reworded a little (a leak)
 NEAR_DUPLICATE = 0.8
+# ... or this share of the shorter text's 3-grams found in the other (a text pasted inside a
+# longer one); only for texts of at least CONTAINMENT_MIN_GRAMS 3-grams (short questions such as
+# "营业执照怎么办" share most of their few 3-grams with any text on the same procedure)
+NEAR_CONTAINMENT = 0.7
+CONTAINMENT_MIN_GRAMS = 12
 
 
 @dataclass(frozen=True)
@@ -81,8 +96,13 @@ def load_outside(path: Path | None = None) -> list[OutsideExample]:
     return out
 
 
+def leak_key(text: str) -> str:
+    """normalise() without spaces and punctuation: "喂，我问一下" and "喂 我问一下" are one text."""
+    return "".join(c for c in normalise(text) if c.isalnum())
+
+
 def char3(text: str) -> frozenset[str]:
-    t = normalise(text)
+    t = leak_key(text)
     return frozenset(t[i : i + 3] for i in range(len(t) - 2)) or frozenset([t])
 
 
@@ -90,10 +110,21 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
+def containment(a: frozenset[str], b: frozenset[str]) -> float:
+    """Share of the smaller 3-gram set found in the other (0 below CONTAINMENT_MIN_GRAMS)."""
+    small = min(len(a), len(b))
+    return len(a & b) / small if small >= CONTAINMENT_MIN_GRAMS else 0.0
+
+
 def near_duplicates(
-    texts: list[str], others: list[str], threshold: float = NEAR_DUPLICATE
+    texts: list[str],
+    others: list[str],
+    threshold: float = NEAR_DUPLICATE,
+    contained: float = NEAR_CONTAINMENT,
 ) -> list[tuple[str, str, float]]:
-    """Pairs (text, other, similarity) whose char-3-gram Jaccard reaches the threshold.
+    """Pairs (text, other, similarity) whose char-3-gram Jaccard reaches the threshold, or whose
+    containment (the shorter one's 3-grams found in the other) reaches `contained`; similarity is
+    the larger of the two. The same text after normalise() is always a pair.
 
     Two sets share a 3-gram before they can be similar, so each text is only compared with the
     others that share one of its 3-grams (an inverted index): ~0.1 s for 300 x 1,400 texts.
@@ -111,8 +142,9 @@ def near_duplicates(
             seen.update(index.get(gram, ()))
         for i in seen:
             s = jaccard(g, grams[i])
-            if s >= threshold:
-                out.append((t, others[i], round(s, 3)))
+            c = containment(g, grams[i])
+            if s >= threshold or c >= contained:
+                out.append((t, others[i], round(max(s, c), 3)))
     return out
 
 
@@ -207,7 +239,9 @@ def evaluate_outside(
         }
 
     out["traps"] = acc([i for i, r in enumerate(rows) if r.trap])
-    out["by_trap"] = {t: acc([i for i, r in enumerate(rows) if r.trap == t]) for t in TRAPS if t}
+    out["by_trap"] = {
+        t: acc(idx) for t in TRAPS if t and (idx := [i for i, r in enumerate(rows) if r.trap == t])
+    }
     out["by_channel"] = {
         c: acc(idx)
         for c in sorted({r.channel for r in rows})
