@@ -451,15 +451,20 @@ class TicketClassifier:
     ) -> list[tuple[str, str | None]]:
         """Urgency per text and the rule that set it when it is not the likeliest level.
 
-        Critical when P(critical) reaches the asymmetric threshold, or when the signals alone
-        call for it (one strong critical signal or two distinct critical ones: signal_floor).
+        General when the signals say the matter is over (signal_floor: a repaired fault, wages
+        paid, a thank-you, a past event asked about; ticketing/data/urgency_signals.yaml
+        `resolved`). Else critical when P(critical) reaches the asymmetric threshold, or when the
+        signals alone call for it (one strong critical signal or two distinct critical ones).
         """
         classes = [str(c) for c in self.models["urgency"].classes]
         crit = classes.index("critical") if "critical" in classes else -1
         out: list[tuple[str, str | None]] = []
         for row, names in zip(p.tolist(), found, strict=True):
             best = classes[int(np.argmax(row))]
-            if best == "critical" or crit < 0:
+            if self.signal_floor and self.signals.resolved(names):
+                rule = None if best == "general" else "已办结/已过去: 一般"
+                out.append(("general", rule))
+            elif best == "critical" or crit < 0:
                 out.append((best, None))
             elif row[crit] >= self.critical_threshold:
                 out.append(("critical", f"P(紧要) ≥ {self.critical_threshold}"))

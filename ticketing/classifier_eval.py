@@ -201,12 +201,14 @@ def head_report(
 
 
 def signal_rule_urgency(signals: SignalSet, text: str) -> str:
-    """The bare keyword baseline: 紧要 when the signals call for it, 较紧急 on any other
-    signal, else 一般 (no model)."""
+    """The bare keyword baseline: 一般 when the matter is reported over, 紧要 when the signals
+    call for it, 较紧急 on any other signal, else 一般 (no model)."""
     names = signals.detect(text)
+    if signals.resolved(names):
+        return "general"
     if signals.critical_floor(names):
         return "critical"
-    return "urgent" if names else "general"
+    return "urgent" if signals.raising(names) else "general"
 
 
 def evaluate_outside(

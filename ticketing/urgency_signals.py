@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 
 SIGNALS_PATH = Path(__file__).resolve().parent / "data" / "urgency_signals.yaml"
-LEVELS = ("urgent", "critical")
+# "resolved": the matter is over (repaired, paid, thanked for): a cap, not a lift (see resolved())
+LEVELS = ("urgent", "critical", "resolved")
 
 _CN_DIGITS = {
     "零": 0,
@@ -76,7 +77,7 @@ def chinese_number(s: str) -> int:
 @dataclass(frozen=True)
 class Signal:
     name: str
-    level: str  # "urgent" or "critical"
+    level: str  # "urgent", "critical" or "resolved"
     strong: bool  # one is enough to lift a prediction to critical
     patterns: re.Pattern[str]
     unless: re.Pattern[str] | None
@@ -170,6 +171,16 @@ class SignalSet:
         """The rule over the model: one strong critical signal, or two distinct critical ones."""
         crit = [n for n in names if self.levels[n] == "critical"]
         return any(n in self.strong for n in crit) or len(crit) >= 2
+
+    def raising(self, names: list[str]) -> list[str]:
+        """The signals that make a matter more pressing (every level but "resolved")."""
+        return [n for n in names if self.levels[n] != "resolved"]
+
+    def resolved(self, names: list[str]) -> bool:
+        """The rule over the model: the text reports its matter as over (repaired, paid, thanked
+        for, a past event asked about) and nothing new: urgency is 一般 whatever the words of the
+        event (a follow-up call about a collapse that was cleared is not a collapse)."""
+        return any(self.levels[n] == "resolved" for n in names)
 
 
 def parse_signals(text: str, digest: str = "") -> SignalSet:
