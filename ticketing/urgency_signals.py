@@ -167,9 +167,13 @@ class SignalSet:
                 out[row, index[n]] = 1.0
         return out
 
+    def critical(self, names: list[str]) -> list[str]:
+        """The critical-level signals among names."""
+        return [n for n in names if self.levels[n] == "critical"]
+
     def critical_floor(self, names: list[str]) -> bool:
         """The rule over the model: one strong critical signal, or two distinct critical ones."""
-        crit = [n for n in names if self.levels[n] == "critical"]
+        crit = self.critical(names)
         return any(n in self.strong for n in crit) or len(crit) >= 2
 
     def raising(self, names: list[str]) -> list[str]:
