@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,10 +23,15 @@ from ticketing.classifier import (
     load_examples,
 )
 from ticketing.classifier_eval import (
+    EVALUATION_PATHS,
+    NEAR_CONTAINMENT,
     NEAR_DUPLICATE,
     OUTSIDE_DEV_PATH,
     OUTSIDE_EVAL_PATH,
+    UNSEEN_DEV_PATH,
+    UNSEEN_TEST_PATH,
     char3,
+    containment,
     evaluate_outside,
     jaccard,
     load_outside,
@@ -87,10 +93,26 @@ def test_the_near_duplicate_check_can_fail() -> None:
     reworded = "喂 那个我问一下 我屋里伢在赤壁读书 户口要迁过来 要带么东西克派出所办 我不晓得"
     other = "喂 那个我问一哈 我屋里老人要办身份证 腿脚不方便 能不能上门 我不晓得"
     assert jaccard(char3(a), char3(reworded)) >= NEAR_DUPLICATE
+    similarity = max(jaccard(char3(a), char3(reworded)), containment(char3(a), char3(reworded)))
     assert near_duplicates([reworded], [a, other]) == [
-        (reworded, a, pytest.approx(jaccard(char3(a), char3(reworded)), abs=1e-3))
+        (reworded, a, pytest.approx(similarity, abs=1e-3))
     ]
     assert near_duplicates([other], [a]) == []
+
+
+def test_the_leak_check_sees_through_punctuation_and_pasting() -> None:
+    """The same text punctuated differently is equal; a text pasted inside a longer one is
+    caught by containment though their Jaccard is low; short look-alike questions are not."""
+    a = "喂 我们厂里冇得电了 从早上八点停到现在 三条线全部停了"
+    punctuated = "喂，我们厂里冇得电了，从早上八点停到现在，三条线全部停了。"
+    assert near_duplicates([punctuated], [a]) == [(punctuated, a, 1.0)]
+    pasted = (
+        "网页留言：" + a + "，另外想问一下园区的食堂什么时候开业，员工吃饭要走很远，希望尽快安排"
+    )
+    assert jaccard(char3(a), char3(pasted)) < NEAR_DUPLICATE
+    assert containment(char3(a), char3(pasted)) >= NEAR_CONTAINMENT
+    assert near_duplicates([pasted], [a]) != []
+    assert near_duplicates(["营业执照怎么办"], ["营业执照怎么办理，要带什么"]) == []
 
 
 def test_training_reads_only_the_labelled_set(outside: list) -> None:
@@ -136,3 +158,76 @@ def test_floors_on_text_the_model_never_saw() -> None:
     for head in ("category", "urgency", "department"):
         table = r[head]["confusion"]
         assert sum(sum(row.values()) for row in table.values()) == r["n"]
+
+
+# --- the unseen set (issue 13, second round) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unseen() -> tuple[list, list]:
+    return load_outside(UNSEEN_DEV_PATH), load_outside(UNSEEN_TEST_PATH)
+
+
+def test_unseen_set_is_large_and_hard(unseen: tuple[list, list]) -> None:
+    dev, test = unseen
+    rows = dev + test
+    n = len(rows)
+    assert n >= 300 and min(len(dev), len(test)) >= 150
+    for part in (dev, test, rows):
+        assert sum(r.example.urgency == "critical" for r in part) / len(part) >= 0.15
+        assert sum(bool(r.trap) for r in part) / len(part) >= 0.20
+        assert {r.channel for r in part} == {c.value for c in Channel}
+    assert {r.example.department for r in rows} == set(DEPARTMENTS)
+    traps = Counter(r.trap for r in rows if r.trap)
+    assert {"cat", "loud", "calm", "neg", "past"} <= set(traps)
+    assert len({r.example.text for r in rows}) == n
+    texts = [r.example.text for r in rows]
+    assert sum(any(w in t for w in ("冇得", "么样", "晓得", "搞么事")) for t in texts) >= 30
+    assert sum(" " in t and not any(p in t for p in "，。？！,") for t in texts) >= 60
+    assert sum(len(t) >= 60 for t in texts) >= 20
+    assert sum(r.channel == "opinion" for r in rows) >= 30
+
+
+def test_no_evaluation_text_leaks_into_training_or_across_sets() -> None:
+    """Every evaluation set against the training data (labelled.csv and fresh.csv) by normalised
+    text, Jaccard and containment; the unseen set against the earlier outside sets; its dev half
+    against its test half."""
+    training = [e.text for e in load_examples()] + [e.text for e in load_examples(FRESH_PATH)]
+    sets = {p.stem: [r.example.text for r in load_outside(p)] for p in EVALUATION_PATHS}
+    for texts in sets.values():
+        assert near_duplicates(texts, training) == []
+    unseen = sets["unseen_dev"] + sets["unseen_test"]
+    assert near_duplicates(unseen, sets["outside_eval"] + sets["outside_dev"]) == []
+    assert near_duplicates(sets["unseen_dev"], sets["unseen_test"]) == []
+
+
+def test_training_never_opens_an_evaluation_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apart by construction: training a model opens labelled.csv and nothing under data/ that
+    is an evaluation set (watched at Path.open, which load_examples uses)."""
+    opened: list[str] = []
+    real_open = Path.open
+
+    def spy(self: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(self.name)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    ticketing.classifier._trained.cache_clear()
+    try:
+        ticketing.classifier.get_classifier()
+    finally:
+        ticketing.classifier._trained.cache_clear()
+    assert "labelled.csv" in opened
+    assert not {p.name for p in EVALUATION_PATHS} & set(opened)
+
+
+def test_floors_on_the_unseen_set() -> None:
+    """Floors under the figures bench/classifier.py measured on unseen_test.csv, the half never
+    looked at (see the module docstring of ticketing/classifier_eval.py); before this round:
+    category 0.85, urgency 0.78, 紧要 recall 0.94 at precision 0.67."""
+    r = evaluate_outside(UNSEEN_TEST_PATH)
+    assert r["category"]["accuracy"] >= 0.86
+    assert r["urgency"]["accuracy"] >= 0.78
+    assert r["urgency"]["critical_recall"] >= 0.85
+    assert r["urgency"]["critical_precision"] >= 0.6
+    assert r["urgency"]["accuracy"] > r["urgency_keyword_baseline"]["accuracy"]

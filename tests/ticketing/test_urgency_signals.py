@@ -46,6 +46,9 @@ SEEN = [
     ("deadline_days", "许可证下周到期，延续还没批"),
     ("deadline_days", "原料库存只够三天了"),
     ("threat", "他扬言不给钱就从楼上跳下去"),
+    ("resolved", "上周说的那个窨井盖今天换好了，已经处理好了，谢谢你们"),
+    ("resolved", "喂 我那个退税的事 钱已经到账了 不用再回电话了"),
+    ("resolved", "回访：群众对整改结果满意"),
     ("threat", "老板再不发工资我们就去堵路"),
     ("investor_withdrawal", "投资方说手续再办不下来就撤资"),
     ("investor_withdrawal", "总部已经在考虑把生产线迁往外省"),
@@ -76,6 +79,13 @@ NOT_TRIPPED = [
     ("many_affected", "我们公司二十几个人"),
     ("threat", "旁边工地晚上十二点了还在浇混凝土"),
     ("production_stopped", "停电的事已经恢复了，生产线都停了半天，现已恢复"),
+    ("safety_now", "前几年那边的仓库着过一次火，现在想问问能不能在旁边建房"),
+    ("safety_now", "路口两辆车撞了，好在人都没事，车子也拖走了"),
+    # over, but something new in the same text: not resolved
+    ("resolved", "上次的停气问题虽然已经解决，但这周又停了两次"),
+    ("resolved", "回访：对处理结果不满意，噪音晚上照旧"),
+    ("resolved", "楼顶漏水修好了一处，还没修好的那处还在滴"),
+    ("resolved", "谢谢，麻烦尽快派人来看看"),
 ]
 
 
@@ -151,6 +161,16 @@ def test_asymmetric_threshold_for_critical() -> None:
     assert clf._decide_urgency(above, [[]])[0][0] == "critical"
     assert clf._decide_urgency(above, [[]])[0][1]  # the rule is named in the details
     assert clf._decide_urgency(below, [[]]) == [("urgent", None)]
+    # one critical signal (not strong) lowers the bar to critical_signal_threshold
+    ts = clf.critical_signal_threshold
+    assert 0.0 < ts < t
+    low = _row(clf, critical=ts + 0.01, urgent=1 - ts - 0.01)
+    lower = _row(clf, critical=ts - 0.01, urgent=1 - ts + 0.01)
+    lifted = clf._decide_urgency(low, [["production_stopped"]])[0]
+    assert lifted[0] == "critical" and "production_stopped" in (lifted[1] or "")
+    assert clf._decide_urgency(low, [[]]) == [("urgent", None)]
+    assert clf._decide_urgency(lower, [["production_stopped"]]) == [("urgent", None)]
+    assert clf._decide_urgency(low, [["deadline_days"]]) == [("urgent", None)]  # urgent level
     # the signal floor lifts a low-probability matter with a strong signal
     assert clf._decide_urgency(below, [["threat"]])[0][0] == "critical"
     assert clf._decide_urgency(_row(clf, general=0.9, urgent=0.1), [["deadline_days"]]) == [
@@ -158,11 +178,30 @@ def test_asymmetric_threshold_for_critical() -> None:
     ]
 
 
+def test_a_matter_reported_over_is_general() -> None:
+    """The resolved cap wins over the model and over the floor: a follow-up about a collapse
+    that was cleared is not a collapse."""
+    clf = get_classifier()
+    p = _row(clf, critical=0.9, urgent=0.1)
+    rule = clf._decide_urgency(p, [["safety_now", "resolved"]])[0]
+    assert rule[0] == "general" and rule[1]
+    assert clf._decide_urgency(_row(clf, general=0.8, urgent=0.2), [["resolved"]]) == [
+        ("general", None)
+    ]
+    pred = clf.predict("喂 我上个礼拜反映的楼道里漏气的事 燃气公司已经修好了 跟你们说一声 谢谢")
+    assert pred.urgency == "general" and "resolved" in pred.details["urgency_signals"]
+    assert not clf.signals.raising(["resolved"]) and clf.signals.resolved(["resolved"])
+
+
 def test_without_the_rules_the_model_decides_alone() -> None:
     ex = load_examples()
     bare = TicketClassifier(ex, critical_threshold=1.01, signal_floor=False)
     p = _row(bare, critical=0.45, urgent=0.55)
     assert bare._decide_urgency(p, [["threat", "crowd_risk"]]) == [("urgent", None)]
+    assert bare._decide_urgency(p, [["production_stopped"]]) == [("urgent", None)]
+    assert bare._decide_urgency(_row(bare, urgent=0.9, general=0.1), [["resolved"]]) == [
+        ("urgent", None)
+    ]
 
 
 def test_prediction_names_signals_and_rule() -> None:
