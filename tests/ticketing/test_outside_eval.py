@@ -223,11 +223,11 @@ def test_training_never_opens_an_evaluation_file(monkeypatch: pytest.MonkeyPatch
 
 def test_floors_on_the_unseen_set() -> None:
     """Floors under the figures bench/classifier.py measured on unseen_test.csv, the half never
-    looked at (see the module docstring of ticketing/classifier_eval.py); before this round:
-    category 0.85, urgency 0.78, 紧要 recall 0.94 at precision 0.67."""
+    looked at (see the module docstring of ticketing/classifier_eval.py): category 0.88, urgency
+    0.80, 紧要 recall 0.97 at precision 0.69; before this round: 0.85, 0.78, 0.94 at 0.67."""
     r = evaluate_outside(UNSEEN_TEST_PATH)
     assert r["category"]["accuracy"] >= 0.86
-    assert r["urgency"]["accuracy"] >= 0.78
-    assert r["urgency"]["critical_recall"] >= 0.85
+    assert r["urgency"]["accuracy"] >= 0.79
+    assert r["urgency"]["critical_recall"] >= 0.9
     assert r["urgency"]["critical_precision"] >= 0.6
     assert r["urgency"]["accuracy"] > r["urgency_keyword_baseline"]["accuracy"]
