@@ -1,8 +1,8 @@
 """The supervisor wallboard in a real Chromium against `callcenter run`: the replaying AMI peer
 stands in for Asterisk and the real bridge (in a thread of this test) publishes live state; the
 supervisor sees the queue figures change as the captured call arrives, pauses an agent through the
-bridge and sees the pause on the board. The replaying peer answers QueuePause with Asterisk's
-recorded reply; like Asterisk it then reports the pause (a QueueMemberPause event per queue)."""
+bridge and sees the pause on the board. The replaying peer answers QueuePause as Asterisk 22 does:
+its recorded reply, then a QueueMemberPause per queue (callcenter.ami.replay)."""
 
 from __future__ import annotations
 
@@ -57,35 +57,12 @@ class WallboardPbx:
         self.bridge = PbxBridge(self.settings, cfg, redis=r, engine=engine, flush_interval=0.01,
                                 journal_path=self.tmp / "calls.jsonl")  # fmt: skip
         await self.bridge.start()
-        react = asyncio.ensure_future(self._asterisk_reacts())
         self.ready.set()
         await self.stop_event.wait()
-        react.cancel()
         await self.bridge.stop()
         await self.replay.close()
         await r.aclose()
         engine.dispose()
-
-    async def _asterisk_reacts(self) -> None:
-        """After a QueuePause the PBX reports the member's new state, as Asterisk does."""
-        seen = 0
-        while True:
-            await asyncio.sleep(0.05)
-            for h in self.replay.received[seen:]:
-                if h.get("action", "").lower() != "queuepause":
-                    continue
-                iface = h.get("interface", "")
-                agent = self.bridge.state.agents.get(iface)
-                for q in list(agent.queues) if agent else []:
-                    frame = (
-                        "Event: QueueMemberPause\r\nPrivilege: agent,all\r\n"
-                        f"Queue: {q}\r\nMemberName: {agent.name}\r\nInterface: {iface}\r\n"
-                        f"Status: 1\r\nPaused: {1 if h.get('paused') == 'true' else 0}\r\n"
-                        f"PausedReason: {h.get('reason', '')}\r\n\r\n"
-                    )
-                    for w in list(self.replay._writers):
-                        w.write(frame.encode())
-            seen = len(self.replay.received)
 
     def start(self) -> WallboardPbx:
         self.thread.start()
