@@ -43,11 +43,12 @@ from agent_console.routes import (
     users,
 )
 from agent_console.schemas import TicketOut
-from agent_console.security import ensure_secret_key, warn_insecure_cookie
+from agent_console.security import warn_insecure_cookie
 from config import wal
 from config.database import make_engine
 from config.datadir import secure_data_dir
 from config.redis import connect
+from config.secret_key import ensure_secret_key
 from config.settings import Settings, get_settings
 from config.wal import BACKSTOP_PAGES
 from ivr import build_twilio_router

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_fiel
 
 from config.settings import get_settings
 from ticketing import Category, Rating, Role, Urgency
+from ticketing.events import detail_time
 
 
 @lru_cache(maxsize=1)
@@ -29,6 +30,20 @@ def with_offset(value: datetime) -> datetime:
 
 # Every time the API answers (inputs stay `datetime`: an offset is honoured, naive means UTC)
 Instant = Annotated[datetime, AfterValidator(with_offset)]
+
+
+def detail_with_offset(value: Any) -> Any:
+    """An event's detail with every time in it said as `with_offset` says times (older rows hold
+    naive UTC text: ticketing.events.detail_time reads it as UTC)."""
+    if isinstance(value, dict):
+        return {k: detail_with_offset(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [detail_with_offset(v) for v in value]
+    t = detail_time(value) if isinstance(value, str) else None
+    return value if t is None else with_offset(t).isoformat()
+
+
+EventDetail = Annotated[dict[str, Any], AfterValidator(detail_with_offset)]
 
 
 class _Out(BaseModel):
@@ -198,7 +213,7 @@ class EventOut(_Out):
     at: Instant
     actor: str
     action: str
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: EventDetail = Field(default_factory=dict)
 
 
 class NoticeOut(_Out):

@@ -36,7 +36,6 @@ COOKIE_NAME = "dxe_session"
 CSRF_HEADER = "X-Requested-With"
 TOKEN_PREFIX = "v1"
 MIN_PASSWORD_LEN = 8
-MIN_SECRET_KEY_BYTES = 32
 COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "data" / "common_passwords.txt"
 
 _hasher = PasswordHasher()
@@ -105,35 +104,6 @@ async def check_password(password_hash: str, password: str) -> bool:
 # A valid hash to verify against when the user does not exist, so unknown and known usernames
 # take the same time (no username enumeration by timing).
 DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-
-
-def ensure_secret_key(settings: Settings) -> bytes:
-    """settings.secret_key, else the key in data_dir/secret_key, generated once (mode 0600).
-
-    O_EXCL makes the first writer win when several processes start at once.
-    """
-    if settings.secret_key is not None and settings.secret_key.get_secret_value():
-        return settings.secret_key.get_secret_value().encode()
-    path = Path(settings.data_dir) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another process may be writing it right now
-            data = path.read_bytes().strip()
-            if data:
-                if len(data) < MIN_SECRET_KEY_BYTES:
-                    raise RuntimeError(
-                        f"secret key file {path} holds {len(data)} bytes; at least "
-                        f"{MIN_SECRET_KEY_BYTES} are required (delete it to generate a new one)"
-                    ) from None
-                return data
-            time.sleep(0.05)
-        raise RuntimeError(f"secret key file {path} is empty") from None
-    key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key.encode()
 
 
 def _b64(data: bytes) -> str:

@@ -57,9 +57,11 @@ def hash_password(password: str) -> str:
 
 
 def prepare_database(settings: Settings) -> None:
-    """Migrations to head, then the configured departments mirrored into their table, then the
-    knowledge base's starter articles (added once each; never overwrites edits)."""
+    """Migrations to head, then the configured departments mirrored into their table (hand-off
+    secrets still in plain text encrypted), then the knowledge base's starter articles (added once
+    each; never overwrites edits)."""
     from ticketing import seed_knowledge, sync_departments
+    from ticketing.sealed import seal_stored_secrets
 
     url = settings.resolved_database_url
     upgrade(url)
@@ -67,6 +69,7 @@ def prepare_database(settings: Settings) -> None:
     try:
         with session_scope(engine) as s:
             sync_departments(s, settings)
+            seal_stored_secrets(s, settings)  # rows stored before encryption at rest
             s.flush()
             seed_knowledge(s, settings)
     finally:

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     asterisk: list[AsteriskServer] = Field(default_factory=lambda: [AsteriskServer()])
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # Asterisk's sounds folder for the channel language (the FastAGI server runs on the PBX host):
+    # the administrator's after-hours message is rendered there (ivr.tts, espeak-ng voice below)
+    agi_sounds_dir: Path = Path("/var/lib/asterisk/sounds/zh")
+    agi_tts_voice: str = "cmn"
     public_base_url: str = "http://127.0.0.1:8000"  # what Twilio signs against
 
     # audio / ASR

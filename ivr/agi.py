@@ -31,13 +31,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
 from config.settings import Settings, get_settings
-from ivr.engine import Gather, Hangup, IvrEngine, ToQueue, ToVoicemail, Turn
+from ivr.engine import Gather, Hangup, IvrEngine, Prompt, ToQueue, ToVoicemail, Turn
 from ivr.menu import load_menu
+from ivr.tts import TtsUnavailable, spoken_prompt
 from ticketing import load_business_hours
 
 log = logging.getLogger(__name__)
@@ -332,21 +334,43 @@ def _force_mode(headers: dict[str, str]) -> str | None:
 class IvrSession:
     """One call through the menu: render engine Turns as AGI commands."""
 
-    def __init__(self, engine: IvrEngine, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: IvrEngine,
+        clock: Callable[[], datetime],
+        *,
+        sounds_dir: Path | None = None,
+        voice: str = "cmn",
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.sounds_dir = sounds_dir
+        self.voice = voice
+
+    async def sound(self, p: Prompt) -> str:
+        """What Asterisk plays for p: the recording, or for a text-only prompt (the edited
+        after-hours message) its rendering by ivr.tts, the recording if that fails."""
+        if not p.spoken or self.sounds_dir is None:
+            return p.file
+        try:
+            return await asyncio.to_thread(spoken_prompt, self.sounds_dir, p.text, self.voice)
+        except TtsUnavailable as e:
+            log.warning("prompt %s played from its recording %s: %s", p.name, p.file, e)
+            return p.file
 
     async def gather(self, ch: AgiChannel, turn: Turn) -> str | None:
         assert isinstance(turn.action, Gather)
         *lead, last = turn.prompts or (None,)
         for p in lead:
-            digit = await ch.stream(p.file, ESCAPE_DIGITS)  # barge-in: a key ends the prompt
+            digit = await ch.stream(
+                await self.sound(p), ESCAPE_DIGITS
+            )  # barge-in: a key ends the prompt
             if digit is not None:
                 return digit
         timeout_ms = turn.action.timeout_seconds * 1000
         if last is None:
             return await ch.wait_for_digit(timeout_ms)
-        return await ch.get_data(last.file, timeout_ms, turn.action.max_digits)
+        return await ch.get_data(await self.sound(last), timeout_ms, turn.action.max_digits)
 
     async def finish(self, ch: AgiChannel, turn: Turn) -> str:
         action = turn.action
@@ -371,7 +395,7 @@ class IvrSession:
         else:  # pragma: no cover - Gather never reaches here
             raise AssertionError(action)
         for p in turn.prompts:
-            await ch.stream(p.file)
+            await ch.stream(await self.sound(p))
         return result
 
     async def __call__(self, request: IvrRequest) -> None:
@@ -435,7 +459,13 @@ class AgiServer:
         self.app = FastAgiApp(
             header_timeout=self.header_timeout, command_timeout=self.command_timeout
         )
-        self.app.add_route(ROUTE, IvrSession(self.engine, self.clock).__call__)
+        session = IvrSession(
+            self.engine,
+            self.clock,
+            sounds_dir=self.settings.agi_sounds_dir,
+            voice=self.settings.agi_tts_voice,
+        )
+        self.app.add_route(ROUTE, session.__call__)
         self._server = await asyncio.start_server(
             self.app.handler, self.host, self.port, backlog=1024
         )

@@ -32,6 +32,9 @@ class Prompt:
     name: str
     file: str
     text: str
+    # no recording says this text (the administrator's wording): a front speaks `text` itself
+    # (Twilio's <Say>, ivr.tts for Asterisk) and plays `file` only if it cannot
+    spoken: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class IvrEngine:
         if prompt == "closed" and hours.after_hours_message:
             # the administrator's wording (spoken by TTS; the recorded file is the old wording)
             text = hours.after_hours_message.replace("{callback}", format_opening(when))
-            said = Prompt(name=said.name, file=said.file, text=text)
+            said = Prompt(name=said.name, file=said.file, text=text, spoken=True)
         return Turn(
             prompts=(said,),
             action=ToVoicemail(

@@ -247,7 +247,7 @@ class TwilioFront:
         return f"{url}?{urlencode(q)}" if q else url
 
     def _speak(self, parent: Any, p: Prompt) -> None:
-        if self.prompt_base_url:
+        if self.prompt_base_url and not p.spoken:  # the edited after-hours text has no recording
             parent.play(f"{self.prompt_base_url}/{p.file}.wav")
         elif self.say_voice:
             parent.say(p.text, language=self.say_language, voice=self.say_voice)

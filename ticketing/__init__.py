@@ -188,7 +188,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         update_article,
         versions,
     )
-    from ticketing.knowledge.search import day_bounds, local_today
+    from ticketing.knowledge.search import day_bounds, local_today, published_articles
     from ticketing.knowledge.segment import warm_up as knowledge_warm_up
     from ticketing.lifecycle import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS
     from ticketing.models import (

@@ -16,11 +16,12 @@ from sqlmodel import Session, col, select
 
 from config.database import utcnow
 from config.loader import ConfigError, load_yaml
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from ticketing.admin_settings import DEPARTMENTS, bump
 from ticketing.errors import Conflict, InvalidInput, NotFound
 from ticketing.models import Department
 from ticketing.phones import normalise_phone
+from ticketing.sealed import is_sealed, seal
 
 FIELDS = ("name", "head_name", "head_phone", "handoff_url")
 
@@ -100,7 +101,7 @@ def _check_url(url: str) -> str:
     return url
 
 
-def _apply(dept: Department, edit: DepartmentEdit) -> None:
+def _apply(dept: Department, edit: DepartmentEdit, settings: Settings | None) -> None:
     if edit.name is not None:
         name = _clean(edit.name, 100, "部门名称")
         if not name:
@@ -126,13 +127,20 @@ def _apply(dept: Department, edit: DepartmentEdit) -> None:
         secret = edit.handoff_secret.strip()
         if secret and (len(secret) < MIN_SECRET or len(secret) > 200):
             raise InvalidInput(f"对接密钥长度须为{MIN_SECRET}至200个字符", field="handoff_secret")
-        dept.handoff_secret = secret or None
+        dept.handoff_secret = seal(settings or get_settings(), secret) if secret else None
+    elif dept.handoff_secret and not is_sealed(dept.handoff_secret):
+        dept.handoff_secret = seal(settings or get_settings(), dept.handoff_secret)  # an old row
     if edit.active is not None:
         dept.active = edit.active
 
 
 def create_department(
-    session: Session, code: str, edit: DepartmentEdit, by: str | None = None
+    session: Session,
+    code: str,
+    edit: DepartmentEdit,
+    by: str | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> Department:
     """A new department (code: capital letters, digits, underscore; never reused)."""
     code = code.strip().upper()
@@ -143,7 +151,7 @@ def create_department(
     if not (edit.name or "").strip():
         raise InvalidInput("部门名称不能为空", field="name")
     dept = Department(code=code, name=edit.name or code)
-    _apply(dept, edit)
+    _apply(dept, edit, settings)
     dept.edited_at = utcnow()
     session.add(dept)
     session.flush()
@@ -152,11 +160,17 @@ def create_department(
 
 
 def update_department(
-    session: Session, code: str, edit: DepartmentEdit, by: str | None = None
+    session: Session,
+    code: str,
+    edit: DepartmentEdit,
+    by: str | None = None,
+    *,
+    settings: Settings | None = None,
 ) -> Department:
-    """Apply an administrator's edit; the row is the administrator's from then on."""
+    """Apply an administrator's edit; the row is the administrator's from then on. The hand-off
+    secret is stored encrypted (ticketing.sealed, under settings' secret key)."""
     dept = get_department(session, code)
-    _apply(dept, edit)
+    _apply(dept, edit, settings)
     dept.edited_at = utcnow()
     session.add(dept)
     session.flush()

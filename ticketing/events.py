@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -64,9 +66,35 @@ def history(session: Session, ticket_id: int) -> list[TicketEvent]:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+# An ISO 8601 time as detail holds it: aware since #18, naive UTC in older rows
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+def aware(value: datetime) -> datetime:
+    """A time as event detail stores it: timezone-aware; a naive one is the models' UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def detail_time(value: object) -> datetime | None:
+    """A time read back from an event's detail, aware; naive text (rows written before times
+    carried their offset) is UTC. None for anything that is not a time."""
+    if isinstance(value, datetime):
+        return aware(value)
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        try:
+            return aware(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None
+
+
 def _jsonable(v: Any) -> Any:
     if type(v) in _PLAIN:  # the usual case, first
         return v
+    if isinstance(v, datetime):
+        return aware(v).isoformat()
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple | set):

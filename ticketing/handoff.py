@@ -57,6 +57,7 @@ from ticketing.models import (
     Ticket,
     utcnow,
 )
+from ticketing.sealed import unseal
 from ticketing.sla import to_local
 
 log = structlog.get_logger("ticketing.handoff")
@@ -119,9 +120,13 @@ def retry_intervals() -> list[int]:
     return values
 
 
-def stored_secret(session: Session, system: str) -> str | None:
-    """The secret the administrator entered for this system (the department row's), if any."""
-    return session.exec(select(Department.handoff_secret).where(Department.code == system)).first()
+def stored_secret(session: Session, settings: Settings, system: str) -> str | None:
+    """The secret the administrator entered for this system (the department row's, decrypted:
+    ticketing.sealed), if any."""
+    stored = session.exec(
+        select(Department.handoff_secret).where(Department.code == system)
+    ).first()
+    return unseal(settings, stored)
 
 
 def system_secret(settings: Settings, system: str, stored: str | None = None) -> bytes | None:
@@ -357,7 +362,7 @@ def deliver(
             .where(HandoffAttempt.suborder_id == suborder_id)
         ).one()
         payload = build_payload(settings, ticket, so, target.via) if target else None
-        own_secret = stored_secret(s, target.via) if target else None
+        own_secret = stored_secret(s, settings, target.via) if target else None
         ticket_id = ticket.id
     if target is None or done:
         # settled meanwhile (handled in the inbox, a duplicate job, or the URL was removed from

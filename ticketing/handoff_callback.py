@@ -79,7 +79,7 @@ def handle_callback(
         raise PermissionDenied(
             "该子工单未交由外部系统办理，不接受回调", code="not_handed_off", suborder_id=sid
         )
-    secret = system_secret(settings, system, stored_secret(session, system))
+    secret = system_secret(settings, system, stored_secret(session, settings, system))
     if secret is None:
         raise PermissionDenied("回调验签失败：未配置对接密钥", code="bad_signature")
     if not verify(secret, body, signature, ts):

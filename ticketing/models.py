@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
 
 from config.database import UTCField, utcnow
 
@@ -92,7 +92,16 @@ class Department(SQLModel, table=True):
     # 分管领导 and other leaders told about the department's matters (names, free text)
     leaders: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # HMAC secret of this department's own system (§12 hand-off); write-only on every screen
-    handoff_secret: str | None = Field(default=None, max_length=200)
+    # stored encrypted (ticketing.sealed: "fernet:" + token, about 360 characters for the longest
+    # secret): 512 on PostgreSQL; SQLite does not enforce a length, and widening it there would
+    # rebuild a table other tables' foreign keys point at (0023_loose_ends)
+    handoff_secret: str | None = Field(
+        default=None,
+        sa_column=Column(
+            AutoString(length=200).with_variant(AutoString(length=512), "postgresql"),
+            nullable=True,
+        ),
+    )
     # set when an administrator edits the row: departments.yaml no longer overwrites it
     edited_at: datetime | None = UTCField(default=None)
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing.evaluation import submitter_may_rate
+from ticketing.events import detail_time
 from ticketing.lifecycle import round_suborders
 from ticketing.models import (
     Evaluation,
@@ -173,13 +174,6 @@ def public_view(session: Session, settings: Settings, ticket: Ticket) -> PublicV
 
 
 def _dt(value: object) -> datetime | None:
-    """A datetime from an event's JSON detail (stored as ISO text)."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            d = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return d if d.tzinfo is None else d.astimezone(UTC).replace(tzinfo=None)
-    return None
+    """A time from an event's JSON detail as the models hold times (naive UTC)."""
+    d = detail_time(value)
+    return None if d is None else d.astimezone(UTC).replace(tzinfo=None)

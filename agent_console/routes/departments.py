@@ -132,7 +132,7 @@ def create(
     user: User = Depends(require("departments.create")),
 ) -> DepartmentAdminOut:
     """A new department (admin). The hand-off secret is accepted, never returned."""
-    dept = create_department(session, body.code, _edit(body), by=user.username)
+    dept = create_department(session, body.code, _edit(body), by=user.username, settings=settings)
     words = _keywords(session, settings, dept.code, body, user.username)
     return _admin_out(settings, dept, words)
 
@@ -151,6 +151,6 @@ def update(
     user: User = Depends(require("departments.update")),
 ) -> DepartmentAdminOut:
     """Change a department (admin): fields absent are kept; handoff_secret "" removes it."""
-    dept = update_department(session, code, _edit(body), by=user.username)
+    dept = update_department(session, code, _edit(body), by=user.username, settings=settings)
     words = _keywords(session, settings, code, body, user.username)
     return _admin_out(settings, dept, words)

@@ -71,7 +71,11 @@ async def department_create(request: Request, user: User = Depends(page_user(ROW
     try:
         with session_scope(request.app.state.engine) as s:
             dept = create_department(
-                s, form["code"], DepartmentEdit(name=form["name"]), by=user.username
+                s,
+                form["code"],
+                DepartmentEdit(name=form["name"]),
+                by=user.username,
+                settings=request.app.state.settings,
             )
             code = dept.code
     except TicketingError as e:
@@ -139,7 +143,7 @@ async def department_save(
     try:
         keywords = split_keywords(form["keywords"])
         with session_scope(state.engine) as s:
-            update_department(s, code, edit, by=user.username)
+            update_department(s, code, edit, by=user.username, settings=state.settings)
             set_department_keywords(s, state.settings, code, keywords, by=user.username)
     except NotFound:
         raise PageNotFound(f"未找到部门：{code}") from None

@@ -105,6 +105,8 @@ EVENT_LABELS = {
     "redo": "不满意重办",
     "revisit_task_created": "生成回访任务",
     "revisit_done": "回访完成",
+    "resolution_summary_awaited": "待派单员审定办理结果摘要",
+    "resolution_summary_approved": "办理结果摘要已告知诉求人",
     **ACTION_LABELS,
 }
 

@@ -16,7 +16,7 @@ import re
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -24,12 +24,14 @@ from sqlmodel import Session, col, select
 from starlette.datastructures import UploadFile
 
 from agent_console.errors import ApiError
-from agent_console.ratelimit import public_limit
+from agent_console.ratelimit import public_limit, public_read_limit
 from agent_console.routes import public as public_api
 from agent_console.schemas import PublicEvaluationIn, PublicTicketIn
 from agent_console.web import portal_access as access
 from agent_console.web import portal_upload as upload
 from agent_console.web.core import SECURITY_HEADERS, to_local
+from agent_console.web.kb import KIND_LABELS
+from agent_console.web.tickets import departments
 from config.database import session_scope
 from config.loader import load_yaml
 from ticketing import (
@@ -46,6 +48,7 @@ from ticketing import (
     notice_by_confirm_token,
     notice_for_evaluation,
     public_view,
+    published_articles,
     record_event,
     send_sms,
 )
@@ -146,17 +149,34 @@ def _text(form: dict[str, Any], key: str) -> str:
 
 
 # ---------------------------------------------------------------- home, guides
-@router.get("", name="portal.home")
+# 政策与办事指南 (§20–21): the knowledge base's published public guides and policies (the KB's
+# starter content seeds them on a fresh install)
+GUIDE_KINDS = ("guide", "policy")
+
+
+@router.get("", name="portal.home", dependencies=[Depends(public_read_limit)])
 def home(request: Request) -> Response:
-    return render(request, "home.html", {"guides": _guides(request)[:3]})
+    return render(request, "home.html", {"guides": _guides(request, limit=3)})
 
 
-def _guides(request: Request) -> list[dict[str, str]]:
-    raw = access.portal_cfg(request.app.state.settings).get("guides") or []
-    return [{k: str(v) for k, v in g.items()} for g in raw if isinstance(g, dict)]
+def _guides(request: Request, *, limit: int = 200) -> list[dict[str, Any]]:
+    state = request.app.state
+    with session_scope(state.engine, read_only=True) as s:
+        rows = published_articles(s, state.settings, GUIDE_KINDS, limit=limit)
+        depts = departments(s)
+    return [
+        {
+            "tag": KIND_LABELS.get(a.kind, a.kind),
+            "title": a.title,
+            "url": f"/portal/kb/{a.id}",
+            "summary": a.summary,
+            "department": depts.get(a.department_code, a.department_code),
+        }
+        for a in rows
+    ]
 
 
-@router.get("/guides", name="portal.guides")
+@router.get("/guides", name="portal.guides", dependencies=[Depends(public_read_limit)])
 def guides(request: Request) -> Response:
     return render(request, "guides.html", {"guides": _guides(request)})
 

@@ -16,7 +16,15 @@ from sqlmodel import col, select
 
 from agent_console.access import handler_department, is_handler
 from agent_console.access import visible_ticket as api_visible_ticket
-from agent_console.web.core import PageNotFound, may, page_user, render, to_utc_naive
+from agent_console.web.core import (
+    PageNotFound,
+    may,
+    page_user,
+    redirect,
+    render,
+    require_role,
+    to_utc_naive,
+)
 from config.database import session_scope
 from recordings import PlaybackDenied, Recording, check_access
 from ticketing import (
@@ -30,12 +38,15 @@ from ticketing import (
     TicketFilter,
     TicketingError,
     User,
+    approve_summary,
     enterprise_file,
     list_tickets,
     related_ticket,
+    summary_mode,
     utcnow,
 )
 from ticketing import history as ticket_history
+from ticketing.submitter_notices import MAX_SUMMARY, SUMMARY_EVENT
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
@@ -112,7 +123,59 @@ def ticket_page(
     ctx["can_reclassify"] = may(user, "tickets.reclassify") and (
         user.role != "agent" or ctx["t"].created_by == user.username
     )
+    ctx.update(summary_context(settings, user, ctx))
     return render(request, "ticket.html", ctx)
+
+
+def summary_context(settings: Any, user: User, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The resolution-summary card (notices.yaml `resolution_reply: summary`): shown to the roles of
+    the API's tickets.resolution_summary once the ticket is resolved, with the summaries already
+    sent; the form stays until one is sent for the current round."""
+    ticket = ctx["t"]
+    sent = [e for e in ctx["history"] if e.action == SUMMARY_EVENT]
+    this_round = [e for e in sent if int((e.detail or {}).get("round") or 0) == ticket.round]
+    return {
+        "summary_card": summary_mode(settings)
+        and may(user, "tickets.resolution_summary")
+        and (ticket.status == "resolved" or bool(sent)),
+        "summaries": sent,
+        "summary_awaited": ticket.status == "resolved" and not this_round,
+        "summary_max": MAX_SUMMARY,
+    }
+
+
+@router.post("/tickets/{number}/resolution-summary", name="web.ticket_resolution_summary")
+async def resolution_summary(
+    number: str, request: Request, user: User = Depends(page_user("web.ticket"))
+) -> Response:
+    """The dispatcher's summary of a resolved ticket, texted to the submitter with a fresh rating
+    link (the same service as the API's tickets.resolution_summary). htmx swaps the card; a plain
+    form post gets the page back."""
+    require_role(user, "tickets.resolution_summary")
+    form = await request.form()
+    text = str(form.get("text") or "")
+    state = request.app.state
+    error = None
+    try:
+        with session_scope(state.engine) as s:
+            approve_summary(
+                s, state.settings, api_visible_ticket(s, user, number), text, actor=user.username
+            )
+    except NotFound:
+        raise PageNotFound(f"未找到工单：{number}") from None
+    except TicketingError as e:
+        error = e.message
+    htmx = bool(request.headers.get("HX-Request"))
+    if error is None and not htmx:
+        return redirect(f"/tickets/{number}?done=summary", request)
+    with session_scope(state.engine, read_only=True) as s:
+        ctx = ticket_detail(s, state.settings, user, number)
+    ctx.update(summary_context(state.settings, user, ctx))
+    ctx.update(summary_error=error, summary_text=text if error else "", summary_sent=not error)
+    status = 422 if error else 200
+    return render(
+        request, "_resolution_summary.html" if htmx else "ticket.html", ctx, status=status
+    )
 
 
 def _day(value: str | None, field: str, errors: dict[str, str], end: bool = False) -> Any:

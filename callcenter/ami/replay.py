@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,36 @@ log = logging.getLogger(__name__)
 EOL = "\r\n"
 EOF = "\r\n\r\n"
 STATE_ACTIONS = frozenset({"coreshowchannels", "queuestatus", "status", "queuesummary"})
+# Events that tell a queue member's current fields (QueueStatus answers with QueueMember)
+MEMBER_EVENTS = frozenset(
+    {
+        "queuemember",
+        "queuememberadded",
+        "queuememberstatus",
+        "queuememberpause",
+        "queuememberpenalty",
+        "queuememberringinuse",
+    }
+)
+# QueueMemberPause as Asterisk 22 sends it (app_queue's queue_member_blob), in its order
+PAUSE_FIELDS = (
+    ("Queue", "queue"),
+    ("MemberName", "membername"),
+    ("Interface", "interface"),
+    ("StateInterface", "stateinterface"),
+    ("Membership", "membership"),
+    ("Penalty", "penalty"),
+    ("CallsTaken", "callstaken"),
+    ("LastCall", "lastcall"),
+    ("LastPause", "lastpause"),
+    ("LoginTime", "logintime"),
+    ("InCall", "incall"),
+    ("Status", "status"),
+    ("Paused", "paused"),
+    ("PausedReason", "pausedreason"),
+    ("Ringinuse", "ringinuse"),
+    ("Wrapuptime", "wrapuptime"),
+)
 
 
 @dataclass(slots=True)
@@ -163,6 +194,10 @@ class ReplayServer:
     inject: {stream index: raw bytes} written before that event (garbage for robustness tests).
     chunk: write every frame in pieces of this many bytes (splits UTF-8 characters on purpose).
     library: other transcripts whose recorded replies answer actions this one never saw.
+
+    Like Asterisk, a successful QueuePause is followed by the member's new state in every queue it
+    paused (DeviceStateChange of Queue:<queue>_pause_<interface>, then QueueMemberPause), built
+    from what this peer last told the client about that member (QueueMember / QueueMember* events).
     """
 
     def __init__(
@@ -215,6 +250,8 @@ class ReplayServer:
         self._used: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        # (queue, interface) -> the member's fields as last sent (lower-case keys)
+        self.members: dict[tuple[str, str], dict[str, str]] = {}
 
     # ----- lifecycle -----------------------------------------------------------------------
     async def start(self) -> ReplayServer:
@@ -369,6 +406,7 @@ class ReplayServer:
                 prev_t = f.t
                 if i in self.inject:
                     writer.write(self.inject[i])
+                self._observe(f.data)
                 data = f.data.encode("utf-8")
                 if self.chunk:
                     for j in range(0, len(data), self.chunk):
@@ -487,9 +525,59 @@ class ReplayServer:
                 )
             )
         else:
+            ok = False
             for f in frames:
+                self._observe(f.data)
+                ok = ok or f.data.startswith("Response: Success")
                 writer.write(rewrite_action_id(f.data, f.action_id, client_id).encode("utf-8"))
+            if ok and h.get("action", "").lower() == "queuepause":
+                writer.write(self._pause_events(h))
         await writer.drain()
+
+    # ----- queue members ---------------------------------------------------------------------
+    def _observe(self, data: str) -> None:
+        """Keep the members' fields as the frames sent to the client tell them."""
+        if "Event: QueueMember" not in data:
+            return
+        h = parse_frame(data)
+        event = h.get("event", "").lower()
+        queue, iface = h.get("queue"), h.get("interface") or h.get("location")
+        if not queue or not iface:
+            return
+        if event == "queuememberremoved":
+            self.members.pop((queue, iface), None)
+        elif event in MEMBER_EVENTS:
+            m = self.members.setdefault((queue, iface), {"ringinuse": "0", "wrapuptime": "0"})
+            m.update({k: v for k, v in h.items() if k not in ("event", "privilege", "actionid")})
+            m["interface"] = iface
+            m["membername"] = h.get("membername") or h.get("name") or m.get("membername", iface)
+            m.setdefault("stateinterface", iface)
+
+    def _pause_events(self, h: dict[str, str]) -> bytes:
+        """What Asterisk sends after pausing/unpausing `interface` (in `queue`, or in all)."""
+        iface = h.get("interface", "")
+        queue = h.get("queue") or None
+        paused = h.get("paused", "").strip().lower() in ("true", "yes", "1", "on")
+        out: list[bytes] = []
+        for (q, i), m in self.members.items():
+            if i.lower() != iface.lower() or (queue is not None and q != queue):
+                continue
+            m["paused"] = "1" if paused else "0"
+            m["pausedreason"] = h.get("reason", "") if paused else ""
+            if paused:
+                m["lastpause"] = str(int(time.time()))
+            out.append(
+                _frame(
+                    "Event: DeviceStateChange",
+                    None,
+                    "Privilege: call,all",
+                    f"Device: Queue:{q}_pause_{i}",
+                    f"State: {'INUSE' if paused else 'NOT_INUSE'}",
+                )
+            )
+            lines = [f"{name}: {m.get(key, '0')}" for name, key in PAUSE_FIELDS]
+            out.append(_frame("Event: QueueMemberPause", None, "Privilege: agent,all", *lines))
+        return b"".join(out)
 
 
 def _frame(first: str, action_id: str | None, *lines: str) -> bytes:

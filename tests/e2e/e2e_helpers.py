@@ -3,7 +3,16 @@ the whole suite is collected)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from callcenter.ami.replay import ReplayServer, Transcript, default_library
+from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
+from config.database import make_engine
+from config.settings import AsteriskServer, Settings
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -12,3 +21,84 @@ def shot(page, name: str) -> None:
     """A screenshot of the page as the user sees it (1366x768), for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+AMI = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ami"
+
+
+class BridgeThread:
+    """A replaying PBX (scenario-answered, held at each of `pause_at`'s event counts) and the real
+    bridge, on their own event loop in a thread of the test, against the app's Redis (and, given a
+    journal, its database: finished calls are stored)."""
+
+    def __init__(
+        self,
+        server,
+        data_dir: Path,
+        *,
+        speed: float = 1.5,
+        pause_at: int | tuple[int, ...] = 1,
+        journal: Path | None = None,
+    ) -> None:
+        self.settings = Settings(
+            data_dir=data_dir, redis_url=server.redis_url, redis_namespace=server.namespace
+        )
+        self.speed = speed
+        self.pause_at = pause_at
+        self.journal = journal
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.stop_event: asyncio.Event | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        self.stop_event = asyncio.Event()
+        self.replay = await ReplayServer(
+            Transcript.load(AMI, "scenario-answered"),
+            library=default_library(AMI),
+            speed=self.speed,
+            gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
+            pause_at={1: self.pause_at},
+        ).start()
+        r = aioredis.from_url(self.settings.redis_url)
+        cfg = AsteriskServer(name="pbx1", host="127.0.0.1", port=self.replay.port, secret="x")
+        engine = make_engine(self.settings.resolved_database_url) if self.journal else None
+        self.bridge = PbxBridge(
+            self.settings, cfg, redis=r, engine=engine, flush_interval=0.01,
+            journal_path=self.journal,
+        )  # fmt: skip
+        await self.bridge.start()
+        self.ready.set()
+        await self.stop_event.wait()
+        await self.bridge.stop()
+        await self.replay.close()
+        await r.aclose()
+        if engine is not None:
+            engine.dispose()
+
+    def start(self) -> BridgeThread:
+        self.thread.start()
+        assert self.ready.wait(20), "bridge did not start"
+        return self
+
+    def resume(self) -> None:
+        """Let the held replay go on to its next hold (or the end)."""
+        self.loop.call_soon_threadsafe(self.replay.resume_event.set)
+
+    def wait_paused(self, timeout: float = 30) -> None:
+        fut = asyncio.run_coroutine_threadsafe(
+            asyncio.wait_for(self.replay.paused.wait(), timeout), self.loop
+        )
+        fut.result(timeout + 1)
+
+    def sent(self, action: str) -> list[dict]:
+        return [h for h in self.replay.received if h.get("action") == action]
+
+    def close(self) -> None:
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)

@@ -6,71 +6,12 @@ the call (no second ticket), wraps up with a disposition code."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
-from e2e_helpers import shot
-
-from callcenter.ami.replay import ReplayServer, Transcript, default_library
-from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
-from config.settings import AsteriskServer, Settings
+from e2e_helpers import AMI, BridgeThread, shot
 
 pytestmark = pytest.mark.e2e
-AMI = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ami"
-
-
-class BridgeThread:
-    """A replaying PBX (held before its first call event) and the real bridge, on their own loop."""
-
-    def __init__(self, server, tmp: Path) -> None:
-        self.settings = Settings(
-            data_dir=tmp, redis_url=server.redis_url, redis_namespace=server.namespace
-        )
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.stop_event: asyncio.Event | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self.stop_event = asyncio.Event()
-        self.replay = await ReplayServer(
-            Transcript.load(AMI, "scenario-answered"),
-            library=default_library(AMI),
-            speed=1.5,
-            gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
-            pause_at={1: 1},
-        ).start()
-        r = aioredis.from_url(self.settings.redis_url)
-        cfg = AsteriskServer(name="pbx1", host="127.0.0.1", port=self.replay.port, secret="x")
-        self.bridge = PbxBridge(self.settings, cfg, redis=r, flush_interval=0.01)
-        await self.bridge.start()
-        self.ready.set()
-        await self.stop_event.wait()
-        await self.bridge.stop()
-        await self.replay.close()
-        await r.aclose()
-
-    def start(self) -> BridgeThread:
-        self.thread.start()
-        assert self.ready.wait(20), "bridge did not start"
-        return self
-
-    def ring(self) -> None:
-        """Let the captured call go on (it rings agent 8001 about 7 s later at speed 1.5)."""
-        self.loop.call_soon_threadsafe(self.replay.resume_event.set)
-
-    def close(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
 
 
 @pytest.fixture
@@ -98,7 +39,7 @@ def test_queue_login_screen_pop_ticket_and_wrap_up(page_for, server, pbx):
     assert page.is_visible("#agent-state")
     page.wait_for_timeout(500)  # the SSE stream opens after the swap
 
-    pbx.ring()
+    pbx.resume()  # the captured call rings agent 8001 about 7 s later at speed 1.5
     started = time.monotonic()
     page.wait_for_selector("#pop-caller", timeout=20000)
     waited = time.monotonic() - started

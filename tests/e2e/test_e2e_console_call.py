@@ -9,24 +9,18 @@ has done its work)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 import yaml
-from e2e_helpers import shot
+from e2e_helpers import AMI, BridgeThread, shot
 
-from callcenter.ami.replay import ReplayServer, Transcript, default_library, parse_frame
-from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
-from config.settings import DEFAULTS_DIR, AsteriskServer, Settings
+from callcenter.ami.replay import Transcript, parse_frame
+from config.settings import DEFAULTS_DIR
 
 pytestmark = pytest.mark.e2e
-AMI = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ami"
 WRAPUP_SECONDS = 3
 
 
@@ -35,60 +29,6 @@ def _count_through(tr: Transcript, event: str) -> int:
         if parse_frame(f.data).get("event") == event:
             return i + 1
     raise LookupError(event)
-
-
-class HeldPbx:
-    """scenario-answered, held before its first event and again right after AgentConnect."""
-
-    def __init__(self, server, tmp: Path) -> None:
-        self.settings = Settings(
-            data_dir=tmp, redis_url=server.redis_url, redis_namespace=server.namespace
-        )
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.stop_event: asyncio.Event | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self.stop_event = asyncio.Event()
-        tr = Transcript.load(AMI, "scenario-answered")
-        self.replay = await ReplayServer(
-            tr,
-            library=default_library(AMI),
-            speed=1.5,
-            gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
-            pause_at={1: (1, _count_through(tr, "AgentConnect"))},
-        ).start()
-        r = aioredis.from_url(self.settings.redis_url)
-        cfg = AsteriskServer(name="pbx1", host="127.0.0.1", port=self.replay.port, secret="x")
-        self.bridge = PbxBridge(self.settings, cfg, redis=r, flush_interval=0.01)
-        await self.bridge.start()
-        self.ready.set()
-        await self.stop_event.wait()
-        await self.bridge.stop()
-        await self.replay.close()
-        await r.aclose()
-
-    def resume(self) -> None:
-        self.loop.call_soon_threadsafe(self.replay.resume_event.set)
-
-    def wait_paused(self, timeout: float = 30) -> None:
-        fut = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(self.replay.paused.wait(), timeout), self.loop
-        )
-        fut.result(timeout + 1)
-
-    def sent(self, action: str) -> list[dict]:
-        return [h for h in self.replay.received if h.get("action") == action]
-
-    def close(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
 
 
 @pytest.fixture
@@ -104,9 +44,9 @@ def pbx(server, tmp_path):
     for key in r.scan_iter(match=f"{server.namespace}:console:call:*"):
         r.delete(key)
     r.close()
-    b = HeldPbx(server, tmp_path)
-    b.thread.start()
-    assert b.ready.wait(20), "bridge did not start"
+    # held before its first event and again right after AgentConnect
+    held = (1, _count_through(Transcript.load(AMI, "scenario-answered"), "AgentConnect"))
+    b = BridgeThread(server, tmp_path, pause_at=held).start()
     yield b
     b.close()
     override.unlink()

@@ -1,111 +1,24 @@
 """The supervisor wallboard in a real Chromium against `callcenter run`: the replaying AMI peer
 stands in for Asterisk and the real bridge (in a thread of this test) publishes live state; the
 supervisor sees the queue figures change as the captured call arrives, pauses an agent through the
-bridge and sees the pause on the board. The replaying peer answers QueuePause with Asterisk's
-recorded reply; like Asterisk it then reports the pause (a QueueMemberPause event per queue)."""
+bridge and sees the pause on the board. The replaying peer answers QueuePause as Asterisk 22 does:
+its recorded reply, then a QueueMemberPause per queue (callcenter.ami.replay)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from pathlib import Path
-
 import pytest
-import redis.asyncio as aioredis
-from e2e_helpers import shot
+from e2e_helpers import AMI, BridgeThread, shot
 from playwright.sync_api import expect
 
-from callcenter.ami.replay import ReplayServer, Transcript, default_library
-from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
-from config.database import make_engine
-from config.settings import AsteriskServer, Settings
-
 pytestmark = pytest.mark.e2e
-AMI = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ami"
-
-
-class WallboardPbx:
-    """Replaying PBX (held before its first call event) + the real bridge, on their own loop."""
-
-    def __init__(self, server, tmp: Path) -> None:
-        # the app's own data folder: the bridge stores finished calls in the app's database
-        self.settings = Settings(
-            data_dir=server.data_dir, redis_url=server.redis_url, redis_namespace=server.namespace
-        )
-        self.tmp = tmp
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.stop_event: asyncio.Event | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self.stop_event = asyncio.Event()
-        self.replay = await ReplayServer(
-            Transcript.load(AMI, "scenario-answered"),
-            library=default_library(AMI),
-            speed=1.0,
-            gate=frozenset(a.lower() for a in RESYNC_ACTIONS),
-            pause_at={1: 1},
-        ).start()
-        r = aioredis.from_url(self.settings.redis_url)
-        cfg = AsteriskServer(name="pbx1", host="127.0.0.1", port=self.replay.port, secret="x")
-        engine = make_engine(self.settings.resolved_database_url)
-        self.bridge = PbxBridge(self.settings, cfg, redis=r, engine=engine, flush_interval=0.01,
-                                journal_path=self.tmp / "calls.jsonl")  # fmt: skip
-        await self.bridge.start()
-        react = asyncio.ensure_future(self._asterisk_reacts())
-        self.ready.set()
-        await self.stop_event.wait()
-        react.cancel()
-        await self.bridge.stop()
-        await self.replay.close()
-        await r.aclose()
-        engine.dispose()
-
-    async def _asterisk_reacts(self) -> None:
-        """After a QueuePause the PBX reports the member's new state, as Asterisk does."""
-        seen = 0
-        while True:
-            await asyncio.sleep(0.05)
-            for h in self.replay.received[seen:]:
-                if h.get("action", "").lower() != "queuepause":
-                    continue
-                iface = h.get("interface", "")
-                agent = self.bridge.state.agents.get(iface)
-                for q in list(agent.queues) if agent else []:
-                    frame = (
-                        "Event: QueueMemberPause\r\nPrivilege: agent,all\r\n"
-                        f"Queue: {q}\r\nMemberName: {agent.name}\r\nInterface: {iface}\r\n"
-                        f"Status: 1\r\nPaused: {1 if h.get('paused') == 'true' else 0}\r\n"
-                        f"PausedReason: {h.get('reason', '')}\r\n\r\n"
-                    )
-                    for w in list(self.replay._writers):
-                        w.write(frame.encode())
-            seen = len(self.replay.received)
-
-    def start(self) -> WallboardPbx:
-        self.thread.start()
-        assert self.ready.wait(20), "bridge did not start"
-        return self
-
-    def call(self) -> None:
-        self.loop.call_soon_threadsafe(self.replay.resume_event.set)
-
-    def close(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
 
 
 @pytest.fixture
 def pbx(server, tmp_path):
     if not AMI.exists():
         pytest.skip(f"no AMI captures at {AMI}")
-    b = WallboardPbx(server, tmp_path).start()
+    # the app's own data folder: the bridge stores finished calls in the app's database
+    b = BridgeThread(server, server.data_dir, speed=1.0, journal=tmp_path / "calls.jsonl").start()
     yield b
     b.close()
 
@@ -124,7 +37,7 @@ def test_supervisor_sees_queues_move_and_pauses_an_agent(page_for, server, pbx):
     page.wait_for_selector(agent, timeout=10000)
     assert "就绪" in page.inner_text(f"{agent} td.a-state")
 
-    pbx.call()  # the captured call: IVR, then the caller waits in dxe-enterprise
+    pbx.resume()  # the captured call: IVR, then the caller waits in dxe-enterprise
     expect(page.locator("tr[data-queue='dxe-enterprise'] td.q-waiting")).to_have_text(
         "1", timeout=20000
     )

@@ -1,13 +1,17 @@
 """The web workspace in a real headless Chromium against `callcenter run`: every role logs in and
 lands on its home; a dispatcher dispatches a low-confidence ticket to two departments; each
-handler replies; the ticket resolves. Screenshots of every main page go to tests/e2e/artifacts/."""
+handler replies; the ticket resolves (in summary mode) and the dispatcher texts the submitter the
+summary from the ticket page. Screenshots of every main page go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import yaml
 from e2e_helpers import shot
+
+from config.settings import DEFAULTS_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +51,25 @@ def test_each_role_lands_on_its_home(page_for, server, username):
     page.wait_for_url(re.compile(r".*/login$"))
 
 
-def test_dispatch_to_two_departments_each_replies_and_it_resolves(page_for, server):
+@pytest.fixture
+def summary_mode(server):
+    """notices.yaml `resolution_reply: summary` dropped into the server's config folder (read on
+    each use), removed afterwards so the other e2e tests see the default."""
+    path = server.data_dir.parent / "config" / "notices.yaml"
+    notices = yaml.safe_load((DEFAULTS_DIR / "notices.yaml").read_text("utf-8"))
+    notices["resolution_reply"] = "summary"
+    path.write_text(yaml.safe_dump(notices, allow_unicode=True), "utf-8")
+    yield
+    path.unlink()
+
+
+def test_dispatch_to_two_departments_each_replies_and_it_resolves(page_for, server, summary_mode):
     desk = page_for("dispatcher")
     # walk-in at the window, vague enough that the classifier leaves it to a dispatcher
     desk.click("text=窗口受理")
     desk.fill("input[name=window_no]", "3号窗口")
     desk.fill("input[name=submitter_name]", "王女士")
+    desk.fill("input[name=submitter_phone]", "13812341234")
     desk.fill("textarea[name=content]", "嗯嗯那个就是想问一下")
     shot(desk, "03-window")
     desk.click("button:has-text('受理并生成告知书')")
@@ -93,6 +110,15 @@ def test_dispatch_to_two_departments_each_replies_and_it_resolves(page_for, serv
     desk.goto(f"{server.url}/tickets/{number}")
     assert "已办结" in desk.inner_text(".page-head")
     shot(desk, "09-ticket-resolved")
+    # summary mode: the dispatcher writes what the submitter is told (htmx swaps the card)
+    card = desk.locator("#resolution-summary")
+    card.locator("textarea[name=text]").fill("您反映的事项已由两部门分别答复。")
+    card.locator("#summary-submit").click()
+    desk.wait_for_selector("#resolution-summary .alert-ok")
+    assert "办理结果摘要已告知诉求人" in desk.inner_text("#resolution-summary")
+    assert desk.locator("#summary-form").count() == 0
+    assert desk.url.endswith(f"/tickets/{number}")  # swapped in place, no reload
+    shot(desk, "09b-ticket-summary-sent")
 
     leader = page_for("leader")
     leader.wait_for_selector("#chart-channel canvas")

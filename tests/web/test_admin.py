@@ -16,6 +16,7 @@ from agent_console.user_admin import UserChange, update_user
 from config.database import session_scope
 from ticketing import Conflict, Department, User
 from ticketing.admin_settings import forget_cached_settings
+from ticketing.handoff import stored_secret
 from ticketing.routing import match_rule
 
 NON_ADMINS = ("dispatcher", "agent", "supervisor", "handler", "leader")
@@ -239,7 +240,9 @@ def test_department_edit_secret_is_write_only_and_keywords_route(web: Web):
     assert secret not in web.client.get("/admin/departments").text
     with session_scope(web.engine, read_only=True) as s:
         d = s.exec(select(Department).where(Department.code == "RQGS")).one()
-        assert d.handoff_secret == secret and d.leaders == ["张副市长"]
+        assert d.leaders == ["张副市长"]  # the secret is stored encrypted (ticketing.sealed)
+        assert d.handoff_secret and secret not in d.handoff_secret
+        assert stored_secret(s, web.settings, "RQGS") == secret
     rule = match_rule(web.settings, "小区燃气管道漏气了")
     assert rule is not None and rule.departments == ("RQGS",)
     # an empty secret field keeps the secret; "清除" removes it

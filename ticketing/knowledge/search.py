@@ -84,6 +84,39 @@ def visible_clause(alias: str, public: bool) -> str:
     return cond + (f" AND {alias}.is_public = :true" if public else "")
 
 
+def published_articles(
+    session: Session, settings: Settings, kinds: tuple[str, ...], *, limit: int = 200
+) -> list[KbArticle]:
+    """The articles of these kinds the public may read now (visible_clause's rule), most recently
+    published first: the portal's 政策与办事指南 page."""
+    conn = session.connection()
+    today = local_today(settings)
+    params: dict = {
+        "today": today if conn.dialect.name == "postgresql" else today.isoformat(),
+        "true": True,
+        "k": limit,
+    }
+    names = []
+    for i, kind in enumerate(kinds):
+        params[f"kind{i}"] = kind
+        names.append(f":kind{i}")
+    ids = [
+        row[0]
+        for row in conn.execute(
+            text(
+                f"SELECT a.id FROM kb_article a WHERE {visible_clause('a', True)} "
+                f"AND a.kind IN ({', '.join(names) or 'NULL'}) "
+                "ORDER BY a.published_at DESC, a.id DESC LIMIT :k"
+            ),
+            params,
+        )
+    ]
+    if not ids:
+        return []
+    rows = {a.id: a for a in session.exec(select(KbArticle).where(col(KbArticle.id).in_(ids)))}
+    return [rows[i] for i in ids if i in rows]
+
+
 def _filters_sql(f: SearchFilter, params: dict) -> str:
     sql = ""
     if f.kind:
