@@ -398,5 +398,5 @@ async def console_autoready(
         return Response(status_code=204)
     if not state.redis.delete(key):  # another tab took it first
         return Response(status_code=204)
-    ctx = await run_in_threadpool(status_ctx, request, user, "话后处理时间到，系统自动恢复就绪")
+    ctx = await run_in_threadpool(status_ctx, request, user, "话后处理时间到，已自动就绪")
     return render(request, "_console_status.html", ctx)
