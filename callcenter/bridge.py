@@ -24,7 +24,7 @@ from callcenter.ami.connection import AmiConnection, AmiError
 from callcenter.ami.handlers import Dispatcher, fields_of
 from callcenter.ami.publish import Publisher, keys
 from callcenter.ami.state import LiveState, Reconciled
-from callcenter.commands import serve_commands
+from callcenter.commands import ready_due, serve_commands
 from callcenter.spool_sweep import Sweeper
 from config.settings import AsteriskServer, Settings
 
@@ -382,11 +382,35 @@ class PbxBridge:
             self._update_idle()
 
     async def _wrapup_loop(self) -> None:
-        """Wrap-up ends by the clock, not by an event: republish agents whose wrap-up ran out."""
+        """Wrap-up ends by the clock, not by an event: republish agents whose wrap-up ran out,
+        and make ready the agents whose console wrap-up time is up (commands.ready_due)."""
         while not self._stopping:
             await asyncio.sleep(1.0)
             if self.state.wrapups_over(self.clock()):
                 self._dirty.set()
+            if self.redis is None:
+                continue
+            try:
+                await ready_due(
+                    self.redis,
+                    self.settings.redis_namespace,
+                    self.server.name,
+                    self.actions,
+                    self._paused_reason,
+                    time.time(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis away: the next second tries again
+                log.warning("auto-ready check failed (%s)", type(e).__name__)
+
+    def _paused_reason(self, interface: str) -> str | None:
+        """The reason the agent is paused for, as this bridge last saw it (None: not paused, or
+        an agent it does not know)."""
+        agent = self.state.agents.get(interface)
+        if agent is None:
+            return None
+        return next((m.reason for m in agent.queues.values() if m.paused), None)
 
     async def _load_prior_states(self) -> None:
         """What the previous run published of each agent, so its state clock and log carry on."""

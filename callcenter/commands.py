@@ -9,7 +9,9 @@ late (it was down, the user has long been told it failed) is dropped, never run 
 Commands (the only ones a web process may ask for; the bridge refuses any other):
   queue_add {queue, interface, member_name?}   log in to a queue
   queue_remove {queue, interface}               log out of a queue
-  queue_pause {interface, reason, queue?}       pause (reason code from config/console.yaml)
+  queue_pause {interface, reason, queue?,       pause (reason code from config/console.yaml);
+               ready_after?}                    ready_after: seconds after which the bridge
+                                                itself makes the agent ready (wrap-up, below)
   queue_unpause {interface, queue?}             ready
   transfer {channel, exten}                     blind transfer: the party bridged with the
                                                 agent's leg `channel` goes to `exten` in the
@@ -19,6 +21,15 @@ Commands (the only ones a web process may ask for; the bridge refuses any other)
                                                 has; AMI BlindTransfer, class `call`)
   spy {interface, phone, mode}                  supervisor: listen / whisper / barge (see below)
 Every command is logged by the bridge (who, what, result), without phone numbers.
+
+Automatic ready after wrap-up (话后处理) is the bridge's, not the browser's: a queue_pause with
+`ready_after` that succeeded puts the agent's interface in the `{ns}:pbx:{server}:auto_ready`
+hash (interface -> {"due": epoch seconds, "reason", "actor"}); the bridge checks it every second
+(`ready_due`) and sends QueuePause false when due. Any later queue_pause / queue_unpause /
+queue_remove of that interface through this channel (the agent paused for another reason, went
+ready, logged out) replaces or ends the schedule; and when due, an agent the bridge sees paused
+with another reason (paused by some other way) is left paused. Kept in Redis, so a page closed
+or a bridge restarted does not lose it.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ TRANSFER_CONTEXT = "dxe-transfer"
 TRANSFER_CHANNEL = re.compile(r"^(Local|PJSIP|SIP|IAX2)/[A-Za-z0-9@._-]{1,60}(;[12])?$")
 TRANSFER_EXTEN = re.compile(r"^(dxe-[a-z]{2,20}|80[0-9]{2})$")
 REPLY_TTL = 60
+MAX_READY_AFTER = 3600  # seconds: a longer wrap-up is refused (a typo, not an intention)
 ACTION_TIMEOUT = 2.5  # seconds the bridge waits for Asterisk (under the web's 3 s)
 
 
@@ -61,6 +73,11 @@ class CommandFailed(Exception):
 
 def _keys(namespace: str, server: str, request_id: str = "") -> tuple[str, str]:
     return f"{namespace}:pbx:{server}:commands", f"{namespace}:pbx:reply:{request_id}"
+
+
+def auto_ready_key(namespace: str, server: str) -> str:
+    """The agents the bridge of `server` will make ready, and when (see the module docstring)."""
+    return f"{namespace}:pbx:{server}:auto_ready"
 
 
 def send_command(
@@ -117,6 +134,11 @@ async def serve_commands(
         reply = await run_command(got[1], actions, server)
         if reply is None:
             continue
+        if reply.get("ok"):
+            try:
+                await _track_ready(aredis, auto_ready_key(namespace, server), got[1])
+            except Exception as e:  # Redis away: the agent readies by hand (the page says so)
+                log.warning("auto-ready schedule not kept (%s)", type(e).__name__)
         _, reply_key = _keys(namespace, server, reply["id"])
         try:
             pipe = aredis.pipeline(transaction=False)
@@ -125,6 +147,64 @@ async def serve_commands(
             await pipe.execute()
         except Exception as e:
             log.warning("pbx command reply lost (%s)", type(e).__name__)
+
+
+async def _track_ready(aredis, key: str, raw: bytes | str) -> None:
+    """After a command that succeeded: schedule the agent's automatic ready (a queue_pause with
+    `ready_after`), or end a schedule the agent's own later choice overrides."""
+    body = json.loads(raw)
+    command, args = body["command"], body["args"]
+    if command not in ("queue_pause", "queue_unpause", "queue_remove"):
+        return
+    iface = str(args["interface"])
+    after = args.get("ready_after") if command == "queue_pause" else None
+    if isinstance(after, int | float) and 0 < after <= MAX_READY_AFTER:
+        entry = {"due": time.time() + after, "reason": args.get("reason") or "",
+                 "actor": str(body.get("actor", "?"))[:64]}  # fmt: skip
+        await aredis.hset(key, iface, json.dumps(entry, ensure_ascii=False))
+    else:
+        await aredis.hdel(key, iface)
+
+
+async def ready_due(
+    aredis,
+    namespace: str,
+    server: str,
+    actions: Any,
+    paused_reason: Callable[[str], str | None],
+    now: float,
+) -> list[str]:
+    """The bridge's side of automatic ready: QueuePause false for each agent whose scheduled time
+    has come (each taken once, even with two bridges), unless `paused_reason(interface)` says
+    the agent is now paused for another reason. The interfaces made ready."""
+    key = auto_ready_key(namespace, server)
+    done: list[str] = []
+    for field, raw in (await aredis.hgetall(key)).items():
+        iface = field.decode() if isinstance(field, bytes) else str(field)
+        try:
+            entry = json.loads(raw)
+            due, reason = float(entry["due"]), str(entry.get("reason") or "")
+        except (ValueError, KeyError, TypeError):
+            await aredis.hdel(key, iface)
+            continue
+        if due > now:
+            continue
+        if not await aredis.hdel(key, iface):  # another bridge took it
+            continue
+        current = paused_reason(iface)
+        if current is not None and current != reason:
+            log.info("auto-ready of %s skipped: paused for %s since", iface, current)
+            continue
+        try:
+            res = await asyncio.wait_for(actions.queue_unpause(iface), ACTION_TIMEOUT)
+        except Exception as e:  # AMI refused it or is down: the agent readies by hand
+            msg = getattr(e, "message", None) or str(e) or type(e).__name__
+            log.info("auto-ready of %s on %s failed: %s", iface, server, msg)
+            continue
+        log.info("auto-ready of %s on %s after wrap-up (by %s): %s", iface, server,
+                 entry.get("actor", "?"), res.message)  # fmt: skip
+        done.append(iface)
+    return done
 
 
 async def run_command(raw: bytes | str, actions: Any, server: str) -> dict[str, Any] | None:

@@ -35,6 +35,17 @@ _FIELDS = ("id", "code", "name", "head_name", "head_phone", "handoff_url", "acti
 def cached_departments(session: Session, codes: Sequence[str]) -> dict[str, Department]:
     """Departments (by code, of those named) from a per-process snapshot, re-read when the
     departments' change stamp moved (compared at most every DEPARTMENT_CACHE_TTL_S)."""
+    snapshot = _snapshot(session)
+    return {c: snapshot[c] for c in codes if c in snapshot}
+
+
+def all_cached_departments(session: Session) -> dict[str, Department]:
+    """Every department (by code) from the same snapshot: the registry of names a conduct
+    complaint's text is read against (ticketing.conduct)."""
+    return dict(_snapshot(session))
+
+
+def _snapshot(session: Session) -> dict[str, Department]:
     bind = session.get_bind()
     now = time.monotonic()
     with _dept_cache_lock:
@@ -49,7 +60,7 @@ def cached_departments(session: Session, codes: Sequence[str]) -> dict[str, Depa
         hit = (now + DEPARTMENT_CACHE_TTL_S, version, snapshot)
         with _dept_cache_lock:
             _dept_cache[bind] = hit
-    return {c: hit[2][c] for c in codes if c in hit[2]}
+    return hit[2]
 
 
 def clear_department_cache() -> None:

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing import events, handoff, submitter_notices
-from ticketing.department_cache import cached_departments
+from ticketing.department_cache import all_cached_departments, cached_departments
 from ticketing.dispatch_rule import (
     DepartmentLookup,
     PredictionLike,
@@ -161,7 +161,14 @@ def auto_dispatch(
         lookup = partial(cached_departments, session)
     else:
         lookup = partial(_departments, session)
-    decision = decide(settings, ticket.title, ticket.content, prediction, lookup)
+    decision = decide(
+        settings,
+        ticket.title,
+        ticket.content,
+        prediction,
+        lookup,
+        partial(all_cached_departments, session),
+    )
     ticket.suggested_department = decision.suggested
     ticket.classifier_confidence = decision.confidence
     if decision.conduct:

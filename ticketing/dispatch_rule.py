@@ -3,8 +3,10 @@ routing rule (when a confident classifier agrees with it, or is not confident), 
 classifier, else manual.
 
 A conduct complaint (作风投诉: 刁难, 吃拿卡要 … routing.yaml `conduct`) never goes to the department
-it is about: it goes to the office the config names, flagged, with the departments a rule or the
-classifier pointed at recorded as the accused (ticketing.dispatch refuses to send it to them).
+it is about: it goes to the office the config names, flagged, with the accused recorded
+(ticketing.dispatch refuses to send it to them): the departments its text names as the subject of
+the conduct words (ticketing.conduct.accused_in_text, by name or alias), then those a rule or the
+classifier pointed at.
 A routing rule and a confident classifier that name different departments disagree: the ticket
 waits for a dispatcher rather than trusting either.
 
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 from config.loader import load_yaml
 from config.settings import Settings
+from ticketing.conduct import accused_in_text
 from ticketing.models import Department
 from ticketing.routing import RoutingRule, match_conduct, match_rule
 
@@ -39,6 +42,7 @@ class PredictionLike(Protocol):
 
 
 DepartmentLookup = Callable[[Sequence[str]], Mapping[str, Department]]
+DepartmentRegistry = Callable[[], Mapping[str, Department]]  # every department, by code
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,11 @@ def decide(
     content: str | None,
     prediction: PredictionLike | None,
     lookup: DepartmentLookup,
+    registry: DepartmentRegistry | None = None,
 ) -> Decision:
-    """The decision for a ticket of this text and prediction (None: the classifier was not asked)."""
+    """The decision for a ticket of this text and prediction (None: the classifier was not asked).
+    `registry`: every department, whose names a conduct complaint's text is read for (None:
+    departments.yaml's names only); asked only for a conduct complaint."""
     confidence = confidence_of(getattr(prediction, "confidence", None))
     suggested = getattr(prediction, "department", None) or None
     threshold = classifier_threshold(settings)
@@ -111,7 +118,18 @@ def decide(
     confident = confidence >= threshold and bool(suggested)
     accused: tuple[str, ...] = ()
     if conduct is not None:
-        named = [*(rule.departments if rule else ()), *([suggested] if suggested else [])]
+        in_text = accused_in_text(
+            settings,
+            text,
+            conduct.hits,
+            registry() if registry is not None else None,
+            office=conduct.office,
+        )
+        named = [
+            *in_text,
+            *(rule.departments if rule else ()),
+            *([suggested] if suggested else []),
+        ]
         accused = tuple(dict.fromkeys(c for c in named if c and c != conduct.office))
         found = lookup([conduct.office])
         if not unusable_in(found, [conduct.office]):

@@ -33,7 +33,7 @@ from sqlmodel import Session, col, select
 
 from config.settings import Settings
 from ticketing import duplicates, events, handoff
-from ticketing.department_cache import cached_departments
+from ticketing.department_cache import all_cached_departments, cached_departments
 from ticketing.dispatch import clean_codes, dispatch
 from ticketing.dispatch_rule import Decision, decide
 from ticketing.drafts import DEDUPE_CHANNELS, Draft
@@ -568,6 +568,7 @@ def _auto_decision(session: Session, settings: Settings, d: Draft, values: dict[
         values["content"],
         d.prediction,
         partial(cached_departments, session),
+        partial(all_cached_departments, session),
     )
     codes = clean_codes(decision.codes) if decision.codes else []
     values["suggested_department"] = decision.suggested

@@ -10,10 +10,12 @@ Chinese message and what was typed kept.
 
 Wrap-up (话后处理): when the agent's call ends (the SSE `ended` event), the browser posts /ended:
 the agent is paused with reason `wrapup` so no call rings during the after-call work, and the
-wrap-up's end time is kept in Redis. Choosing the disposition makes the agent ready again at once;
-otherwise /console/wrapup/auto (posted by the page when the configured time is up) does, checked
-against the server's own clock and only while that wrap-up is still the current one (an agent who
-paused or went ready meanwhile is left as they chose).
+wrap-up's end time is kept in Redis for the page's countdown. Choosing the disposition makes the
+agent ready again at once; otherwise the bridge does when the configured time is up (the pause
+command carries `ready_after`: callcenter.commands, "Automatic ready"), whether or not the page
+is still open; an agent who paused for another reason or went ready meanwhile is left as they
+chose. The page's countdown is display only: at zero it posts /console/wrapup/auto, which just
+ends the countdown and shows the agent's state.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from sqlmodel import select
 
 from agent_console.web.console import (
     console_config,
-    get_seat,
     pop_ctx,
     remember_call,
     status_ctx,
@@ -323,11 +324,11 @@ async def console_ended(
         key = wrapup_key(state.settings, user.id or 0)
         state.redis.set(key, json.dumps({"call_id": call_id, "until": until}), ex=86400)
         if WRAPUP_REASON in cfg["pause_reasons"]:
+            args: dict[str, Any] = {"interface": seat["interface"], "reason": WRAPUP_REASON}
+            if cfg["wrapup_seconds"]:  # the bridge makes the agent ready when the time is up
+                args["ready_after"] = cfg["wrapup_seconds"]
             try:
-                await to_bridge(
-                    request, user, seat, "queue_pause",
-                    {"interface": seat["interface"], "reason": WRAPUP_REASON},
-                )  # fmt: skip
+                await to_bridge(request, user, seat, "queue_pause", args)
             except (BridgeUnavailable, CommandFailed) as e:
                 ctx["wrapup_error"] = f"未能置为话后处理：{e}"
     ctx = {**ctx, **await run_in_threadpool(_ctx, request, user, call_id)}
@@ -385,21 +386,17 @@ async def _ready(request: Request, user: User, seat: dict[str, Any]) -> str:
 async def console_autoready(
     request: Request, user: User = Depends(page_user("web.console"))
 ) -> Response:
-    """The configured wrap-up time is up: ready again, if this wrap-up is still the current one
-    (204 otherwise: the agent chose for themselves)."""
+    """The page's countdown reached zero: end the countdown (when this wrap-up's time is indeed up
+    by the server's clock) and show the agent's state. Display only: the bridge makes the agent
+    ready (callcenter.commands.ready_due), page open or not (204: nothing to show)."""
     state = request.app.state
     key = wrapup_key(state.settings, user.id or 0)
     raw = state.redis.get(key)
     if not raw or not console_config(state.settings)["wrapup_seconds"]:
         return Response(status_code=204)
-    wrap = json.loads(raw)
-    if wrap["until"] > time.time() + 1:  # a page clock running fast: not yet
+    if json.loads(raw)["until"] > time.time() + 1:  # a page clock running fast: not yet
         return Response(status_code=204)
     if not state.redis.delete(key):  # another tab took it first
         return Response(status_code=204)
-    seat = await run_in_threadpool(get_seat, request, user)
-    result = await _ready(request, user, seat)
-    log.info("console_auto_ready", call_id=wrap.get("call_id"), user=user.username, result=result)
-    message = "话后处理时间到，已自动就绪" if result == "已就绪" else None
-    ctx = await run_in_threadpool(status_ctx, request, user, message, None if message else result)
+    ctx = await run_in_threadpool(status_ctx, request, user, "话后处理时间到，已自动就绪")
     return render(request, "_console_status.html", ctx)

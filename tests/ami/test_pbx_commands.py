@@ -10,7 +10,7 @@ import time
 import pytest
 from replay_server import make_bridge, make_server, sync_point
 
-from callcenter.commands import BridgeUnavailable, CommandFailed, send_command
+from callcenter.commands import BridgeUnavailable, CommandFailed, auto_ready_key, send_command
 
 
 async def test_bridge_runs_queue_commands_and_reports_ami_errors(settings, aredis, sredis):
@@ -77,6 +77,45 @@ async def test_a_stale_command_is_dropped_not_run_late(settings, aredis, sredis)
         assert sredis.llen(key) == 0
         assert not [h for h in server.received if h.get("action") == "QueueAdd"]
         assert sredis.get(f"{settings.redis_namespace}:pbx:reply:old") is None
+    finally:
+        await bridge.stop()
+        await server.close()
+
+
+async def test_the_bridge_readies_a_wrapped_up_agent_unless_paused_for_another_reason(
+    settings, aredis, sredis
+):
+    """Automatic ready after wrap-up (commands.ready_due): a queue_pause with ready_after is
+    held in Redis and the bridge sends QueuePause false when due — except to an agent the PBX
+    has since reported paused for another reason (an event the bridge ingests)."""
+    server = await make_server("actions-queue-members")
+    bridge = make_bridge(settings, server, redis=aredis)
+    await bridge.start()
+    key = auto_ready_key(settings.redis_namespace, "pbx1")
+    try:
+        await asyncio.wait_for(server.finished.wait(), 20)
+        await sync_point(bridge)
+        for iface in ("Local/8004@agents", "Local/8001@agents"):
+            await asyncio.to_thread(
+                send_command, sredis, settings, "pbx1", "queue_pause",
+                {"interface": iface, "reason": "wrapup", "ready_after": 1}, actor="agent",
+            )  # fmt: skip
+        assert set(sredis.hkeys(key)) == {b"Local/8004@agents", b"Local/8001@agents"}
+        # the PBX reports 8001 paused for 会议 (a supervisor, or the phone): not wrap-up any more
+        frame = ("Event: QueueMemberPause\r\nQueue: dxe-general\r\nMemberName: 李娜\r\n"
+                 "Interface: Local/8001@agents\r\nPaused: 1\r\nPausedReason: 会议\r\n")  # fmt: skip
+        bridge.on_raw_event("QueueMemberPause", frame)
+        for _ in range(300):  # both taken by the bridge's check (1 s after the pause)
+            if not sredis.hlen(key):
+                break
+            await asyncio.sleep(0.05)
+        assert not sredis.hlen(key)
+        unpaused = [
+            h["interface"]
+            for h in server.received
+            if h.get("action") == "QueuePause" and h.get("paused") == "false"
+        ]
+        assert unpaused == ["Local/8004@agents"]  # 8001 stays paused for 会议
     finally:
         await bridge.stop()
         await server.close()

@@ -9,6 +9,7 @@ import pytest
 from _loop_helpers import prediction
 
 from config.settings import Settings
+from ticketing.conduct import accused_in_text
 from ticketing.dispatch_rule import classifier_threshold, confidence_of, decide
 from ticketing.models import Department
 
@@ -117,3 +118,58 @@ def test_no_prediction_and_garbage_confidence_are_manual_not_errors(settings: Se
     for bad in (float("nan"), float("inf"), "x", None):
         assert confidence_of(bad) == 0.0
     assert confidence_of("0.7") == pytest.approx(0.7)
+
+
+# The accused named in a conduct complaint's own words (ticketing.conduct.accused_in_text)
+@pytest.mark.parametrize(
+    ("text", "accused"),
+    [
+        ("市场监管局的工作人员态度恶劣，办个执照跑了五趟", ("SCJG",)),
+        ("城管的人在店门口故意刁难我们", ("CGJ",)),
+        ("税务局：窗口人员冷硬横推，还暗示请吃饭", ("SWJ",)),
+        ("态度恶劣的是城管执法局的那个队员", ("CGJ",)),
+        # two departments: the one nearest the conduct words is accused, the other is context
+        ("我按税务局的要求去市场监管局办执照，窗口人员故意刁难", ("SCJG",)),
+        ("我先去了税务局，后来到市场监督管理局办变更，工作人员态度恶劣", ("SCJG",)),
+        # two departments joined as the subject: both accused
+        ("税务局和市场监管局的人都故意刁难企业", ("SWJ", "SCJG")),
+        # a department named only in another sentence is context
+        ("我在税务局办完了手续。后来去住建局，窗口的人吃拿卡要", ("ZJJ",)),
+        # no department named: none from the text
+        ("窗口工作人员态度恶劣", ()),
+        # the conduct office itself is never the accused
+        ("营商办转来的，城管态度恶劣", ("CGJ",)),
+    ],
+)
+def test_the_accused_is_the_department_the_conduct_words_are_about(
+    settings: Settings, text: str, accused: tuple[str, ...]
+) -> None:
+    from ticketing.routing import match_conduct
+
+    conduct = match_conduct(settings, text)
+    assert conduct is not None
+    assert accused_in_text(settings, text, conduct.hits, office=conduct.office) == accused
+
+
+def test_the_text_names_the_accused_when_no_rule_or_classifier_does(settings: Settings) -> None:
+    lookup, _ = _lookup({"YSB": True})
+    text = "我先去了税务局，后来到市监局办变更，工作人员态度恶劣"
+    registry_asked: list[int] = []
+
+    def registry() -> dict[str, Department]:
+        registry_asked.append(1)
+        # an administrator renamed a department: the registry's name counts, not only the seed's
+        return {
+            "SCJG": Department(code="SCJG", name="市监局"),
+            "YSB": Department(code="YSB", name="营商办"),
+        }
+
+    d = decide(settings, None, text, None, lookup, registry)
+    assert d.codes == ["YSB"] and d.accused == ("SCJG",) and d.basis["accused"] == ["SCJG"]
+    assert registry_asked == [1]
+    # the text's accused come first, then the classifier's (deduplicated)
+    both = decide(settings, None, text, prediction("SWJ", 0.95), lookup, registry)
+    assert both.accused == ("SCJG", "SWJ")
+    # not a conduct complaint: the registry is not read at all
+    decide(settings, None, "市监局的电话是多少", None, lookup, registry)
+    assert registry_asked == [1, 1]

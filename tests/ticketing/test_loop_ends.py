@@ -188,6 +188,21 @@ def test_a_conduct_complaint_goes_to_the_office_never_to_the_accused(world):
         d.dispatch(s, settings, s.get(Ticket, tid), ["SCJG"], actor="disp")
 
 
+def test_the_accused_is_read_from_the_text_when_nothing_else_names_it(world):
+    engine, settings = world
+    text = "我先去税务局开了证明，又去城管办占道许可，城管的人态度恶劣，故意拖延"
+    tid = make_ticket(engine, settings, content=text, category="complaint")
+    with session_scope(engine) as s:
+        subs = d.auto_dispatch(s, settings, s.get(Ticket, tid), prediction("JXJ", 0.1), "sys")
+        assert [so.department_code for so in subs] == ["YSB"]
+    # no rule matches: CGJ comes from the text (税务局 is only context), JXJ from the classifier
+    assert load_ticket(engine, tid).conduct_accused == "CGJ,JXJ"
+    with session_scope(engine) as s, pytest.raises(InvalidInput, match="被投诉部门"):
+        d.dispatch(s, settings, s.get(Ticket, tid), ["CGJ"], actor="disp")
+    with session_scope(engine) as s:
+        d.dispatch(s, settings, s.get(Ticket, tid), ["SWJ"], actor="disp")
+
+
 def test_conduct_complaints_through_intake_are_flagged(world):
     engine, settings = world
     with session_scope(engine) as s:

@@ -2,7 +2,7 @@
 the real app, with a real bridge (on its own loop, against the replaying AMI peer) serving the
 console's commands: ticket edits through ticketing (a category/urgency correction needs a reason
 and is recorded), notes, the blind transfer sent as AMI BlindTransfer to [dxe-transfer] (the PBX's
-refusal shown in Chinese), wrap-up pausing with reason `wrapup` and auto-ready (QueuePause false),
+refusal shown in Chinese), wrap-up pausing with reason `wrapup` and the bridge holding its auto-ready,
 callbacks scheduled, listed and closed in the one callback store."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlmodel import select
 from web_helpers import Web
 
 from callcenter.ami.publish import keys
-from callcenter.commands import TRANSFER_CHANNEL, TRANSFER_CONTEXT, TRANSFER_EXTEN
+from callcenter.commands import TRANSFER_CHANNEL, TRANSFER_CONTEXT, TRANSFER_EXTEN, auto_ready_key
 from config.database import session_scope
 from config.loader import load_yaml
 from ticketing import CallbackTask, Enterprise, Ticket, TicketEvent, promise_callback, utcnow
@@ -221,17 +221,22 @@ def test_transfer_wrap_up_and_auto_ready_through_the_bridge(web: Web, pbx: Bridg
     assert r.status_code == 200 and "通话已结束" in r.text and "秒后自动就绪" in r.text
     (pause,) = [a for a in pbx.sent("QueuePause") if a.get("paused") == "true"]
     assert pause["reason"] == "wrapup" and pause["interface"] == SEAT["interface"]
-    auto = web.client.post("/console/wrapup/auto", headers=h)
-    assert auto.status_code == 204  # not yet: 30 s of wrap-up by console.yaml
-    assert not [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
+    # the bridge holds the automatic ready (30 s of wrap-up by console.yaml), not the page
     r = _redis(web)
-    key = f"{web.settings.redis_namespace}:console:wrapup:{web.user_ids['agent']}"
-    r.set(key, json.dumps({"call_id": CALL, "until": time.time() - 1}))  # the time is up
-    r.close()
+    held = r.hget(auto_ready_key(web.settings.redis_namespace, "pbx-cmd"), SEAT["interface"])
+    assert held is not None and json.loads(held)["reason"] == "wrapup"
+    assert json.loads(held)["due"] > time.time() + 20
     auto = web.client.post("/console/wrapup/auto", headers=h)
-    assert auto.status_code == 200 and "已自动就绪" in auto.text, auto.text
-    assert [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
+    assert auto.status_code == 204  # not yet
+    assert not [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
+    key = f"{web.settings.redis_namespace}:console:wrapup:{web.user_ids['agent']}"
+    r.set(key, json.dumps({"call_id": CALL, "until": time.time() - 1}))  # the page's time is up
+    auto = web.client.post("/console/wrapup/auto", headers=h)
+    assert auto.status_code == 200 and "话后处理时间到" in auto.text, auto.text
+    # display only: the page's countdown sends nothing (tests/web/test_console_autoready.py)
+    assert not [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
     assert web.client.post("/console/wrapup/auto", headers=h).status_code == 204  # once only
+    r.close()
     r = web.client.post(f"/console/pop/{CALL}/wrapup", data={"disposition": "ticket"}, headers=h)
     assert r.status_code == 200 and "话后小结：已登记工单" in r.text
 
@@ -247,8 +252,11 @@ def test_disposition_after_the_call_makes_the_agent_ready_at_once(web: Web, pbx:
     r = web.client.post(f"/console/pop/{CALL}/wrapup", data={"disposition": "resolved"}, headers=h)
     assert r.status_code == 200 and "话后小结：当场解答。已就绪" in r.text
     assert [a for a in pbx.sent("QueuePause") if a.get("paused") == "false"]
-    # the wrap-up is over: the page's timer finds nothing to do
+    # the wrap-up is over: the page's timer finds nothing to do, the bridge holds nothing
     assert web.client.post("/console/wrapup/auto", headers=h).status_code == 204
+    r = _redis(web)
+    assert not r.hgetall(auto_ready_key(web.settings.redis_namespace, "pbx-cmd"))
+    r.close()
 
 
 def test_transfer_needs_a_connected_call(web: Web):
