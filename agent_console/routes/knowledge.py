@@ -396,12 +396,14 @@ def update(
 def review_flow(
     body: TransitionIn,
     session: SessionDep,
+    settings: SettingsDep,
     action: Literal["review", "publish", "expire", "withdraw"],
     article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.transition")),
 ) -> ArticleOut:
-    """One step of draft → reviewed → published → expired (or withdraw to draft)."""
-    a = transition(session, article_id, action, Editor.of(user), note=body.note)
+    """One step of draft → reviewed → published → expired (or withdraw to draft). Publishing a
+    policy pushes it to the enterprises it fits (policy_push.yaml `push_on_publish`)."""
+    a = transition(session, article_id, action, Editor.of(user), note=body.note, settings=settings)
     return ArticleOut.model_validate(a)
 
 
