@@ -18,7 +18,10 @@ from config.queues import get_queue
 from ticketing.knowledge.models import (
     ArticleStatus,
     KbArticle,
-    PolicyPush, PolicyPushOpen, PolicyPushRun
+    PolicyPush,
+    PolicyPushOpen,
+    PolicyPushRun,
+)
 from ticketing.knowledge.store import SYSTEM, transition
 from ticketing.models import Enterprise, OutboxMessage
 from ticketing.policy_push import (
@@ -117,7 +120,7 @@ def test_two_concurrent_runs_never_push_twice(engine, settings, db_url):
         eng = make_engine(db_url)
         try:
             run_push(eng, settings, rid, batch_size=5)
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
         finally:
             eng.dispose()
