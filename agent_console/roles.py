@@ -115,6 +115,12 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.supervision": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # a head's 督办 list
     "web.redboard": frozenset({ADMIN, SUPERVISOR, LEADER}),  # the leader's red board (专办)
     "web.revisits": _STAFF,  # agents' 回访 tasks
+    # proactive policy push (issue #12 §20–21): hotline/window staff keep the enterprise profiles
+    # (edit, import); a policy is pushed by its editors (the store's rule: admin, or a handler
+    # of the owning department); staff link a ticket to the policy it is about
+    "web.enterprise_profile": _DISPATCH,
+    "web.policy_push": frozenset({ADMIN, HANDLER}),
+    "web.ticket_policy": _STAFF,
 }
 WEB_PREFIX = "web."
 
