@@ -37,6 +37,7 @@ from ticketing import (
     in_force,
     link_ticket_policy,
     local_today,
+    mask_phone,
     matching_policies,
     may_edit,
     policy_figures,
@@ -63,6 +64,7 @@ def profile_ctx(session: Any, settings: Any, ent: Enterprise) -> dict[str, Any]:
         "push_status": PUSH_STATUS_LABELS,
         "skip_labels": PUSH_SKIP_LABELS,
         "labels": PROFILE_FIELD_LABELS,
+        "push_mobile_masked": mask_phone(ent.push_mobile),
     }
 
 
