@@ -9,7 +9,8 @@ the profile is among its targets; an empty target list sets no restriction on th
 - size_bands: the profile's derived band (ticketing.profiles.size_band) is one of them;
 - regions: the profile's town/district is one of them;
 - tags: the profile has at least one of the tags;
-- audiences: a policy whose audiences name only non-enterprise groups (e.g. 个人) fits no enterprise.
+- audiences: the kind of registrant the credit code says (91 企业, 92 个体工商户, 93 农民专业合作社)
+  is one of them; a policy for 个人 only fits no enterprise.
 
 A profile without the value a restricted dimension needs (no industry code, no band) does not
 fit. Only published, public, in-force policies are matched (effective_from ≤ today ≤ expires_on,
@@ -29,8 +30,10 @@ from sqlmodel import Session, col, select
 from ticketing.errors import InvalidInput
 from ticketing.knowledge.models import ArticleKind, ArticleStatus, KbArticle
 
-# the audiences an enterprise profile belongs to (knowledge.yaml `audiences`)
-ENTERPRISE_AUDIENCES = frozenset({"企业", "个体工商户", "农民专业合作社"})
+# The audiences (knowledge.yaml `audiences`) a file of 一企一档 can belong to, told apart by its
+# unified social credit code (GB 32100): registered by market regulation (9) as 企业 (1),
+# 个体工商户 (2) or 农民专业合作社 (3) — the code's first two characters.
+AUDIENCE_USCC: dict[str, str] = {"企业": "91", "个体工商户": "92", "农民专业合作社": "93"}
 
 
 def target_code(raw: str) -> str | None:
@@ -78,8 +81,11 @@ def fit_clause(a: KbArticle, dialect: str, params: dict[str, Any], key: str = "p
     """The SQL condition (over alias `e`, the enterprise table) for "policy `a` fits e".
     Bind values go into `params` under names starting with `key`."""
     parts: list[str] = []
-    if a.audiences and not ENTERPRISE_AUDIENCES & set(a.audiences):
-        return "1 = 0"
+    if a.audiences:
+        heads = sorted({AUDIENCE_USCC[x] for x in a.audiences if x in AUDIENCE_USCC})
+        if not heads:
+            return "1 = 0"
+        parts.append(f"substr(e.uscc, 1, 2) IN ({_in(key + 'a', heads, params)})")
     codes = [c for c in dict.fromkeys(target_code(c) for c in a.industries or []) if c]
     if a.industries and not codes:
         return "1 = 0"

@@ -12,6 +12,7 @@ from ticketing.knowledge.models import ArticleStatus
 from ticketing.knowledge.search import local_today
 from ticketing.policy_match import count_matches, matching_enterprise_ids, matching_policies
 from ticketing.profiles import canonical_industry, size_band
+from ticketing.uscc import build_uscc
 
 
 @pytest.fixture
@@ -168,9 +169,16 @@ def test_size_band_region_and_tag_targets(engine, settings):
         both = policy(s, settings, size_bands=["小型"], regions=["车埠镇"], tags=["外贸"])
         assert _ids(s, both, settings) == [small.id]
         assert _ids(s, policy(s, settings, size_bands=["小型"], regions=["赤壁镇"]), settings) == []
-        # a policy for individuals only reaches no enterprise; one naming 企业 does
+        # audiences by the credit code: 91… 企业, 92… 个体工商户; 个人 alone reaches no file
+        shop = enterprise(s, settings, 5)
+        shop.uscc = build_uscc("00000005", category="2")
+        s.add(shop)
+        s.flush()
         assert _ids(s, policy(s, settings, audiences=["个人"]), settings) == []
-        assert len(_ids(s, policy(s, settings, audiences=["个人", "企业"]), settings)) == 4
+        firms = [micro.id, small.id, large.id, unknown.id]
+        assert _ids(s, policy(s, settings, audiences=["个人", "企业"]), settings) == firms
+        assert _ids(s, policy(s, settings, audiences=["个体工商户"]), settings) == [shop.id]
+        assert len(_ids(s, policy(s, settings, audiences=["企业", "个体工商户"]), settings)) == 5
 
 
 def test_only_published_in_force_public_policies_match(engine, settings):

@@ -14,20 +14,20 @@ import pytest
 from sqlmodel import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ticketing"))
-from policy_helpers import enterprise, policy, uscc  # noqa: E402
-from web_helpers import Web  # noqa: E402
+from policy_helpers import enterprise, policy, uscc
+from web_helpers import Web
 
-from config.database import session_scope  # noqa: E402
-from ticketing.intake import submit  # noqa: E402
-from ticketing.knowledge.models import (  # noqa: E402
+from config.database import session_scope
+from ticketing.intake import submit
+from ticketing.knowledge.models import (
     PolicyPush,
     PolicyPushOpen,
     PolicyPushRun,
     TicketPolicy,
 )
-from ticketing.models import Enterprise  # noqa: E402
-from ticketing.policy_push import PUSH_PATH, run_push  # noqa: E402
-from ticketing.schemas import TicketIn  # noqa: E402
+from ticketing.models import Enterprise
+from ticketing.policy_push import PUSH_PATH, run_push
+from ticketing.schemas import TicketIn
 
 ROLES = ("admin", "dispatcher", "agent", "supervisor", "handler", "leader")
 PROFILE_EDITORS = {"admin", "dispatcher", "supervisor"}
