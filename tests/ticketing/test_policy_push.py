@@ -435,3 +435,31 @@ def test_ticket_links_to_policy(engine, settings):
         assert link_ticket_policy(s, t.id, pid, "agent") is True
         assert link_ticket_policy(s, t.id, pid, "agent") is False
         assert [a.id for a in ticket_policies(s, t.id)] == [pid]
+
+
+def test_answer_from_a_policy_article_links_the_ticket(engine, settings):
+    """直接答复 from a policy: the ticket is about that policy (a guide links nothing)."""
+    from kb_helpers import seed_store
+
+    from ticketing.direct_answer import answer_at_intake
+    from ticketing.knowledge.models import KbArticle as Article
+    from ticketing.schemas import TicketIn
+
+    seed_store(engine, settings)
+    with session_scope(engine, read_only=True) as s:
+        pol = s.exec(select(Article.id).where(Article.seed_key == "tax-003")).one()
+        guide = s.exec(select(Article.id).where(Article.kind == "guide")).first()
+    with session_scope(engine) as s:
+        t = answer_at_intake(
+            s,
+            settings,
+            TicketIn(
+                channel="hotline",
+                content="小规模纳税人有什么税收优惠",
+                channel_data={"call_id": "c-9"},
+            ),
+            article_ids=[pol, guide],
+            note="按政策可享受减免",
+            actor="agent1",
+        )
+        assert [a.id for a in ticket_policies(s, t.id)] == [pol]
