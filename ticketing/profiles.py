@@ -31,6 +31,7 @@ from ticketing.errors import InvalidInput
 from ticketing.knowledge.models import SizeBand
 from ticketing.models import Enterprise, utcnow
 from ticketing.phones import is_mainland_mobile, normalise_phone
+from ticketing.text import normalise_text
 from ticketing.uscc import validate_uscc
 
 # GB/T 4754-2017: section letter → its two-digit divisions.
@@ -200,7 +201,9 @@ def validate_profile(
     """Check one row (values as text, keys as FIELD_LABELS). Only the keys present are set;
     an empty value clears that field, except 不接收推送, which only a 是 changes."""
     errors: list[tuple[str, str]] = []
-    text = {k: ("" if v is None else str(v)).strip() for k, v in data.items() if k in FIELD_LABELS}
+    text = {
+        k: normalise_text("" if v is None else str(v)) for k, v in data.items() if k in FIELD_LABELS
+    }
     try:
         uscc = validate_uscc(text.get("uscc", ""))
     except InvalidInput as e:
