@@ -55,6 +55,9 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "suborders.release": _DISPATCH,
     "tickets.reclassify": _DISPATCH | {AGENT},
     "enterprises.get": _STAFF | {LEADER},
+    # issue #12: the profile the policy push matches on; kept by hotline/window staff
+    "enterprises.profile": _STAFF | {LEADER},
+    "enterprises.profile_update": _DISPATCH,
     "departments.list": ALL_ROLES,
     "departments.inbox": _DISPATCH | {LEADER, HANDLER},  # handler: own department only
     "users.list": frozenset({ADMIN, LEADER}),  # leader reads everything
@@ -81,6 +84,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "knowledge.transition": frozenset({ADMIN, HANDLER}),
     "knowledge.gaps": _DISPATCH | {LEADER, HANDLER},  # handler: its department's articles
     "knowledge.figures": _DISPATCH | {LEADER},
+    # push a policy to the enterprises it fits: its editors (the store's department rule)
+    "knowledge.push": frozenset({ADMIN, HANDLER}),
     # 直接答复: an agent closes a consultation at intake; a dispatcher a waiting one
     "tickets.direct_answer": _STAFF,
     "tickets.answer_waiting": _DISPATCH,
@@ -115,6 +120,12 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.supervision": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # a head's 督办 list
     "web.redboard": frozenset({ADMIN, SUPERVISOR, LEADER}),  # the leader's red board (专办)
     "web.revisits": _STAFF,  # agents' 回访 tasks
+    # proactive policy push (issue #12 §20–21): hotline/window staff keep the enterprise profiles
+    # (edit, import); a policy is pushed by its editors (the store's rule: admin, or a handler
+    # of the owning department); staff link a ticket to the policy it is about
+    "web.enterprise_profile": _DISPATCH,
+    "web.policy_push": frozenset({ADMIN, HANDLER}),
+    "web.ticket_policy": _STAFF,
 }
 WEB_PREFIX = "web."
 

@@ -4,7 +4,7 @@ One scheduler per deployment (a child of `callcenter run` / `up`); the jobs them
 worker. What runs, and how often:
     ticketing.run_warning_scan     every warnings.scan_interval_s (sla.yaml): §13 levels kept current
     ticketing.requeue_lost_work    every 5 min: hand-offs and SMS queued but never attempted (Redis lost
-                                   them) are queued again
+                                   them), and policy push runs left unfinished, are queued again
     ticketing.knowledge.run_knowledge_upkeep  hourly: expired knowledge articles marked expired, the
                                    owning department told once before one expires (knowledge.yaml)
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not

@@ -54,6 +54,11 @@ Front door — other packages import these names from `ticketing`, never its mod
     models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
                  Caller, Department, User, CallbackTask, and the enums
     errors       TicketingError, InvalidInput, NotFound, Conflict, PermissionDenied
+    policy push  (§20–21, 政策直达) profiles: validate_profile, save_profile, import_profiles,
+                 size_band, regions, profile_form; policy_match: matching_enterprise_ids,
+                 matching_policies, count_matches, in_force; policy_push: request_policy_push,
+                 request_enterprise_push, run_push, push_by_token, record_open, opt_out,
+                 policy_figures, enterprise_pushes, link_ticket_policy, ticket_policies
 
 Imports only config (layering). Names load lazily, so importing the package (or its models) does
 not pull in scikit-learn or the HTTP client.
@@ -159,6 +164,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.intake_write import write_drafts
     from ticketing.jobs import (
         requeue_lost_work,
+        run_policy_push,
         run_warning_scan,
     )
     from ticketing.knowledge import (
@@ -231,8 +237,43 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         mask_phone,
         normalise_phone,
     )
+    from ticketing.policy_match import (
+        count_matches,
+        in_force,
+        in_force_policies,
+        matching_enterprise_ids,
+        matching_policies,
+    )
+    from ticketing.policy_push import SKIP_LABELS as PUSH_SKIP_LABELS
+    from ticketing.policy_push import STATUS_LABELS as PUSH_STATUS_LABELS
+    from ticketing.policy_push import (
+        enterprise_pushes,
+        link_ticket_policy,
+        opt_out,
+        policy_figures,
+        policy_tickets,
+        push_by_token,
+        record_open,
+        request_enterprise_push,
+        request_policy_push,
+        run_push,
+        ticket_policies,
+    )
     from ticketing.portal_view import STAGES as PUBLIC_STAGES
     from ticketing.portal_view import PublicView, public_view
+    from ticketing.profiles import (
+        FIELD_LABELS as PROFILE_FIELD_LABELS,
+    )
+    from ticketing.profiles import (
+        SIZE_LABELS,
+        ImportReport,
+        import_profiles,
+        profile_form,
+        regions,
+        save_profile,
+        size_band,
+        validate_profile,
+    )
     from ticketing.queries import (
         TicketFilter,
         caller_history,

@@ -26,7 +26,7 @@ from config.loader import load_yaml
 from config.settings import Settings
 from ticketing import events
 from ticketing.errors import Conflict, InvalidInput, TicketingError
-from ticketing.knowledge.models import ArticleStatus, DirectAnswer, KbArticle
+from ticketing.knowledge.models import ArticleKind, ArticleStatus, DirectAnswer, KbArticle
 from ticketing.lifecycle import TICKET_LABELS, live_suborders, lock_ticket, transition_ticket
 from ticketing.models import Ticket, TicketStatus, utcnow
 from ticketing.schemas import TicketIn
@@ -153,7 +153,19 @@ def _close(
         previous_deadline=previous_deadline,
     )
     session.flush()
+    link_answered_policies(session, ticket, articles, actor)
     _notify(session, settings, ticket, articles, note, notify_acceptance=notify_acceptance)
+
+
+def link_answered_policies(
+    session: Session, ticket: Ticket, articles: list[KbArticle], actor: str
+) -> None:
+    """A matter answered from a policy article is a ticket about that policy (issue #12)."""
+    from ticketing.policy_push import link_ticket_policy
+
+    for a in articles:
+        if a.kind == ArticleKind.policy:
+            link_ticket_policy(session, ticket.id or 0, a.id or 0, actor)
 
 
 def _notify(

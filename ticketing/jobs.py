@@ -56,22 +56,36 @@ def run_warning_scan(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
         engine.dispose()
 
 
+def run_policy_push(run_id: int, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One policy push run (ticketing.policy_push.run_push): resumable, safe to repeat."""
+    from ticketing.policy_push import run_push
+
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return run_push(engine, settings, run_id).as_dict()
+    finally:
+        engine.dispose()
+
+
 # A job enqueued a moment ago may still be waiting in the queue; after this long without any
 # attempt it was lost (Redis down at commit, or restarted without its data).
 LOST_AFTER_MINUTES = 10
 
 
 def requeue_lost_work(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The scheduler's safety net: hand-offs and SMS queued but never attempted are queued again."""
+    """The scheduler's safety net: hand-offs, SMS and policy push runs queued but never done are
+    queued again."""
     from datetime import timedelta
 
-    from ticketing import notify
+    from ticketing import notify, policy_push
 
     settings = _settings(snapshot)
     lost = timedelta(minutes=LOST_AFTER_MINUTES)
     engine = make_engine(settings.resolved_database_url)
     try:
         n = handoff.requeue_pending(settings, engine, older_than=lost)
+        runs = policy_push.requeue_unfinished(settings, engine, older_than=lost)
     finally:
         engine.dispose()
-    return {"handoffs": n, "sms": notify.flush_pending(settings, older_than=lost)}
+    return {"handoffs": n, "sms": notify.flush_pending(settings, older_than=lost), "pushes": runs}

@@ -141,6 +141,22 @@ class Enterprise(SQLModel, table=True):
     address: str | None = Field(default=None, max_length=300)
     contact_phone: str | None = Field(default=None, max_length=20)
     created_at: datetime = UTCField(default_factory=utcnow)
+    # The profile the proactive policy push matches on (issue #12, ticketing.profiles): GB/T 4754
+    # code (section letter + up to 4 digits, e.g. C1311), size inputs (revenue and assets in 万元),
+    # the size band derived from them (enterprise_size.yaml), town/district, tags, the mobile
+    # pushes go to, and the enterprise's opt-out.
+    industry_code: str | None = Field(default=None, max_length=5, index=True)
+    employees: int | None = None
+    revenue: float | None = None  # 营业收入, 万元
+    assets: float | None = None  # 资产总额, 万元
+    size_band: str | None = Field(default=None, max_length=8, index=True)
+    region: str | None = Field(default=None, max_length=50, index=True)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    push_mobile: str | None = Field(default=None, max_length=20)
+    push_opt_out: bool = False
+    push_opt_out_at: datetime | None = UTCField(default=None)
+    profile_updated_at: datetime | None = UTCField(default=None)
+    profile_updated_by: str | None = Field(default=None, max_length=64)
 
 
 class Caller(SQLModel, table=True):

@@ -35,6 +35,7 @@ from ticketing import (
     InvalidInput,
     KbArticle,
     NotFound,
+    PermissionDenied,
     Role,
     SearchFilter,
     TicketIn,
@@ -49,7 +50,9 @@ from ticketing import (
     local_today,
     log_open,
     log_search,
+    may_edit,
     no_hit_articles,
+    request_policy_push,
     search_articles,
     transition,
     unanswered_questions,
@@ -396,13 +399,48 @@ def update(
 def review_flow(
     body: TransitionIn,
     session: SessionDep,
+    settings: SettingsDep,
     action: Literal["review", "publish", "expire", "withdraw"],
     article_id: int = Path(ge=1, le=MAX_ID),
     user: User = Depends(require("knowledge.transition")),
 ) -> ArticleOut:
-    """One step of draft → reviewed → published → expired (or withdraw to draft)."""
-    a = transition(session, article_id, action, Editor.of(user), note=body.note)
+    """One step of draft → reviewed → published → expired (or withdraw to draft). Publishing a
+    policy pushes it to the enterprises it fits (policy_push.yaml `push_on_publish`)."""
+    a = transition(session, article_id, action, Editor.of(user), note=body.note, settings=settings)
     return ArticleOut.model_validate(a)
+
+
+class PushRunOut(BaseModel):
+    run_id: int
+    article_id: int
+    requested_at: Instant
+
+
+@router.post(
+    "/knowledge/policies/{article_id}/push",
+    name="knowledge.push",
+    response_model=PushRunOut,
+    status_code=202,
+    responses=responses(401, 403, 404, 409, 422),
+)
+def push_policy(
+    session: SessionDep,
+    settings: SettingsDep,
+    article_id: int = Path(ge=1, le=MAX_ID),
+    user: User = Depends(require("knowledge.push")),
+) -> PushRunOut:
+    """Push a published, in-force policy to every enterprise it fits that was not told yet
+    (an RQ job; 409 when the policy is not in force). Its editors only: an admin, or a handler
+    of the owning department."""
+    a = get_article(session, article_id)
+    if a.kind != "policy":
+        raise NotFound(f"未找到政策：{article_id}", field="article_id")
+    if not may_edit(Editor.of(user), a.department_code):
+        raise PermissionDenied(
+            "只有政策所属部门的经办人或管理员可以推送", department=a.department_code
+        )
+    run = request_policy_push(session, settings, article_id, user.username)
+    return PushRunOut(run_id=run.id or 0, article_id=article_id, requested_at=run.requested_at)
 
 
 @router.get(

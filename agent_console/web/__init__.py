@@ -15,6 +15,8 @@ Layout:
   portal.py      the public service portal (/portal, no login): submit, notice, follow, rate;
                  portal_access.py (CSRF, follow grants, SMS codes), portal_upload.py (attachments)
   kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
+  policy.py      enterprise profiles (edit, CSV/xlsx import), a policy's push panel, ticket ↔
+                 policy links; portal_policy.py the pushed link's public page and the opt-out
   console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
                  wrap-up with disposition and auto-ready
   wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
@@ -44,8 +46,10 @@ from agent_console.web import (
     kb,
     kb_console,
     leader,
+    policy,
     portal,
     portal_kb,
+    portal_policy,
     portal_upload,
     supervision,
     tickets,
@@ -66,6 +70,7 @@ from agent_console.web.core import (
 
 ROUTERS = (
     auth_pages.router,
+    policy.router,  # proactive policy push (issue #12); before tickets: /enterprises/import
     tickets.router,
     desk.router,
     inbox.router,
@@ -78,6 +83,7 @@ ROUTERS = (
     kb.router,
     kb_console.router,
     portal_kb.router,  # knowledge base (issue #19)
+    portal_policy.router,  # a pushed policy's public page and the opt-out (issue #12)
     console_call.router,
     wallboard.router,
     supervision.router,

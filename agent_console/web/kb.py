@@ -366,7 +366,7 @@ async def kb_flow(
     status = 422
     try:
         with session_scope(state.engine) as s:
-            transition(s, aid, action, Editor.of(user), note=note)
+            transition(s, aid, action, Editor.of(user), note=note, settings=state.settings)
     except NotFound:
         raise PageNotFound("未找到知识库文章") from None
     except TicketingError as e:

@@ -25,6 +25,7 @@ from agent_console.web.core import (
     require_role,
     to_utc_naive,
 )
+from agent_console.web.policy import new_profile_ctx, profile_ctx
 from config.database import session_scope
 from recordings import PlaybackDenied, Recording, check_access
 from ticketing import (
@@ -43,6 +44,7 @@ from ticketing import (
     list_tickets,
     related_ticket,
     summary_mode,
+    ticket_policies,
     utcnow,
 )
 from ticketing import history as ticket_history
@@ -109,6 +111,7 @@ def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[
         "recordings": recordings,
         "depts": departments(session),
         "now": utcnow(),
+        "policies": ticket_policies(session, ticket.id or 0),  # issue #12: what it is about
     }
 
 
@@ -272,8 +275,10 @@ def enterprise_lookup(
         with session_scope(request.app.state.engine, read_only=True) as s:
             try:
                 ctx["ent"], ctx["tickets"] = enterprise_file(s, uscc)
+                ctx.update(profile_ctx(s, request.app.state.settings, ctx["ent"]))
             except TicketingError as e:
                 ctx["error"], status = e.message, e.status
+                ctx.update(new_profile_ctx(request.app.state.settings, uscc, e))
     ctx["now"] = utcnow()
     return render(request, "enterprise.html", ctx, status=status)
 
@@ -287,8 +292,7 @@ def enterprise_page(
             ent, tickets = enterprise_file(s, uscc)
         except TicketingError as e:
             raise PageNotFound(e.message) from None
-    return render(
-        request,
-        "enterprise.html",
-        {"uscc": ent.uscc, "error": None, "ent": ent, "tickets": tickets, "now": utcnow()},
-    )
+        profile = profile_ctx(s, request.app.state.settings, ent)
+    ctx: dict[str, Any] = {"uscc": ent.uscc, "error": None, "ent": ent, "tickets": tickets}
+    ctx["now"], ctx["saved"] = utcnow(), request.query_params.get("saved") == "1"
+    return render(request, "enterprise.html", {**ctx, **profile})

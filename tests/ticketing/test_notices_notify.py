@@ -225,7 +225,7 @@ def test_redis_down_keeps_the_row_pending_then_flush(engine, settings, queue):
         s.get(OutboxMessage, oid).created_at -= timedelta(minutes=11)
     from ticketing.jobs import requeue_lost_work
 
-    assert requeue_lost_work(settings.job_snapshot()) == {"handoffs": 0, "sms": 1}
+    assert requeue_lost_work(settings.job_snapshot()) == {"handoffs": 0, "sms": 1, "pushes": 0}
     run_worker(queue, settings)
     assert outbox(engine, oid).status == "logged"
 

@@ -110,8 +110,9 @@ def test_every_page_route_checks_a_row_of_the_one_role_table():
 
     from agent_console.web import ROUTERS
     from agent_console.web.portal_kb import OPEN_ROUTES
+    from agent_console.web.portal_policy import OPEN_ROUTES as POLICY_OPEN_ROUTES
 
-    open_routes = {"web.login", "web.login_submit", "web.home"} | OPEN_ROUTES
+    open_routes = {"web.login", "web.login_submit", "web.home"} | OPEN_ROUTES | POLICY_OPEN_ROUTES
     for router in ROUTERS:
         for route in router.routes:
             assert isinstance(route, APIRoute)

@@ -142,3 +142,68 @@ class DirectAnswer(SQLModel, table=True):
     answered_at: datetime = UTCField(default_factory=utcnow, index=True)
     outcome: str | None = Field(default=None, max_length=24)  # the caller's rating (overall)
     dispatched_at: datetime | None = UTCField(default=None)  # 不满意 → turned into a dispatch
+
+
+class PolicyPushRun(SQLModel, table=True):
+    """One request to push a policy (on publish, or by staff), or to tell one enterprise the
+    policies that fit it (`enterprise_id` set). Written in the requesting transaction; the RQ job
+    marks it finished. An unfinished run is queued again by the scheduler (resumable)."""
+
+    __tablename__ = "policy_push_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int | None = Field(default=None, foreign_key="kb_article.id", index=True)
+    enterprise_id: int | None = Field(default=None, foreign_key="enterprise.id")
+    requested_by: str = Field(max_length=64)
+    requested_at: datetime = UTCField(default_factory=utcnow)
+    finished_at: datetime | None = UTCField(default=None, index=True)
+    matched: int = 0
+    sent: int = 0
+    skipped: int = 0
+
+
+class PolicyPush(SQLModel, table=True):
+    """One policy told to one enterprise: the push log. Unique per (policy, enterprise), so a policy
+    never reaches an enterprise twice whatever runs race or repeat (ticketing.policy_push)."""
+
+    __tablename__ = "policy_push"
+    __table_args__ = (
+        UniqueConstraint("article_id", "enterprise_id", name="uq_policy_push_article_enterprise"),
+        Index("ix_policy_push_status_article", "status", "article_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="kb_article.id")
+    enterprise_id: int = Field(foreign_key="enterprise.id", index=True)
+    run_id: int | None = Field(default=None, foreign_key="policy_push_run.id")
+    status: str = Field(default="pending", max_length=12)  # pending | sent | skipped
+    skip_reason: str | None = Field(default=None, max_length=20)  # opted_out | no_mobile
+    token_digest: str | None = Field(default=None, unique=True, max_length=64)  # SHA-256 hex
+    outbox_id: int | None = Field(default=None, foreign_key="outboxmessage.id")
+    created_at: datetime = UTCField(default_factory=utcnow)
+    sent_at: datetime | None = UTCField(default=None)
+    first_opened_at: datetime | None = UTCField(default=None)
+    open_count: int = 0
+
+
+class PolicyPushOpen(SQLModel, table=True):
+    """Every open of a pushed policy's link (the read log)."""
+
+    __tablename__ = "policy_push_open"
+
+    id: int | None = Field(default=None, primary_key=True)
+    push_id: int = Field(foreign_key="policy_push.id", index=True)
+    at: datetime = UTCField(default_factory=utcnow)
+
+
+class TicketPolicy(SQLModel, table=True):
+    """A ticket about a policy (a hotline enquiry 政策查询) linked to that policy."""
+
+    __tablename__ = "ticket_policy"
+    __table_args__ = (UniqueConstraint("ticket_id", "article_id", name="uq_ticket_policy"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    article_id: int = Field(foreign_key="kb_article.id", index=True)
+    linked_by: str = Field(max_length=64)
+    linked_at: datetime = UTCField(default_factory=utcnow)

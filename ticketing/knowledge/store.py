@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from config.settings import Settings
 from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.knowledge import segment
-from ticketing.knowledge.models import ArticleStatus, KbArticle, KbArticleVersion
+from ticketing.knowledge.models import ArticleKind, ArticleStatus, KbArticle, KbArticleVersion
 from ticketing.knowledge.sanitize import clean_html, plain_text
 from ticketing.knowledge.schemas import ArticleIn
 from ticketing.models import Department, Role, utcnow
@@ -242,9 +242,16 @@ def update_article(
 
 
 def transition(
-    session: Session, article_id: int, action: str, editor: Editor, *, note: str | None = None
+    session: Session,
+    article_id: int,
+    action: str,
+    editor: Editor,
+    *,
+    note: str | None = None,
+    settings: Settings | None = None,
 ) -> KbArticle:
-    """One step of the review flow (FLOW), by an editor of the owning department."""
+    """One step of the review flow (FLOW), by an editor of the owning department. Publishing a
+    policy (with `settings`) pushes it to the enterprises it fits (ticketing.policy_push)."""
     if action not in FLOW:
         raise InvalidInput(f"未知的操作：{action}", field="action", allowed=sorted(FLOW))
     a = _lock(session, article_id)
@@ -267,6 +274,10 @@ def transition(
     session.add(a)
     session.flush()
     _record(session, a, DONE[action], editor.username, note)
+    if target == S.published and a.kind == ArticleKind.policy and settings is not None:
+        from ticketing.policy_push import request_on_publish
+
+        request_on_publish(session, settings, a, editor.username)
     return a
 
 

@@ -1,0 +1,124 @@
+"""The public side of the policy push (no login): the page a pushed SMS links to, and the opt-out.
+
+/portal/p/{token} shows the policy (its knowledge article) and logs the open (every open a row,
+ticketing.policy_push.record_open); /portal/p/{token}/optout asks, then records that the
+enterprise no longer wants pushes. The token is single-purpose (one push), stored as a digest.
+A policy withdrawn or expired since the push says so instead of showing stale text.
+CSRF for the opt-out form: the portal's double-submit cookie (as portal_kb's 问题已解决).
+Rate-limited in the public reads' bucket.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from agent_console.ratelimit import public_read_limit
+from agent_console.web.core import PageNotFound, render
+from agent_console.web.kb import KIND_LABELS
+from agent_console.web.portal_kb import PORTAL_CSRF_COOKIE
+from agent_console.web.tickets import departments
+from config.database import session_scope
+from ticketing import (
+    Enterprise,
+    KbArticle,
+    in_force,
+    local_today,
+    opt_out,
+    push_by_token,
+    record_open,
+)
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public_read_limit)])
+OPEN_ROUTES = frozenset(
+    {"web.portal_policy", "web.portal_policy_optout", "web.portal_policy_optout_save"}
+)
+
+
+def _no_user(request: Request) -> None:
+    request.state.user = None
+
+
+def _csrf(request: Request) -> tuple[str, bool]:
+    token = request.cookies.get(PORTAL_CSRF_COOKIE, "")
+    if len(token) == 43:
+        return token, False
+    return secrets.token_urlsafe(32), True
+
+
+def _with_cookie(resp: Response, token: str, fresh: bool) -> Response:
+    if fresh:
+        resp.set_cookie(PORTAL_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal")
+    return resp
+
+
+@router.get("/portal/p/{token}", name="web.portal_policy")
+def portal_policy(token: str, request: Request) -> Response:
+    """A pushed policy: the open is logged, the policy shown (or said to be no longer in force)."""
+    _no_user(request)
+    state = request.app.state
+    with session_scope(state.engine) as s:
+        push = push_by_token(s, token)
+        if push is None:
+            raise PageNotFound("链接无效或已过期")
+        record_open(s, push)
+        a = s.get(KbArticle, push.article_id)
+        ent = s.get(Enterprise, push.enterprise_id)
+        depts = departments(s)
+    ctx: dict[str, Any] = {
+        "a": a,
+        "live": a is not None and in_force(a, local_today(state.settings)),
+        "depts": depts,
+        "kinds": KIND_LABELS,
+        "token": token,
+        "opted_out": bool(ent and ent.push_opt_out),
+    }
+    return render(request, "portal/policy.html", ctx)
+
+
+@router.get("/portal/p/{token}/optout", name="web.portal_policy_optout")
+def portal_policy_optout(token: str, request: Request) -> Response:
+    _no_user(request)
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        push = push_by_token(s, token)
+        if push is None:
+            raise PageNotFound("链接无效或已过期")
+        ent = s.get(Enterprise, push.enterprise_id)
+    csrf, fresh = _csrf(request)
+    resp = render(
+        request,
+        "portal/policy_optout.html",
+        {
+            "token": token,
+            "csrf": csrf,
+            "done": bool(ent and ent.push_opt_out),
+            "name": ent.name if ent else "",
+        },
+    )
+    return _with_cookie(resp, csrf, fresh)
+
+
+@router.post("/portal/p/{token}/optout", name="web.portal_policy_optout_save")
+async def portal_policy_optout_save(token: str, request: Request) -> Response:
+    """The enterprise opts out: no policy is pushed to it any more (pending ones are dropped)."""
+    _no_user(request)
+    form = await request.form()
+    sent = str(form.get("csrf") or "")
+    have = request.cookies.get(PORTAL_CSRF_COOKIE, "")
+    if not have or not hmac.compare_digest(sent, have):
+        return HTMLResponse("页面已过期，请刷新后重试", status_code=403)
+    with session_scope(request.app.state.engine) as s:
+        push = push_by_token(s, token)
+        if push is None:
+            raise PageNotFound("链接无效或已过期")
+        ent = opt_out(s, push.enterprise_id)
+        name = ent.name
+    return render(
+        request,
+        "portal/policy_optout.html",
+        {"token": token, "csrf": "", "done": True, "name": name},
+    )
