@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
-from ticketing import events, handoff, submitter_notices
+from ticketing import events, handoff, hooks, submitter_notices
 from ticketing.department_cache import cached_departments
 from ticketing.dispatch_rule import (
     DepartmentLookup,
@@ -380,6 +380,7 @@ def _dispatch(
             ),
         )
         created.append(so)
+    hooks.after_dispatch(session, ticket, created)
     return created
 
 

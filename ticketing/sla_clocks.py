@@ -26,7 +26,16 @@ from ticketing import events
 from ticketing.errors import TicketingError
 from ticketing.models import SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
 from ticketing.sla import add_duration, to_utc_naive
-from ticketing.sla_levels import SEVERITY, Clock, Rule, Verdict, evaluate, higher, rules_from
+from ticketing.sla_levels import (
+    RULE_LEVELS,
+    SEVERITY,
+    Clock,
+    Rule,
+    boundaries,
+    higher,
+    level_from,
+    rules_from,
+)
 from ticketing.worktime import WorkCalendar
 
 SS = SubOrderStatus
@@ -57,6 +66,16 @@ class Facts:
     department: str | None = None
     cross_department: bool = False
     beyond_power: bool = False
+    bounds: Bounds | None = None  # stored boundaries, valid for `step` (None: compute them)
+
+
+Bounds = dict[str, datetime | None]  # level -> the instant it starts on the step (sla_levels)
+BOUND_COLUMNS = {
+    "blue": "sla_blue_at",
+    "yellow": "sla_yellow_at",
+    "red": "sla_red_at",
+    "overdue": "sla_overdue_at",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,22 @@ class Outcome:
     raised: bool  # a higher level than stored, on the same step or a new one
     reasons: tuple[str, ...] = ()
     own: str = "none"  # the clock's own level (a ticket's without its sub-orders' floor)
+    bounds: Bounds | None = None  # the step's boundaries (to store)
+
+
+def stored_bounds(row: Any, step: str | None) -> Bounds | None:
+    """The boundaries stored on a row (ORM object or plain row) when they belong to `step`."""
+    if step is None or getattr(row, "sla_bounds_step", None) != step:
+        return None
+    return {lvl: getattr(row, col_) for lvl, col_ in BOUND_COLUMNS.items()}
+
+
+def bound_values(out: Outcome) -> dict[str, Any]:
+    """The columns to write for an outcome's boundaries (all NULL when the step is over)."""
+    b = out.bounds or {}
+    values: dict[str, Any] = {col_: b.get(lvl) for lvl, col_ in BOUND_COLUMNS.items()}
+    values["sla_bounds_step"] = out.step if out.bounds is not None else None
+    return values
 
 
 def bind_settings(session: Session, settings: Settings) -> None:
@@ -143,29 +178,39 @@ def judge(
     rule_set: tuple[Rule, ...] | None = None,
 ) -> Outcome:
     """The clock's new level. moved: a state change just happened (the step starts afresh);
-    floor: a level the result may not be below (a ticket shows its worst live sub-order)."""
+    floor: a level the result may not be below (a ticket shows its worst live sub-order).
+    The step's boundaries are computed (rules and working time) only when it starts, or when
+    none are stored for it; otherwise the level is a comparison of `now` with them."""
     if facts.step is None:
         return Outcome(facts.stored_level, facts.stored_step, None, False)
     same_step = facts.stored_step == facts.step
     reached = "none" if moved or not same_step else facts.stored_level
-    cal = cal or WorkCalendar(settings)
-    clock = Clock(
-        urgency=facts.urgency,
-        step=facts.step,
-        start=facts.start,
-        due=facts.due,
-        moved_at=facts.moved_at,
-        cross_department=facts.cross_department,
-        beyond_power=facts.beyond_power,
-        reached=reached,
-    )
-    v: Verdict = evaluate(rule_set or rules(settings), clock, now, cal.add_working_hours)
-    level = higher(v.level, floor)
+    bounds = None if moved else facts.bounds
+    if bounds is None:
+        cal = cal or WorkCalendar.shared(settings)
+        clock = Clock(
+            urgency=facts.urgency,
+            step=facts.step,
+            start=facts.start,
+            due=facts.due,
+            moved_at=facts.moved_at,
+            cross_department=facts.cross_department,
+            beyond_power=facts.beyond_power,
+            reached=reached,
+        )
+        bounds = boundaries(rule_set or rules(settings), clock, cal.add_working_hours)
+    own, next_at = level_from(bounds, reached, now)
+    level = higher(own, floor)
     before = facts.stored_level if same_step else "none"
     raised = SEVERITY[level] > SEVERITY.get(before, 0) and not (
         moved and same_step and level == before
     )
-    return Outcome(level, facts.step, v.next_at, raised, v.reasons, v.level)
+    reasons = tuple(
+        lvl
+        for lvl in (*RULE_LEVELS, "overdue")
+        if (at := bounds.get(lvl)) is not None and at <= now
+    )
+    return Outcome(level, facts.step, next_at, raised, reasons, own, bounds)
 
 
 # ---------------------------------------------------------------- facts from rows / objects
@@ -203,6 +248,7 @@ def suborder_facts(
         stored_level=so.warning or "none",
         stored_step=so.warning_step,
         department=so.department_code,
+        bounds=stored_bounds(so, step),
     )
 
 
@@ -245,17 +291,28 @@ def touch(session: Session, ticket: Ticket, so: SubOrder | None = None) -> None:
     """Re-evaluate after a state change (the lifecycle calls this on every move): the sub-order
     (if any) and its ticket start their step afresh; a level the new state already has (e.g. a
     return as beyond the department's power: red) is raised and escalated now."""
+    start_clocks(session, ticket, [so] if so is not None else [])
+
+
+def start_clocks(session: Session, ticket: Ticket, subs: list[SubOrder]) -> None:
+    """Start (or restart) the clocks of these sub-orders, just created or moved, and their
+    ticket's: each step's boundaries computed once, here, and stored on the row (the scans only
+    compare them with `now`). Called through ticketing.hooks by the lifecycle on every move and
+    by the dispatch for the sub-orders it creates (their clocks run from the dispatch)."""
     settings = settings_for(session)
     deliver = bound_settings(session) is not None
     now = utcnow()
-    cal = WorkCalendar(settings)
+    cal = WorkCalendar.shared(settings)
+    rule_set = rules(settings)
     try:
-        if so is not None and so.id is not None:
+        for so in subs:
+            if so.id is None:
+                continue
             facts = suborder_facts(settings, so, ticket.urgency, ticket.category, now)
-            out = judge(settings, facts, now, moved=True, cal=cal)
+            out = judge(settings, facts, now, moved=True, cal=cal, rule_set=rule_set)
             _apply_suborder(session, settings, ticket, so, facts, out, now, deliver=deliver)
         if ticket.id is not None:
-            subs = (
+            current = (
                 list(
                     session.exec(
                         select(SubOrder).where(
@@ -267,12 +324,12 @@ def touch(session: Session, ticket: Ticket, so: SubOrder | None = None) -> None:
                 else []
             )
             reevaluate_ticket(
-                session, settings, ticket, subs, now, moved=True, cal=cal, deliver=deliver
+                session, settings, ticket, current, now, moved=True, cal=cal, deliver=deliver
             )
     except TicketingError:  # e.g. a policy gap in sla.yaml: the move stands, the scan retries
-        if so is not None:
-            so.sla_next_at = now
-        ticket.sla_next_at = now
+        for so in subs:
+            so.sla_next_at, so.sla_bounds_step = now, None
+        ticket.sla_next_at, ticket.sla_bounds_step = now, None
 
 
 def _apply_suborder(
@@ -290,6 +347,8 @@ def _apply_suborder(
         so.accept_due_at = facts.due
     previous = (so.warning, so.warning_step)
     so.warning, so.warning_step, so.sla_next_at = out.level, out.step, out.next_at
+    for name, value in bound_values(out).items():
+        setattr(so, name, value)
     session.add(so)
     if out.raised:
         _raised(session, settings, facts, previous, out, now, deliver=deliver)
@@ -309,9 +368,10 @@ def reevaluate_ticket(
     facts, worst = ticket_facts(ticket, subs, returned_is_beyond_power=_returned_red(settings))
     out = judge(settings, facts, now, moved=moved, cal=cal, floor=worst)
     previous = (ticket.warning, "ticket")
-    if out.level != ticket.warning or out.next_at != ticket.sla_next_at:
-        ticket.warning, ticket.sla_next_at = out.level, out.next_at
-        session.add(ticket)
+    ticket.warning, ticket.sla_next_at = out.level, out.next_at
+    for name, value in bound_values(out).items():
+        setattr(ticket, name, value)
+    session.add(ticket)
     if out.raised:
         _raised(session, settings, facts, previous, out, now, deliver=deliver)
     return out

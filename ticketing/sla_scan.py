@@ -112,7 +112,7 @@ def scan_round(
     """One incremental round: every due sub-order, then every due ticket, then held SMS. Plain
     rows and multi-row updates (no ORM objects): a round costs what is due."""
     now = now or utcnow()
-    cal = WorkCalendar(settings)
+    cal = WorkCalendar.shared(settings)
     result = ScanResult()
     rule_set = rules(settings)
     tickets_due: set[int] = set()
