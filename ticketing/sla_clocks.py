@@ -89,9 +89,12 @@ class Outcome:
     bounds: Bounds | None = None  # the step's boundaries (to store)
 
 
-def stored_bounds(row: Any, step: str | None) -> Bounds | None:
-    """The boundaries stored on a row (ORM object or plain row) when they belong to `step`."""
+def stored_bounds(row: Any, step: str | None, due: datetime | None) -> Bounds | None:
+    """The boundaries stored on a row (ORM object or plain row) when they belong to `step` and
+    its due instant (a deadline changed behind the clocks makes them stale: computed again)."""
     if step is None or getattr(row, "sla_bounds_step", None) != step:
+        return None
+    if getattr(row, "sla_overdue_at", None) != due:
         return None
     return {lvl: getattr(row, col_) for lvl, col_ in BOUND_COLUMNS.items()}
 
@@ -248,7 +251,7 @@ def suborder_facts(
         stored_level=so.warning or "none",
         stored_step=so.warning_step,
         department=so.department_code,
-        bounds=stored_bounds(so, step),
+        bounds=stored_bounds(so, step, due),
     )
 
 

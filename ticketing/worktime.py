@@ -15,7 +15,7 @@ from config.settings import Settings
 from ticketing.sla import local_zone, to_utc_naive
 from ticketing.workcalendar import Exceptions, calendar_exceptions, is_workday
 
-_SHARED: dict[tuple[str, str], tuple[Exceptions, "WorkCalendar"]] = {}
+_SHARED: dict[tuple[str, str], tuple[Exceptions, WorkCalendar]] = {}
 
 
 class WorkCalendar:

@@ -32,9 +32,7 @@ def upgrade() -> None:
                 b.add_column(sa.Column(name, _TS, nullable=True))
             b.add_column(sa.Column("sla_bounds_step", sa.String(length=8), nullable=True))
     with op.batch_alter_table("user", schema=None) as b:
-        b.add_column(
-            sa.Column("is_head", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        b.add_column(sa.Column("is_head", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
