@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from config.bulk import insert_rows
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing import events
@@ -175,19 +176,19 @@ def escalate_many(
         return []
     keys = list(planned)
     for i in range(0, len(keys), 500):
-        for k in session.execute(
-            select(_E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500]))
-        ).scalars():
+        for k in (
+            session.execute(select(_E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500])))
+            .scalars()
+            .all()
+        ):
             planned.pop(str(k), None)
     if not planned:
         return []
     ids: dict[str, int] = {}
     try:
         with session.begin_nested():
-            got = session.execute(
-                _E.insert().returning(_E.c.id, _E.c.dedup_key), list(planned.values())
-            )
-            ids = {str(key): int(i) for i, key in got}
+            insert_rows(session, _E, list(planned.values()))
+        ids = _ids_of(session, list(planned))
     except IntegrityError:  # a concurrent scan raised some of them first: one at a time
         for key, values in list(planned.items()):
             esc = Escalation(**values)
@@ -216,6 +217,17 @@ def escalate_many(
     return made
 
 
+def _ids_of(session: Session, keys: list[str]) -> dict[str, int]:
+    """The ids of the escalations with these dedup keys (one indexed lookup per 500)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(keys), 500):
+        for i_, key in session.execute(
+            select(_E.c.id, _E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500]))
+        ).all():
+            out[str(key)] = int(i_)
+    return out
+
+
 def _live_departments_many(
     session: Session, pairs: set[tuple[int, int]]
 ) -> dict[tuple[int, int], list[str]]:
@@ -231,7 +243,7 @@ def _live_departments_many(
             so.c.status != SubOrderStatus.returned,
         )
         .order_by(so.c.id)
-    )
+    ).all()
     for t, r, code in rows:
         if (t, r) in pairs and code not in out.setdefault((t, r), []):
             out[(t, r)].append(code)
@@ -534,7 +546,7 @@ def _send_many(session: Session, settings: Settings, escs: list[Any], now: datet
             select(t_.c.id, t_.c.number, t_.c.deadline_at).where(
                 t_.c.id.in_({e.ticket_id for e in escs})
             )
-        )
+        ).all()
     }
     sub_ids = {e.suborder_id for e in escs if e.suborder_id is not None}
     subs = (
@@ -544,12 +556,12 @@ def _send_many(session: Session, settings: Settings, escs: list[Any], now: datet
                 select(so_.c.id, so_.c.accept_due_at, so_.c.deadline_at).where(
                     so_.c.id.in_(sub_ids)
                 )
-            )
+            ).all()
         }
         if sub_ids
         else {}
     )
-    names = {code: name for code, name in session.execute(select(d_.c.code, d_.c.name))}
+    names = {code: name for code, name in session.execute(select(d_.c.code, d_.c.name)).all()}
     templates = load_yaml(settings, "notices.yaml")
     directory = _directory(settings)
     outgoing: list[tuple[str, str, int | None, str]] = []

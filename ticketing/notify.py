@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from config.after_commit import after_commit
+from config.bulk import insert_rows
 from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.redis import redis_url
@@ -130,7 +131,7 @@ def send_sms_many(
             }
         )
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    ids = session.execute(table.insert().returning(table.c.id), rows).scalars()
+    ids = insert_rows(session, table, rows, returning="id")
     after_commit(session, _INFO_PENDING, [(settings, int(i)) for i in ids], _enqueue_all)
     return len(rows)
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
@@ -316,13 +317,7 @@ def start_clocks(session: Session, ticket: Ticket, subs: list[SubOrder]) -> None
             _apply_suborder(session, settings, ticket, so, facts, out, now, deliver=deliver)
         if ticket.id is not None:
             current = (
-                list(
-                    session.exec(
-                        select(SubOrder).where(
-                            SubOrder.ticket_id == ticket.id, SubOrder.round == ticket.round
-                        )
-                    )
-                )
+                _round_subs(session, ticket.id, ticket.round)
                 if ticket.status in OPEN_TICKET
                 else []
             )
@@ -333,6 +328,26 @@ def start_clocks(session: Session, ticket: Ticket, subs: list[SubOrder]) -> None
         for so in subs:
             so.sla_next_at, so.sla_bounds_step = now, None
         ticket.sla_next_at, ticket.sla_bounds_step = now, None
+
+
+_SO_T = SubOrder.__table__  # type: ignore[attr-defined]
+
+
+def _round_subs(session: Session, ticket_id: int, round_no: int) -> list[Any]:
+    """What the ticket's clock reads of its current round's sub-orders (plain rows: the session's
+    pending changes flushed first, no ORM objects built)."""
+    session.flush()
+    return list(
+        session.execute(
+            sa_select(
+                _SO_T.c.ticket_id,
+                _SO_T.c.round,
+                _SO_T.c.status,
+                _SO_T.c.department_code,
+                _SO_T.c.warning,
+            ).where(_SO_T.c.ticket_id == ticket_id, _SO_T.c.round == round_no)
+        ).all()
+    )
 
 
 def _apply_suborder(
@@ -361,7 +376,7 @@ def reevaluate_ticket(
     session: Session,
     settings: Settings,
     ticket: Ticket,
-    subs: list[SubOrder],
+    subs: list[Any],
     now: datetime,
     *,
     moved: bool,

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlmodel import Session
 
+from config.bulk import update_rows
 from config.settings import Settings
 from ticketing.escalation import send_held
 from ticketing.models import SubOrder, Ticket, utcnow
@@ -91,29 +92,16 @@ _SO_COLS = (
     *(_SO.c[c] for c in BOUND_COLUMNS.values()),
     _SO.c.sla_bounds_step,
 )
-_BOUNDS_SET: dict[str, Any] = {
-    c: bindparam(f"b_{c}") for c in (*BOUND_COLUMNS.values(), "sla_bounds_step")
-}
-_SO_UPDATE = (
-    _SO.update()
-    .where(_SO.c.id == bindparam("b_id"))
-    .values(
-        warning=bindparam("b_level"),
-        warning_step=bindparam("b_step"),
-        sla_next_at=bindparam("b_next"),
-        accept_due_at=bindparam("b_accept_due"),
-        **_BOUNDS_SET,
-    )
-)
-_T_UPDATE = (
-    _T.update()
-    .where(_T.c.id == bindparam("b_id"))
-    .values(warning=bindparam("b_level"), sla_next_at=bindparam("b_next"), **_BOUNDS_SET)
-)
 
 
-def _bound_params(out: Outcome) -> dict[str, Any]:
-    return {f"b_{k}": v for k, v in bound_values(out).items()}
+def _row_values(table_row_id: int, out: Outcome) -> dict[str, Any]:
+    """The columns a round writes for one evaluated row (its level, next instant, boundaries)."""
+    return {
+        "id": table_row_id,
+        "warning": out.level,
+        "sla_next_at": out.next_at,
+        **bound_values(out),
+    }
 
 
 def scan_round(
@@ -152,14 +140,7 @@ def scan_round(
             if facts.step == "accept" and accept_due is None:
                 accept_due = facts.due
             updates.append(
-                {
-                    "b_id": r.id,
-                    "b_level": out.level,
-                    "b_step": out.step,
-                    "b_next": out.next_at,
-                    "b_accept_due": accept_due,
-                    **_bound_params(out),
-                }
+                {**_row_values(r.id, out), "warning_step": out.step, "accept_due_at": accept_due}
             )
             if out.raised:
                 result.raised[out.level] += 1
@@ -168,7 +149,7 @@ def scan_round(
                 facts.stored_step != out.step  # first look, or moved behind the lifecycle
             ):
                 tickets_due.add(r.ticket_id)  # its ticket's facts changed too
-        session.execute(_SO_UPDATE, updates)
+        update_rows(session, _SO, "id", updates)
         record_raised(session, settings, raised, now)
         result.suborders += len(rows)
         if len(rows) < batch:
@@ -215,14 +196,12 @@ def _tickets(
             mine = [x for x in subs.get(t.id, []) if x.round == t.round]
             facts, worst = ticket_facts(t, mine, returned_is_beyond_power=returned_red)
             out = judge(settings, facts, now, moved=False, cal=cal, floor=worst, rule_set=rule_set)
-            updates.append(
-                {"b_id": t.id, "b_level": out.level, "b_next": out.next_at, **_bound_params(out)}
-            )
+            updates.append(_row_values(t.id, out))
             if out.raised:
                 result.raised[out.level] += 1
                 raised.append((facts, (t.warning, "ticket"), out))
         if updates:
-            session.execute(_T_UPDATE, updates)
+            update_rows(session, _T, "id", updates)
         record_raised(session, settings, raised, now)
         seen += len(tickets)
         if len(tickets) < batch and not extra_ids:
@@ -320,11 +299,11 @@ def full_scan(
             facts = suborder_facts(settings, r, urg, cat, now)
             out = judge(settings, facts, now, moved=False)  # from the stored boundaries
             level = out.level
-            updates.append({"b_id": r.id, "b_level": level, "b_next": out.next_at})
+            updates.append({"id": r.id, "warning": level, "sla_next_at": out.next_at})
             raised.append((facts, (r.warning, r.warning_step), out))
             result.raised[level] += 1
             tickets_due.add(r.ticket_id)
-        session.execute(_SO_RAISE, updates)
+        update_rows(session, _SO, "id", updates)
         record_raised(session, settings, raised, now)
     result.suborders += len(risen)
     # tickets: their own clocks the same way (their floor, the worst sub-order, by the round)
@@ -350,11 +329,11 @@ def full_scan(
             facts.bounds = stored_bounds(t, "ticket", t.deadline_at)
             out = judge(settings, facts, now, moved=False)  # from the stored boundaries
             level = out.level
-            updates.append({"b_id": t.id, "b_level": level, "b_next": out.next_at})
+            updates.append({"id": t.id, "warning": level, "sla_next_at": out.next_at})
             raised.append((facts, (t.warning, "ticket"), out))
             result.raised[level] += 1
             tickets_due.discard(t.id)
-        session.execute(_T_RAISE, updates)
+        update_rows(session, _T, "id", updates)
         record_raised(session, settings, raised, now)
     result.tickets += len(trisen)
     # then a round: the rows made due above, and the tickets whose sub-orders rose (the floor)
@@ -366,24 +345,12 @@ def full_scan(
     return result
 
 
-_SO_RAISE = (
-    _SO.update()
-    .where(_SO.c.id == bindparam("b_id"))
-    .values(warning=bindparam("b_level"), sla_next_at=bindparam("b_next"))
-)
-_T_RAISE = (
-    _T.update()
-    .where(_T.c.id == bindparam("b_id"))
-    .values(warning=bindparam("b_level"), sla_next_at=bindparam("b_next"))
-)
-
-
 def _ticket_facts_of(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
     return {
         r.id: (r.urgency, r.category)
         for r in session.execute(
             select(_T.c.id, _T.c.urgency, _T.c.category).where(_T.c.id.in_(set(ids)))
-        )
+        ).all()
     }
 
 
@@ -394,6 +361,6 @@ def _current_subs(session: Session, ticket_ids: list[int]) -> dict[int, list[Any
             select(
                 _SO.c.ticket_id, _SO.c.round, _SO.c.status, _SO.c.department_code, _SO.c.warning
             ).where(_SO.c.ticket_id.in_(ticket_ids))
-        ):
+        ).all():
             subs.setdefault(srow.ticket_id, []).append(srow)
     return subs
