@@ -374,12 +374,19 @@ def acknowledge(
     *,
     actor: str,
     department: str | None,
+    head: bool,
     note: str | None = None,
 ) -> Escalation:
-    """The unit head confirms a 督办 (department: the handler's own; None for admin)."""
+    """The unit head confirms a 督办. department: the handler's own (None: an admin or
+    supervisor, any department); head: whether that handler is its department's head
+    (User.is_head): a handler who is not cannot acknowledge."""
     esc = get_escalation(session, escalation_id)
     if department is not None and esc.department_code != department:
         raise NotFound(f"督办/专办记录不存在：{escalation_id}", escalation_id=escalation_id)
+    if department is not None and not head:
+        raise PermissionDenied(
+            "只有单位负责人可以确认督办", code="not_head", escalation_id=escalation_id
+        )
     if esc.kind != K.supervise:
         raise Conflict("只有督办需要单位负责人确认", code="not_supervision", kind=esc.kind)
     if esc.status != "open":

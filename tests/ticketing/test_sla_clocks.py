@@ -20,7 +20,7 @@ from config.database import session_scope
 from config.settings import DEFAULTS_DIR
 from ticketing import escalation as esc
 from ticketing import followup
-from ticketing.errors import Conflict, InvalidInput, NotFound
+from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.evaluation import evaluate
 from ticketing.models import (
     CallbackTask,
@@ -271,11 +271,13 @@ def test_manual_supervision_needs_a_note_and_the_heads_acknowledgement(world):
         ids = {r.department_code: r.id for r in rows}
     assert set(ids) == {"SWJ", "RSJ"}
     with session_scope(engine) as s, pytest.raises(NotFound):  # another department's: 404
-        esc.acknowledge(s, ids["SWJ"], actor="rsj1", department="RSJ")
+        esc.acknowledge(s, ids["SWJ"], actor="rsj1", department="RSJ", head=True)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied):  # a handler, not the head
+        esc.acknowledge(s, ids["SWJ"], actor="swj1", department="SWJ", head=False)
     with session_scope(engine) as s:
-        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", note="已部署")
+        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", head=True, note="已部署")
     with session_scope(engine) as s, pytest.raises(Conflict):
-        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ")
+        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", head=True)
     acked = {e.department_code: e for e in _escalations(engine, tid, "supervise")}
     assert acked["SWJ"].status == "acknowledged" and acked["SWJ"].acknowledged_by == "swj-head"
     assert acked["RSJ"].status == "open"
