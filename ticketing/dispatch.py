@@ -423,8 +423,13 @@ def accept(
     """签收: the department takes the sub-order on."""
     ticket, so = lock_suborder(session, suborder_id)
     _own(so, department)
-    transition_suborder(session, ticket, so, "accept", actor=actor, event="suborder_accepted")
-    so.accepted_at = utcnow()
+    # set before the move: the finish clock the move starts runs from this very instant
+    before, so.accepted_at = so.accepted_at, utcnow()
+    try:
+        transition_suborder(session, ticket, so, "accept", actor=actor, event="suborder_accepted")
+    except Exception:
+        so.accepted_at = before
+        raise
     return so
 
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from _loop_helpers import make_ticket, seed_departments, suborders, ticket
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import select
 
 import ticketing.dispatch as d
@@ -442,3 +442,103 @@ def test_full_scan_reevaluates_everything_and_national_day_deadlines_hold(world)
     with session_scope(engine) as s:
         full_scan(s, settings, now=due + MIN)
     assert ticket(engine, tid).warning == "overdue"
+
+
+# ---------------------------------------------------------------- clocks at dispatch, SQL = Python
+
+
+def test_the_clocks_start_at_the_dispatch(world):
+    engine, settings = world
+    tid, (sid,) = _dispatched(engine, settings, category="complaint", urgency="urgent")
+    so = _sub(engine, sid)  # no scan round has run
+    assert (so.warning, so.warning_step, so.sla_bounds_step) == ("none", "accept", "accept")
+    assert so.accept_due_at == so.dispatched_at + timedelta(hours=2)
+    assert so.sla_overdue_at == so.accept_due_at
+    assert so.sla_blue_at == so.dispatched_at + timedelta(minutes=80)  # 2/3 of two hours
+    assert so.sla_next_at == so.sla_blue_at
+    t = ticket(engine, tid)
+    assert t.sla_bounds_step == "ticket" and t.sla_overdue_at == t.deadline_at
+    # accepting starts the finish clock at once, on the sub-order's own deadline
+    with session_scope(engine) as s:
+        d.accept(s, settings, sid, actor="h")
+    so = _sub(engine, sid)
+    assert (so.warning_step, so.sla_bounds_step) == ("finish", "finish")
+    assert so.sla_overdue_at == so.deadline_at and so.sla_next_at is not None
+
+
+def test_the_set_based_full_scan_agrees_with_the_python_rule(world):
+    """Random sub-orders (urgency, category, one or two departments, accepted or not) walked
+    through random instants over three weeks: after each full scan (SQL on the stored boundaries)
+    every sub-order has the level the pure rule (sla_levels.evaluate, working hours from the
+    calendar) gives for its clock, never below the level it had."""
+    import random
+
+    from ticketing.sla_clocks import accept_due, rules, suborder_step
+    from ticketing.sla_levels import SEVERITY, Clock
+    from ticketing.sla_levels import evaluate as rule
+    from ticketing.worktime import WorkCalendar
+
+    engine, settings = world
+    rnd = random.Random(11)
+    sids: list[int] = []
+    for _ in range(24):
+        _tid, subs = _dispatched(
+            engine,
+            settings,
+            codes=rnd.choice([("SWJ",), ("SWJ", "RSJ")]),
+            category=rnd.choice(["enterprise", "government", "complaint"]),
+            urgency=rnd.choice(["general", "urgent", "critical"]),
+        )
+        for sid in subs:
+            if rnd.random() < 0.5:
+                with session_scope(engine) as s:
+                    d.accept(s, settings, sid, actor="h")
+        sids.extend(subs)
+    cal = WorkCalendar(settings)
+    # instants a minute either side of some clocks' own boundaries (each level in turn), and
+    # some anywhere in three weeks
+    start = _sub(engine, sids[0]).dispatched_at
+    edges = [
+        at + timedelta(minutes=rnd.choice((-1, 0, 1)))
+        for sid in rnd.sample(sids, 10)
+        for at in (_sub(engine, sid).sla_yellow_at, _sub(engine, sid).sla_red_at)
+        if at is not None
+    ]
+    instants = sorted(
+        edges + [start + timedelta(minutes=rnd.randint(1, 21 * 24 * 60)) for _ in range(6)]
+    )
+    seen: set[str] = set()
+    for now in instants:
+        with session_scope(engine, read_only=True) as s:
+            before = {
+                so.id: (so, s.get(Ticket, so.ticket_id))
+                for so in s.exec(select(SubOrder).where(SubOrder.id.in_(sids)))
+            }
+        with session_scope(engine) as s:
+            # nothing due for the incremental round: only the set-based pass can raise them
+            s.exec(update(SubOrder).where(SubOrder.id.in_(sids)).values(sla_next_at=None))
+        with session_scope(engine) as s:
+            full_scan(s, settings, now=now)
+        for sid in sids:
+            so, t = before[sid]
+            step = suborder_step(so.status)
+            due = (
+                so.accept_due_at
+                or accept_due(settings, t.category, t.urgency, so.dispatched_at, so.deadline_at)
+                if step == "accept"
+                else so.deadline_at
+            )
+            clock = Clock(
+                urgency=t.urgency,
+                step=step,
+                start=so.dispatched_at,
+                due=due,
+                moved_at=so.dispatched_at if step == "accept" else so.accepted_at,
+                reached=so.warning if so.warning_step == step else "none",
+            )
+            want = rule(rules(settings), clock, now, cal.add_working_hours).level
+            got = _sub(engine, sid)
+            assert got.warning == want, (sid, t.urgency, step, now, got.warning, want)
+            assert SEVERITY[got.warning] >= SEVERITY[so.warning]
+            seen.add(got.warning)
+    assert len(seen) >= 4, seen  # the walk crossed most levels, not only "none"
