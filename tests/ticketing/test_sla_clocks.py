@@ -542,3 +542,28 @@ def test_the_set_based_full_scan_agrees_with_the_python_rule(world):
             assert SEVERITY[got.warning] >= SEVERITY[so.warning]
             seen.add(got.warning)
     assert len(seen) >= 4, seen  # the walk crossed most levels, not only "none"
+
+
+def test_a_rebound_full_scan_recomputes_the_stored_instants(world):
+    """After a change of the rules or the calendar the stored instants are stale: full_scan with
+    rebound=True computes them again (a plain full scan trusts them)."""
+    engine, settings = world
+    _tid, (sid,) = _dispatched(engine, settings, category="complaint", urgency="urgent")
+    so = _sub(engine, sid)
+    right = so.sla_blue_at
+    soon = so.dispatched_at + MIN
+    with session_scope(engine) as s:  # as if the rules had said "blue from the start"
+        row = s.get(SubOrder, sid)
+        row.sla_blue_at = row.dispatched_at
+        s.add(row)
+    with session_scope(engine) as s:
+        full_scan(s, settings, now=soon, rebound=True)
+    so = _sub(engine, sid)
+    assert (so.warning, so.sla_blue_at, so.sla_bounds_step) == ("none", right, "accept")
+    with session_scope(engine) as s:
+        row = s.get(SubOrder, sid)
+        row.sla_blue_at = row.dispatched_at
+        s.add(row)
+    with session_scope(engine) as s:
+        full_scan(s, settings, now=soon)
+    assert _sub(engine, sid).warning == "blue"  # the stored instants are what it compares
