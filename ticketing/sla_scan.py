@@ -268,27 +268,26 @@ def full_scan(
     if rebound:
         session.execute(update(_SO).where(so_open).values(sla_bounds_step=None, sla_next_at=now))
         session.execute(update(_T).where(t_open).values(sla_bounds_step=None, sla_next_at=now))
-    else:
-        session.execute(
-            update(_SO)
-            .where(so_open, or_(_SO.c.sla_bounds_step.is_(None), ~so_valid))
-            .values(sla_next_at=now)
-        )
-        session.execute(
-            update(_T)
-            .where(t_open, or_(_T.c.sla_bounds_step.is_(None), ~t_valid))
-            .values(sla_next_at=now)
-        )
     now_p = bindparam("now", now, type_=_SO.c.sla_next_at.type)
     tickets_due: set[int] = set()
-    # sub-orders whose level rises: one pass over the open rows, only the risen ones come back
+    # one pass over the open sub-orders: back come those whose level rises, and those without
+    # boundaries for their step (made due: the round below computes them)
     lvl = _level_now(_SO, now_p)
-    risen = session.execute(
-        select(*_SO_COLS)
-        .where(so_open, so_valid, lvl > _severity_of(_SO.c.warning))
+    found = session.execute(
+        select(*_SO_COLS, case((so_valid, 1), else_=0).label("valid"))
+        .where(
+            so_open,
+            or_(
+                and_(so_valid, lvl > _severity_of(_SO.c.warning)),
+                _SO.c.sla_bounds_step.is_(None),
+                ~so_valid,
+            ),
+        )
         .order_by(_SO.c.id)
         .with_for_update(skip_locked=True)
     ).all()
+    risen = [r for r in found if r.valid]
+    _make_due(session, _SO, [r.id for r in found if not r.valid], now)
     for i in range(0, len(risen), batch):
         chunk = risen[i : i + batch]
         urgency = _ticket_facts_of(session, [r.ticket_id for r in chunk])
@@ -308,12 +307,21 @@ def full_scan(
     result.suborders += len(risen)
     # tickets: their own clocks the same way (their floor, the worst sub-order, by the round)
     tlvl = _level_now(_T, now_p)
-    trisen = session.execute(
-        select(_T)
-        .where(t_open, t_valid, tlvl > _severity_of(_T.c.warning))
+    found_t = session.execute(
+        select(_T, case((t_valid, 1), else_=0).label("valid"))
+        .where(
+            t_open,
+            or_(
+                and_(t_valid, tlvl > _severity_of(_T.c.warning)),
+                _T.c.sla_bounds_step.is_(None),
+                ~t_valid,
+            ),
+        )
         .order_by(_T.c.id)
         .with_for_update(skip_locked=True)
     ).all()
+    trisen = [t for t in found_t if t.valid]
+    _make_due(session, _T, [t.id for t in found_t if not t.valid], now)
     returned_red = _returned_red(settings)
     for i in range(0, len(trisen), batch):
         chunk = trisen[i : i + batch]
@@ -343,6 +351,14 @@ def full_scan(
     result.raised.update(more.raised)
     result.sms_released = more.sms_released
     return result
+
+
+def _make_due(session: Session, table: Any, ids: list[int], now: datetime) -> None:
+    """These rows are evaluated by the next round (now)."""
+    for i in range(0, len(ids), 1000):
+        session.execute(
+            update(table).where(table.c.id.in_(ids[i : i + 1000])).values(sla_next_at=now)
+        )
 
 
 def _ticket_facts_of(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
