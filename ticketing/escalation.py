@@ -170,7 +170,8 @@ def escalate_many(
                     "acknowledged_by": None,
                     "acknowledged_at": None,
                     "notify_after": held if held is not None or deliver else now,
-                    "notified_at": None,
+                    # sent in this transaction (_announce_many): marked so at the insert
+                    "notified_at": None if held is not None or not deliver else now,
                 }
     if not planned:
         return []
@@ -210,6 +211,7 @@ def escalate_many(
             note=None,
             due_at=None,
             notify_after=v["notify_after"],
+            notified_at=v["notified_at"],
         )
         for key, v in planned.items()
     ]
@@ -618,11 +620,12 @@ def _send_many(session: Session, settings: Settings, escs: list[Any], now: datet
     sent = send_sms_many(session, settings, outgoing)
     plain: list[int] = []
     for esc in escs:
-        esc.notify_after, esc.notified_at = None, now
         if isinstance(esc, Escalation):
+            esc.notify_after, esc.notified_at = None, now
             session.add(esc)
-        else:
+        elif esc.notified_at is None:  # a new one is marked notified at its insert
             plain.append(esc.id)
+            esc.notify_after, esc.notified_at = None, now
     for i in range(0, len(plain), 500):
         session.execute(
             _E.update()
