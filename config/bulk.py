@@ -81,8 +81,12 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
     arrays = ", ".join(f"%b::{_pg_type(table, c, conn)}[]" for c in allc)
     alias = ", ".join(f'"{c}"' for c in allc)
     sets = ", ".join(f'"{c}" = v."{c}"' for c in cols)
+    # the key's own ANY(...) too: without it the planner hashes the whole table against the
+    # array (it cannot see how few rows the array holds); with it, an index scan of these keys
+    key_type = _pg_type(table, key, conn)
     sql = (
         f'UPDATE "{table.name}" AS t SET {sets} FROM unnest({arrays}) AS v({alias}) '
-        f'WHERE t."{key}" = v."{key}"'
+        f'WHERE t."{key}" = v."{key}" AND t."{key}" = ANY(%b::{key_type}[])'
     )
-    conn.exec_driver_sql(sql, _arrays(table, allc, rows))
+    values = _arrays(table, allc, rows)
+    conn.exec_driver_sql(sql, (*values, values[0]))
