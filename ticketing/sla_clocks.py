@@ -1,11 +1,15 @@
 """The clocks of §13 kept on the rows: a sub-order's accept (签收) and finish (办结) steps, the
 ticket's committed deadline; each row's level and the next instant its level can change.
 
-One evaluation for both paths: `touch` (called by the lifecycle on every state change, on the
-objects in hand, no extra query for a sub-order) and the scheduled scan (ticketing.sla_scan,
-on plain rows). Both build `Facts`, call the pure `sla_levels.evaluate`, and hand a raised level
-to `ticketing.escalation` (催办/督办/专办). A state change is "the matter moving on": the step's
-level starts again from none; between state changes levels only go up.
+One evaluation for both paths: `touch` / `start_clocks` (called through ticketing.hooks by the
+lifecycle on every state change and by the dispatch for new sub-orders, on the objects in hand)
+and the scheduled scans (ticketing.sla_scan, on plain rows). Both build `Facts` and call `judge`,
+which hands a raised level to `ticketing.escalation` (催办/督办/专办). When a step starts, its
+level boundaries (the instant each level begins: sla_levels.boundaries, working time from
+ticketing.worktime) are computed once and stored on the row (sla_*_at, sla_bounds_step); from
+then on a level is a comparison of `now` with them (sla_levels.level_from, mirrored in SQL by the
+full scan). A state change is "the matter moving on": the step's level starts again from none;
+between state changes levels only go up.
 
 `sla_next_at` is written "now" by default on insert (any insert path, including intake's bulk
 insert, is evaluated by the next scan round) and NULL once the row can no longer change.

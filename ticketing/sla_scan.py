@@ -10,8 +10,11 @@ is due, not what is open: 1,000,000 open matters with nothing due cost one index
 Two scans at once (two schedulers, or a slow round overlapping the next) never do the same work
 twice: PostgreSQL hands each due row to one of them (FOR UPDATE SKIP LOCKED), SQLite runs one
 writer at a time (BEGIN IMMEDIATE, config.database), and the escalations a level sets off are
-unique by their dedup_key anyway. `full_scan` re-evaluates every open row (after a change of
-the rules in sla.yaml): the same code over all rows.
+unique by their dedup_key anyway. `full_scan` re-evaluates every open row set-based: one SQL
+pass compares each row's stored level boundaries with `now` and returns only the rows whose level
+rises (and those without boundaries, made due for the round); `rebound=True` after a change of
+the rules in sla.yaml or of the holiday calendar recomputes the boundaries. Writes go in bulk
+(config.bulk), events, escalations and their SMS in one batch per chunk.
 """
 
 from __future__ import annotations
