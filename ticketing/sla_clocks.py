@@ -17,7 +17,7 @@ insert, is evaluated by the next scan round) and NULL once the row can no longer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -453,7 +453,7 @@ def record_raised(
         session,
         settings,
         [
-            (replace(f, stored_level=out.level), out.level)
+            (f, out.level)
             for f, _prev, out in items
             if not (f.kind == "ticket" and SEVERITY[out.own] < SEVERITY[out.level])
         ],
