@@ -90,10 +90,11 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "tickets.direct_answer": _STAFF,
     "tickets.answer_waiting": _DISPATCH,
     # §14-15 (issue #11): manual 督办 by a supervisor or leader; a head (its department's
-    # handler) acknowledges its 督办; a leader coordinates 专办; agents do the 回访
+    # handler flagged is_head) acknowledges its 督办, or an admin or supervisor; a leader coordinates 专办; agents do the 回访
     "tickets.supervise": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "escalations.list": _DISPATCH | {LEADER, HANDLER},  # handler: own department only
-    "escalations.acknowledge": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    # handler: its department's head only (User.is_head; ticketing.escalation.acknowledge)
+    "escalations.acknowledge": frozenset({ADMIN, SUPERVISOR, HANDLER}),
     "escalations.coordinator": frozenset({ADMIN, LEADER}),
     "escalations.close": frozenset({ADMIN, LEADER}),
     "revisits.list": _STAFF,

@@ -67,6 +67,7 @@ class UserOut(_Out):
     role: str
     department_code: str | None
     active: bool
+    is_head: bool = False  # the department's head (单位负责人): acknowledges 督办
     created_at: Instant
 
 
@@ -87,6 +88,7 @@ class UserCreate(_In):
     role: Role
     department_code: str | None = Field(default=None, max_length=32)
     display_name: str = Field(default="", max_length=100)
+    is_head: bool = False  # a handler only: the department's head, who acknowledges 督办
 
 
 class UserUpdate(_In):
@@ -95,6 +97,7 @@ class UserUpdate(_In):
     active: bool | None = None
     password: str | None = Field(default=None, min_length=8, max_length=256)
     display_name: str | None = Field(default=None, max_length=100)
+    is_head: bool | None = None
 
 
 # --- departments / tickets ----------------------------------------------------------------------

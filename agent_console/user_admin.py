@@ -35,6 +35,12 @@ def check_role_department(session: Session, role: str, department_code: str | No
             )
 
 
+def check_head(role: str, is_head: bool) -> None:
+    """Only a department's handler can be its head (单位负责人, who acknowledges 督办)."""
+    if is_head and role != Role.handler:
+        raise InvalidInput("只有部门经办人可以设为单位负责人", code="head_not_handler")
+
+
 def check_password(password: str) -> None:
     problem = password_problem(password)
     if problem:
@@ -77,10 +83,12 @@ def create_user(
     role: str,
     department_code: str | None,
     display_name: str = "",
+    is_head: bool = False,
 ) -> User:
     """A new user. `password_hash` is computed by the caller before its transaction (Argon2 is
     slow: no writer lock waits on it); `password` is checked here."""
     check_role_department(session, role, department_code)
+    check_head(role, is_head)
     check_password(password)
     if username_taken(session, username):
         raise Conflict(f"用户名已存在：{username}", code="username_taken")
@@ -90,6 +98,7 @@ def create_user(
         password_hash=password_hash,
         role=role,
         department_code=department_code,
+        is_head=is_head,
     )
     session.add(user)
     try:
@@ -111,6 +120,7 @@ class UserChange:
     password: str | None = None
     password_hash: str | None = None  # hashed by the caller before the transaction
     display_name: str | None = None
+    is_head: bool | None = None  # the department's head (a handler only)
 
 
 def update_user(session: Session, user_id: int, change: UserChange) -> User:
@@ -121,6 +131,11 @@ def update_user(session: Session, user_id: int, change: UserChange) -> User:
     role = change.role or user.role
     dept = change.department_code if change.set_department else user.department_code
     check_role_department(session, role, dept)
+    # a head stays one only as its department's handler (a change of role ends it)
+    is_head = change.is_head if change.is_head is not None else user.is_head
+    if change.is_head is None and role != Role.handler:
+        is_head = False
+    check_head(role, is_head)
     if change.password:
         check_password(change.password)
     active = change.active if change.active is not None else user.active
@@ -146,6 +161,7 @@ def update_user(session: Session, user_id: int, change: UserChange) -> User:
         revoke = True
     if change.display_name is not None:
         user.display_name = change.display_name
+    user.is_head = is_head
     if revoke:
         user.token_version += 1
     session.add(user)

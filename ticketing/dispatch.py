@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
-from ticketing import events, handoff, submitter_notices
+from ticketing import events, handoff, hooks, submitter_notices
 from ticketing.department_cache import all_cached_departments, cached_departments
 from ticketing.dispatch_rule import (
     DepartmentLookup,
@@ -387,6 +387,7 @@ def _dispatch(
             ),
         )
         created.append(so)
+    hooks.after_dispatch(session, ticket, created)
     return created
 
 
@@ -429,8 +430,13 @@ def accept(
     """签收: the department takes the sub-order on."""
     ticket, so = lock_suborder(session, suborder_id)
     _own(so, department)
-    transition_suborder(session, ticket, so, "accept", actor=actor, event="suborder_accepted")
-    so.accepted_at = utcnow()
+    # set before the move: the finish clock the move starts runs from this very instant
+    before, so.accepted_at = so.accepted_at, utcnow()
+    try:
+        transition_suborder(session, ticket, so, "accept", actor=actor, event="suborder_accepted")
+    except Exception:
+        so.accepted_at = before
+        raise
     return so
 
 

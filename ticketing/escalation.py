@@ -17,6 +17,7 @@ configured quiet hours the SMS waits (notify_after) unless the level is red or o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from config.bulk import insert_rows
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing import events
@@ -37,7 +39,7 @@ from ticketing.models import (
     Ticket,
     utcnow,
 )
-from ticketing.notify import send_sms
+from ticketing.notify import send_sms_many
 from ticketing.sla import to_local, to_utc_naive
 from ticketing.sla_levels import LEVEL_LABELS, STEP_LABELS
 from ticketing.text import normalise_text
@@ -47,6 +49,7 @@ K = EscalationKind
 KIND_LABELS = {K.remind: "催办", K.supervise: "督办", K.special: "专办"}
 STATUS_LABELS = {"open": "待处理", "acknowledged": "已确认", "closed": "已结束"}
 EXEMPT_LEVELS = frozenset({"red", "overdue"})  # never held by quiet hours
+_E = Escalation.__table__  # type: ignore[attr-defined]
 
 
 def _cfg(settings: Settings) -> dict[str, Any]:
@@ -73,9 +76,28 @@ def escalate_level(
     now: datetime,
     *,
     deliver: bool = True,
-) -> list[Escalation]:
+) -> list[Made]:
     """The escalations a level first reached on a clock sets off (see the module rule)."""
     return escalate_many(session, settings, [(facts, level)], now, deliver=deliver)
+
+
+@dataclass
+class Made:
+    """An automatic escalation just inserted, as plain values (the round reads no ORM rows)."""
+
+    id: int
+    ticket_id: int
+    suborder_id: int | None
+    department_code: str | None
+    kind: str
+    level: str
+    step: str
+    trigger: str
+    coordinator: str | None
+    note: str | None
+    due_at: datetime | None
+    notify_after: datetime | None
+    notified_at: datetime | None = None
 
 
 def escalate_many(
@@ -85,14 +107,19 @@ def escalate_many(
     now: datetime,
     *,
     deliver: bool = True,
-) -> list[Escalation]:
+) -> list[Made]:
     """escalate_level for many clocks at once (a scan round): one lookup of the dedup keys, one
-    multi-row insert, one batch of events. deliver=False: the SMS wait for the next round."""
+    multi-row insert, one batch of events, one batch of SMS. deliver=False: the SMS wait for
+    the next round."""
     cfg = _cfg(settings)
     on_level = cfg.get("on_level") or {}
     sup_steps = cfg.get("supervise_steps") or ["finish", "ticket"]
     spec_steps = cfg.get("special_steps") or ["ticket"]
     coordinator: list[str | None] = []  # looked up once, when a 专办 needs it
+    quiet: list[datetime | None] = []  # quiet_until(now), looked up once when needed
+    live = _live_departments_many(
+        session, {(f.ticket_id, f.round) for f, _level in items if f.kind != "suborder"}
+    )
     planned: dict[str, dict[str, Any]] = {}
     for facts, level in items:
         step = facts.step or "ticket"
@@ -109,7 +136,7 @@ def escalate_many(
             departments: list[str | None] = [facts.department]
             suborder_id = facts.id
         else:
-            departments = list(_live_departments(session, facts.ticket_id, facts.round)) or [None]
+            departments = list(live.get((facts.ticket_id, facts.round), [])) or [None]
             suborder_id = None
         for kind in kinds:
             for dept in [None] if kind == K.special else departments:
@@ -120,7 +147,11 @@ def escalate_many(
                 )
                 if kind == K.special and not coordinator:
                     coordinator.append(_default_coordinator(session, settings))
-                held = None if level in EXEMPT_LEVELS else quiet_until(settings, now)
+                held = None
+                if level not in EXEMPT_LEVELS:
+                    if not quiet:
+                        quiet.append(quiet_until(settings, now))
+                    held = quiet[0]
                 planned[key] = {
                     "ticket_id": facts.ticket_id,
                     "suborder_id": suborder_id,
@@ -139,35 +170,86 @@ def escalate_many(
                     "acknowledged_by": None,
                     "acknowledged_at": None,
                     "notify_after": held if held is not None or deliver else now,
-                    "notified_at": None,
+                    # sent in this transaction (_announce_many): marked so at the insert
+                    "notified_at": None if held is not None or not deliver else now,
                 }
     if not planned:
         return []
     keys = list(planned)
     for i in range(0, len(keys), 500):
-        for k in session.exec(
-            select(Escalation.dedup_key).where(col(Escalation.dedup_key).in_(keys[i : i + 500]))
+        for k in (
+            session.execute(select(_E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500])))
+            .scalars()
+            .all()
         ):
             planned.pop(str(k), None)
     if not planned:
         return []
-    table = Escalation.__table__  # type: ignore[attr-defined]
+    ids: dict[str, int] = {}
     try:
         with session.begin_nested():
-            session.execute(table.insert(), list(planned.values()))
+            insert_rows(session, _E, list(planned.values()))
+        ids = _ids_of(session, list(planned))
     except IntegrityError:  # a concurrent scan raised some of them first: one at a time
         for key, values in list(planned.items()):
-            if not _insert_once(session, Escalation(**values)):
+            esc = Escalation(**values)
+            if _insert_once(session, esc):
+                ids[key] = esc.id or 0
+            else:
                 planned.pop(key)
-    made = list(
-        session.exec(
-            select(Escalation)
-            .where(col(Escalation.dedup_key).in_(list(planned)))
-            .order_by(col(Escalation.id))
+    made = [
+        Made(
+            id=ids[key],
+            ticket_id=v["ticket_id"],
+            suborder_id=v["suborder_id"],
+            department_code=v["department_code"],
+            kind=v["kind"],
+            level=v["level"],
+            step=v["step"],
+            trigger=v["trigger"],
+            coordinator=v["coordinator"],
+            note=None,
+            due_at=None,
+            notify_after=v["notify_after"],
+            notified_at=v["notified_at"],
         )
-    )
+        for key, v in planned.items()
+    ]
     _announce_many(session, settings, made, now)
     return made
+
+
+def _ids_of(session: Session, keys: list[str]) -> dict[str, int]:
+    """The ids of the escalations with these dedup keys (one indexed lookup per 500)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(keys), 500):
+        for i_, key in session.execute(
+            select(_E.c.id, _E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500]))
+        ).all():
+            out[str(key)] = int(i_)
+    return out
+
+
+def _live_departments_many(
+    session: Session, pairs: set[tuple[int, int]]
+) -> dict[tuple[int, int], list[str]]:
+    """Each (ticket, round)'s live departments, in one query for the lot."""
+    out: dict[tuple[int, int], list[str]] = {}
+    if not pairs:
+        return out
+    so = SubOrder.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        select(so.c.ticket_id, so.c.round, so.c.department_code)
+        .where(
+            so.c.ticket_id.in_({t for t, _r in pairs}),
+            so.c.status != SubOrderStatus.returned,
+        )
+        .order_by(so.c.id)
+    ).all()
+    for t, r, code in rows:
+        if (t, r) in pairs and code not in out.setdefault((t, r), []):
+            out[(t, r)].append(code)
+    return out
 
 
 def _insert_once(session: Session, esc: Escalation) -> bool:
@@ -294,12 +376,19 @@ def acknowledge(
     *,
     actor: str,
     department: str | None,
+    head: bool,
     note: str | None = None,
 ) -> Escalation:
-    """The unit head confirms a 督办 (department: the handler's own; None for admin)."""
+    """The unit head confirms a 督办. department: the handler's own (None: an admin or
+    supervisor, any department); head: whether that handler is its department's head
+    (User.is_head): a handler who is not cannot acknowledge."""
     esc = get_escalation(session, escalation_id)
     if department is not None and esc.department_code != department:
         raise NotFound(f"督办/专办记录不存在：{escalation_id}", escalation_id=escalation_id)
+    if department is not None and not head:
+        raise PermissionDenied(
+            "只有单位负责人可以确认督办", code="not_head", escalation_id=escalation_id
+        )
     if esc.kind != K.supervise:
         raise Conflict("只有督办需要单位负责人确认", code="not_supervision", kind=esc.kind)
     if esc.status != "open":
@@ -385,9 +474,7 @@ def escalations(
 # ---------------------------------------------------------------- delivery
 
 
-def _announce_many(
-    session: Session, settings: Settings, escs: list[Escalation], now: datetime
-) -> None:
+def _announce_many(session: Session, settings: Settings, escs: list[Made], now: datetime) -> None:
     """Events for new automatic escalations (notify_after already decided) and their SMS."""
     events.record_all(
         session,
@@ -453,30 +540,45 @@ def _send(session: Session, settings: Settings, esc: Escalation, now: datetime) 
     return _send_many(session, settings, [esc], now)
 
 
-def _send_many(session: Session, settings: Settings, escs: list[Escalation], now: datetime) -> int:
-    """The SMS of these escalations through the outbox (tickets, sub-orders and departments read
-    once for the lot); each is marked notified. A wrong number in departments.yaml is recorded on
-    the ticket, not fatal."""
+def _send_many(session: Session, settings: Settings, escs: list[Any], now: datetime) -> int:
+    """The SMS of these escalations (ORM rows or `Made`) through the outbox: tickets, sub-orders,
+    departments and the recipients' directory read once for the lot, one outbox batch; each is
+    marked notified. A wrong number in departments.yaml is recorded on the ticket, not fatal."""
     if not escs:
         return 0
+    t_ = Ticket.__table__  # type: ignore[attr-defined]
+    so_ = SubOrder.__table__  # type: ignore[attr-defined]
+    d_ = Department.__table__  # type: ignore[attr-defined]
     tickets = {
-        t.id: t
-        for t in session.exec(select(Ticket).where(col(Ticket.id).in_({e.ticket_id for e in escs})))
+        r.id: r
+        for r in session.execute(
+            select(t_.c.id, t_.c.number, t_.c.deadline_at).where(
+                t_.c.id.in_({e.ticket_id for e in escs})
+            )
+        ).all()
     }
     sub_ids = {e.suborder_id for e in escs if e.suborder_id is not None}
     subs = (
-        {s.id: s for s in session.exec(select(SubOrder).where(col(SubOrder.id).in_(sub_ids)))}
+        {
+            r.id: r
+            for r in session.execute(
+                select(so_.c.id, so_.c.accept_due_at, so_.c.deadline_at).where(
+                    so_.c.id.in_(sub_ids)
+                )
+            ).all()
+        }
         if sub_ids
         else {}
     )
-    names = {d.code: d.name for d in session.exec(select(Department))}
+    names = {code: name for code, name in session.execute(select(d_.c.code, d_.c.name)).all()}
     templates = load_yaml(settings, "notices.yaml")
-    sent = 0
+    directory = _directory(settings)
+    outgoing: list[tuple[str, str, int | None, str]] = []
     skipped: list[dict[str, Any]] = []
     checked: dict[str, bool] = {}  # a recipient's number, validated once per batch
     for esc in escs:
         ticket = tickets.get(esc.ticket_id)
-        phones = recipients(session, settings, esc)
+        phones = recipients(session, settings, esc, directory=directory)
         template = str(templates.get(f"{esc.kind}_sms") or "")
         if ticket is not None and template and phones:
             due = esc.due_at or ticket.deadline_at
@@ -503,10 +605,7 @@ def _send_many(session: Session, settings: Settings, escs: list[Escalation], now
                 if not checked[phone]:
                     bad += 1
                     continue
-                send_sms(
-                    session, settings, phone, body, ticket_id=ticket.id, kind=f"esc_{esc.kind}"
-                )
-                sent += 1
+                outgoing.append((phone, body, ticket.id, f"esc_{esc.kind}"))
             if bad:
                 skipped.append(
                     events.entry(
@@ -518,8 +617,21 @@ def _send_many(session: Session, settings: Settings, escs: list[Escalation], now
                         count=bad,
                     )
                 )
-        esc.notify_after, esc.notified_at = None, now
-        session.add(esc)
+    sent = send_sms_many(session, settings, outgoing)
+    plain: list[int] = []
+    for esc in escs:
+        if isinstance(esc, Escalation):
+            esc.notify_after, esc.notified_at = None, now
+            session.add(esc)
+        elif esc.notified_at is None:  # a new one is marked notified at its insert
+            plain.append(esc.id)
+            esc.notify_after, esc.notified_at = None, now
+    for i in range(0, len(plain), 500):
+        session.execute(
+            _E.update()
+            .where(_E.c.id.in_(plain[i : i + 500]))
+            .values(notify_after=None, notified_at=now)
+        )
     if skipped:
         log.warning("escalation_bad_recipients", escalations=len(skipped))
         events.record_all(session, skipped)
@@ -536,12 +648,22 @@ def _valid_phone(phone: str) -> bool:
     return True
 
 
-def recipients(session: Session, settings: Settings, esc: Escalation) -> list[str]:
-    entries = _dept_entries(settings)
+Directory = tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, Any]]
+
+
+def _directory(settings: Settings) -> Directory:
+    """departments.yaml's entries and city leaders, sla.yaml's escalation section: read once."""
+    return _dept_entries(settings), _leaders(settings), _cfg(settings)
+
+
+def recipients(
+    session: Session, settings: Settings, esc: Any, *, directory: Directory | None = None
+) -> list[str]:
+    entries, leaders, cfg = directory or _directory(settings)
     phones: list[str] = []
     if esc.kind == K.special:
-        phones += [str(x["phone"]) for x in _leaders(settings) if x.get("phone")]
-        code = _cfg(settings).get("special_coordinator")
+        phones += [str(x["phone"]) for x in leaders if x.get("phone")]
+        code = cfg.get("special_coordinator")
         head = (entries.get(str(code)) or {}).get("head_phone")
         if head:
             phones.append(str(head))

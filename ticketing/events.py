@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from config.bulk import insert_rows
 from ticketing.models import TicketEvent, utcnow
 
 _INSERT = TicketEvent.__table__.insert()  # type: ignore[attr-defined]
@@ -48,8 +49,10 @@ def record(
 
 
 def record_all(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Append several `entry` rows with one executemany, in order."""
-    if rows:
+    """Append several `entry` rows in one statement (config.bulk), in order."""
+    if len(rows) > 1:
+        insert_rows(session, TicketEvent.__table__, rows)  # type: ignore[attr-defined]
+    elif rows:
         session.connection().execute(_INSERT, rows)
 
 

@@ -21,3 +21,11 @@ def after_suborder_move(session: Session, ticket: Ticket, so: SubOrder) -> None:
     from ticketing import sla_clocks
 
     sla_clocks.touch(session, ticket, so)
+
+
+def after_dispatch(session: Session, ticket: Ticket, created: list[SubOrder]) -> None:
+    """New sub-orders: their accept clocks start at the dispatch, not at the next scan round."""
+    from ticketing import sla_clocks
+
+    if created:
+        sla_clocks.start_clocks(session, ticket, created)

@@ -128,6 +128,7 @@ class User(SQLModel, table=True):
     department_code: str | None = Field(default=None, foreign_key="department.code", max_length=32)
     active: bool = True
     token_version: int = 1  # bump to revoke every issued token
+    is_head: bool = False  # the department's head (单位负责人): acknowledges 督办
     created_at: datetime = UTCField(default_factory=utcnow)
 
 
@@ -225,6 +226,13 @@ class Ticket(SQLModel, table=True):
     # §13 clocks (ticketing.sla_clocks): the next instant its warning level can change; due now
     # when written (so any insert path gets evaluated), NULL once nothing can change any more
     sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
+    # the instants at which each level starts on the clock's step `sla_bounds_step` (computed
+    # once when the step starts, ticketing.sla_clocks; NULL step: not computed yet)
+    sla_blue_at: datetime | None = UTCField(default=None)
+    sla_yellow_at: datetime | None = UTCField(default=None)
+    sla_red_at: datetime | None = UTCField(default=None)
+    sla_overdue_at: datetime | None = UTCField(default=None)
+    sla_bounds_step: str | None = Field(default=None, max_length=8)
 
 
 class SubOrder(SQLModel, table=True):
@@ -266,6 +274,13 @@ class SubOrder(SQLModel, table=True):
     warning: str = Field(default="none", max_length=8)
     warning_step: str | None = Field(default=None, max_length=8)
     sla_next_at: datetime | None = UTCField(default_factory=utcnow, index=True)
+    # the instants at which each level starts on the clock's step `sla_bounds_step` (computed
+    # once when the step starts, ticketing.sla_clocks; NULL step: not computed yet)
+    sla_blue_at: datetime | None = UTCField(default=None)
+    sla_yellow_at: datetime | None = UTCField(default=None)
+    sla_red_at: datetime | None = UTCField(default=None)
+    sla_overdue_at: datetime | None = UTCField(default=None)
+    sla_bounds_step: str | None = Field(default=None, max_length=8)
 
 
 class TicketEvent(SQLModel, table=True):

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from config.after_commit import after_commit
+from config.bulk import insert_rows
 from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.redis import redis_url
@@ -101,6 +102,38 @@ def send_sms(
     session.flush()
     _enqueue_after_commit(session, settings, msg.id or 0)  # flushed: id set
     return msg
+
+
+def send_sms_many(
+    session: Session, settings: Settings, items: list[tuple[str, str, int | None, str]]
+) -> int:
+    """Queue many SMS at once ((phone, body, ticket_id, kind) each, checked as `send_sms` does):
+    one multi-row insert of pending outbox rows, one delivery batch after the caller's commit."""
+    if not items:
+        return 0
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for to_phone, body, ticket_id, kind in items:
+        text = (body or "").strip()
+        if not text:
+            raise InvalidInput("短信内容为空", field="body")
+        if len(text) > MAX_BODY:
+            raise InvalidInput(f"短信内容过长（最多{MAX_BODY}字）", field="body")
+        rows.append(
+            {
+                "ticket_id": ticket_id,
+                "to_phone": normalise_phone(to_phone),
+                "body": text,
+                "kind": kind[:20],
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+            }
+        )
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    ids = insert_rows(session, table, rows, returning="id")
+    after_commit(session, _INFO_PENDING, [(settings, int(i)) for i in ids], _enqueue_all)
+    return len(rows)
 
 
 def _enqueue_after_commit(session: Session, settings: Settings, outbox_id: int) -> None:

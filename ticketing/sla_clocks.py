@@ -1,11 +1,15 @@
 """The clocks of §13 kept on the rows: a sub-order's accept (签收) and finish (办结) steps, the
 ticket's committed deadline; each row's level and the next instant its level can change.
 
-One evaluation for both paths: `touch` (called by the lifecycle on every state change, on the
-objects in hand, no extra query for a sub-order) and the scheduled scan (ticketing.sla_scan,
-on plain rows). Both build `Facts`, call the pure `sla_levels.evaluate`, and hand a raised level
-to `ticketing.escalation` (催办/督办/专办). A state change is "the matter moving on": the step's
-level starts again from none; between state changes levels only go up.
+One evaluation for both paths: `touch` / `start_clocks` (called through ticketing.hooks by the
+lifecycle on every state change and by the dispatch for new sub-orders, on the objects in hand)
+and the scheduled scans (ticketing.sla_scan, on plain rows). Both build `Facts` and call `judge`,
+which hands a raised level to `ticketing.escalation` (催办/督办/专办). When a step starts, its
+level boundaries (the instant each level begins: sla_levels.boundaries, working time from
+ticketing.worktime) are computed once and stored on the row (sla_*_at, sla_bounds_step); from
+then on a level is a comparison of `now` with them (sla_levels.level_from, mirrored in SQL by the
+full scan). A state change is "the matter moving on": the step's level starts again from none;
+between state changes levels only go up.
 
 `sla_next_at` is written "now" by default on insert (any insert path, including intake's bulk
 insert, is evaluated by the next scan round) and NULL once the row can no longer change.
@@ -13,11 +17,12 @@ insert, is evaluated by the next scan round) and NULL once the row can no longer
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
@@ -26,7 +31,16 @@ from ticketing import events
 from ticketing.errors import TicketingError
 from ticketing.models import SubOrder, SubOrderStatus, Ticket, TicketStatus, utcnow
 from ticketing.sla import add_duration, to_utc_naive
-from ticketing.sla_levels import SEVERITY, Clock, Rule, Verdict, evaluate, higher, rules_from
+from ticketing.sla_levels import (
+    RULE_LEVELS,
+    SEVERITY,
+    Clock,
+    Rule,
+    boundaries,
+    higher,
+    level_from,
+    rules_from,
+)
 from ticketing.worktime import WorkCalendar
 
 SS = SubOrderStatus
@@ -57,6 +71,16 @@ class Facts:
     department: str | None = None
     cross_department: bool = False
     beyond_power: bool = False
+    bounds: Bounds | None = None  # stored boundaries, valid for `step` (None: compute them)
+
+
+Bounds = dict[str, datetime | None]  # level -> the instant it starts on the step (sla_levels)
+BOUND_COLUMNS = {
+    "blue": "sla_blue_at",
+    "yellow": "sla_yellow_at",
+    "red": "sla_red_at",
+    "overdue": "sla_overdue_at",
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,25 @@ class Outcome:
     raised: bool  # a higher level than stored, on the same step or a new one
     reasons: tuple[str, ...] = ()
     own: str = "none"  # the clock's own level (a ticket's without its sub-orders' floor)
+    bounds: Bounds | None = None  # the step's boundaries (to store)
+
+
+def stored_bounds(row: Any, step: str | None, due: datetime | None) -> Bounds | None:
+    """The boundaries stored on a row (ORM object or plain row) when they belong to `step` and
+    its due instant (a deadline changed behind the clocks makes them stale: computed again)."""
+    if step is None or getattr(row, "sla_bounds_step", None) != step:
+        return None
+    if getattr(row, "sla_overdue_at", None) != due:
+        return None
+    return {lvl: getattr(row, col_) for lvl, col_ in BOUND_COLUMNS.items()}
+
+
+def bound_values(out: Outcome) -> dict[str, Any]:
+    """The columns to write for an outcome's boundaries (all NULL when the step is over)."""
+    b = out.bounds or {}
+    values: dict[str, Any] = {col_: b.get(lvl) for lvl, col_ in BOUND_COLUMNS.items()}
+    values["sla_bounds_step"] = out.step if out.bounds is not None else None
+    return values
 
 
 def bind_settings(session: Session, settings: Settings) -> None:
@@ -143,29 +186,39 @@ def judge(
     rule_set: tuple[Rule, ...] | None = None,
 ) -> Outcome:
     """The clock's new level. moved: a state change just happened (the step starts afresh);
-    floor: a level the result may not be below (a ticket shows its worst live sub-order)."""
+    floor: a level the result may not be below (a ticket shows its worst live sub-order).
+    The step's boundaries are computed (rules and working time) only when it starts, or when
+    none are stored for it; otherwise the level is a comparison of `now` with them."""
     if facts.step is None:
         return Outcome(facts.stored_level, facts.stored_step, None, False)
     same_step = facts.stored_step == facts.step
     reached = "none" if moved or not same_step else facts.stored_level
-    cal = cal or WorkCalendar(settings)
-    clock = Clock(
-        urgency=facts.urgency,
-        step=facts.step,
-        start=facts.start,
-        due=facts.due,
-        moved_at=facts.moved_at,
-        cross_department=facts.cross_department,
-        beyond_power=facts.beyond_power,
-        reached=reached,
-    )
-    v: Verdict = evaluate(rule_set or rules(settings), clock, now, cal.add_working_hours)
-    level = higher(v.level, floor)
+    bounds = None if moved else facts.bounds
+    if bounds is None:
+        cal = cal or WorkCalendar.shared(settings)
+        clock = Clock(
+            urgency=facts.urgency,
+            step=facts.step,
+            start=facts.start,
+            due=facts.due,
+            moved_at=facts.moved_at,
+            cross_department=facts.cross_department,
+            beyond_power=facts.beyond_power,
+            reached=reached,
+        )
+        bounds = boundaries(rule_set or rules(settings), clock, cal.add_working_hours)
+    own, next_at = level_from(bounds, reached, now)
+    level = higher(own, floor)
     before = facts.stored_level if same_step else "none"
     raised = SEVERITY[level] > SEVERITY.get(before, 0) and not (
         moved and same_step and level == before
     )
-    return Outcome(level, facts.step, v.next_at, raised, v.reasons, v.level)
+    reasons = tuple(
+        lvl
+        for lvl in (*RULE_LEVELS, "overdue")
+        if (at := bounds.get(lvl)) is not None and at <= now
+    )
+    return Outcome(level, facts.step, next_at, raised, reasons, own, bounds)
 
 
 # ---------------------------------------------------------------- facts from rows / objects
@@ -203,6 +256,7 @@ def suborder_facts(
         stored_level=so.warning or "none",
         stored_step=so.warning_step,
         department=so.department_code,
+        bounds=stored_bounds(so, step, due),
     )
 
 
@@ -245,34 +299,59 @@ def touch(session: Session, ticket: Ticket, so: SubOrder | None = None) -> None:
     """Re-evaluate after a state change (the lifecycle calls this on every move): the sub-order
     (if any) and its ticket start their step afresh; a level the new state already has (e.g. a
     return as beyond the department's power: red) is raised and escalated now."""
+    start_clocks(session, ticket, [so] if so is not None else [])
+
+
+def start_clocks(session: Session, ticket: Ticket, subs: list[SubOrder]) -> None:
+    """Start (or restart) the clocks of these sub-orders, just created or moved, and their
+    ticket's: each step's boundaries computed once, here, and stored on the row (the scans only
+    compare them with `now`). Called through ticketing.hooks by the lifecycle on every move and
+    by the dispatch for the sub-orders it creates (their clocks run from the dispatch)."""
     settings = settings_for(session)
     deliver = bound_settings(session) is not None
     now = utcnow()
-    cal = WorkCalendar(settings)
+    cal = WorkCalendar.shared(settings)
+    rule_set = rules(settings)
     try:
-        if so is not None and so.id is not None:
+        for so in subs:
+            if so.id is None:
+                continue
             facts = suborder_facts(settings, so, ticket.urgency, ticket.category, now)
-            out = judge(settings, facts, now, moved=True, cal=cal)
+            out = judge(settings, facts, now, moved=True, cal=cal, rule_set=rule_set)
             _apply_suborder(session, settings, ticket, so, facts, out, now, deliver=deliver)
         if ticket.id is not None:
-            subs = (
-                list(
-                    session.exec(
-                        select(SubOrder).where(
-                            SubOrder.ticket_id == ticket.id, SubOrder.round == ticket.round
-                        )
-                    )
-                )
+            current = (
+                _round_subs(session, ticket.id, ticket.round)
                 if ticket.status in OPEN_TICKET
                 else []
             )
             reevaluate_ticket(
-                session, settings, ticket, subs, now, moved=True, cal=cal, deliver=deliver
+                session, settings, ticket, current, now, moved=True, cal=cal, deliver=deliver
             )
     except TicketingError:  # e.g. a policy gap in sla.yaml: the move stands, the scan retries
-        if so is not None:
-            so.sla_next_at = now
-        ticket.sla_next_at = now
+        for so in subs:
+            so.sla_next_at, so.sla_bounds_step = now, None
+        ticket.sla_next_at, ticket.sla_bounds_step = now, None
+
+
+_SO_T = SubOrder.__table__  # type: ignore[attr-defined]
+
+
+def _round_subs(session: Session, ticket_id: int, round_no: int) -> list[Any]:
+    """What the ticket's clock reads of its current round's sub-orders (plain rows: the session's
+    pending changes flushed first, no ORM objects built)."""
+    session.flush()
+    return list(
+        session.execute(
+            sa_select(
+                _SO_T.c.ticket_id,
+                _SO_T.c.round,
+                _SO_T.c.status,
+                _SO_T.c.department_code,
+                _SO_T.c.warning,
+            ).where(_SO_T.c.ticket_id == ticket_id, _SO_T.c.round == round_no)
+        ).all()
+    )
 
 
 def _apply_suborder(
@@ -290,6 +369,8 @@ def _apply_suborder(
         so.accept_due_at = facts.due
     previous = (so.warning, so.warning_step)
     so.warning, so.warning_step, so.sla_next_at = out.level, out.step, out.next_at
+    for name, value in bound_values(out).items():
+        setattr(so, name, value)
     session.add(so)
     if out.raised:
         _raised(session, settings, facts, previous, out, now, deliver=deliver)
@@ -299,7 +380,7 @@ def reevaluate_ticket(
     session: Session,
     settings: Settings,
     ticket: Ticket,
-    subs: list[SubOrder],
+    subs: list[Any],
     now: datetime,
     *,
     moved: bool,
@@ -309,9 +390,10 @@ def reevaluate_ticket(
     facts, worst = ticket_facts(ticket, subs, returned_is_beyond_power=_returned_red(settings))
     out = judge(settings, facts, now, moved=moved, cal=cal, floor=worst)
     previous = (ticket.warning, "ticket")
-    if out.level != ticket.warning or out.next_at != ticket.sla_next_at:
-        ticket.warning, ticket.sla_next_at = out.level, out.next_at
-        session.add(ticket)
+    ticket.warning, ticket.sla_next_at = out.level, out.next_at
+    for name, value in bound_values(out).items():
+        setattr(ticket, name, value)
+    session.add(ticket)
     if out.raised:
         _raised(session, settings, facts, previous, out, now, deliver=deliver)
     return out
@@ -371,7 +453,7 @@ def record_raised(
         session,
         settings,
         [
-            (replace(f, stored_level=out.level), out.level)
+            (f, out.level)
             for f, _prev, out in items
             if not (f.kind == "ticket" and SEVERITY[out.own] < SEVERITY[out.level])
         ],

@@ -162,28 +162,62 @@ def _flag(spec: dict[str, Any], key: str) -> bool | None:
     return bool(spec[key]) if key in spec else None
 
 
+def boundaries(
+    rules: tuple[Rule, ...], clock: Clock, stall_at: StallAt
+) -> dict[str, datetime | None]:
+    """The instant from which each level holds on this clock (None: never on this step), computed
+    once when the step starts: blue, yellow, red (the earliest of their rules) and overdue (the
+    due instant). The level at any `now` is then a comparison (`level_from`), in Python or SQL."""
+    out: dict[str, datetime | None] = {lvl: None for lvl in RULE_LEVELS}
+    for rule in rules:
+        at = _holds_from(rule, clock, stall_at)
+        if at is not None:
+            cur = out[rule.level]
+            out[rule.level] = at if cur is None or at < cur else cur
+    out["overdue"] = clock.due
+    return out
+
+
+def level_from(
+    bounds: dict[str, datetime | None], reached: str, now: datetime
+) -> tuple[str, datetime | None]:
+    """The level at `now` from a clock's boundaries (never below `reached`) and the next instant
+    a higher level starts (None: nothing more can change on this step). The one comparison the
+    SQL full scan (ticketing.sla_scan) mirrors."""
+    due = bounds.get("overdue")
+    if due is not None and now >= due:
+        return "overdue", None
+    level = reached if reached in SEVERITY else "none"
+    for lvl in RULE_LEVELS:
+        at = bounds.get(lvl)
+        if at is not None and at <= now:
+            level = higher(lvl, level)
+    upcoming = [
+        at
+        for lvl, at in bounds.items()
+        if at is not None and at > now and SEVERITY[lvl] > SEVERITY[level]
+    ]
+    return level, min(upcoming) if upcoming else None
+
+
 def evaluate(rules: tuple[Rule, ...], clock: Clock, now: datetime, stall_at: StallAt) -> Verdict:
     """The clock's level at `now` (never below `clock.reached`) and when to look again."""
     due = clock.due
     if due is not None and now >= due:
         return Verdict("overdue", ("overdue",), None)
-    level = clock.reached if clock.reached in SEVERITY else "none"
+    bounds: dict[str, datetime | None] = {lvl: None for lvl in RULE_LEVELS}
     reasons: list[str] = []
-    later: list[tuple[str, datetime]] = []
     for rule in rules:
         at = _holds_from(rule, clock, stall_at)
         if at is None:
             continue
         if at <= now:
-            level = higher(rule.level, level)
             reasons.append(rule.describe())
-        else:
-            later.append((rule.level, at))
-    # only an instant at which something above the current level starts can change anything
-    upcoming = [at for lvl, at in later if SEVERITY[lvl] > SEVERITY[level]]
-    if due is not None:
-        upcoming.append(due)
-    return Verdict(level, tuple(reasons), min(upcoming) if upcoming else None)
+        cur = bounds[rule.level]
+        bounds[rule.level] = at if cur is None or at < cur else cur
+    bounds["overdue"] = due
+    level, next_at = level_from(bounds, clock.reached, now)
+    return Verdict(level, tuple(reasons), next_at)
 
 
 def _holds_from(rule: Rule, clock: Clock, stall_at: StallAt) -> datetime | None:

@@ -10,8 +10,11 @@ is due, not what is open: 1,000,000 open matters with nothing due cost one index
 Two scans at once (two schedulers, or a slow round overlapping the next) never do the same work
 twice: PostgreSQL hands each due row to one of them (FOR UPDATE SKIP LOCKED), SQLite runs one
 writer at a time (BEGIN IMMEDIATE, config.database), and the escalations a level sets off are
-unique by their dedup_key anyway. `full_scan` re-evaluates every open row (after a change of
-the rules in sla.yaml): the same code over all rows.
+unique by their dedup_key anyway. `full_scan` re-evaluates every open row set-based: one SQL
+pass compares each row's stored level boundaries with `now` and returns only the rows whose level
+rises (and those without boundaries, made due for the round); `rebound=True` after a change of
+the rules in sla.yaml or of the holiday calendar recomputes the boundaries. Writes go in bulk
+(config.bulk), events, escalations and their SMS in one batch per chunk.
 """
 
 from __future__ import annotations
@@ -21,20 +24,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlmodel import Session, col
+from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlmodel import Session
 
+from config.bulk import update_rows
 from config.settings import Settings
 from ticketing.escalation import send_held
 from ticketing.models import SubOrder, Ticket, utcnow
 from ticketing.sla_clocks import (
+    ACCEPT_STEP,
+    BOUND_COLUMNS,
+    FINISH_STEP,
     OPEN_TICKET,
     Facts,
     Outcome,
     _returned_red,
+    bound_values,
     judge,
     record_raised,
     rules,
+    stored_bounds,
     suborder_facts,
     ticket_facts,
 )
@@ -83,22 +92,19 @@ _SO_COLS = (
     _SO.c.accept_due_at,
     _SO.c.warning,
     _SO.c.warning_step,
+    *(_SO.c[c] for c in BOUND_COLUMNS.values()),
+    _SO.c.sla_bounds_step,
 )
-_SO_UPDATE = (
-    _SO.update()
-    .where(_SO.c.id == bindparam("b_id"))
-    .values(
-        warning=bindparam("b_level"),
-        warning_step=bindparam("b_step"),
-        sla_next_at=bindparam("b_next"),
-        accept_due_at=bindparam("b_accept_due"),
-    )
-)
-_T_UPDATE = (
-    _T.update()
-    .where(_T.c.id == bindparam("b_id"))
-    .values(warning=bindparam("b_level"), sla_next_at=bindparam("b_next"))
-)
+
+
+def _row_values(table_row_id: int, out: Outcome) -> dict[str, Any]:
+    """The columns a round writes for one evaluated row (its level, next instant, boundaries)."""
+    return {
+        "id": table_row_id,
+        "warning": out.level,
+        "sla_next_at": out.next_at,
+        **bound_values(out),
+    }
 
 
 def scan_round(
@@ -108,14 +114,15 @@ def scan_round(
     now: datetime | None = None,
     batch: int = 1000,
     max_rows: int | None = None,
+    extra_tickets: set[int] | None = None,
 ) -> ScanResult:
     """One incremental round: every due sub-order, then every due ticket, then held SMS. Plain
     rows and multi-row updates (no ORM objects): a round costs what is due."""
     now = now or utcnow()
-    cal = WorkCalendar(settings)
+    cal = WorkCalendar.shared(settings)
     result = ScanResult()
     rule_set = rules(settings)
-    tickets_due: set[int] = set()
+    tickets_due: set[int] = set(extra_tickets or ())
     while max_rows is None or result.suborders < max_rows:
         rows = session.execute(
             select(*_SO_COLS, _T.c.urgency, _T.c.category, _T.c.warning.label("ticket_warning"))
@@ -136,13 +143,7 @@ def scan_round(
             if facts.step == "accept" and accept_due is None:
                 accept_due = facts.due
             updates.append(
-                {
-                    "b_id": r.id,
-                    "b_level": out.level,
-                    "b_step": out.step,
-                    "b_next": out.next_at,
-                    "b_accept_due": accept_due,
-                }
+                {**_row_values(r.id, out), "warning_step": out.step, "accept_due_at": accept_due}
             )
             if out.raised:
                 result.raised[out.level] += 1
@@ -151,7 +152,7 @@ def scan_round(
                 facts.stored_step != out.step  # first look, or moved behind the lifecycle
             ):
                 tickets_due.add(r.ticket_id)  # its ticket's facts changed too
-        session.execute(_SO_UPDATE, updates)
+        update_rows(session, _SO, "id", updates)
         record_raised(session, settings, raised, now)
         result.suborders += len(rows)
         if len(rows) < batch:
@@ -173,6 +174,7 @@ def _tickets(
     seen = 0
     extra_ids = sorted(extra)
     returned_red = _returned_red(settings)
+    rule_set = rules(settings)
     while True:
         if extra_ids:  # tickets whose sub-orders changed, first (in chunks)
             chunk, extra_ids = extra_ids[:batch], extra_ids[batch:]
@@ -190,56 +192,194 @@ def _tickets(
             if extra_ids:
                 continue
             return seen
-        open_ids = [t.id for t in tickets if t.status in OPEN_TICKET]
-        subs: dict[int, list[Any]] = {}
-        if open_ids:
-            for srow in session.execute(
-                select(
-                    _SO.c.ticket_id,
-                    _SO.c.round,
-                    _SO.c.status,
-                    _SO.c.department_code,
-                    _SO.c.warning,
-                ).where(_SO.c.ticket_id.in_(open_ids))
-            ):
-                subs.setdefault(srow.ticket_id, []).append(srow)
+        subs = _current_subs(session, [t.id for t in tickets if t.status in OPEN_TICKET])
         updates: list[dict[str, Any]] = []
         raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         for t in tickets:
             mine = [x for x in subs.get(t.id, []) if x.round == t.round]
             facts, worst = ticket_facts(t, mine, returned_is_beyond_power=returned_red)
-            out = judge(
-                settings, facts, now, moved=False, cal=cal, floor=worst, rule_set=rules(settings)
-            )
-            if out.level != t.warning or out.next_at != t.sla_next_at:
-                updates.append({"b_id": t.id, "b_level": out.level, "b_next": out.next_at})
+            out = judge(settings, facts, now, moved=False, cal=cal, floor=worst, rule_set=rule_set)
+            updates.append(_row_values(t.id, out))
             if out.raised:
                 result.raised[out.level] += 1
                 raised.append((facts, (t.warning, "ticket"), out))
         if updates:
-            session.execute(_T_UPDATE, updates)
+            update_rows(session, _T, "id", updates)
         record_raised(session, settings, raised, now)
         seen += len(tickets)
         if len(tickets) < batch and not extra_ids:
             return seen
 
 
+# ---------------------------------------------------------------- the set-based full scan
+
+_LEVEL_SEVERITY = ("overdue", "red", "yellow", "blue")  # highest first
+
+
+def _severity_of(column: Any) -> Any:
+    """A stored level name as its severity (sla_levels.SEVERITY), in SQL."""
+    return case(*((column == lvl, SEVERITY[lvl]) for lvl in _LEVEL_SEVERITY), else_=0)
+
+
+def _level_now(table: Any, now: Any) -> Any:
+    """The severity the stored boundaries give at `now`: sla_levels.level_from, in SQL (a NULL
+    boundary never holds)."""
+    return case(
+        *((table.c[BOUND_COLUMNS[lvl]] <= now, SEVERITY[lvl]) for lvl in _LEVEL_SEVERITY),
+        else_=0,
+    )
+
+
+_STEP_OF_STATUS = {"accept": sorted(ACCEPT_STEP), "finish": sorted(FINISH_STEP)}
+
+
 def full_scan(
-    session: Session, settings: Settings, *, now: datetime | None = None, batch: int = 5000
+    session: Session,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    batch: int = 5000,
+    rebound: bool = False,
 ) -> ScanResult:
-    """Re-evaluate every open sub-order and ticket (e.g. after the rules in sla.yaml changed):
-    marks them all due, then runs a round."""
+    """Re-evaluate every open sub-order and ticket, set-based: each row's level at `now` is a
+    comparison of its stored boundaries (computed once when its step started), so 1,000,000 open
+    rows are one pass in SQL; only the rows whose level rises are read, then recorded and
+    escalated as a round does (events, 催办/督办/专办, their SMS). Rows without boundaries for
+    their step (inserted behind the clocks) are made due and evaluated by the round that follows.
+    rebound=True: the rules in sla.yaml or the holiday calendar changed, so every open row's
+    boundaries are recomputed (made due: the rounds compute them in Python, in batches)."""
     now = now or utcnow()
-    from sqlalchemy import update
-
-    from ticketing.sla_clocks import ACCEPT_STEP, FINISH_STEP
-
-    session.execute(
-        update(SubOrder)
-        .where(col(SubOrder.status).in_([*ACCEPT_STEP, *FINISH_STEP]))
-        .values(sla_next_at=now)
+    result = ScanResult()
+    so_open = _SO.c.status.in_([*ACCEPT_STEP, *FINISH_STEP])
+    t_open = _T.c.status.in_(list(OPEN_TICKET))
+    # the stored boundaries hold for the row's step and its due instant (sla_clocks.stored_bounds)
+    so_valid = or_(
+        *(
+            and_(
+                _SO.c.status.in_(statuses),
+                _SO.c.sla_bounds_step == step,
+                _SO.c.sla_overdue_at.is_not_distinct_from(
+                    _SO.c.accept_due_at if step == "accept" else _SO.c.deadline_at
+                ),
+            )
+            for step, statuses in _STEP_OF_STATUS.items()
+        )
+    ) & (_SO.c.warning_step == _SO.c.sla_bounds_step)
+    t_valid = (_T.c.sla_bounds_step == "ticket") & _T.c.sla_overdue_at.is_not_distinct_from(
+        _T.c.deadline_at
     )
-    session.execute(
-        update(Ticket).where(col(Ticket.status).in_(list(OPEN_TICKET))).values(sla_next_at=now)
-    )
-    return scan_round(session, settings, now=now, batch=batch)
+    if rebound:
+        session.execute(update(_SO).where(so_open).values(sla_bounds_step=None, sla_next_at=now))
+        session.execute(update(_T).where(t_open).values(sla_bounds_step=None, sla_next_at=now))
+    now_p = bindparam("now", now, type_=_SO.c.sla_next_at.type)
+    tickets_due: set[int] = set()
+    # one pass over the open sub-orders: back come those whose level rises, and those without
+    # boundaries for their step (made due: the round below computes them)
+    lvl = _level_now(_SO, now_p)
+    found = session.execute(
+        select(*_SO_COLS, case((so_valid, 1), else_=0).label("valid"))
+        .where(
+            so_open,
+            or_(
+                and_(so_valid, lvl > _severity_of(_SO.c.warning)),
+                _SO.c.sla_bounds_step.is_(None),
+                ~so_valid,
+            ),
+        )
+        .order_by(_SO.c.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    risen = [r for r in found if r.valid]
+    _make_due(session, _SO, [r.id for r in found if not r.valid], now)
+    for i in range(0, len(risen), batch):
+        chunk = risen[i : i + batch]
+        urgency = _ticket_facts_of(session, [r.ticket_id for r in chunk])
+        raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
+        updates: list[dict[str, Any]] = []
+        for r in chunk:
+            urg, cat = urgency.get(r.ticket_id, ("general", ""))
+            facts = suborder_facts(settings, r, urg, cat, now)
+            out = judge(settings, facts, now, moved=False)  # from the stored boundaries
+            level = out.level
+            updates.append({"id": r.id, "warning": level, "sla_next_at": out.next_at})
+            raised.append((facts, (r.warning, r.warning_step), out))
+            result.raised[level] += 1
+            tickets_due.add(r.ticket_id)
+        update_rows(session, _SO, "id", updates)
+        record_raised(session, settings, raised, now)
+    result.suborders += len(risen)
+    # tickets: their own clocks the same way (their floor, the worst sub-order, by the round)
+    tlvl = _level_now(_T, now_p)
+    found_t = session.execute(
+        select(_T, case((t_valid, 1), else_=0).label("valid"))
+        .where(
+            t_open,
+            or_(
+                and_(t_valid, tlvl > _severity_of(_T.c.warning)),
+                _T.c.sla_bounds_step.is_(None),
+                ~t_valid,
+            ),
+        )
+        .order_by(_T.c.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    trisen = [t for t in found_t if t.valid]
+    _make_due(session, _T, [t.id for t in found_t if not t.valid], now)
+    returned_red = _returned_red(settings)
+    for i in range(0, len(trisen), batch):
+        chunk = trisen[i : i + batch]
+        subs = _current_subs(session, [t.id for t in chunk])
+        raised = []
+        updates = []
+        for t in chunk:
+            facts, _worst = ticket_facts(
+                t,
+                [x for x in subs.get(t.id, []) if x.round == t.round],
+                returned_is_beyond_power=returned_red,
+            )
+            facts.bounds = stored_bounds(t, "ticket", t.deadline_at)
+            out = judge(settings, facts, now, moved=False)  # from the stored boundaries
+            level = out.level
+            updates.append({"id": t.id, "warning": level, "sla_next_at": out.next_at})
+            raised.append((facts, (t.warning, "ticket"), out))
+            result.raised[level] += 1
+            tickets_due.discard(t.id)
+        update_rows(session, _T, "id", updates)
+        record_raised(session, settings, raised, now)
+    result.tickets += len(trisen)
+    # then a round: the rows made due above, and the tickets whose sub-orders rose (the floor)
+    more = scan_round(session, settings, now=now, batch=batch, extra_tickets=tickets_due)
+    result.suborders += more.suborders
+    result.tickets += more.tickets
+    result.raised.update(more.raised)
+    result.sms_released = more.sms_released
+    return result
+
+
+def _make_due(session: Session, table: Any, ids: list[int], now: datetime) -> None:
+    """These rows are evaluated by the next round (now)."""
+    for i in range(0, len(ids), 1000):
+        session.execute(
+            update(table).where(table.c.id.in_(ids[i : i + 1000])).values(sla_next_at=now)
+        )
+
+
+def _ticket_facts_of(session: Session, ids: list[int]) -> dict[int, tuple[str, str]]:
+    return {
+        r.id: (r.urgency, r.category)
+        for r in session.execute(
+            select(_T.c.id, _T.c.urgency, _T.c.category).where(_T.c.id.in_(set(ids)))
+        ).all()
+    }
+
+
+def _current_subs(session: Session, ticket_ids: list[int]) -> dict[int, list[Any]]:
+    subs: dict[int, list[Any]] = {}
+    if ticket_ids:
+        for srow in session.execute(
+            select(
+                _SO.c.ticket_id, _SO.c.round, _SO.c.status, _SO.c.department_code, _SO.c.warning
+            ).where(_SO.c.ticket_id.in_(ticket_ids))
+        ).all():
+            subs.setdefault(srow.ticket_id, []).append(srow)
+    return subs

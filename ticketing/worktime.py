@@ -12,22 +12,42 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from config.settings import Settings
-from ticketing.sla import is_working_day, local_zone, to_utc_naive
+from ticketing.sla import local_zone, to_utc_naive
+from ticketing.workcalendar import Exceptions, calendar_exceptions, is_workday
+
+_SHARED: dict[tuple[str, str], tuple[Exceptions, WorkCalendar]] = {}
 
 
 class WorkCalendar:
     """Working-day answers for one settings, remembered (a scan asks about the same few days)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, exceptions: Exceptions | None = None) -> None:
         self.settings = settings
         self.tz: ZoneInfo = local_zone(settings)
+        self.exceptions = exceptions if exceptions is not None else calendar_exceptions(settings)
         self._days: dict[date, bool] = {}
         self._after: dict[tuple[datetime, float], datetime] = {}
+
+    @classmethod
+    def shared(cls, settings: Settings) -> WorkCalendar:
+        """The process's calendar for these settings, its answers kept while the calendar's
+        exceptions (seed files, the administrator's dates) stay the same object: one check per
+        call, so a state change costs no calendar lookups for days already seen."""
+        exc = calendar_exceptions(settings)
+        key = (settings.resolved_database_url, str(settings.config_dir))
+        hit = _SHARED.get(key)
+        if hit is not None and hit[0] is exc and len(hit[1]._after) < 100_000:
+            return hit[1]
+        if len(_SHARED) > 16:
+            _SHARED.clear()
+        cal = cls(settings, exc)
+        _SHARED[key] = (exc, cal)
+        return cal
 
     def working(self, d: date) -> bool:
         known = self._days.get(d)
         if known is None:
-            known = self._days[d] = is_working_day(self.settings, d)
+            known = self._days[d] = is_workday(d, self.exceptions)
         return known
 
     def add_working_hours(self, start: datetime, hours: float) -> datetime:

@@ -150,13 +150,14 @@ def acknowledge_escalation(
     body: AcknowledgeIn | None = None,
     user: User = Depends(require("escalations.acknowledge")),
 ) -> EscalationOut:
-    """The unit head confirms a 督办 (a handler of that department, or an admin)."""
+    """The unit head confirms a 督办 (its department's head, or an admin or supervisor)."""
     _own(session, user, escalation_id)
     esc = acknowledge(
         session,
         escalation_id,
         actor=user.username,
         department=handler_department(user),
+        head=user.is_head,
         note=body.note if body else None,
     )
     session.flush()

@@ -43,6 +43,7 @@ def create_user_route(
         role=body.role.value,
         department_code=body.department_code,
         display_name=body.display_name,
+        is_head=body.is_head,
     )
     return UserOut.model_validate(user)
 
@@ -70,5 +71,6 @@ def update_user_route(
         password=body.password if "password" in fields else None,
         password_hash=new_hash,
         display_name=body.display_name if "display_name" in fields else None,
+        is_head=body.is_head if "is_head" in fields and body.is_head is not None else None,
     )
     return UserOut.model_validate(update_user(session, user_id, change))

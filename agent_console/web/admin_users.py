@@ -153,6 +153,7 @@ def _user_context(
             "role": target.role,
             "department_code": target.department_code or "",
             "display_name": target.display_name,
+            "is_head": "1" if target.is_head else "",
         },
         "depts": _depts(request),
         "roles": [(r.value, ROLE_LABELS[r.value]) for r in Role],
@@ -182,7 +183,10 @@ async def _change(request: Request, uid: int, change: UserChange) -> str | None:
 async def user_save(uid: int, request: Request, user: User = Depends(page_user(ROW))) -> Response:
     require_role(user, "users.update")
     raw = await request.form()
-    form = {k: str(raw.get(k) or "").strip() for k in ("role", "department_code", "display_name")}
+    form = {
+        k: str(raw.get(k) or "").strip()
+        for k in ("role", "department_code", "display_name", "is_head")
+    }
     error = None
     if form["role"] not in {r.value for r in Role}:
         error = "请选择角色"
@@ -194,6 +198,7 @@ async def user_save(uid: int, request: Request, user: User = Depends(page_user(R
             department_code=form["department_code"] or None,
             set_department=True,
             display_name=form["display_name"],
+            is_head=form["is_head"] == "1",
         )
         error = await _change(request, uid, change)
     if error is None:

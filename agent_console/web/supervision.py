@@ -27,6 +27,7 @@ from ticketing import (
     STEP_LABELS,
     Department,
     NotFound,
+    PermissionDenied,
     TicketingError,
     User,
     acknowledge,
@@ -71,17 +72,36 @@ def supervision_page(
     return render(
         request,
         "supervision.html",
-        {"rows": rows, "view": status, "depts": depts, "now": utcnow(), **_labels()},
+        {
+            "rows": rows,
+            "view": status,
+            "depts": depts,
+            "now": utcnow(),
+            "can_ack": _can_ack(user),
+            **_labels(),
+        },
     )
 
 
-def _ack_error(request: Request, user: User, message: str) -> Response:
+def _can_ack(user: User) -> bool:
+    """Whether the page offers the acknowledgement (the rule itself: escalation.acknowledge)."""
+    return handler_department(user) is None or user.is_head
+
+
+def _ack_error(request: Request, user: User, message: str, status: int = 422) -> Response:
     state = request.app.state
     with session_scope(state.engine, read_only=True) as s:
         rows = escalations(s, kind="supervise", status="open", department=handler_department(user))
         depts = _depts(s)
-    ctx = {"rows": rows, "view": "open", "depts": depts, "now": utcnow(), "error": message}
-    return render(request, "supervision.html", {**ctx, **_labels()}, status=422)
+    ctx = {
+        "rows": rows,
+        "view": "open",
+        "depts": depts,
+        "now": utcnow(),
+        "error": message,
+        "can_ack": _can_ack(user),
+    }
+    return render(request, "supervision.html", {**ctx, **_labels()}, status=status)
 
 
 @router.post("/supervision/{escalation_id}/acknowledge", name="web.supervision_ack")
@@ -100,10 +120,13 @@ async def supervision_ack(
                 escalation_id,
                 actor=user.username,
                 department=handler_department(user),
+                head=user.is_head,
                 note=note,
             )
     except NotFound:
         raise PageNotFound("督办记录不存在") from None
+    except PermissionDenied as e:  # a handler who is not the department's head
+        return _ack_error(request, user, e.message, status=403)
     except TicketingError as e:
         return _ack_error(request, user, e.message)
     return redirect("/supervision?done=ack", request)

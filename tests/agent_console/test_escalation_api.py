@@ -64,10 +64,31 @@ def test_manual_supervision_and_the_heads_acknowledgement(api):
     assert_error(
         c.post(f"/api/v1/escalations/{other}/acknowledge", headers=api.auth("handler")), 404
     )
-    assert_error(
-        c.post(f"/api/v1/escalations/{other}/acknowledge", headers=api.auth("supervisor")), 403
-    )
+    for who in ("agent", "dispatcher", "leader"):
+        assert_error(c.post(f"/api/v1/escalations/{other}/acknowledge", headers=api.auth(who)), 403)
+    # a supervisor may acknowledge for any department
+    r = c.post(f"/api/v1/escalations/{other}/acknowledge", headers=api.auth("supervisor"))
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "supervisor", r.text
     own = rows[DEPT_A]["id"]
+    # a handler of the department who is not its head may not
+    assert_error(
+        c.post(f"/api/v1/escalations/{own}/acknowledge", headers=api.auth("handler")),
+        403,
+        "not_head",
+    )
+    # the administrator marks the handler as the department's head (only a handler can be one)
+    r = c.patch(
+        f"/api/v1/users/{api.user_ids['supervisor']}",
+        json={"is_head": True},
+        headers=api.auth("admin"),
+    )
+    assert_error(r, 422, "head_not_handler")
+    r = c.patch(
+        f"/api/v1/users/{api.user_ids['handler']}",
+        json={"is_head": True},
+        headers=api.auth("admin"),
+    )
+    assert r.status_code == 200 and r.json()["is_head"] is True, r.text
     r = c.post(
         f"/api/v1/escalations/{own}/acknowledge",
         json={"note": "已安排专人"},

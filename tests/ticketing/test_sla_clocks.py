@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from _loop_helpers import make_ticket, seed_departments, suborders, ticket
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import select
 
 import ticketing.dispatch as d
@@ -20,7 +20,7 @@ from config.database import session_scope
 from config.settings import DEFAULTS_DIR
 from ticketing import escalation as esc
 from ticketing import followup
-from ticketing.errors import Conflict, InvalidInput, NotFound
+from ticketing.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ticketing.evaluation import evaluate
 from ticketing.models import (
     CallbackTask,
@@ -88,9 +88,7 @@ def _events(engine, tid, action) -> list[TicketEvent]:
 def test_a_sub_order_walks_through_its_accept_and_finish_clocks(world):
     engine, settings = world
     tid, (sid,) = _dispatched(engine, settings, category="complaint", urgency="urgent")
-    so = _sub(engine, sid)
-    assert so.sla_next_at is not None  # written due: the next round evaluates it
-    _scan(engine, settings, so.sla_next_at)
+    # the clocks start at the dispatch itself, not at the next scan round
     so = _sub(engine, sid)
     # complaint × urgent: accept within 2 hours (sla.yaml accept_policy)
     assert so.accept_due_at == so.dispatched_at + timedelta(hours=2)
@@ -273,11 +271,13 @@ def test_manual_supervision_needs_a_note_and_the_heads_acknowledgement(world):
         ids = {r.department_code: r.id for r in rows}
     assert set(ids) == {"SWJ", "RSJ"}
     with session_scope(engine) as s, pytest.raises(NotFound):  # another department's: 404
-        esc.acknowledge(s, ids["SWJ"], actor="rsj1", department="RSJ")
+        esc.acknowledge(s, ids["SWJ"], actor="rsj1", department="RSJ", head=True)
+    with session_scope(engine) as s, pytest.raises(PermissionDenied):  # a handler, not the head
+        esc.acknowledge(s, ids["SWJ"], actor="swj1", department="SWJ", head=False)
     with session_scope(engine) as s:
-        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", note="已部署")
+        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", head=True, note="已部署")
     with session_scope(engine) as s, pytest.raises(Conflict):
-        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ")
+        esc.acknowledge(s, ids["SWJ"], actor="swj-head", department="SWJ", head=True)
     acked = {e.department_code: e for e in _escalations(engine, tid, "supervise")}
     assert acked["SWJ"].status == "acknowledged" and acked["SWJ"].acknowledged_by == "swj-head"
     assert acked["RSJ"].status == "open"
@@ -442,3 +442,128 @@ def test_full_scan_reevaluates_everything_and_national_day_deadlines_hold(world)
     with session_scope(engine) as s:
         full_scan(s, settings, now=due + MIN)
     assert ticket(engine, tid).warning == "overdue"
+
+
+# ---------------------------------------------------------------- clocks at dispatch, SQL = Python
+
+
+def test_the_clocks_start_at_the_dispatch(world):
+    engine, settings = world
+    tid, (sid,) = _dispatched(engine, settings, category="complaint", urgency="urgent")
+    so = _sub(engine, sid)  # no scan round has run
+    assert (so.warning, so.warning_step, so.sla_bounds_step) == ("none", "accept", "accept")
+    assert so.accept_due_at == so.dispatched_at + timedelta(hours=2)
+    assert so.sla_overdue_at == so.accept_due_at
+    assert so.sla_blue_at == so.dispatched_at + timedelta(minutes=80)  # 2/3 of two hours
+    assert so.sla_next_at == so.sla_blue_at
+    t = ticket(engine, tid)
+    assert t.sla_bounds_step == "ticket" and t.sla_overdue_at == t.deadline_at
+    # accepting starts the finish clock at once, on the sub-order's own deadline
+    with session_scope(engine) as s:
+        d.accept(s, settings, sid, actor="h")
+    so = _sub(engine, sid)
+    assert (so.warning_step, so.sla_bounds_step) == ("finish", "finish")
+    assert so.sla_overdue_at == so.deadline_at and so.sla_next_at is not None
+
+
+def test_the_set_based_full_scan_agrees_with_the_python_rule(world):
+    """Random sub-orders (urgency, category, one or two departments, accepted or not) walked
+    through random instants over three weeks: after each full scan (SQL on the stored boundaries)
+    every sub-order has the level the pure rule (sla_levels.evaluate, working hours from the
+    calendar) gives for its clock, never below the level it had."""
+    import random
+
+    from ticketing.sla_clocks import accept_due, rules, suborder_step
+    from ticketing.sla_levels import SEVERITY, Clock
+    from ticketing.sla_levels import evaluate as rule
+    from ticketing.worktime import WorkCalendar
+
+    engine, settings = world
+    rnd = random.Random(11)
+    sids: list[int] = []
+    for _ in range(24):
+        _tid, subs = _dispatched(
+            engine,
+            settings,
+            codes=rnd.choice([("SWJ",), ("SWJ", "RSJ")]),
+            category=rnd.choice(["enterprise", "government", "complaint"]),
+            urgency=rnd.choice(["general", "urgent", "critical"]),
+        )
+        for sid in subs:
+            if rnd.random() < 0.5:
+                with session_scope(engine) as s:
+                    d.accept(s, settings, sid, actor="h")
+        sids.extend(subs)
+    cal = WorkCalendar(settings)
+    # instants a minute either side of some clocks' own boundaries (each level in turn), and
+    # some anywhere in three weeks
+    start = _sub(engine, sids[0]).dispatched_at
+    edges = [
+        at + timedelta(minutes=rnd.choice((-1, 0, 1)))
+        for sid in rnd.sample(sids, 10)
+        for at in (_sub(engine, sid).sla_yellow_at, _sub(engine, sid).sla_red_at)
+        if at is not None
+    ]
+    instants = sorted(
+        edges + [start + timedelta(minutes=rnd.randint(1, 21 * 24 * 60)) for _ in range(6)]
+    )
+    seen: set[str] = set()
+    for now in instants:
+        with session_scope(engine, read_only=True) as s:
+            before = {
+                so.id: (so, s.get(Ticket, so.ticket_id))
+                for so in s.exec(select(SubOrder).where(SubOrder.id.in_(sids)))
+            }
+        with session_scope(engine) as s:
+            # nothing due for the incremental round: only the set-based pass can raise them
+            s.exec(update(SubOrder).where(SubOrder.id.in_(sids)).values(sla_next_at=None))
+        with session_scope(engine) as s:
+            full_scan(s, settings, now=now)
+        for sid in sids:
+            so, t = before[sid]
+            step = suborder_step(so.status)
+            due = (
+                so.accept_due_at
+                or accept_due(settings, t.category, t.urgency, so.dispatched_at, so.deadline_at)
+                if step == "accept"
+                else so.deadline_at
+            )
+            clock = Clock(
+                urgency=t.urgency,
+                step=step,
+                start=so.dispatched_at,
+                due=due,
+                moved_at=so.dispatched_at if step == "accept" else so.accepted_at,
+                reached=so.warning if so.warning_step == step else "none",
+            )
+            want = rule(rules(settings), clock, now, cal.add_working_hours).level
+            got = _sub(engine, sid)
+            assert got.warning == want, (sid, t.urgency, step, now, got.warning, want)
+            assert SEVERITY[got.warning] >= SEVERITY[so.warning]
+            seen.add(got.warning)
+    assert len(seen) >= 4, seen  # the walk crossed most levels, not only "none"
+
+
+def test_a_rebound_full_scan_recomputes_the_stored_instants(world):
+    """After a change of the rules or the calendar the stored instants are stale: full_scan with
+    rebound=True computes them again (a plain full scan trusts them)."""
+    engine, settings = world
+    _tid, (sid,) = _dispatched(engine, settings, category="complaint", urgency="urgent")
+    so = _sub(engine, sid)
+    right = so.sla_blue_at
+    soon = so.dispatched_at + MIN
+    with session_scope(engine) as s:  # as if the rules had said "blue from the start"
+        row = s.get(SubOrder, sid)
+        row.sla_blue_at = row.dispatched_at
+        s.add(row)
+    with session_scope(engine) as s:
+        full_scan(s, settings, now=soon, rebound=True)
+    so = _sub(engine, sid)
+    assert (so.warning, so.sla_blue_at, so.sla_bounds_step) == ("none", right, "accept")
+    with session_scope(engine) as s:
+        row = s.get(SubOrder, sid)
+        row.sla_blue_at = row.dispatched_at
+        s.add(row)
+    with session_scope(engine) as s:
+        full_scan(s, settings, now=soon)
+    assert _sub(engine, sid).warning == "blue"  # the stored instants are what it compares

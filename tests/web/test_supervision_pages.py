@@ -45,16 +45,42 @@ def test_supervise_from_the_ticket_page_then_the_head_acknowledges(web: Web):
     assert web.client.get(f"/tickets/{number}").text.count("督办") >= 2
     listing = web.client.get("/supervision")
     assert listing.status_code == 200 and number in listing.text
-    assert "待单位负责人确认" in listing.text  # a supervisor sees, the head confirms
+    assert "/acknowledge" in listing.text  # a supervisor may acknowledge for any department
 
-    web.login("handler")
-    mine = web.client.get("/supervision")
-    assert number in mine.text and "/acknowledge" in mine.text
     with session_scope(web.engine, read_only=True) as s:
         rows = {
             e.department_code: e.id
             for e in s.exec(select(Escalation).where(Escalation.kind == "supervise"))
         }
+    # a handler who is not the department's head sees the list, without the acknowledgement
+    web.login("handler")
+    mine = web.client.get("/supervision")
+    assert number in mine.text and "/acknowledge" not in mine.text
+    assert "待单位负责人确认" in mine.text
+    r = web.client.post(
+        f"/supervision/{rows[DEPT_A]}/acknowledge", data={"csrf_token": web.csrf("/supervision")},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 403 and "只有单位负责人可以确认督办" in r.text
+    # the administrator marks the handler as its department's head on the user page
+    web.login("admin")
+    uid = web.user_ids["handler"]
+    r = web.client.post(
+        f"/admin/users/{uid}",
+        data={
+            "csrf_token": web.csrf(f"/admin/users/{uid}"),
+            "role": "handler",
+            "department_code": DEPT_A,
+            "display_name": "",
+            "is_head": "1",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    assert "单位负责人" in web.client.get("/admin/users").text
+    web.login("handler")
+    mine = web.client.get("/supervision")
+    assert number in mine.text and "/acknowledge" in mine.text and "（单位负责人）" in mine.text
     csrf = web.csrf("/supervision")
     r = web.client.post(
         f"/supervision/{rows[DEPT_B]}/acknowledge", data={"csrf_token": csrf},
