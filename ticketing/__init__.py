@@ -13,6 +13,9 @@ Front door — other packages import these names from `ticketing`, never its mod
                  returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
+    hotspots     高频事项分析 (§19): hotspot_report(HotspotQuery) -> HotspotReport, hotspot_tickets
+                 (the drill-down), index_pending / index_all / run_hotspot_index (the scheduler's
+                 job) / index_transcript (the ASR job), this_month, shift_month, month_bounds
     knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
                  update_article, transition, versions, seed_knowledge, …) and 直接答复
                  (answer_at_intake, answer_waiting, first_contact_figures)
@@ -150,6 +153,22 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         is_working_time,
         load_business_hours,
         next_opening,
+    )
+    from ticketing.hotspots import (
+        HotspotQuery,
+        HotspotReport,
+        MonthFigures,
+        Topic,
+        hotspot_report,
+        hotspot_tickets,
+        index_all,
+        index_pending,
+        index_transcript,
+        month_bounds,
+        run_hotspot_index,
+        shift_month,
+        this_month,
+        unindexed_count,
     )
     from ticketing.intake import (
         prepare_many,

@@ -1,0 +1,37 @@
+"""The per-ticket keywords of the hotspot analysis (migration 0021_hotspots).
+
+`ticket_keyword` holds each ticket's keywords (at most hotspots.yaml keywords.per_ticket, taken
+from its title, content and call transcripts), with the ticket's creation time copied so a month's
+keywords are counted from one index without reading the tickets' text. `hotspot_indexed` marks
+the tickets whose text has been read (a ticket may have no keyword at all).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+from config.database import UTCField, utcnow
+
+
+class TicketKeyword(SQLModel, table=True):
+    __tablename__ = "ticket_keyword"
+    __table_args__ = (
+        # a period's counts by word (covering: the join to ticket needs only ticket_id)
+        Index("ix_ticket_keyword_created", "created_at", "word", "ticket_id"),
+        # drill-down: a word's tickets in a period
+        Index("ix_ticket_keyword_word", "word", "created_at"),
+    )
+
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    word: str = Field(primary_key=True, max_length=32)
+    created_at: datetime = UTCField()  # the ticket's created_at
+
+
+class HotspotIndexed(SQLModel, table=True):
+    __tablename__ = "hotspot_indexed"
+
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    indexed_at: datetime = UTCField(default_factory=utcnow)
