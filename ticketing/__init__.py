@@ -155,6 +155,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         next_opening,
     )
     from ticketing.hotspots import (
+        MONTH_PATTERN,
         HotspotQuery,
         HotspotReport,
         MonthFigures,

@@ -17,6 +17,7 @@ Layout:
   kb*.py         knowledge pages, the console's suggestions and 直接答复, the public kb pages
   console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
                  wrap-up with disposition and auto-ready
+  hotspots.py    高频事项分析: top matters, trends, rising topics, drill-down, xlsx (ECharts)
   wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
@@ -40,6 +41,7 @@ from agent_console.web import (
     console,
     console_call,
     desk,
+    hotspots,
     inbox,
     kb,
     kb_console,
@@ -81,6 +83,7 @@ ROUTERS = (
     console_call.router,
     wallboard.router,
     supervision.router,
+    hotspots.router,  # 高频事项分析 (issue #12)
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -20,6 +20,7 @@ from ticketing.hotspots.index import (
     unindexed_count,
 )
 from ticketing.hotspots.report import (
+    MONTH_PATTERN,
     HotspotQuery,
     HotspotReport,
     MonthFigures,
@@ -34,6 +35,7 @@ from ticketing.hotspots.report import (
 )
 
 __all__ = [
+    "MONTH_PATTERN",
     "HotspotQuery",
     "HotspotReport",
     "MonthFigures",

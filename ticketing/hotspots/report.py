@@ -36,7 +36,8 @@ from ticketing.hotspots.index import unindexed_count
 from ticketing.hotspots.models import TicketKeyword
 from ticketing.models import Evaluation, Rating, SubOrder, Ticket, utcnow
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH_PATTERN = r"^((?:19|20)\d{2})-(0[1-9]|1[0-2])$"  # 1900-01 … 2099-12
+MONTH_RE = re.compile(MONTH_PATTERN)
 MAX_MONTHS = 24
 MAX_TOP = 50
 SATISFIED = (Rating.satisfied.value, Rating.basic.value)
