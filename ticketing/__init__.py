@@ -145,15 +145,6 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.handoff import requeue_pending
     from ticketing.handoff_callback import handle_callback
-    from ticketing.hours import (
-        BusinessHours,
-        business_hours_data,
-        format_opening,
-        is_open,
-        is_working_time,
-        load_business_hours,
-        next_opening,
-    )
     from ticketing.hotspots import (
         MONTH_PATTERN,
         HotspotQuery,
@@ -170,6 +161,15 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         shift_month,
         this_month,
         unindexed_count,
+    )
+    from ticketing.hours import (
+        BusinessHours,
+        business_hours_data,
+        format_opening,
+        is_open,
+        is_working_time,
+        load_business_hours,
+        next_opening,
     )
     from ticketing.intake import (
         prepare_many,

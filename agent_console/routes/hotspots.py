@@ -110,7 +110,10 @@ def _query(
 
 
 @router.get(
-    "/hotspots", name="hotspots.report", response_model=HotspotsOut, responses=responses(401, 403, 422)
+    "/hotspots",
+    name="hotspots.report",
+    response_model=HotspotsOut,
+    responses=responses(401, 403, 422),
 )
 def report(
     session: SessionDep,
@@ -155,6 +158,4 @@ def tickets(
         limit=limit,
         offset=offset,
     )
-    return HotspotTicketsOut(
-        total=total, items=[HotspotTicketOut.model_validate(t) for t in rows]
-    )
+    return HotspotTicketsOut(total=total, items=[HotspotTicketOut.model_validate(t) for t in rows])

@@ -87,19 +87,9 @@ def _charts(r: HotspotReport, labels: dict[str, dict[str, str]]) -> dict[str, st
             ],
         }
 
-    sat = {
-        "kind": "lines",
-        "percent": True,
-        "months": r.months,
-        "series": [
-            {
-                "name": "满意率",
-                "data": [None if m.satisfaction is None else round(m.satisfaction * 100, 1)
-                         for m in r.totals],
-            },
-        ],
-        "hours": [m.avg_hours for m in r.totals],
-    }  # fmt: skip
+    satisfaction = [
+        None if m.satisfaction is None else round(m.satisfaction * 100, 1) for m in r.totals
+    ]
     specs = {
         "categories": {"kind": "hbar", "data": top_cats[::-1]},
         "keyword_trend": lines(r.keywords, lambda k: k),
@@ -109,7 +99,7 @@ def _charts(r: HotspotReport, labels: dict[str, dict[str, str]]) -> dict[str, st
             "months": r.months,
             "count": [m.count for m in r.totals],
             "hours": [m.avg_hours for m in r.totals],
-            "satisfaction": sat["series"][0]["data"],
+            "satisfaction": satisfaction,
         },
     }
     return {k: json.dumps(v, ensure_ascii=False) for k, v in specs.items()}
@@ -159,9 +149,7 @@ def hotspots_page(request: Request, user: User = Depends(page_user("web.hotspots
 
 
 @router.get("/hotspots/tickets", name="web.hotspots_tickets")
-def hotspots_tickets(
-    request: Request, user: User = Depends(page_user("web.hotspots"))
-) -> Response:
+def hotspots_tickets(request: Request, user: User = Depends(page_user("web.hotspots"))) -> Response:
     q, form, error = _form(request)
     p = request.query_params
     keyword = (p.get("keyword") or "").strip()[:32] or None
@@ -195,10 +183,8 @@ def hotspots_tickets(
 
 
 @router.get("/hotspots/export.xlsx", name="web.hotspots_export")
-def hotspots_export(
-    request: Request, user: User = Depends(page_user("web.hotspots"))
-) -> Response:
-    q, form, _ = _form(request)
+def hotspots_export(request: Request, user: User = Depends(page_user("web.hotspots"))) -> Response:
+    q = _form(request)[0]
     settings, labels = request.app.state.settings, request.app.state.web.labels
     with session_scope(request.app.state.engine, read_only=True) as s:
         r = hotspot_report(s, settings, q)
@@ -244,11 +230,16 @@ def hotspots_export(
             "月度合计",
             ["月份", "件数", "平均办理时长(小时)", "满意率", "评价数"],
             [
-                [m.month, m.count, "" if m.avg_hours is None else m.avg_hours,
-                 "" if m.satisfaction is None else round(m.satisfaction, 4), m.rated]
+                [
+                    m.month,
+                    m.count,
+                    "" if m.avg_hours is None else m.avg_hours,
+                    "" if m.satisfaction is None else round(m.satisfaction, 4),
+                    m.rated,
+                ]
                 for m in r.totals
             ],
-        ),  # fmt: skip
+        ),
     ]
     name = f"hotspots-{r.month}.xlsx"
     return Response(

@@ -45,11 +45,21 @@ from ticketing import (
 from ticketing.hotspots.models import TicketKeyword
 
 TEXT = {
-    "营业执照": ("营业执照", "你好，请问那个营业执照怎么办，我想问一下", "government", "SCJG", "hotline"),
+    "营业执照": (
+        "营业执照",
+        "你好，请问那个营业执照怎么办，我想问一下",
+        "government",
+        "SCJG",
+        "hotline",
+    ),
     "停电": ("停电", "你好，请问那个停电了，我想问一下", "enterprise", "GDGS", "hotline"),
     "噪音": ("噪音", "喂，你好，那个噪音", "complaint", None, "web"),
 }
-MONTH_MID = {8: datetime(2026, 8, 15, 2), 9: datetime(2026, 9, 15, 2), 10: datetime(2026, 10, 15, 2)}
+MONTH_MID = {
+    8: datetime(2026, 8, 15, 2),
+    9: datetime(2026, 9, 15, 2),
+    10: datetime(2026, 10, 15, 2),
+}
 NOV = datetime(2026, 11, 10, 2)
 
 
@@ -77,7 +87,7 @@ def _ticket(s, word: str, at: datetime, **extra) -> Ticket:
 def loaded(engine, settings):
     with session_scope(engine) as s:
         sync_departments(s, settings)
-        for month, at in MONTH_MID.items():
+        for at in MONTH_MID.values():
             for _ in range(5):
                 _ticket(s, "营业执照", at)
             _ticket(s, "停电", at)
@@ -85,22 +95,52 @@ def loaded(engine, settings):
             t = _ticket(s, "营业执照", NOV + timedelta(hours=i))
             t.resolved_at = t.created_at + timedelta(hours=24)
             if i == 0:
-                s.add(Evaluation(ticket_id=t.id, round=1, process="satisfied",
-                                 timeliness="satisfied", result="satisfied", overall="satisfied"))
+                s.add(
+                    Evaluation(
+                        ticket_id=t.id,
+                        round=1,
+                        process="satisfied",
+                        timeliness="satisfied",
+                        result="satisfied",
+                        overall="satisfied",
+                    )
+                )
             if i == 1:
-                s.add(Evaluation(ticket_id=t.id, round=1, process="unsatisfied",
-                                 timeliness="unsatisfied", result="unsatisfied",
-                                 overall="unsatisfied"))
+                s.add(
+                    Evaluation(
+                        ticket_id=t.id,
+                        round=1,
+                        process="unsatisfied",
+                        timeliness="unsatisfied",
+                        result="unsatisfied",
+                        overall="unsatisfied",
+                    )
+                )
             if i == 2:  # a staff rating the submitter's own superseded: not in force
-                s.add(Evaluation(ticket_id=t.id, round=1, process="unsatisfied",
-                                 timeliness="unsatisfied", result="unsatisfied",
-                                 overall="unsatisfied", source="staff", superseded=True))
+                s.add(
+                    Evaluation(
+                        ticket_id=t.id,
+                        round=1,
+                        process="unsatisfied",
+                        timeliness="unsatisfied",
+                        result="unsatisfied",
+                        overall="unsatisfied",
+                        source="staff",
+                        superseded=True,
+                    )
+                )
         first = _ticket(s, "停电", datetime(2026, 10, 31, 16, 30))  # Nov 1st 00:30 local
         for i in range(4):
             _ticket(s, "停电", NOV + timedelta(days=1, hours=i))
         heard = _ticket(s, "停电", NOV + timedelta(days=2), title="来电", content="你好 请问一下")
-        s.add(TicketEvent(ticket_id=heard.id, actor="asr", action="transcript_attached",
-                          detail={"text": "喂 你好 那个 我们 这里 停电 了", "keywords": ["水电气"]}))
+        s.add(
+            TicketEvent(
+                ticket_id=heard.id,
+                actor="asr",
+                action="transcript_attached",
+                detail={"text": "喂 你好 那个 我们 这里 停电 了", "keywords": ["水电气"]},
+            )
+        )
         _ticket(s, "停电", NOV + timedelta(days=3), duplicate_of_id=first.id)  # 重复件
         _ticket(s, "停电", datetime(2026, 11, 30, 16, 30))  # Dec 1st 00:30 local
         for i in range(2):
@@ -134,7 +174,11 @@ def test_top_lists_and_rising_topic(loaded, settings):
         ("水电气", 1),
     ]
     kw = {t.key: t for t in r.keywords}
-    assert (kw["营业执照"].baseline, kw["营业执照"].score, kw["营业执照"].rising) == (5.0, 1.333, False)
+    assert (kw["营业执照"].baseline, kw["营业执照"].score, kw["营业执照"].rising) == (
+        5.0,
+        1.333,
+        False,
+    )
     assert (kw["停电"].baseline, kw["停电"].score, kw["停电"].rising) == (1.0, 3.5, True)
     assert (kw["噪音"].score, kw["噪音"].rising) == (3.0, False)  # below min_volume
     assert kw["停电"].direction == "up" and kw["营业执照"].direction == "flat"

@@ -25,6 +25,7 @@ def filed(web: Web) -> list[str]:
     """7 tickets about 停电 in November (5 in Aug–Oct before: 1 a month), 2 about 营业执照."""
     numbers = []
     with session_scope(web.engine) as s:
+
         def add(title: str, at: datetime, dept: str | None = DEPT_A) -> None:
             t = Ticket(number=f"T-{uuid.uuid4().hex[:10]}", channel="hotline", title=title,
                        content=f"你好，请问那个{title}了，我想问一下", category="enterprise",

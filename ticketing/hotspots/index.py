@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from config.loader import load_yaml
@@ -105,22 +106,40 @@ def _insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]
 
 _KEYWORDS: Table = TicketKeyword.__table__  # type: ignore[attr-defined]
 _INDEXED: Table = HotspotIndexed.__table__  # type: ignore[attr-defined]
+_TICKET: Table = Ticket.__table__  # type: ignore[attr-defined]
 
 
-def _keyword_rows(ticket_id: int, created_at: datetime, words: Iterable[str]) -> list[dict]:
-    return [{"ticket_id": ticket_id, "word": w, "created_at": created_at} for w in words]
+def _keyword_rows(
+    ticket_id: int, created_at: datetime, channel: str, words: Iterable[str]
+) -> list[dict[str, Any]]:
+    return [
+        {"ticket_id": ticket_id, "word": w, "created_at": created_at, "channel": channel}
+        for w in words
+    ]
 
 
 def index_pending(session: Session, settings: Settings, *, limit: int = BATCH) -> int:
     """Read up to `limit` tickets not indexed yet (oldest first) and store their keywords.
     Returns how many tickets were indexed (0: nothing left)."""
-    rows = session.exec(
-        select(Ticket.id, Ticket.title, Ticket.content, Ticket.created_at)
-        .outerjoin(HotspotIndexed, col(HotspotIndexed.ticket_id) == col(Ticket.id))
-        .where(col(HotspotIndexed.ticket_id).is_(None))
-        .order_by(col(Ticket.id))
-        .limit(limit)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            sa_select(
+                _TICKET.c.id,
+                _TICKET.c.title,
+                _TICKET.c.content,
+                _TICKET.c.created_at,
+                _TICKET.c.channel,
+                _TICKET.c.duplicate_of_id,
+                _TICKET.c.simulated,
+            )
+            .outerjoin(_INDEXED, _INDEXED.c.ticket_id == _TICKET.c.id)
+            .where(_INDEXED.c.ticket_id.is_(None))
+            .order_by(_TICKET.c.id)
+            .limit(limit)
+        )
+        .all()
+    )
     if not rows:
         return 0
     ids = [r[0] for r in rows]
@@ -130,12 +149,14 @@ def index_pending(session: Session, settings: Settings, *, limit: int = BATCH) -
         .where(col(TicketEvent.ticket_id).in_(ids), TicketEvent.action == TRANSCRIPT_EVENT)
         .order_by(col(TicketEvent.id))
     ):
-        transcripts.setdefault(tid, []).append(detail or {})
+        transcripts.setdefault(tid, []).append(dict(detail or {}))
     keyword_rows: list[dict[str, Any]] = []
     now = utcnow()
-    for tid, title, content, created_at in rows:
+    for tid, title, content, created_at, channel, duplicate_of, simulated in rows:
+        if duplicate_of is not None or simulated:
+            continue  # never counted (a 重复件 counts through its first ticket)
         words = ticket_keywords(settings, title or "", content or "", transcripts.get(tid, ()))
-        keyword_rows.extend(_keyword_rows(tid, created_at, words))
+        keyword_rows.extend(_keyword_rows(tid, created_at, channel, words))
     _insert_ignore(session, _KEYWORDS, keyword_rows)
     _insert_ignore(session, _INDEXED, [{"ticket_id": t, "indexed_at": now} for t in ids])
     return len(rows)
@@ -147,11 +168,15 @@ def index_transcript(
     """A transcript attached to a ticket now (its event's detail: `text`, `keywords`): its words
     join the ticket's. Written whether or not the ticket itself was indexed yet (the indexer reads
     the same event later; the rows are the same)."""
-    created_at = session.exec(select(Ticket.created_at).where(Ticket.id == ticket_id)).first()
-    if created_at is None:
-        return
+    row = session.exec(
+        select(Ticket.created_at, Ticket.channel, Ticket.duplicate_of_id, Ticket.simulated).where(
+            Ticket.id == ticket_id
+        )
+    ).first()
+    if row is None or row[2] is not None or row[3]:
+        return  # no such ticket, or one never counted
     words = list(dict.fromkeys(_transcript_words(settings, detail)))
-    _insert_ignore(session, _KEYWORDS, _keyword_rows(ticket_id, created_at, words))
+    _insert_ignore(session, _KEYWORDS, _keyword_rows(ticket_id, row[0], row[1], words))
 
 
 def unindexed_count(session: Session) -> int:

@@ -1,9 +1,11 @@
 """The per-ticket keywords of the hotspot analysis (migration 0021_hotspots).
 
-`ticket_keyword` holds each ticket's keywords (at most hotspots.yaml keywords.per_ticket, taken
-from its title, content and call transcripts), with the ticket's creation time copied so a month's
-keywords are counted from one index without reading the tickets' text. `hotspot_indexed` marks
-the tickets whose text has been read (a ticket may have no keyword at all).
+`ticket_keyword` holds each counted ticket's keywords (at most hotspots.yaml keywords.per_ticket,
+taken from its title, content and call transcripts), with the ticket's creation time and channel
+copied (both fixed at intake), so a month's keywords are counted from one covering index without
+reading the tickets. A 重复件 or a demo ticket (duplicate_of_id / simulated, also fixed at intake)
+is never counted, so it gets no rows. `hotspot_indexed` marks the tickets whose text has been read
+(a ticket may have no keyword at all).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from config.database import UTCField, utcnow
 class TicketKeyword(SQLModel, table=True):
     __tablename__ = "ticket_keyword"
     __table_args__ = (
-        # a period's counts by word (covering: the join to ticket needs only ticket_id)
-        Index("ix_ticket_keyword_created", "created_at", "word", "ticket_id"),
+        # a period's counts by word, by channel too (covering; ticket_id for a category filter)
+        Index("ix_ticket_keyword_created", "created_at", "word", "channel", "ticket_id"),
         # drill-down: a word's tickets in a period
         Index("ix_ticket_keyword_word", "word", "created_at"),
     )
@@ -28,6 +30,7 @@ class TicketKeyword(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
     word: str = Field(primary_key=True, max_length=32)
     created_at: datetime = UTCField()  # the ticket's created_at
+    channel: str = Field(max_length=16)  # the ticket's channel
 
 
 class HotspotIndexed(SQLModel, table=True):

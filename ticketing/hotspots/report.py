@@ -19,6 +19,7 @@ Definitions (one place):
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, case, distinct, literal
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from config.loader import load_yaml
@@ -174,7 +176,9 @@ def counted(q: HotspotQuery, since: datetime, until: datetime) -> list[ColumnEle
     where: list[ColumnElement[bool]] = [
         col(Ticket.created_at) >= since,
         col(Ticket.created_at) < until,
-        col(Ticket.duplicate_of_id).is_(None),
+        # written so that no planner reads ix_ticket_duplicate_of_id for "IS NULL" (nearly every
+        # row) instead of the period's created_at index
+        func.coalesce(col(Ticket.duplicate_of_id), 0) == 0,
         col(Ticket.simulated).is_(False),
     ]
     if q.channel:
@@ -198,7 +202,7 @@ def _figures(
     bucket = _bucket(bucket_col if bucket_col is not None else col(Ticket.created_at), bounds)
     where = [*counted(q, bounds[0], bounds[-1]), *extra]
     hours = _hours(session)
-    base = select(
+    base = sa_select(
         key,
         bucket,
         func.count(distinct(col(Ticket.id))),
@@ -216,7 +220,8 @@ def _figures(
         rated = rated.join(*join)
     rated = rated.join(Evaluation, col(Evaluation.ticket_id) == col(Ticket.id))
     out: dict[Any, dict[int, list[float]]] = {}
-    for k, b, n, h, r in session.exec(base.where(*where).group_by(key, bucket)):
+    conn = session.connection()
+    for k, b, n, h, r in conn.execute(base.where(*where).group_by(key, bucket)):
         out.setdefault(k, {})[int(b)] = [int(n), float(h or 0), int(r), 0, 0]
     for k, b, n, s in session.exec(
         rated.where(*where, col(Evaluation.superseded).is_(False)).group_by(key, bucket)
@@ -331,33 +336,43 @@ def _keyword_topics(
     top: int,
 ) -> tuple[list[Topic], list[Topic]]:
     """The top keywords of the month and the rising ones. Two steps: volumes of the month and its
-    baseline months for every word (one grouped count over ticket_keyword's period index), then
-    the whole trend with handling time and satisfaction for the words shown."""
+    baseline months for every word (a grouped count over ticket_keyword's covering period index:
+    the tickets themselves are read only for a category filter), then the whole trend with
+    handling time and satisfaction for the words shown."""
     last = len(months) - 1
-    window = bounds[max(last - rule.baseline_months, 0) :]
-    offset = len(bounds) - len(window)
-    join = (TicketKeyword, col(TicketKeyword.ticket_id) == col(Ticket.id))
-    kw_period = [col(TicketKeyword.created_at) >= window[0], col(TicketKeyword.created_at) < window[-1]]
-    bucket = _bucket(col(TicketKeyword.created_at), window)
-    volumes: dict[str, dict[int, int]] = {}
-    for word, b, n in session.exec(
-        select(col(TicketKeyword.word), bucket, func.count())
-        .select_from(Ticket)
-        .join(*join)
-        .where(*counted(q, window[0], window[-1]), *kw_period)
-        .group_by(col(TicketKeyword.word), bucket)
-    ):
-        volumes.setdefault(str(word), {})[int(b) + offset] = int(n)
-    scored = _topics(
-        {w: {i: [float(n), 0.0, 0, 0, 0] for i, n in c.items()} for w, c in volumes.items()},
-        months,
-        rule,
+    first = max(last - rule.baseline_months, 0)
+    window = bounds[first:]
+    kw_created = col(TicketKeyword.created_at)
+    bucket = _bucket(kw_created, window)
+    stmt = select(col(TicketKeyword.word), bucket, func.count()).where(
+        kw_created >= window[0], kw_created < window[-1]
     )
-    shown = [t.key for t in scored if t.count > 0][:top]
-    rising_keys = sorted(
-        (t for t in scored if t.rising), key=lambda t: (-t.score, -t.count, t.key)
-    )[:top]
-    wanted = list(dict.fromkeys([*shown, *(t.key for t in rising_keys)]))
+    if q.channel:
+        stmt = stmt.where(col(TicketKeyword.channel) == q.channel)
+    if q.category:
+        stmt = stmt.join(Ticket, col(Ticket.id) == col(TicketKeyword.ticket_id)).where(
+            col(Ticket.category) == q.category
+        )
+    volumes: dict[str, list[int]] = {}
+    span = len(window) - 1
+    for word, b, n in session.exec(stmt.group_by(col(TicketKeyword.word), bucket)):
+        volumes.setdefault(str(word), [0] * span)[int(b)] = int(n)
+    scored: list[tuple[str, int, float]] = []  # (word, this month, score)
+    for word, counts in volumes.items():
+        now = counts[-1]
+        if now:
+            prev = counts[:-1] + [0] * (rule.baseline_months - (span - 1))
+            scored.append((word, now, rise_score(now, prev)[1]))
+    shown = [w for w, _, _ in heapq.nsmallest(top, scored, key=lambda x: (-x[1], -x[2], x[0]))]
+    rising_keys = [
+        w
+        for w, _, _ in heapq.nsmallest(
+            top,
+            (x for x in scored if x[1] >= rule.min_volume and x[2] >= rule.min_score),
+            key=lambda x: (-x[2], -x[1], x[0]),
+        )
+    ]
+    wanted = list(dict.fromkeys([*shown, *rising_keys]))
     if not wanted:
         return [], []
     full = _topics(
@@ -366,21 +381,21 @@ def _keyword_topics(
             q,
             bounds,
             col(TicketKeyword.word),
-            join=join,
+            join=(TicketKeyword, col(TicketKeyword.ticket_id) == col(Ticket.id)),
             extra=[
                 col(TicketKeyword.word).in_(wanted),
-                col(TicketKeyword.created_at) >= bounds[0],
-                col(TicketKeyword.created_at) < bounds[-1],
+                kw_created >= bounds[0],
+                kw_created < bounds[-1],
             ],
-            bucket_col=col(TicketKeyword.created_at),
+            bucket_col=kw_created,
         ),
         months,
         rule,
     )
     by_key = {t.key: t for t in full}
-    keywords = [by_key[k] for k in shown if k in by_key]
-    rising = [by_key[t.key] for t in rising_keys if t.key in by_key]
-    return keywords, rising
+    return [by_key[k] for k in shown if k in by_key], [
+        by_key[k] for k in rising_keys if k in by_key
+    ]
 
 
 # ---------------------------------------------------------------- drill-down

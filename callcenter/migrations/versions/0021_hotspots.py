@@ -1,6 +1,6 @@
 """hotspots (issue #12, plan §19): per-ticket keywords for the high-frequency matter analysis
 
-ticket_keyword (ticket, word, the ticket's created_at) and hotspot_indexed (tickets whose text was
+ticket_keyword (ticket, word, the ticket's created_at and channel) and hotspot_indexed (tickets whose text was
 read), filled by the scheduler's `hotspots` job and by the ASR job when a transcript attaches
 (ticketing.hotspots).
 
@@ -25,11 +25,14 @@ def upgrade() -> None:
         sa.Column("ticket_id", sa.Integer(), nullable=False),
         sa.Column("word", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
         sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"]),
         sa.PrimaryKeyConstraint("ticket_id", "word"),
     )
     op.create_index(
-        "ix_ticket_keyword_created", "ticket_keyword", ["created_at", "word", "ticket_id"]
+        "ix_ticket_keyword_created",
+        "ticket_keyword",
+        ["created_at", "word", "channel", "ticket_id"],
     )
     op.create_index("ix_ticket_keyword_word", "ticket_keyword", ["word", "created_at"])
     op.create_table(
