@@ -50,7 +50,7 @@ class MonthFiguresOut(_Out):
 class TopicOut(_Out):
     key: str  # category code, department code or keyword
     count: int
-    baseline: float  # average of the previous months (rising.baseline_months)
+    baseline: float  # average of the previous months (rising.baseline_months), × elapsed
     score: float  # (count + 1) ÷ (baseline + 1)
     rising: bool
     direction: str  # up | flat | down
@@ -78,6 +78,7 @@ class HotspotsOut(_Out):
     rising: list[TopicOut]
     heat: dict[str, dict[str, int]]
     rule: RisingRuleOut
+    elapsed: float  # share of the month gone by (< 1 while it runs: baselines scaled to it)
     unindexed: int  # tickets whose keywords are not stored yet
 
 

@@ -37,6 +37,7 @@ from ticketing import (
 
 router = APIRouter(include_in_schema=False)
 DRILL_LIMIT = 100
+HEAT_ROWS = 15  # departments in the department × category table (the busiest)
 LINES = 5  # series in a trend chart
 
 
@@ -116,6 +117,12 @@ def _heat(r: HotspotReport) -> tuple[list[str], list[tuple[str, list[int], int]]
     return cats, rows, peak
 
 
+def _heat_page(r: HotspotReport) -> tuple[list[str], list[tuple[str, list[int], int]], int, int]:
+    """As _heat, the busiest HEAT_ROWS departments only, and how many more there are."""
+    cats, rows, peak = _heat(r)
+    return cats, rows[:HEAT_ROWS], peak, max(len(rows) - HEAT_ROWS, 0)
+
+
 @router.get("/hotspots", name="web.hotspots")
 def hotspots_page(request: Request, user: User = Depends(page_user("web.hotspots"))) -> Response:
     q, form, error = _form(request)
@@ -123,7 +130,7 @@ def hotspots_page(request: Request, user: User = Depends(page_user("web.hotspots
     with session_scope(request.app.state.engine, read_only=True) as s:
         r = hotspot_report(s, settings, q)
     names = _names(request)
-    cats, heat_rows, peak = _heat(r)
+    cats, heat_rows, peak, heat_more = _heat_page(r)
     prev = r.totals[-1 - r.rule.baseline_months : -1]
     base = sum(m.count for m in prev) / len(prev) if prev else 0
     query = urlencode({k: v for k, v in form.items() if v})
@@ -140,6 +147,7 @@ def hotspots_page(request: Request, user: User = Depends(page_user("web.hotspots
             "heat_cats": cats,
             "heat_rows": heat_rows,
             "heat_peak": peak,
+            "heat_more": heat_more,
             "baseline_total": base,
             "pct": _pct,
             "hours": _hours,

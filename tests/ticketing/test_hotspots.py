@@ -242,3 +242,21 @@ def test_bad_month_is_refused(loaded, settings):
 
     with pytest.raises(InvalidInput), session_scope(loaded, read_only=True) as s:
         hotspot_report(s, settings, HotspotQuery(month="2026-13"))
+
+
+def test_a_running_month_is_compared_with_the_same_share_of_the_baseline(loaded, settings):
+    """Half-way through November (15 of 30 days): 营业执照's baseline 5 a month becomes 2.5, so
+    its 7 so far score (7 + 1) ÷ (2.5 + 1) = 2.286 and it rises; 停电 1 → 0.5: 7 ÷ 1.5 = 4.667."""
+    with session_scope(loaded, read_only=True) as s:
+        r = hotspot_report(
+            s, settings, HotspotQuery(month="2026-11"), now=datetime(2026, 11, 15, 16, 0)
+        )
+    assert r.elapsed == 0.5
+    kw = {t.key: t for t in r.keywords}
+    assert (kw["营业执照"].baseline, kw["营业执照"].score, kw["营业执照"].rising) == (
+        2.5,
+        2.286,
+        True,
+    )
+    assert (kw["停电"].baseline, kw["停电"].score) == (0.5, 4.667)
+    assert [t.key for t in r.rising] == ["停电", "营业执照"]

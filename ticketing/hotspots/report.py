@@ -12,9 +12,12 @@ Definitions (one place):
 - Handling time (办理时长): resolved_at − created_at in hours, averaged over the resolved tickets.
 - Satisfaction (满意率): ratings 满意 + 基本满意 ÷ ratings, over every round's rating that is in force
   (a staff-recorded rating superseded by the submitter's own is left out).
-- Rise score: (this month + 1) ÷ (average of the previous `baseline_months` months + 1), months
-  without tickets counting 0; RISING when this month's volume ≥ `min_volume` and the score ≥
-  `min_score` (hotspots.yaml `rising`). The +1 keeps small counts from looking like huge rises.
+- Rise score: (this month + 1) ÷ (baseline + 1), the baseline being the average of the previous
+  `baseline_months` months (months without tickets count 0); RISING when this month's volume ≥
+  `min_volume` and the score ≥ `min_score` (hotspots.yaml `rising`). The +1 keeps small counts
+  from looking like huge rises. While the month is still running, the baseline is scaled to the
+  share of the month gone by (`elapsed`: half-way through, half the average), so the month so
+  far is compared with what the previous months had by the same point.
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class HotspotReport:
     rising: list[Topic]  # rising keywords, highest score first
     heat: dict[str, dict[str, int]]  # department → category → this month's volume
     rule: RisingRule
+    elapsed: float = 1.0  # share of the month gone by (< 1 while it runs; baselines scaled)
     unindexed: int = 0  # tickets whose keywords are not stored yet
     generated_at: datetime = field(default_factory=utcnow)
 
@@ -116,10 +120,11 @@ def rising_rule(settings: Settings) -> RisingRule:
     )
 
 
-def rise_score(count: int, previous: Sequence[int]) -> tuple[float, float]:
-    """(baseline, score): the previous months' average and (count + 1) ÷ (baseline + 1)."""
-    baseline = sum(previous) / len(previous) if previous else 0.0
-    return baseline, round((count + 1) / (baseline + 1), 3)
+def rise_score(count: int, previous: Sequence[int], elapsed: float = 1.0) -> tuple[float, float]:
+    """(baseline, score): the previous months' average (× `elapsed`, the share of this month gone
+    by) and (count + 1) ÷ (baseline + 1)."""
+    baseline = (sum(previous) / len(previous) if previous else 0.0) * elapsed
+    return round(baseline, 3), round((count + 1) / (baseline + 1), 3)
 
 
 # ---------------------------------------------------------------- periods
@@ -245,7 +250,10 @@ def _month_figures(month: str, cell: list[float] | None) -> MonthFigures:
 
 
 def _topics(
-    per_key: dict[Any, dict[int, list[float]]], months: list[str], rule: RisingRule
+    per_key: dict[Any, dict[int, list[float]]],
+    months: list[str],
+    rule: RisingRule,
+    elapsed: float = 1.0,
 ) -> list[Topic]:
     last = len(months) - 1
     out: list[Topic] = []
@@ -254,7 +262,7 @@ def _topics(
         now = trend[last]
         prev = [t.count for t in trend[max(last - rule.baseline_months, 0) : last]]
         prev += [0] * (rule.baseline_months - len(prev))
-        baseline, score = rise_score(now.count, prev)
+        baseline, score = rise_score(now.count, prev, elapsed)
         rising = now.count >= rule.min_volume and score >= rule.min_score
         topic = Topic(
             str(key), now.count, baseline, score, rising, now.avg_hours, now.satisfaction, trend
@@ -269,8 +277,10 @@ def _topics(
 
 
 # ---------------------------------------------------------------- the report
-def hotspot_report(session: Session, settings: Settings, q: HotspotQuery) -> HotspotReport:
-    """The analysis of `q.month` (see the module's definitions)."""
+def hotspot_report(
+    session: Session, settings: Settings, q: HotspotQuery, *, now: datetime | None = None
+) -> HotspotReport:
+    """The analysis of `q.month` (see the module's definitions); `now` for a running month."""
     rule = rising_rule(settings)
     month = q.month or this_month(settings)
     parse_month(month)
@@ -279,11 +289,13 @@ def hotspot_report(session: Session, settings: Settings, q: HotspotQuery) -> Hot
     months = [shift_month(month, i - n_months + 1) for i in range(n_months)]
     bounds = [month_start(settings, m) for m in [*months, shift_month(month, 1)]]
     cur0, cur1 = bounds[-2], bounds[-1]
+    now = now or utcnow()
+    elapsed = 1.0 if not cur0 <= now < cur1 else max((now - cur0) / (cur1 - cur0), 0.01)
 
     totals_raw = _figures(session, q, bounds, literal("all"))
     totals = [_month_figures(m, totals_raw.get("all", {}).get(i)) for i, m in enumerate(months)]
 
-    categories = _topics(_figures(session, q, bounds, col(Ticket.category)), months, rule)
+    categories = _topics(_figures(session, q, bounds, col(Ticket.category)), months, rule, elapsed)
 
     pairs = (
         select(SubOrder.ticket_id, SubOrder.department_code)
@@ -296,9 +308,10 @@ def hotspot_report(session: Session, settings: Settings, q: HotspotQuery) -> Hot
         _figures(session, q, bounds, dept_key, join=(pairs, pairs.c.ticket_id == Ticket.id)),
         months,
         rule,
+        elapsed,
     )
 
-    keywords, rising = _keyword_topics(session, q, bounds, months, rule, top)
+    keywords, rising = _keyword_topics(session, q, bounds, months, rule, top, elapsed)
 
     heat: dict[str, dict[str, int]] = {}
     for dept, cat, n in session.exec(
@@ -323,6 +336,7 @@ def hotspot_report(session: Session, settings: Settings, q: HotspotQuery) -> Hot
         rising=rising,
         heat=heat,
         rule=rule,
+        elapsed=round(elapsed, 4),
         unindexed=unindexed_count(session),
     )
 
@@ -334,6 +348,7 @@ def _keyword_topics(
     months: list[str],
     rule: RisingRule,
     top: int,
+    elapsed: float,
 ) -> tuple[list[Topic], list[Topic]]:
     """The top keywords of the month and the rising ones. Two steps: volumes of the month and its
     baseline months for every word (a grouped count over ticket_keyword's covering period index:
@@ -359,10 +374,10 @@ def _keyword_topics(
         volumes.setdefault(str(word), [0] * span)[int(b)] = int(n)
     scored: list[tuple[str, int, float]] = []  # (word, this month, score)
     for word, counts in volumes.items():
-        now = counts[-1]
-        if now:
+        current = counts[-1]
+        if current:
             prev = counts[:-1] + [0] * (rule.baseline_months - (span - 1))
-            scored.append((word, now, rise_score(now, prev)[1]))
+            scored.append((word, current, rise_score(current, prev, elapsed)[1]))
     shown = [w for w, _, _ in heapq.nsmallest(top, scored, key=lambda x: (-x[1], -x[2], x[0]))]
     rising_keys = [
         w
@@ -391,6 +406,7 @@ def _keyword_topics(
         ),
         months,
         rule,
+        elapsed,
     )
     by_key = {t.key: t for t in full}
     return [by_key[k] for k in shown if k in by_key], [
