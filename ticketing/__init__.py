@@ -158,6 +158,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         index_transcript,
         month_bounds,
         run_hotspot_index,
+        save_months,
         shift_month,
         this_month,
         unindexed_count,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import Instant
+from config.database import session_scope
 from ticketing import (
     MONTH_PATTERN,
     Category,
@@ -25,6 +26,7 @@ from ticketing import (
     User,
     hotspot_report,
     hotspot_tickets,
+    save_months,
 )
 
 router = APIRouter(tags=["hotspots"], route_class=TransactionRoute)
@@ -117,6 +119,7 @@ def _query(
     responses=responses(401, 403, 422),
 )
 def report(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     month: Month = None,
@@ -128,6 +131,9 @@ def report(
 ) -> HotspotsOut:
     """The month's high-frequency matters and rising topics (重复件 counted once)."""
     r = hotspot_report(session, settings, _query(month, months, channel, category, top))
+    if r.computed:  # kept for the next views, in a write transaction of its own
+        with session_scope(request.app.state.engine) as s:
+            save_months(s, r)
     return HotspotsOut.model_validate(r)
 
 

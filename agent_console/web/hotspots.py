@@ -31,6 +31,7 @@ from ticketing import (
     all_departments,
     hotspot_report,
     hotspot_tickets,
+    save_months,
     this_month,
     utcnow,
 )
@@ -60,6 +61,17 @@ def _form(request: Request) -> tuple[HotspotQuery, dict[str, str], str | None]:
         error, category = "类别不存在", None
     form = {"month": month, "channel": channel or "", "category": category or ""}
     return HotspotQuery(month=month, channel=channel, category=category, top=15), form, error
+
+
+def _report(request: Request, q: HotspotQuery) -> HotspotReport:
+    """The report; the months it had to count are kept for the next views (a write of its own)."""
+    engine = request.app.state.engine
+    with session_scope(engine, read_only=True) as s:
+        r = hotspot_report(s, request.app.state.settings, q)
+    if r.computed:
+        with session_scope(engine) as s:
+            save_months(s, r)
+    return r
 
 
 def _names(request: Request) -> dict[str, str]:
@@ -126,9 +138,8 @@ def _heat_page(r: HotspotReport) -> tuple[list[str], list[tuple[str, list[int], 
 @router.get("/hotspots", name="web.hotspots")
 def hotspots_page(request: Request, user: User = Depends(page_user("web.hotspots"))) -> Response:
     q, form, error = _form(request)
-    settings, labels = request.app.state.settings, request.app.state.web.labels
-    with session_scope(request.app.state.engine, read_only=True) as s:
-        r = hotspot_report(s, settings, q)
+    labels = request.app.state.web.labels
+    r = _report(request, q)
     names = _names(request)
     cats, heat_rows, peak, heat_more = _heat_page(r)
     prev = r.totals[-1 - r.rule.baseline_months : -1]
@@ -193,9 +204,8 @@ def hotspots_tickets(request: Request, user: User = Depends(page_user("web.hotsp
 @router.get("/hotspots/export.xlsx", name="web.hotspots_export")
 def hotspots_export(request: Request, user: User = Depends(page_user("web.hotspots"))) -> Response:
     q = _form(request)[0]
-    settings, labels = request.app.state.settings, request.app.state.web.labels
-    with session_scope(request.app.state.engine, read_only=True) as s:
-        r = hotspot_report(s, settings, q)
+    labels = request.app.state.web.labels
+    r = _report(request, q)
     names = _names(request)
     cats, chans = labels["categories"], labels["channels"]
     scope = [r.month]

@@ -260,3 +260,43 @@ def test_a_running_month_is_compared_with_the_same_share_of_the_baseline(loaded,
     )
     assert (kw["停电"].baseline, kw["停电"].score) == (0.5, 4.667)
     assert [t.key for t in r.rising] == ["停电", "营业执照"]
+
+
+def test_months_are_kept_and_read_back_until_stale(loaded, settings):
+    from ticketing.hotspots import refresh_cache, save_months
+    from ticketing.hotspots.models import HotspotMonth
+
+    first = _report(loaded, settings)
+    assert sorted(first.computed) == [
+        "2026-06",
+        "2026-07",
+        "2026-08",
+        "2026-09",
+        "2026-10",
+        "2026-11",
+    ]
+    with session_scope(loaded) as s:
+        assert save_months(s, first) == 6
+    again = _report(loaded, settings)
+    assert again.computed == {}
+    assert [(t.key, t.count, t.score) for t in again.keywords] == [
+        (t.key, t.count, t.score) for t in first.keywords
+    ]
+    assert again.heat == first.heat and again.totals == first.totals
+    # a month cached before it closed is recomputed once it has
+    with session_scope(loaded) as s:
+        row = s.get(HotspotMonth, ("2026-11", "", ""))
+        row.computed_at = datetime(2026, 11, 20)
+        s.add(row)
+    assert list(_report(loaded, settings).computed) == ["2026-11"]
+    # the scheduler's refresh: the unfiltered months of the year that are not fresh
+    now = datetime(2026, 12, 3)
+    with session_scope(loaded, read_only=True) as s:
+        assert s.get(HotspotMonth, ("2026-12", "", "")) is None
+    assert refresh_cache(lambda: session_scope(loaded), settings, months=12, now=now) == 7
+    assert refresh_cache(lambda: session_scope(loaded), settings, months=12, now=now) == 0
+    later = now + timedelta(minutes=3)  # the running month (December) is stale after 2 minutes
+    assert refresh_cache(lambda: session_scope(loaded), settings, months=12, now=later) == 1
+    with session_scope(loaded, read_only=True) as s:
+        dec = s.get(HotspotMonth, ("2026-12", "", ""))
+        assert dec.data["total"][0] == 1  # the 停电 of 2026-11-30T16:30Z

@@ -91,7 +91,7 @@ def _transcript_words(settings: Settings, detail: dict[str, Any]) -> list[str]:
     return [*spotted, *text_keywords(settings, str(detail.get("text") or ""))]
 
 
-def _insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -157,8 +157,8 @@ def index_pending(session: Session, settings: Settings, *, limit: int = BATCH) -
             continue  # never counted (a 重复件 counts through its first ticket)
         words = ticket_keywords(settings, title or "", content or "", transcripts.get(tid, ()))
         keyword_rows.extend(_keyword_rows(tid, created_at, channel, words))
-    _insert_ignore(session, _KEYWORDS, keyword_rows)
-    _insert_ignore(session, _INDEXED, [{"ticket_id": t, "indexed_at": now} for t in ids])
+    insert_ignore(session, _KEYWORDS, keyword_rows)
+    insert_ignore(session, _INDEXED, [{"ticket_id": t, "indexed_at": now} for t in ids])
     return len(rows)
 
 
@@ -176,7 +176,7 @@ def index_transcript(
     if row is None or row[2] is not None or row[3]:
         return  # no such ticket, or one never counted
     words = list(dict.fromkeys(_transcript_words(settings, detail)))
-    _insert_ignore(session, _KEYWORDS, _keyword_rows(ticket_id, row[0], row[1], words))
+    insert_ignore(session, _KEYWORDS, _keyword_rows(ticket_id, row[0], row[1], words))
 
 
 def unindexed_count(session: Session) -> int:
@@ -199,8 +199,11 @@ def index_all(session: Session, settings: Settings, *, budget_s: float | None = 
 
 def run_hotspot_index(snapshot: dict[str, Any] | None = None) -> dict[str, int]:
     """The scheduler's job (RQ, every minute): index the tickets filed since, one transaction per
-    batch, for at most ~50 s (a large backlog, e.g. after the upgrade, goes on next minute)."""
+    batch, for at most ~50 s (a large backlog, e.g. after the upgrade, goes on next minute); then
+    recompute the stale unfiltered months of the last year (hotspot_month), so the page's default
+    view reads them instead of counting."""
     from config.database import make_engine, session_scope
+    from ticketing.hotspots.report import refresh_cache
     from ticketing.jobs import _settings
 
     settings = _settings(snapshot)
@@ -213,6 +216,7 @@ def run_hotspot_index(snapshot: dict[str, Any] | None = None) -> dict[str, int]:
             total += n
             if n < BATCH:
                 break
-        return {"indexed": total}
+        months = refresh_cache(lambda: session_scope(engine), settings)
+        return {"indexed": total, "months": months}
     finally:
         engine.dispose()

@@ -5,14 +5,16 @@ taken from its title, content and call transcripts), with the ticket's creation 
 copied (both fixed at intake), so a month's keywords are counted from one covering index without
 reading the tickets. A 重复件 or a demo ticket (duplicate_of_id / simulated, also fixed at intake)
 is never counted, so it gets no rows. `hotspot_indexed` marks the tickets whose text has been read
-(a ticket may have no keyword at all).
+(a ticket may have no keyword at all). `hotspot_month` keeps each month's figures (a cache:
+recomputed when stale, see ticketing.hotspots.report).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from config.database import UTCField, utcnow
@@ -38,3 +40,16 @@ class HotspotIndexed(SQLModel, table=True):
 
     ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
     indexed_at: datetime = UTCField(default_factory=utcnow)
+
+
+class HotspotMonth(SQLModel, table=True):
+    """One month's figures under one filter (channel, category; "" = all), kept so a page view
+    reads months instead of recounting them (ticketing.hotspots.report.compute_month)."""
+
+    __tablename__ = "hotspot_month"
+
+    month: str = Field(primary_key=True, max_length=7)  # YYYY-MM, settings.timezone
+    channel: str = Field(default="", primary_key=True, max_length=16)
+    category: str = Field(default="", primary_key=True, max_length=16)
+    computed_at: datetime = UTCField(default_factory=utcnow)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

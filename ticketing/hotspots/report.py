@@ -26,19 +26,19 @@ import heapq
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, case, distinct, literal
+from sqlalchemy import ColumnElement, case, delete, distinct, literal
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
 from config.loader import load_yaml
 from config.settings import Settings
 from ticketing.errors import InvalidInput
-from ticketing.hotspots.index import unindexed_count
-from ticketing.hotspots.models import TicketKeyword
+from ticketing.hotspots.index import insert_ignore, unindexed_count
+from ticketing.hotspots.models import HotspotMonth, TicketKeyword
 from ticketing.models import Evaluation, Rating, SubOrder, Ticket, utcnow
 
 MONTH_PATTERN = r"^((?:19|20)\d{2})-(0[1-9]|1[0-2])$"  # 1900-01 … 2099-12
@@ -109,6 +109,8 @@ class HotspotReport:
     elapsed: float = 1.0  # share of the month gone by (< 1 while it runs; baselines scaled)
     unindexed: int = 0  # tickets whose keywords are not stored yet
     generated_at: datetime = field(default_factory=utcnow)
+    # months computed for this report (not fresh in hotspot_month): month → data, to keep
+    computed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def rising_rule(settings: Settings) -> RisingRule:
@@ -276,52 +278,218 @@ def _topics(
     return out
 
 
+# ---------------------------------------------------------------- one month's figures
+EMPTY: list[float] = [0, 0.0, 0, 0, 0]
+CURRENT_TTL = timedelta(minutes=2)  # a running month's cached figures are this fresh at most
+CLOSED_TTL = timedelta(hours=24)  # a closed month's (late replies and ratings still come in)
+
+
+def _dept_pairs(since: datetime) -> Any:
+    return (
+        select(SubOrder.ticket_id, SubOrder.department_code)
+        .distinct()
+        .where(col(SubOrder.dispatched_at) >= since)
+        .subquery()
+    )
+
+
+def compute_month(
+    session: Session,
+    settings: Settings,
+    month: str,
+    channel: str | None = None,
+    category: str | None = None,
+) -> dict[str, Any]:
+    """One month's figures under the filters, as stored in hotspot_month.data: the month's cell
+    [count, hours sum, resolved, rated, satisfied] in all, by category, by department and by
+    keyword, and department → category → count."""
+    since, until = month_bounds(settings, month)
+    q = HotspotQuery(month=month, channel=channel, category=category)
+    b = [since, until]
+
+    def flat(d: dict[Any, dict[int, list[float]]]) -> dict[str, list[float]]:
+        return {str(k): cells.get(0, EMPTY) for k, cells in d.items()}
+
+    pairs = _dept_pairs(since)
+    kw_created = col(TicketKeyword.created_at)
+    heat: dict[str, dict[str, int]] = {}
+    for dept, cat, n in session.exec(
+        select(pairs.c.department_code, col(Ticket.category), func.count(distinct(col(Ticket.id))))
+        .select_from(Ticket)
+        .join(pairs, pairs.c.ticket_id == Ticket.id)
+        .where(*counted(q, since, until))
+        .group_by(pairs.c.department_code, col(Ticket.category))
+    ):
+        heat.setdefault(str(dept), {})[str(cat)] = int(n)
+    return {
+        "total": _figures(session, q, b, literal("all")).get("all", {}).get(0, EMPTY),
+        "categories": flat(_figures(session, q, b, col(Ticket.category))),
+        "departments": flat(
+            _figures(
+                session, q, b, pairs.c.department_code, join=(pairs, pairs.c.ticket_id == Ticket.id)
+            )
+        ),
+        "keywords": flat(
+            _figures(
+                session,
+                q,
+                b,
+                col(TicketKeyword.word),
+                join=(TicketKeyword, col(TicketKeyword.ticket_id) == col(Ticket.id)),
+                extra=[kw_created >= since, kw_created < until],
+                bucket_col=kw_created,
+            )
+        ),
+        "heat": heat,
+    }
+
+
+def _fresh(settings: Settings, month: str, computed_at: datetime, now: datetime) -> bool:
+    end = month_bounds(settings, month)[1]
+    if end > now:  # the month is running
+        return now - computed_at <= CURRENT_TTL
+    return computed_at >= end and now - computed_at <= CLOSED_TTL
+
+
+def cached_months(
+    session: Session,
+    settings: Settings,
+    months: Sequence[str],
+    channel: str | None,
+    category: str | None,
+    now: datetime,
+) -> dict[str, dict[str, Any]]:
+    """The fresh cached figures among `months` (month → data)."""
+    rows = session.exec(
+        select(HotspotMonth).where(
+            col(HotspotMonth.month).in_(list(months)),
+            HotspotMonth.channel == (channel or ""),
+            HotspotMonth.category == (category or ""),
+        )
+    ).all()
+    return {r.month: r.data for r in rows if _fresh(settings, r.month, r.computed_at, now)}
+
+
+def save_months(session: Session, report: HotspotReport) -> int:
+    """Keep the months `report` had to compute (hotspot_month), for the next views."""
+    return _store(session, report.computed, report.channel, report.category, report.generated_at)
+
+
+def _store(
+    session: Session,
+    computed: dict[str, dict[str, Any]],
+    channel: str | None,
+    category: str | None,
+    at: datetime,
+) -> int:
+    if not computed:
+        return 0
+    ch, cat = channel or "", category or ""
+    session.connection().execute(
+        delete(HotspotMonth).where(
+            col(HotspotMonth.month).in_(list(computed)),
+            col(HotspotMonth.channel) == ch,
+            col(HotspotMonth.category) == cat,
+        )
+    )
+    insert_ignore(
+        session,
+        HotspotMonth.__table__,  # type: ignore[attr-defined]
+        [
+            {"month": m, "channel": ch, "category": cat, "computed_at": at, "data": d}
+            for m, d in computed.items()
+        ],
+    )
+    return len(computed)
+
+
+def refresh_cache(
+    session_factory: Any, settings: Settings, *, months: int = 12, now: datetime | None = None
+) -> int:
+    """The scheduler's part: the unfiltered figures of this month and the `months` − 1 before,
+    each recomputed when stale, one transaction each. Returns how many were recomputed."""
+    now = now or utcnow()
+    current = this_month(settings, now)
+    wanted = [shift_month(current, -i) for i in range(months)]
+    done = 0
+    for m in wanted:
+        with session_factory() as s:
+            if m in cached_months(s, settings, [m], None, None, now):
+                continue
+            _store(s, {m: compute_month(s, settings, m)}, None, None, now)
+            done += 1
+    return done
+
+
 # ---------------------------------------------------------------- the report
 def hotspot_report(
     session: Session, settings: Settings, q: HotspotQuery, *, now: datetime | None = None
 ) -> HotspotReport:
-    """The analysis of `q.month` (see the module's definitions); `now` for a running month."""
+    """The analysis of `q.month` (see the module's definitions); `now` for a running month.
+
+    Each month's figures come from hotspot_month when fresh (a running month: 2 minutes; a
+    closed one: computed after it closed, within a day), else they are computed now and listed
+    in `report.computed` for the caller to keep (save_months, in a write transaction)."""
     rule = rising_rule(settings)
     month = q.month or this_month(settings)
     parse_month(month)
     top = max(1, min(q.top, MAX_TOP))
     n_months = max(1, min(q.months, MAX_MONTHS), rule.baseline_months + 1)
     months = [shift_month(month, i - n_months + 1) for i in range(n_months)]
-    bounds = [month_start(settings, m) for m in [*months, shift_month(month, 1)]]
-    cur0, cur1 = bounds[-2], bounds[-1]
+    cur0, cur1 = month_bounds(settings, month)
     now = now or utcnow()
     elapsed = 1.0 if not cur0 <= now < cur1 else max((now - cur0) / (cur1 - cur0), 0.01)
 
-    totals_raw = _figures(session, q, bounds, literal("all"))
-    totals = [_month_figures(m, totals_raw.get("all", {}).get(i)) for i, m in enumerate(months)]
+    have = cached_months(session, settings, months, q.channel, q.category, now)
+    computed: dict[str, dict[str, Any]] = {}
+    for m in months:
+        if m not in have and month_bounds(settings, m)[0] <= now:
+            computed[m] = compute_month(session, settings, m, q.channel, q.category)
+    datas = [have.get(m) or computed.get(m) or {} for m in months]
 
-    categories = _topics(_figures(session, q, bounds, col(Ticket.category)), months, rule, elapsed)
+    def per_key(part: str, keys: Sequence[str] | None = None) -> dict[str, dict[int, list[float]]]:
+        out: dict[str, dict[int, list[float]]] = {}
+        for i, d in enumerate(datas):
+            cells = d.get(part) or {}
+            for k in keys if keys is not None else cells:
+                if k in cells:
+                    out.setdefault(k, {})[i] = cells[k]
+        return out
 
-    pairs = (
-        select(SubOrder.ticket_id, SubOrder.department_code)
-        .distinct()
-        .where(col(SubOrder.dispatched_at) >= bounds[0])
-        .subquery()
-    )
-    dept_key = pairs.c.department_code
-    departments = _topics(
-        _figures(session, q, bounds, dept_key, join=(pairs, pairs.c.ticket_id == Ticket.id)),
-        months,
-        rule,
-        elapsed,
-    )
+    totals = [_month_figures(m, d.get("total")) for m, d in zip(months, datas, strict=True)]
+    categories = _topics(per_key("categories"), months, rule, elapsed)
+    departments = _topics(per_key("departments"), months, rule, elapsed)
 
-    keywords, rising = _keyword_topics(session, q, bounds, months, rule, top, elapsed)
-
-    heat: dict[str, dict[str, int]] = {}
-    for dept, cat, n in session.exec(
-        select(dept_key, col(Ticket.category), func.count(distinct(col(Ticket.id))))
-        .select_from(Ticket)
-        .join(pairs, pairs.c.ticket_id == Ticket.id)
-        .where(*counted(q, cur0, cur1))
-        .group_by(dept_key, col(Ticket.category))
-    ):
-        heat.setdefault(str(dept), {})[str(cat)] = int(n)
+    # keywords: rank the month's words, score them against the baseline months, then build the
+    # trend of the words shown
+    last = len(months) - 1
+    first = max(last - rule.baseline_months, 0)
+    current_words = datas[-1].get("keywords") or {}
+    scored: list[tuple[str, int, float]] = []  # (word, this month, score)
+    for word, cell in current_words.items():
+        n = int(cell[0])
+        if n:
+            prev = [
+                int((datas[i].get("keywords") or {}).get(word, EMPTY)[0])
+                for i in range(first, last)
+            ]
+            prev += [0] * (rule.baseline_months - len(prev))
+            scored.append((word, n, rise_score(n, prev, elapsed)[1]))
+    shown = [w for w, _, _ in heapq.nsmallest(top, scored, key=lambda x: (-x[1], -x[2], x[0]))]
+    rising_keys = [
+        w
+        for w, _, _ in heapq.nsmallest(
+            top,
+            (x for x in scored if x[1] >= rule.min_volume and x[2] >= rule.min_score),
+            key=lambda x: (-x[2], -x[1], x[0]),
+        )
+    ]
+    by_key = {
+        t.key: t
+        for t in _topics(
+            per_key("keywords", list(dict.fromkeys([*shown, *rising_keys]))), months, rule, elapsed
+        )
+    }
 
     return HotspotReport(
         month=month,
@@ -332,86 +500,14 @@ def hotspot_report(
         totals=totals,
         categories=categories[:top],
         departments=departments[:top],
-        keywords=keywords,
-        rising=rising,
-        heat=heat,
+        keywords=[by_key[k] for k in shown if k in by_key],
+        rising=[by_key[k] for k in rising_keys if k in by_key],
+        heat={str(d): dict(c) for d, c in (datas[-1].get("heat") or {}).items()},
         rule=rule,
         elapsed=round(elapsed, 4),
         unindexed=unindexed_count(session),
+        computed=computed,
     )
-
-
-def _keyword_topics(
-    session: Session,
-    q: HotspotQuery,
-    bounds: list[datetime],
-    months: list[str],
-    rule: RisingRule,
-    top: int,
-    elapsed: float,
-) -> tuple[list[Topic], list[Topic]]:
-    """The top keywords of the month and the rising ones. Two steps: volumes of the month and its
-    baseline months for every word (a grouped count over ticket_keyword's covering period index:
-    the tickets themselves are read only for a category filter), then the whole trend with
-    handling time and satisfaction for the words shown."""
-    last = len(months) - 1
-    first = max(last - rule.baseline_months, 0)
-    window = bounds[first:]
-    kw_created = col(TicketKeyword.created_at)
-    bucket = _bucket(kw_created, window)
-    stmt = select(col(TicketKeyword.word), bucket, func.count()).where(
-        kw_created >= window[0], kw_created < window[-1]
-    )
-    if q.channel:
-        stmt = stmt.where(col(TicketKeyword.channel) == q.channel)
-    if q.category:
-        stmt = stmt.join(Ticket, col(Ticket.id) == col(TicketKeyword.ticket_id)).where(
-            col(Ticket.category) == q.category
-        )
-    volumes: dict[str, list[int]] = {}
-    span = len(window) - 1
-    for word, b, n in session.exec(stmt.group_by(col(TicketKeyword.word), bucket)):
-        volumes.setdefault(str(word), [0] * span)[int(b)] = int(n)
-    scored: list[tuple[str, int, float]] = []  # (word, this month, score)
-    for word, counts in volumes.items():
-        current = counts[-1]
-        if current:
-            prev = counts[:-1] + [0] * (rule.baseline_months - (span - 1))
-            scored.append((word, current, rise_score(current, prev, elapsed)[1]))
-    shown = [w for w, _, _ in heapq.nsmallest(top, scored, key=lambda x: (-x[1], -x[2], x[0]))]
-    rising_keys = [
-        w
-        for w, _, _ in heapq.nsmallest(
-            top,
-            (x for x in scored if x[1] >= rule.min_volume and x[2] >= rule.min_score),
-            key=lambda x: (-x[2], -x[1], x[0]),
-        )
-    ]
-    wanted = list(dict.fromkeys([*shown, *rising_keys]))
-    if not wanted:
-        return [], []
-    full = _topics(
-        _figures(
-            session,
-            q,
-            bounds,
-            col(TicketKeyword.word),
-            join=(TicketKeyword, col(TicketKeyword.ticket_id) == col(Ticket.id)),
-            extra=[
-                col(TicketKeyword.word).in_(wanted),
-                kw_created >= bounds[0],
-                kw_created < bounds[-1],
-            ],
-            bucket_col=kw_created,
-        ),
-        months,
-        rule,
-        elapsed,
-    )
-    by_key = {t.key: t for t in full}
-    return [by_key[k] for k in shown if k in by_key], [
-        by_key[k] for k in rising_keys if k in by_key
-    ]
 
 
 # ---------------------------------------------------------------- drill-down

@@ -1,7 +1,7 @@
 """hotspots (issue #12, plan §19): per-ticket keywords for the high-frequency matter analysis
 
 ticket_keyword (ticket, word, the ticket's created_at and channel) and hotspot_indexed (tickets whose text was
-read), filled by the scheduler's `hotspots` job and by the ASR job when a transcript attaches
+read) and hotspot_month (each month's figures, a cache), filled by the scheduler's `hotspots` job and by the ASR job when a transcript attaches
 (ticketing.hotspots).
 
 Revision ID: 0021_hotspots
@@ -43,8 +43,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("ticket_id"),
     )
 
+    op.create_table(
+        "hotspot_month",
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("category", sa.String(length=16), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("month", "channel", "category"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("hotspot_month")
     op.drop_table("hotspot_indexed")
     op.drop_index("ix_ticket_keyword_word", table_name="ticket_keyword")
     op.drop_index("ix_ticket_keyword_created", table_name="ticket_keyword")
