@@ -14,7 +14,8 @@ Front door — other packages import these names from `ticketing`, never its mod
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     hotspots     高频事项分析 (§19): hotspot_report(HotspotQuery) -> HotspotReport, hotspot_tickets
-                 (the drill-down), index_pending / index_all / run_hotspot_index (the scheduler's
+                 (the drill-down), save_months / refresh_cache / compute_month (hotspot_month:
+                 each month's figures kept), index_pending / index_all / run_hotspot_index (the scheduler's
                  job) / index_transcript (the ASR job), this_month, shift_month, month_bounds
     knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
                  update_article, transition, versions, seed_knowledge, …) and 直接答复
@@ -151,12 +152,14 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         HotspotReport,
         MonthFigures,
         Topic,
+        compute_month,
         hotspot_report,
         hotspot_tickets,
         index_all,
         index_pending,
         index_transcript,
         month_bounds,
+        refresh_cache,
         run_hotspot_index,
         save_months,
         shift_month,
