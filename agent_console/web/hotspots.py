@@ -2,7 +2,7 @@
 
 /hotspots                 the month's top categories (bar), trends (lines), the keyword ranking with
                           rise arrows, the rising topics, department × category; filters month,
-                          channel, category (a GET form; htmx swaps the body and keeps the URL)
+                          channel, category (a plain GET form: the URL names the view)
 /hotspots/tickets         drill-down: the counted tickets behind a keyword / category / department
                           (a fragment for htmx, a page otherwise), each linked to its ticket page
 /hotspots/export.xlsx     the same figures as a workbook (callcenter.report.to_xlsx)
