@@ -35,6 +35,7 @@ from agent_console.routes import (
     enterprises,
     escalations,
     handoff,
+    hotspots,
     knowledge,
     ops,
     public,
@@ -250,6 +251,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     (API_PREFIX, knowledge.router),
     (API_PREFIX, knowledge.public_router),
     (API_PREFIX, escalations.router),
+    (API_PREFIX, hotspots.router),
     ("", ops.router),
     (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]

@@ -99,6 +99,9 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "escalations.close": frozenset({ADMIN, LEADER}),
     "revisits.list": _STAFF,
     "revisits.outcome": _STAFF,
+    # 高频事项分析 (§19, issue #12): the city's leaders and the floor's supervisors read it
+    "hotspots.report": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "hotspots.tickets": frozenset({ADMIN, SUPERVISOR, LEADER}),
     # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
     # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
     "web.home": ALL_ROLES,  # redirects to the role's own home
@@ -127,6 +130,7 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.enterprise_profile": _DISPATCH,
     "web.policy_push": frozenset({ADMIN, HANDLER}),
     "web.ticket_policy": _STAFF,
+    "web.hotspots": frozenset({ADMIN, SUPERVISOR, LEADER}),  # 高频事项分析, as hotspots.*
 }
 WEB_PREFIX = "web."
 

@@ -49,7 +49,7 @@ from config.database import make_engine, session_scope
 from config.queues import get_queue
 from config.settings import Settings
 from recordings import Recording, absolute_path
-from ticketing import TicketEvent, record_event, utcnow
+from ticketing import TicketEvent, index_transcript, record_event, utcnow
 
 log = logging.getLogger("asr.jobs")
 
@@ -369,6 +369,8 @@ def attach_transcript(session: Session, settings: Settings, rec: Recording, tr: 
         duration_s=tr.duration_s,
         language=tr.language,
     )
+    # the hotspot analysis's keywords (§19): the transcript's words and the spotter's hits
+    index_transcript(session, settings, rec.ticket_id, {"text": tr.text, "keywords": kws})
     return True
 
 

@@ -7,6 +7,7 @@ worker. What runs, and how often:
                                    them), and policy push runs left unfinished, are queued again
     ticketing.knowledge.run_knowledge_upkeep  hourly: expired knowledge articles marked expired, the
                                    owning department told once before one expires (knowledge.yaml)
+    ticketing.run_hotspot_index    every minute: the keywords of the tickets filed since (高频事项分析)
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
 
@@ -29,6 +30,7 @@ from config.settings import Settings
 log = get_logger("callcenter.scheduler")
 LOST_WORK_INTERVAL = 300
 KNOWLEDGE_INTERVAL = 3600
+HOTSPOT_INTERVAL = 60
 
 
 def build_scheduler(settings: Settings, conn):
@@ -69,6 +71,18 @@ def build_scheduler(settings: Settings, conn):
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         name="knowledge",
+    )
+    from ticketing import run_hotspot_index
+
+    cron.register(
+        run_hotspot_index,
+        queue_name(settings, "default"),
+        args=(settings.job_snapshot(),),
+        interval=HOTSPOT_INTERVAL,
+        job_timeout=300,
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        name="hotspots",
     )
     return cron
 

@@ -13,6 +13,10 @@ Front door — other packages import these names from `ticketing`, never its mod
                  returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
+    hotspots     高频事项分析 (§19): hotspot_report(HotspotQuery) -> HotspotReport, hotspot_tickets
+                 (the drill-down), save_months / refresh_cache / compute_month (hotspot_month:
+                 each month's figures kept), index_pending / index_all / run_hotspot_index (the scheduler's
+                 job) / index_transcript (the ASR job), this_month, shift_month, month_bounds
     knowledge    the knowledge base (ticketing.knowledge's names: search_articles, create_article,
                  update_article, transition, versions, seed_knowledge, …) and 直接答复
                  (answer_at_intake, answer_waiting, first_contact_figures)
@@ -147,6 +151,26 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.handoff import requeue_pending
     from ticketing.handoff_callback import handle_callback
+    from ticketing.hotspots import (
+        MONTH_PATTERN,
+        HotspotQuery,
+        HotspotReport,
+        MonthFigures,
+        Topic,
+        compute_month,
+        hotspot_report,
+        hotspot_tickets,
+        index_all,
+        index_pending,
+        index_transcript,
+        month_bounds,
+        refresh_cache,
+        run_hotspot_index,
+        save_months,
+        shift_month,
+        this_month,
+        unindexed_count,
+    )
     from ticketing.hours import (
         BusinessHours,
         business_hours_data,

@@ -19,6 +19,7 @@ Layout:
                  policy links; portal_policy.py the pushed link's public page and the opt-out
   console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
                  wrap-up with disposition and auto-ready
+  hotspots.py    高频事项分析: top matters, trends, rising topics, drill-down, xlsx (ECharts)
   wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
@@ -42,6 +43,7 @@ from agent_console.web import (
     console,
     console_call,
     desk,
+    hotspots,
     inbox,
     kb,
     kb_console,
@@ -87,6 +89,7 @@ ROUTERS = (
     console_call.router,
     wallboard.router,
     supervision.router,
+    hotspots.router,  # 高频事项分析 (issue #12)
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

@@ -121,6 +121,7 @@ NAV: list[tuple[str, str, str]] = [
     ("web.redboard", "/redboard", "红色预警"),
     ("web.supervision", "/supervision", "督办"),
     ("web.revisits", "/revisits", "回访"),
+    ("web.hotspots", "/hotspots", "高频事项"),
     ("web.search", "/search", "工单查询"),
     ("web.enterprise", "/enterprises", "一企一档"),
     ("web.admin", "/admin", "系统管理"),

@@ -158,3 +158,9 @@ def test_unauthenticated_is_401(matrix_app, name, path, method):
     assert r.status_code == 401, (name, r.status_code, r.text)
     if method != "HEAD":
         assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_hotspot_analysis_is_for_leaders_supervisors_and_admins():
+    """高频事项分析 (issue #12): the API rows and the page's row grant the same three roles."""
+    for row in ("hotspots.report", "hotspots.tickets", "web.hotspots"):
+        assert ROLE_MATRIX[row] == {"admin", "supervisor", "leader"}, row

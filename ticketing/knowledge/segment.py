@@ -122,6 +122,19 @@ def words(settings: Settings, text: str) -> list[str]:
     return out
 
 
+def plain_words(settings: Settings, text: str) -> list[str]:
+    """The words of `text` in jieba's precise mode (each character in one word, no overlapping
+    parts), no stopwords, punctuation or numbers, in order: what the hotspot analysis counts."""
+    vocab = vocabulary(settings)
+    tk = _tokenizer(vocab.words)
+    out: list[str] = []
+    for tok in tk.cut(normalise(text or "")):
+        for w in _WORD.findall(tok):
+            if w not in vocab.stopwords and not w.isdigit():
+                out.append(w)
+    return out
+
+
 def index_text(settings: Settings, text: str) -> str:
     """The segmented form stored in a search column: words separated by spaces."""
     return " ".join(words(settings, text))
