@@ -14,6 +14,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MODEL_MODULES = [
     "ticketing.models",
     "ticketing.knowledge.models",
+    "ticketing.assessment.models",
     "recordings.models",
     "asr.models",
     "ivr.models",

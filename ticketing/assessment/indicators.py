@@ -1,0 +1,441 @@
+"""The assessment's indicators, each defined once: its rows (the population a department is
+measured on), its hits (the numerator of a rate) or its measure (an average), as SQL over one of
+three base row sets. The same definition makes the monthly aggregate (grouped SUM/COUNT, one query
+per base) and the drill-down list of tickets behind a figure, so a department can check it.
+
+Base row sets, all read "as of" the period's end (events and moves after it are not seen):
+- suborder:   one row per sub-order (a department's share of a ticket), with its clocks;
+- evaluation: one row per (rating, department whose reply was rated);
+- warning:    one row per §13 level raised on a department's sub-order (the "warning" event).
+
+Counting rules (documented once, here):
+- A department is charged through its sub-orders only. A 直接答复 (answered at intake, no
+  sub-order; ticketing.direct_answer) counts in no department's indicator; when it is dispatched
+  after 不满意 the sub-orders from then on count as any other.
+- A 重复件 (ticket.duplicate_of_id set: it repeats an earlier matter of the same submitter) is
+  counted once: only the chain's first ticket counts (`counts_once`), its repeats in no indicator.
+  A simulated ticket (`callcenter demo`) counts nowhere.
+- A clock is counted in the period in which its outcome became known: the accept (签收) step when
+  the department responded (accepted, or returned) or, failing that, when its accept deadline
+  passed; the finish (办结) step when it replied or, failing that, when its deadline passed. So
+  each clock counts exactly once, and a past month's figure cannot change with later events.
+- A deadline is the one the department had at the period's end: an extension approved after it
+  is not applied to that period (its event keeps the previous deadline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    true,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
+
+from config.database import NaiveUTCDateTime
+from ticketing.assessment.periods import Period
+from ticketing.models import (
+    Evaluation,
+    Rating,
+    SubOrder,
+    SubOrderStatus,
+    Ticket,
+    TicketEvent,
+)
+
+SO = SubOrder.__table__  # type: ignore[attr-defined]
+T = Ticket.__table__  # type: ignore[attr-defined]
+E = TicketEvent.__table__  # type: ignore[attr-defined]
+EV = Evaluation.__table__  # type: ignore[attr-defined]
+RATE, COUNT, HOURS = "rate", "count", "hours"
+SOURCES = ("suborder", "evaluation", "warning")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What an indicator definition returns over a base subquery."""
+
+    rows: ColumnElement[bool]  # the population (denominator / counted rows / averaged rows)
+    hit: ColumnElement[bool] | None = None  # the numerator of a rate
+    measure: ColumnElement[Any] | None = None  # seconds, averaged over `rows` (kind hours)
+
+
+@dataclass(frozen=True)
+class Indicator:
+    code: str
+    label: str
+    source: str  # suborder | evaluation | warning
+    kind: str  # rate | count | hours
+    better: str  # higher | lower
+    doc: str
+    define: Callable[[Subquery, Period, str], Parts]
+    appeal_under: str  # the indicator whose accepted appeals take rows out of this one
+
+
+    def parts(self, b: Subquery, period: Period, dialect: str) -> Parts:
+        return self.define(b, period, dialect)
+
+
+INDICATORS: dict[str, Indicator] = {}
+
+
+def indicator(
+    code: str,
+    label: str,
+    *,
+    source: str,
+    kind: str,
+    better: str = "higher",
+    appeal_under: str | None = None,
+) -> Callable[[Callable[[Subquery, Period, str], Parts]], Callable[..., Parts]]:
+    """Register the decorated definition; its docstring is the indicator's definition."""
+
+    def register(fn: Callable[[Subquery, Period, str], Parts]) -> Callable[..., Parts]:
+        doc = " ".join((fn.__doc__ or "").split())
+        INDICATORS[code] = Indicator(
+            code, label, source, kind, better, doc, fn, appeal_under or code
+        )
+        return fn
+
+    return register
+
+
+# ---------------------------------------------------------------- dialect helpers
+
+
+def seconds_between(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
+    """later − earlier in seconds (a float), on PostgreSQL and SQLite alike."""
+    if dialect == "postgresql":
+        return type_coerce(func.extract("epoch", later - earlier), Float)
+    return type_coerce((func.julianday(later) - func.julianday(earlier)) * 86400.0, Float)
+
+
+def _json_instant(value: Any, dialect: str) -> ColumnElement[Any]:
+    """A naive-UTC ISO instant kept in an event's JSON detail, comparable with stored columns."""
+    text = value.as_string()
+    if dialect == "postgresql":
+        return func.timezone("UTC", text.cast(postgresql.TIMESTAMP()))
+    spaced = func.replace(text, "T", " ")  # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff"
+    return case((func.length(spaced) == 19, spaced + ".000000"), else_=spaced)
+
+
+def counted_ticket() -> ColumnElement[bool]:
+    """The tickets an assessment counts: not a 重复件 of an earlier one, not simulated."""
+    return and_(T.c.duplicate_of_id.is_(None), T.c.simulated == false())
+
+
+# ---------------------------------------------------------------- the three base row sets
+
+
+def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
+    """Every counted sub-order dispatched before the period's end (and within the lookback)."""
+    returned_at = case(
+        (
+            SO.c.status == SubOrderStatus.returned.value,
+            select(func.min(E.c.at))
+            .where(
+                E.c.ticket_id == SO.c.ticket_id,
+                E.c.suborder_id == SO.c.id,
+                E.c.action == "suborder_returned",
+                E.c.at < period.end,
+            )
+            .scalar_subquery(),
+        ),
+        else_=None,
+    )
+    moved_deadline = (
+        select(_json_instant(E.c.detail["previous_deadline"], dialect))
+        .where(
+            E.c.ticket_id == SO.c.ticket_id,
+            E.c.suborder_id == SO.c.id,
+            E.c.action == "extension_approved",
+            E.c.at >= period.end,
+        )
+        .order_by(E.c.at, E.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    deadline = type_coerce(
+        case(
+            (SO.c.extension_until.is_not(None), func.coalesce(moved_deadline, SO.c.deadline_at)),
+            else_=SO.c.deadline_at,
+        ),
+        NaiveUTCDateTime,
+    )
+    accept_due = type_coerce(func.coalesce(SO.c.accept_due_at, deadline), NaiveUTCDateTime)
+    prev = SO.alias("prev")
+    rework = case(
+        (
+            SO.c.round > 1,
+            exists().where(
+                prev.c.ticket_id == SO.c.ticket_id,
+                prev.c.department_code == SO.c.department_code,
+                prev.c.round == SO.c.round - 1,
+                prev.c.replied_at.is_not(None),
+                prev.c.replied_at < period.end,
+            ),
+        ),
+        else_=false(),
+    )
+    inner = (
+        select(
+            SO.c.id.label("so_id"),
+            SO.c.ticket_id,
+            SO.c.department_code.label("dept"),
+            SO.c.round,
+            SO.c.dispatched_at,
+            SO.c.accepted_at,
+            SO.c.replied_at,
+            SO.c.released_at,
+            accept_due.label("accept_due"),
+            deadline.label("deadline"),
+            type_coerce(returned_at, NaiveUTCDateTime).label("returned_at"),
+            rework.label("rework"),
+        )
+        .select_from(SO.join(T, T.c.id == SO.c.ticket_id))
+        .where(
+            SO.c.dispatched_at < period.end,
+            SO.c.dispatched_at >= period.start - timedelta(days=lookback_days),
+            counted_ticket(),
+        )
+        .subquery("so_rows")
+    )
+    responded = func.coalesce(inner.c.accepted_at, inner.c.returned_at)
+    accept_decided = case(
+        (and_(responded.is_not(None), responded <= inner.c.accept_due), responded),
+        else_=inner.c.accept_due,
+    )
+    finish_decided = case(
+        (
+            and_(inner.c.replied_at.is_not(None), inner.c.replied_at <= inner.c.deadline),
+            inner.c.replied_at,
+        ),
+        else_=inner.c.deadline,
+    )
+    return select(
+        *inner.c,
+        type_coerce(responded, NaiveUTCDateTime).label("responded_at"),
+        type_coerce(accept_decided, NaiveUTCDateTime).label("accept_decided"),
+        type_coerce(finish_decided, NaiveUTCDateTime).label("finish_decided"),
+    ).subquery("b")
+
+
+def evaluation_base(period: Period) -> Subquery:
+    """The ratings given in the period, one row per department whose reply was rated.
+
+    The rating of a round is the submitter's own when there is one by the period's end, else the
+    staff-recorded one (回访) or the default (默认满意). It is attributed to every department that
+    had replied in that round before the rating."""
+    sub = EV.alias("sub")
+    effective = (EV.c.source == "submitter") | ~exists().where(
+        sub.c.ticket_id == EV.c.ticket_id,
+        sub.c.round == EV.c.round,
+        sub.c.source == "submitter",
+        sub.c.created_at < period.end,
+    )
+    return (
+        select(
+            SO.c.id.label("so_id"),
+            SO.c.ticket_id,
+            SO.c.department_code.label("dept"),
+            EV.c.overall,
+            EV.c.source,
+            EV.c.created_at.label("at"),
+        )
+        .select_from(
+            EV.join(
+                SO,
+                and_(
+                    SO.c.ticket_id == EV.c.ticket_id,
+                    SO.c.round == EV.c.round,
+                    SO.c.replied_at.is_not(None),
+                    SO.c.replied_at <= EV.c.created_at,
+                ),
+            ).join(T, T.c.id == EV.c.ticket_id)
+        )
+        .where(
+            EV.c.created_at >= period.start,
+            EV.c.created_at < period.end,
+            effective,
+            counted_ticket(),
+        )
+        .subquery("b")
+    )
+
+
+def warning_base(period: Period) -> Subquery:
+    """The §13 levels raised on departments' sub-orders in the period ("warning" events)."""
+    return (
+        select(
+            SO.c.id.label("so_id"),
+            SO.c.ticket_id,
+            SO.c.department_code.label("dept"),
+            E.c.detail["to"].as_string().label("level"),
+            E.c.detail["step"].as_string().label("step"),
+            E.c.at,
+        )
+        .select_from(E.join(SO, SO.c.id == E.c.suborder_id).join(T, T.c.id == SO.c.ticket_id))
+        .where(
+            E.c.action == "warning",
+            E.c.at >= period.start,
+            E.c.at < period.end,
+            counted_ticket(),
+        )
+        .subquery("b")
+    )
+
+
+def in_period(col: Any, period: Period) -> ColumnElement[bool]:
+    return and_(col >= period.start, col < period.end)
+
+
+# ---------------------------------------------------------------- the indicators
+
+
+@indicator("volume", "派单量", source="suborder", kind=COUNT)
+def volume(b: Subquery, p: Period, dialect: str) -> Parts:
+    """派单量: the sub-orders dispatched to the department in the period (one per ticket and
+    round; a parallel dispatch gives each department its own)."""
+    return Parts(rows=in_period(b.c.dispatched_at, p))
+
+
+@indicator("accept_on_time", "及时签收率", source="suborder", kind=RATE)
+def accept_on_time(b: Subquery, p: Period, dialect: str) -> Parts:
+    """及时签收率 = sub-orders the department responded to (签收, or 退回 with a reason) by their
+    accept deadline (sla.yaml accept_policy; the finish deadline when none) ÷ sub-orders whose
+    accept step was decided in the period (responded in time, or the accept deadline passed).
+    A sub-order released (解除协办) before that is not counted."""
+    rows = and_(
+        b.c.accept_due.is_not(None),
+        in_period(b.c.accept_decided, p),
+        ~and_(b.c.released_at.is_not(None), b.c.released_at < b.c.accept_decided),
+    )
+    hit = and_(b.c.responded_at.is_not(None), b.c.responded_at <= b.c.accept_due)
+    return Parts(rows=rows, hit=hit)
+
+
+def _finish_rows(b: Subquery, p: Period) -> ColumnElement[bool]:
+    return and_(
+        b.c.deadline.is_not(None),
+        in_period(b.c.finish_decided, p),
+        ~and_(b.c.returned_at.is_not(None), b.c.returned_at < b.c.finish_decided),
+        ~and_(b.c.released_at.is_not(None), b.c.released_at < b.c.finish_decided),
+    )
+
+
+def _finished_in_time(b: Subquery) -> ColumnElement[bool]:
+    return and_(b.c.replied_at.is_not(None), b.c.replied_at <= b.c.deadline)
+
+
+@indicator("finish_on_time", "按时办结率", source="suborder", kind=RATE)
+def finish_on_time(b: Subquery, p: Period, dialect: str) -> Parts:
+    """按时办结率 = sub-orders replied (办结) by their deadline (as approved extensions left it by
+    the period's end) ÷ sub-orders whose finish step was decided in the period (replied in time,
+    or the deadline passed). Returned (退回) or released sub-orders are not the department's to
+    finish and are not counted."""
+    return Parts(rows=_finish_rows(b, p), hit=_finished_in_time(b))
+
+
+@indicator(
+    "overdue",
+    "超期件数",
+    source="suborder",
+    kind=COUNT,
+    better="lower",
+    appeal_under="finish_on_time",
+)
+def overdue(b: Subquery, p: Period, dialect: str) -> Parts:
+    """超期件数: the sub-orders whose deadline passed in the period before the department replied
+    (the misses of 按时办结率; an appeal accepted on 按时办结率 takes the ticket out of both)."""
+    return Parts(rows=and_(_finish_rows(b, p), ~_finished_in_time(b)))
+
+
+@indicator("satisfaction", "满意率", source="evaluation", kind=RATE)
+def satisfaction(b: Subquery, p: Period, dialect: str) -> Parts:
+    """满意率 = (满意 + 基本满意) ÷ rated: the ratings given in the period (overall, i.e. the worst
+    of process, timeliness and result) of the rounds the department replied in."""
+    ok = (Rating.satisfied.value, Rating.basic.value)
+    return Parts(rows=true(), hit=b.c.overall.in_(ok))
+
+
+@indicator("rework", "重办率", source="suborder", kind=RATE, better="lower")
+def rework(b: Subquery, p: Period, dialect: str) -> Parts:
+    """重办率 = 重办 sub-orders ÷ sub-orders dispatched to the department in the period, where a
+    重办 is a sub-order of a round after 不满意 sent to a department that had replied in the
+    previous round (its answer was rejected; ticketing.evaluation reopens the matter)."""
+    return Parts(rows=in_period(b.c.dispatched_at, p), hit=b.c.rework == literal(True))
+
+
+@indicator("returned", "回退率", source="suborder", kind=RATE, better="lower")
+def returned(b: Subquery, p: Period, dialect: str) -> Parts:
+    """回退率 = sub-orders the department returned (退回, "not ours") by the period's end ÷
+    sub-orders dispatched to it in the period."""
+    return Parts(rows=in_period(b.c.dispatched_at, p), hit=b.c.returned_at.is_not(None))
+
+
+def _warning(level: str, label: str) -> None:
+    def define(b: Subquery, p: Period, dialect: str) -> Parts:
+        return Parts(rows=b.c.level == level)
+
+    define.__doc__ = (
+        f"{label}次数: the {level} levels (§13, ticketing.sla_levels) reached in the period on "
+        "the department's sub-orders, accept or finish step (each raise once, as the scan "
+        "recorded it in a \"warning\" event)."
+    )
+    indicator(f"warnings_{level}", f"{label}次数", source="warning", kind=COUNT, better="lower")(
+        define
+    )
+
+
+_warning("blue", "蓝色预警")
+_warning("yellow", "黄色预警")
+_warning("red", "红色预警")
+
+
+@indicator("avg_accept_hours", "平均签收时长", source="suborder", kind=HOURS, better="lower")
+def avg_accept_hours(b: Subquery, p: Period, dialect: str) -> Parts:
+    """平均签收时长 (hours, wall clock): from dispatch to 签收, over the sub-orders accepted in the
+    period."""
+    return Parts(
+        rows=and_(b.c.accepted_at.is_not(None), in_period(b.c.accepted_at, p)),
+        measure=seconds_between(b.c.accepted_at, b.c.dispatched_at, dialect),
+    )
+
+
+@indicator("avg_handle_hours", "平均办理时长", source="suborder", kind=HOURS, better="lower")
+def avg_handle_hours(b: Subquery, p: Period, dialect: str) -> Parts:
+    """平均办理时长 (hours, wall clock): from dispatch to the reply (办结), over the sub-orders
+    replied in the period."""
+    return Parts(
+        rows=and_(b.c.replied_at.is_not(None), in_period(b.c.replied_at, p)),
+        measure=seconds_between(b.c.replied_at, b.c.dispatched_at, dialect),
+    )
+
+
+def base_for(source: str, period: Period, dialect: str, lookback_days: int) -> Subquery:
+    if source == "suborder":
+        return suborder_base(period, dialect, lookback_days)
+    if source == "evaluation":
+        return evaluation_base(period)
+    return warning_base(period)
+
+
+def as_naive(v: Any) -> datetime | None:
+    """A datetime from a drill-down row (SQLite may give the stored text of an expression)."""
+    if v is None or isinstance(v, datetime):
+        return v
+    return datetime.fromisoformat(str(v))
