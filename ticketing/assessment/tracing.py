@@ -14,7 +14,7 @@ from sqlmodel import Session
 from config.settings import Settings
 from ticketing.assessment.indicators import INDICATORS, T, as_naive, base_for
 from ticketing.assessment.periods import Period
-from ticketing.assessment.scoring import accepted_appeals, appealed, score_config
+from ticketing.assessment.scoring import accepted_appeals, appealed, score_config, tune
 from ticketing.errors import NotFound
 
 MAX_ROWS = 5000
@@ -60,6 +60,7 @@ def indicator_rows(
     if ind is None:
         raise NotFound(f"未知考核指标：{code}", indicator=code)
     dialect = session.get_bind().dialect.name
+    tune(session)
     b = base_for(ind.source, period, dialect, score_config(settings).lookback_days)
     parts = ind.parts(b, period, dialect)
     excluded = appealed(b, accepted_appeals(session, period).get(ind.appeal_under, []))
