@@ -93,6 +93,15 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "escalations.close": frozenset({ADMIN, LEADER}),
     "revisits.list": _STAFF,
     "revisits.outcome": _STAFF,
+    # §16–18 assessment (issue #12): leaders, supervisors and admins read every department; a
+    # handler its own (another department's: 403) and files its appeals; an admin decides them
+    "assessment.ranking": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own row
+    "assessment.indicators": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),
+    "assessment.trace": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own only
+    "assessment.export": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "assessment.appeals": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own only
+    "assessment.appeal_file": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    "assessment.appeal_decide": frozenset({ADMIN}),
     # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
     # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
     "web.home": ALL_ROLES,  # redirects to the role's own home
@@ -115,6 +124,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.supervision": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # a head's 督办 list
     "web.redboard": frozenset({ADMIN, SUPERVISOR, LEADER}),  # the leader's red board (专办)
     "web.revisits": _STAFF,  # agents' 回访 tasks
+    # the assessment pages (a handler: its own department's detail and appeals)
+    "web.assessment": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),
 }
 WEB_PREFIX = "web."
 

@@ -18,6 +18,7 @@ Layout:
   console_call.py  the console during/after a call: ticket edits, notes, transfer, callback,
                  wrap-up with disposition and auto-ready
   wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
+  assessment.py  the monthly department assessment: ranking, department, drill-down, appeals
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -35,6 +36,7 @@ from agent_console.web import (
     admin,
     admin_departments,
     admin_users,
+    assessment,
     attachments,
     auth_pages,
     console,
@@ -81,6 +83,7 @@ ROUTERS = (
     console_call.router,
     wallboard.router,
     supervision.router,
+    assessment.router,  # §16–18 (issue #12)
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).

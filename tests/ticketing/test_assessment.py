@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 
 import pytest
 from openpyxl import load_workbook
-from sqlmodel import Session
 
 from config.database import session_scope
 from config.settings import Settings
@@ -109,29 +108,75 @@ def january(engine, settings) -> World:
     w = World(engine, settings)
     # --- department A (市税务局)
     w.ticket("t1")  # parallel: A and B, round 1
-    w.sub("so1", "t1", A, status="replied", dispatched_at=L("2027-01-05 09:00"),
-          accept_due_at=L("2027-01-05 17:00"), accepted_at=L("2027-01-05 10:00"),
-          deadline_at=L("2027-01-12 18:00"), replied_at=L("2027-01-10 12:00"))
+    w.sub(
+        "so1",
+        "t1",
+        A,
+        status="replied",
+        dispatched_at=L("2027-01-05 09:00"),
+        accept_due_at=L("2027-01-05 17:00"),
+        accepted_at=L("2027-01-05 10:00"),
+        deadline_at=L("2027-01-12 18:00"),
+        replied_at=L("2027-01-10 12:00"),
+    )
     w.ticket("t2", round=2, reopen_count=1)  # 不满意 → 重办 to A in round 2
-    w.sub("so2", "t2", A, status="replied", dispatched_at=L("2027-01-06 09:00"),
-          accept_due_at=L("2027-01-06 17:00"), accepted_at=L("2027-01-07 09:00"),
-          deadline_at=L("2027-01-13 18:00"), replied_at=L("2027-01-14 10:00"))
-    w.sub("so5", "t2", A, round=2, status="accepted", dispatched_at=L("2027-01-16 09:00"),
-          accept_due_at=L("2027-01-16 17:00"), accepted_at=L("2027-01-16 11:00"),
-          deadline_at=L("2027-01-23 18:00"))
+    w.sub(
+        "so2",
+        "t2",
+        A,
+        status="replied",
+        dispatched_at=L("2027-01-06 09:00"),
+        accept_due_at=L("2027-01-06 17:00"),
+        accepted_at=L("2027-01-07 09:00"),
+        deadline_at=L("2027-01-13 18:00"),
+        replied_at=L("2027-01-14 10:00"),
+    )
+    w.sub(
+        "so5",
+        "t2",
+        A,
+        round=2,
+        status="accepted",
+        dispatched_at=L("2027-01-16 09:00"),
+        accept_due_at=L("2027-01-16 17:00"),
+        accepted_at=L("2027-01-16 11:00"),
+        deadline_at=L("2027-01-23 18:00"),
+    )
     w.ticket("t3")  # returned by A ("not ours") within its accept time
-    w.sub("so3", "t3", A, status="returned", dispatched_at=L("2027-01-20 09:00"),
-          accept_due_at=L("2027-01-20 17:00"), deadline_at=L("2027-01-27 18:00"))
+    w.sub(
+        "so3",
+        "t3",
+        A,
+        status="returned",
+        dispatched_at=L("2027-01-20 09:00"),
+        accept_due_at=L("2027-01-20 17:00"),
+        deadline_at=L("2027-01-27 18:00"),
+    )
     w.event("t3", "so3", "suborder_returned", L("2027-01-20 15:00"), reason="非本部门职责")
     w.ticket("t4")  # dispatched at 23:30 local on 31 January = 15:30 UTC: January's
-    w.sub("so4", "t4", A, status="dispatched", dispatched_at=L("2027-01-31 23:30"),
-          accept_due_at=L("2027-02-01 17:00"), deadline_at=L("2027-02-07 18:00"))
+    w.sub(
+        "so4",
+        "t4",
+        A,
+        status="dispatched",
+        dispatched_at=L("2027-01-31 23:30"),
+        accept_due_at=L("2027-02-01 17:00"),
+        deadline_at=L("2027-02-07 18:00"),
+    )
     w.ticket("t6", dispatch_mode="direct", status="closed")  # 直接答复: no sub-order
     w.rate("t6", 1, "satisfied", L("2027-01-09 10:00"))
     w.ticket("t7", duplicate_of_id=w.t["t1"])  # 重复件 of t1: counted once (as t1)
-    w.sub("so7x", "t7", A, status="replied", dispatched_at=L("2027-01-08 09:00"),
-          accept_due_at=L("2027-01-08 17:00"), accepted_at=L("2027-01-09 09:00"),
-          deadline_at=L("2027-01-09 18:00"), replied_at=L("2027-01-20 09:00"))
+    w.sub(
+        "so7x",
+        "t7",
+        A,
+        status="replied",
+        dispatched_at=L("2027-01-08 09:00"),
+        accept_due_at=L("2027-01-08 17:00"),
+        accepted_at=L("2027-01-09 09:00"),
+        deadline_at=L("2027-01-09 18:00"),
+        replied_at=L("2027-01-20 09:00"),
+    )
     w.event("t7", "so7x", "warning", L("2027-01-09 12:00"), to="red", step="finish")
     # warnings raised on A's sub-orders
     w.event("t2", "so2", "warning", L("2027-01-11 10:00"), to="blue", step="finish")
@@ -141,20 +186,51 @@ def january(engine, settings) -> World:
     w.rate("t1", 1, "satisfied", L("2027-01-13 10:00"))
     w.rate("t2", 1, "unsatisfied", L("2027-01-15 10:00"), source="staff")
     # --- department B (市市场监管局)
-    w.sub("so6", "t1", B, status="replied", dispatched_at=L("2027-01-05 09:00"),
-          accept_due_at=L("2027-01-05 17:00"), accepted_at=L("2027-01-05 16:59"),
-          deadline_at=L("2027-01-12 18:00"), replied_at=L("2027-01-12 18:00"))
+    w.sub(
+        "so6",
+        "t1",
+        B,
+        status="replied",
+        dispatched_at=L("2027-01-05 09:00"),
+        accept_due_at=L("2027-01-05 17:00"),
+        accepted_at=L("2027-01-05 16:59"),
+        deadline_at=L("2027-01-12 18:00"),
+        replied_at=L("2027-01-12 18:00"),
+    )
     w.ticket("t8")  # never accepted
-    w.sub("so7", "t8", B, status="dispatched", dispatched_at=L("2027-01-25 09:00"),
-          accept_due_at=L("2027-01-25 17:00"), deadline_at=L("2027-02-08 18:00"))
+    w.sub(
+        "so7",
+        "t8",
+        B,
+        status="dispatched",
+        dispatched_at=L("2027-01-25 09:00"),
+        accept_due_at=L("2027-01-25 17:00"),
+        deadline_at=L("2027-02-08 18:00"),
+    )
     w.ticket("t9")  # an extension requested in January, decided in February
-    w.sub("so8", "t9", B, status="extension_requested", dispatched_at=L("2027-01-10 09:00"),
-          accept_due_at=L("2027-01-10 17:00"), accepted_at=L("2027-01-10 10:00"),
-          deadline_at=L("2027-01-20 18:00"), extension_until=L("2027-02-10 18:00"))
+    w.sub(
+        "so8",
+        "t9",
+        B,
+        status="extension_requested",
+        dispatched_at=L("2027-01-10 09:00"),
+        accept_due_at=L("2027-01-10 17:00"),
+        accepted_at=L("2027-01-10 10:00"),
+        deadline_at=L("2027-01-20 18:00"),
+        extension_until=L("2027-02-10 18:00"),
+    )
     w.ticket("t10")  # staff 回访 rating superseded by the submitter's own
-    w.sub("so9", "t10", B, status="replied", dispatched_at=L("2027-01-02 09:00"),
-          accept_due_at=L("2027-01-02 17:00"), accepted_at=L("2027-01-02 10:00"),
-          deadline_at=L("2027-01-09 18:00"), replied_at=L("2027-01-03 10:00"))
+    w.sub(
+        "so9",
+        "t10",
+        B,
+        status="replied",
+        dispatched_at=L("2027-01-02 09:00"),
+        accept_due_at=L("2027-01-02 17:00"),
+        accepted_at=L("2027-01-02 10:00"),
+        deadline_at=L("2027-01-09 18:00"),
+        replied_at=L("2027-01-03 10:00"),
+    )
     w.rate("t10", 1, "unsatisfied", L("2027-01-04 10:00"), source="staff")
     w.rate("t10", 1, "basically_satisfied", L("2027-01-05 10:00"))
     return w
@@ -162,15 +238,23 @@ def january(engine, settings) -> World:
 
 def february_events(w: World) -> None:
     """What happens after 31 January: none of it may change January's figures."""
-    w.update_sub("so4", status="replied", accepted_at=L("2027-02-01 09:00"),
-                 replied_at=L("2027-02-03 09:00"))
+    w.update_sub(
+        "so4", status="replied", accepted_at=L("2027-02-01 09:00"), replied_at=L("2027-02-03 09:00")
+    )
     w.event("t4", "so4", "warning", L("2027-02-01 00:10"), to="blue", step="accept")
     w.update_sub("so7", status="accepted", accepted_at=L("2027-02-02 09:00"))
     # the extension approved on 2 February moves so8's deadline to 10 February
-    w.update_sub("so8", status="replied", deadline_at=L("2027-02-10 18:00"),
-                 replied_at=L("2027-02-05 10:00"))
-    w.event("t9", "so8", "extension_approved", L("2027-02-02 09:00"),
-            previous_deadline=L("2027-01-20 18:00").isoformat(), to="accepted")
+    w.update_sub(
+        "so8", status="replied", deadline_at=L("2027-02-10 18:00"), replied_at=L("2027-02-05 10:00")
+    )
+    w.event(
+        "t9",
+        "so8",
+        "extension_approved",
+        L("2027-02-02 09:00"),
+        previous_deadline=L("2027-01-20 18:00").isoformat(),
+        to="accepted",
+    )
     w.update_sub("so5", status="replied", replied_at=L("2027-02-01 10:00"))
     w.rate("t2", 2, "satisfied", L("2027-02-02 10:00"))
     w.update_sub("so3", status="returned")
@@ -259,10 +343,16 @@ def test_month_boundary_in_shanghai(world):
     assert jan.row(A).figures["warnings_blue"].den == 1
     assert feb.row(A).figures["warnings_blue"].den == 1  # so4's, 00:10 local on 1 February
     # February: so4 accepted 09:00 ≤ 17:00 on the 1st ✓; B's so7 accept step was January's
-    assert (feb.row(A).figures["accept_on_time"].num, feb.row(A).figures["accept_on_time"].den) == (1, 1)
+    assert (feb.row(A).figures["accept_on_time"].num, feb.row(A).figures["accept_on_time"].den) == (
+        1,
+        1,
+    )
     # February's finish steps of B: so8 under its extension (approved 2 February, to the 10th)
     # replied on the 5th ✓; so7 due 8 February, not replied ✗ → 1/2
-    assert (feb.row(B).figures["finish_on_time"].num, feb.row(B).figures["finish_on_time"].den) == (1, 2)
+    assert (feb.row(B).figures["finish_on_time"].num, feb.row(B).figures["finish_on_time"].den) == (
+        1,
+        2,
+    )
 
 
 def test_past_month_unchanged_after_late_events(world):
@@ -310,7 +400,9 @@ def _appeal(w: World, indicator: str, ticket: str, dept: str = A):
 def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
     appeal_id = _appeal(world, "finish_on_time", "t2")
     with session_scope(world.engine) as s:  # pending: nothing changes yet
-        assert assess(s, world.settings, parse_period(world.settings, "2027-01")).row(A).score == pytest.approx(56.08)
+        assert assess(s, world.settings, parse_period(world.settings, "2027-01")).row(
+            A
+        ).score == pytest.approx(56.08)
     with session_scope(world.engine) as s:
         a = decide_appeal(s, appeal_id, accept=True, note="情况属实", actor="admin")
         assert (a.status, a.decided_by) == ("accepted", "admin") and a.decided_at is not None
@@ -322,9 +414,13 @@ def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
     assert r.figures["overdue"].den == 0
     assert r.score == pytest.approx(74.75) and r.band == "合格"
     with session_scope(world.engine, read_only=True) as s:
-        rows = indicator_rows(s, world.settings, parse_period(world.settings, "2027-01"), A, "finish_on_time")
+        rows = indicator_rows(
+            s, world.settings, parse_period(world.settings, "2027-01"), A, "finish_on_time"
+        )
         assert [x.appealed for x in rows if x.ticket_id == world.t["t2"]] == [True, True]
-        assert [(x.status, n) for x, n in list_appeals(s, month="2027-01")] == [("accepted", "T2027010002")]
+        assert [(x.status, n) for x, n in list_appeals(s, month="2027-01")] == [
+            ("accepted", "T2027010002")
+        ]
     with session_scope(world.engine) as s, pytest.raises(Conflict):
         decide_appeal(s, appeal_id, accept=False, note="再审", actor="admin")
 
@@ -355,7 +451,10 @@ def test_half_year_and_year_roll_up(world):
         jan = assess(s, world.settings, parse_period(world.settings, "2027-01"))
         feb = assess(s, world.settings, parse_period(world.settings, "2027-02"))
     for code in ("volume", "warnings_blue", "satisfaction"):
-        assert h1.row(A).figures[code].den == jan.row(A).figures[code].den + feb.row(A).figures[code].den
+        assert (
+            h1.row(A).figures[code].den
+            == jan.row(A).figures[code].den + feb.row(A).figures[code].den
+        )
     assert h1.period.label == "2027年上半年" and h1.period.months[-1] == "2027-06"
     assert _figures(year) == _figures(h1)
 
@@ -366,7 +465,10 @@ def test_exports(world):
     ws = wb.active
     assert ws["A1"].value == "2027年1月部门考核排名"
     head = [c.value for c in ws[2]]
-    assert head[:4] == ["排名", "部门", "派单量", "及时签收率（%）"] and head[-2:] == ["得分", "等次"]
+    assert head[:4] == ["排名", "部门", "派单量", "及时签收率（%）"] and head[-2:] == [
+        "得分",
+        "等次",
+    ]
     assert [c.value for c in ws[3]][:4] == [1, "市市场监管局", 4, 0.75]
     assert ws.cell(3, len(head) - 1).value == pytest.approx(86.92)
     assert ws.cell(3, 4).number_format == "0.0%"
@@ -389,8 +491,4 @@ def test_every_indicator_has_its_definition():
     from ticketing.assessment import INDICATORS
 
     for ind in INDICATORS.values():
-        assert ind.label and len(ind.doc) > 40, ind.code
-
-
-def _unused(_: Session) -> None:  # keep the import for type checkers of the helpers
-    return None
+        assert ind.label and len(ind.doc) > 40 and ind.explain, ind.code

@@ -56,7 +56,7 @@ def file_appeal(
     indicator = INDICATORS[indicator].appeal_under  # 超期件数 is appealed as 按时办结率
     why = _text(reason, "reason", "申诉理由", required=True)
     ticket = session.execute(
-        select(Ticket).where(Ticket.number == ticket_number.strip())
+        select(Ticket).where(col(Ticket.number) == ticket_number.strip())
     ).scalar_one_or_none()
     if ticket is None or ticket.id is None:
         raise InvalidInput(f"未找到工单：{ticket_number}", field="ticket_number")
@@ -92,7 +92,7 @@ def decide_appeal(
 ) -> AssessmentAppeal:
     """Accept or reject a pending appeal, once, with a note (required when rejecting)."""
     appeal = session.execute(
-        select(AssessmentAppeal).where(AssessmentAppeal.id == appeal_id).with_for_update()
+        select(AssessmentAppeal).where(col(AssessmentAppeal.id) == appeal_id).with_for_update()
     ).scalar_one_or_none()
     if appeal is None:
         raise NotFound(f"申诉不存在：{appeal_id}", appeal_id=appeal_id)
@@ -122,17 +122,17 @@ def list_appeals(
 ) -> list[tuple[AssessmentAppeal, str]]:
     """(appeal, ticket number), newest first."""
     q = (
-        select(AssessmentAppeal, Ticket.number)
+        select(AssessmentAppeal, col(Ticket.number))
         .join(Ticket, col(Ticket.id) == col(AssessmentAppeal.ticket_id))
         .order_by(col(AssessmentAppeal.filed_at).desc(), col(AssessmentAppeal.id).desc())
         .limit(limit)
     )
     if month:
-        q = q.where(AssessmentAppeal.month == month)
+        q = q.where(col(AssessmentAppeal.month) == month)
     if department:
-        q = q.where(AssessmentAppeal.department_code == department)
+        q = q.where(col(AssessmentAppeal.department_code) == department)
     if status:
-        q = q.where(AssessmentAppeal.status == status)
+        q = q.where(col(AssessmentAppeal.status) == status)
     return [(a, n) for a, n in session.execute(q).all()]
 
 

@@ -27,8 +27,13 @@ def table(result: Assessment) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for r in result.rows:
         rows.append(
-            [r.rank, r.name, *[_value(code, r.figures[code].value) for code in result.columns]]
-            + [r.score, r.band]
+            [
+                r.rank if r.rank is not None else "—",
+                r.name,
+                *[_value(code, r.figures[code].value) for code in result.columns],
+                r.score if r.score is not None else "—",
+                r.band,
+            ]
         )
     avg = city_average(result)
     rows.append(["", "全市", *[_value(code, avg[code]) for code in result.columns], "", ""])
@@ -60,7 +65,12 @@ def to_csv(result: Assessment) -> bytes:
     w.writerow(headers(result))
     codes: list[str | None] = [None, None, *result.columns, None, None]
     for row in table(result):
-        w.writerow([_text(c, v) if c else ("" if v is None else v) for c, v in zip(codes, row, strict=True)])
+        w.writerow(
+            [
+                _text(c, v) if c else ("" if v is None else v)
+                for c, v in zip(codes, row, strict=True)
+            ]
+        )
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

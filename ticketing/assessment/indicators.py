@@ -84,7 +84,7 @@ class Indicator:
     doc: str
     define: Callable[[Subquery, Period, str], Parts]
     appeal_under: str  # the indicator whose accepted appeals take rows out of this one
-
+    explain: str = ""  # 口径: the definition as users read it (Chinese), beside `doc`
 
     def parts(self, b: Subquery, period: Period, dialect: str) -> Parts:
         return self.define(b, period, dialect)
@@ -101,13 +101,14 @@ def indicator(
     kind: str,
     better: str = "higher",
     appeal_under: str | None = None,
+    explain: str = "",
 ) -> Callable[[Callable[[Subquery, Period, str], Parts]], Callable[..., Parts]]:
     """Register the decorated definition; its docstring is the indicator's definition."""
 
     def register(fn: Callable[[Subquery, Period, str], Parts]) -> Callable[..., Parts]:
         doc = " ".join((fn.__doc__ or "").split())
         INDICATORS[code] = Indicator(
-            code, label, source, kind, better, doc, fn, appeal_under or code
+            code, label, source, kind, better, doc, fn, appeal_under or code, explain
         )
         return fn
 
@@ -253,9 +254,7 @@ def evaluation_base(period: Period) -> Subquery:
             EV.c.overall,
             EV.c.source,
             EV.c.created_at,
-            func.sum(submitter)
-            .over(partition_by=(EV.c.ticket_id, EV.c.round))
-            .label("submitters"),
+            func.sum(submitter).over(partition_by=(EV.c.ticket_id, EV.c.round)).label("submitters"),
         )
         .where(EV.c.created_at >= period.start, EV.c.created_at < period.end)
         .subquery("rated")
@@ -317,14 +316,26 @@ def in_period(col: Any, period: Period) -> ColumnElement[bool]:
 # ---------------------------------------------------------------- the indicators
 
 
-@indicator("volume", "派单量", source="suborder", kind=COUNT)
+@indicator(
+    "volume",
+    "派单量",
+    source="suborder",
+    kind=COUNT,
+    explain="本期派给本部门的子工单数（并行派单各部门各计一件）",
+)
 def volume(b: Subquery, p: Period, dialect: str) -> Parts:
     """派单量: the sub-orders dispatched to the department in the period (one per ticket and
     round; a parallel dispatch gives each department its own)."""
     return Parts(rows=in_period(b.c.dispatched_at, p))
 
 
-@indicator("accept_on_time", "及时签收率", source="suborder", kind=RATE)
+@indicator(
+    "accept_on_time",
+    "及时签收率",
+    source="suborder",
+    kind=RATE,
+    explain="签收时限内签收（或说明理由退回）的子工单 ÷ 本期签收环节有结果的子工单（已签收，或签收时限已过）",
+)
 def accept_on_time(b: Subquery, p: Period, dialect: str) -> Parts:
     """及时签收率 = sub-orders the department responded to (签收, or 退回 with a reason) by their
     accept deadline (sla.yaml accept_policy; the finish deadline when none) ÷ sub-orders whose
@@ -352,7 +363,13 @@ def _finished_in_time(b: Subquery) -> ColumnElement[bool]:
     return and_(b.c.replied_at.is_not(None), b.c.replied_at <= b.c.deadline)
 
 
-@indicator("finish_on_time", "按时办结率", source="suborder", kind=RATE)
+@indicator(
+    "finish_on_time",
+    "按时办结率",
+    source="suborder",
+    kind=RATE,
+    explain="办理时限内答复的子工单 ÷ 本期办结环节有结果的子工单（已答复，或办理时限已过）；时限按期末已批准的延期计，退回、解除协办的不计",
+)
 def finish_on_time(b: Subquery, p: Period, dialect: str) -> Parts:
     """按时办结率 = sub-orders replied (办结) by their deadline (as approved extensions left it by
     the period's end) ÷ sub-orders whose finish step was decided in the period (replied in time,
@@ -368,6 +385,7 @@ def finish_on_time(b: Subquery, p: Period, dialect: str) -> Parts:
     kind=COUNT,
     better="lower",
     appeal_under="finish_on_time",
+    explain="本期办理时限已过而未答复的子工单数（即按时办结率中未按时的件数）",
 )
 def overdue(b: Subquery, p: Period, dialect: str) -> Parts:
     """超期件数: the sub-orders whose deadline passed in the period before the department replied
@@ -375,7 +393,13 @@ def overdue(b: Subquery, p: Period, dialect: str) -> Parts:
     return Parts(rows=and_(_finish_rows(b, p), ~_finished_in_time(b)))
 
 
-@indicator("satisfaction", "满意率", source="evaluation", kind=RATE)
+@indicator(
+    "satisfaction",
+    "满意率",
+    source="evaluation",
+    kind=RATE,
+    explain="（满意 + 基本满意）÷ 本期对本部门答复的评价数；有提交人本人评价的以本人评价为准",
+)
 def satisfaction(b: Subquery, p: Period, dialect: str) -> Parts:
     """满意率 = (满意 + 基本满意) ÷ rated: the ratings given in the period (overall, i.e. the worst
     of process, timeliness and result) of the rounds the department replied in."""
@@ -383,7 +407,14 @@ def satisfaction(b: Subquery, p: Period, dialect: str) -> Parts:
     return Parts(rows=true(), hit=b.c.overall.in_(ok))
 
 
-@indicator("rework", "重办率", source="suborder", kind=RATE, better="lower")
+@indicator(
+    "rework",
+    "重办率",
+    source="suborder",
+    kind=RATE,
+    better="lower",
+    explain="不满意后再次派给本部门（本部门上一轮已答复）的子工单 ÷ 本期派给本部门的子工单",
+)
 def rework(b: Subquery, p: Period, dialect: str) -> Parts:
     """重办率 = 重办 sub-orders ÷ sub-orders dispatched to the department in the period, where a
     重办 is a sub-order of a round after 不满意 sent to a department that had replied in the
@@ -391,7 +422,14 @@ def rework(b: Subquery, p: Period, dialect: str) -> Parts:
     return Parts(rows=in_period(b.c.dispatched_at, p), hit=b.c.rework == literal(True))
 
 
-@indicator("returned", "回退率", source="suborder", kind=RATE, better="lower")
+@indicator(
+    "returned",
+    "回退率",
+    source="suborder",
+    kind=RATE,
+    better="lower",
+    explain="本部门退回的子工单 ÷ 本期派给本部门的子工单",
+)
 def returned(b: Subquery, p: Period, dialect: str) -> Parts:
     """回退率 = sub-orders the department returned (退回, "not ours") by the period's end ÷
     sub-orders dispatched to it in the period."""
@@ -405,11 +443,16 @@ def _warning(level: str, label: str) -> None:
     define.__doc__ = (
         f"{label}次数: the {level} levels (§13, ticketing.sla_levels) reached in the period on "
         "the department's sub-orders, accept or finish step (each raise once, as the scan "
-        "recorded it in a \"warning\" event)."
+        'recorded it in a "warning" event).'
     )
-    indicator(f"warnings_{level}", f"{label}次数", source="warning", kind=COUNT, better="lower")(
-        define
-    )
+    indicator(
+        f"warnings_{level}",
+        f"{label}次数",
+        source="warning",
+        kind=COUNT,
+        better="lower",
+        explain=f"本期本部门子工单触发{label}的次数（签收或办结环节，每次升级计一次）",
+    )(define)
 
 
 _warning("blue", "蓝色预警")
@@ -417,7 +460,14 @@ _warning("yellow", "黄色预警")
 _warning("red", "红色预警")
 
 
-@indicator("avg_accept_hours", "平均签收时长", source="suborder", kind=HOURS, better="lower")
+@indicator(
+    "avg_accept_hours",
+    "平均签收时长",
+    source="suborder",
+    kind=HOURS,
+    better="lower",
+    explain="本期签收的子工单从派单到签收的平均小时数",
+)
 def avg_accept_hours(b: Subquery, p: Period, dialect: str) -> Parts:
     """平均签收时长 (hours, wall clock): from dispatch to 签收, over the sub-orders accepted in the
     period."""
@@ -427,7 +477,14 @@ def avg_accept_hours(b: Subquery, p: Period, dialect: str) -> Parts:
     )
 
 
-@indicator("avg_handle_hours", "平均办理时长", source="suborder", kind=HOURS, better="lower")
+@indicator(
+    "avg_handle_hours",
+    "平均办理时长",
+    source="suborder",
+    kind=HOURS,
+    better="lower",
+    explain="本期答复的子工单从派单到答复的平均小时数",
+)
 def avg_handle_hours(b: Subquery, p: Period, dialect: str) -> Parts:
     """平均办理时长 (hours, wall clock): from dispatch to the reply (办结), over the sub-orders
     replied in the period."""

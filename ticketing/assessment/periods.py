@@ -46,20 +46,23 @@ def _bound(settings: Settings, d: date) -> datetime:
 
 
 def _make(settings: Settings, key: str, kind: str, label: str, first: date, after: date) -> Period:
-    return Period(
-        key, kind, label, first, after, _bound(settings, first), _bound(settings, after)
-    )
+    return Period(key, kind, label, first, after, _bound(settings, first), _bound(settings, after))
 
 
 def month_period(settings: Settings, year: int, month: int) -> Period:
     after = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     return _make(
-        settings, f"{year:04d}-{month:02d}", "month", f"{year}年{month}月", date(year, month, 1), after
+        settings,
+        f"{year:04d}-{month:02d}",
+        "month",
+        f"{year}年{month}月",
+        date(year, month, 1),
+        after,
     )
 
 
 def parse_period(settings: Settings, key: str) -> Period:
-    """"2027-01" (a month), "2027-H1"/"2027-H2" (a half-year 体检) or "2027" (the year)."""
+    """ "2027-01" (a month), "2027-H1"/"2027-H2" (a half-year 体检) or "2027" (the year)."""
     key = (key or "").strip()
     if m := _MONTH.match(key):
         y, mo = int(m.group(1)), int(m.group(2))
@@ -76,9 +79,7 @@ def parse_period(settings: Settings, key: str) -> Period:
         y = int(m.group(1))
         if 2000 <= y <= 2200:
             return _make(settings, key, "year", f"{y}年", date(y, 1, 1), date(y + 1, 1, 1))
-    raise InvalidInput(
-        "考核期格式应为 2027-01（月）、2027-H1（半年）或 2027（年）", field="period"
-    )
+    raise InvalidInput("考核期格式应为 2027-01（月）、2027-H1（半年）或 2027（年）", field="period")
 
 
 def current_month_key(settings: Settings, now: datetime) -> str:

@@ -51,9 +51,13 @@ class DepartmentResult:
     name: str
     figures: dict[str, Figure]
     points: dict[str, float] = field(default_factory=dict)
-    score: float = 0.0
+    score: float | None = None  # None: nothing to assess in the period (no matter at all)
     band: str = ""
-    rank: int = 0
+    rank: int | None = None  # None: not ranked (nothing to assess)
+
+    @property
+    def assessed(self) -> bool:
+        return self.score is not None
 
 
 @dataclass
@@ -120,7 +124,7 @@ def accepted_appeals(session: Session, period: Period) -> dict[str, list[tuple[s
     for a in session.execute(
         select(AssessmentAppeal).where(
             col(AssessmentAppeal.month).in_(period.months),
-            AssessmentAppeal.status == AppealStatus.accepted.value,
+            col(AssessmentAppeal.status) == AppealStatus.accepted.value,
         )
     ).scalars():
         out[a.indicator].append((a.department_code, a.ticket_id))
@@ -161,7 +165,9 @@ def figures(
                 rows = rows & ~excluded
             cols.append(func.sum(case((rows, 1), else_=0)).label(f"{ind.code}__den"))
             if parts.hit is not None:
-                cols.append(func.sum(case((rows & parts.hit, 1), else_=0)).label(f"{ind.code}__num"))
+                cols.append(
+                    func.sum(case((rows & parts.hit, 1), else_=0)).label(f"{ind.code}__num")
+                )
             if parts.measure is not None:
                 cols.append(
                     func.sum(case((rows, parts.measure), else_=0.0)).label(f"{ind.code}__sec")
@@ -203,9 +209,15 @@ def score_row(cfg: ScoreConfig, figs: dict[str, Figure]) -> tuple[dict[str, floa
     return {k: round(v, 2) for k, v in points.items()}, score, band
 
 
+NOT_ASSESSED = "无办件"
+
+
 def assess(session: Session, settings: Settings, period: Period) -> Assessment:
     """The period's assessment: every active department (and any other one with figures), its
-    figures, points, score and band, ranked (equal scores share a rank: 1, 2, 2, 4)."""
+    figures, points, score and band, ranked (equal scores share a rank: 1, 2, 2, 4). A
+    department with no row in any indicator (no matter dispatched, decided, rated or warned in
+    the period) is not scored nor ranked: it is listed last as 无办件 (full points for nothing
+    would put it first)."""
     cfg = score_config(settings)
     figs, n_appeals = figures(session, settings, period)
     depts = {d.code: d for d in session.execute(select(Department)).scalars()}
@@ -217,18 +229,22 @@ def assess(session: Session, settings: Settings, period: Period) -> Assessment:
         f = {**_blank(), **figs.get(code, {})}
         for k, v in f.items():
             city[k].add(v)
-        points, score, band = score_row(cfg, f)
         name = depts[code].name if code in depts else code
+        if not any(x.den for x in f.values()):
+            rows.append(DepartmentResult(code, name, f, {}, None, NOT_ASSESSED))
+            continue
+        points, score, band = score_row(cfg, f)
         rows.append(DepartmentResult(code, name, f, points, score, band))
-    rows.sort(key=lambda r: (-r.score, r.code))
-    for i, r in enumerate(rows):
-        r.rank = rows[i - 1].rank if i and rows[i - 1].score == r.score else i + 1
+    rows.sort(key=lambda r: (r.score is None, -(r.score or 0.0), r.code))
+    ranked = [r for r in rows if r.score is not None]
+    for i, r in enumerate(ranked):
+        r.rank = ranked[i - 1].rank if i and ranked[i - 1].score == r.score else i + 1
     return Assessment(period, rows, city, cfg.columns, n_appeals)
 
 
 def city_average(result: Assessment) -> dict[str, float | None]:
     """The city's figure per indicator: pooled rates and averages; counts per department."""
-    n = len(result.rows) or 1
+    n = sum(1 for r in result.rows if r.assessed) or 1
     out: dict[str, float | None] = {}
     for code, f in result.city.items():
         out[code] = f.den / n if f.kind == COUNT else f.value
