@@ -34,8 +34,6 @@ from sqlalchemy import (
     Float,
     and_,
     case,
-    exists,
-    false,
     func,
     literal,
     select,
@@ -52,7 +50,6 @@ from ticketing.models import (
     Evaluation,
     Rating,
     SubOrder,
-    SubOrderStatus,
     Ticket,
     TicketEvent,
 )
@@ -147,55 +144,48 @@ def counted_ticket(ticket_id: Any) -> ColumnElement[bool]:
 
 
 def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
-    """Every counted sub-order dispatched before the period's end (and within the lookback)."""
-    returned_at = case(
-        (
-            SO.c.status == SubOrderStatus.returned.value,
-            select(func.min(E.c.at))
-            .where(
-                E.c.ticket_id == SO.c.ticket_id,
-                E.c.suborder_id == SO.c.id,
-                E.c.action == "suborder_returned",
-                E.c.at < period.end,
-            )
-            .scalar_subquery(),
-        ),
-        else_=None,
+    """Every counted sub-order dispatched before the period's end (and within the lookback).
+
+    The history it needs comes in by two grouped reads of the event index (action, at), joined
+    by sub-order: each return's instant, and the deadline an extension approved after the end
+    replaced (the first such approval: events are append-only, so the lowest id)."""
+    returns = (
+        select(E.c.suborder_id.label("sid"), func.min(E.c.at).label("at"))
+        .where(E.c.action == "suborder_returned", E.c.at < period.end)
+        .group_by(E.c.suborder_id)
+        .subquery("ret")
     )
-    moved_deadline = (
-        select(_json_instant(E.c.detail["previous_deadline"], dialect))
-        .where(
-            E.c.ticket_id == SO.c.ticket_id,
-            E.c.suborder_id == SO.c.id,
-            E.c.action == "extension_approved",
-            E.c.at >= period.end,
+    first_later = (
+        select(func.min(E.c.id).label("eid"))
+        .where(E.c.action == "extension_approved", E.c.at >= period.end)
+        .group_by(E.c.suborder_id)
+        .subquery("first_later")
+    )
+    approval = E.alias("approval")
+    moved = (
+        select(
+            approval.c.suborder_id.label("sid"),
+            _json_instant(approval.c.detail["previous_deadline"], dialect).label("deadline"),
         )
-        .order_by(E.c.at, E.c.id)
-        .limit(1)
-        .scalar_subquery()
+        .select_from(approval.join(first_later, approval.c.id == first_later.c.eid))
+        .subquery("moved")
     )
-    deadline = type_coerce(
-        case(
-            (SO.c.extension_until.is_not(None), func.coalesce(moved_deadline, SO.c.deadline_at)),
-            else_=SO.c.deadline_at,
-        ),
-        NaiveUTCDateTime,
-    )
+    deadline = type_coerce(func.coalesce(moved.c.deadline, SO.c.deadline_at), NaiveUTCDateTime)
+    returned_at = returns.c.at
     accept_due = type_coerce(func.coalesce(SO.c.accept_due_at, deadline), NaiveUTCDateTime)
+    # 重办: the department had replied in the round before (read for reopened tickets only)
     prev = SO.alias("prev")
-    rework = case(
-        (
-            SO.c.round > 1,
-            exists().where(
-                prev.c.ticket_id == SO.c.ticket_id,
-                prev.c.department_code == SO.c.department_code,
-                prev.c.round == SO.c.round - 1,
-                prev.c.replied_at.is_not(None),
-                prev.c.replied_at < period.end,
-            ),
-        ),
-        else_=false(),
+    redone = (
+        select(prev.c.ticket_id, prev.c.department_code, (prev.c.round + 1).label("next_round"))
+        .where(
+            prev.c.replied_at.is_not(None),
+            prev.c.replied_at < period.end,
+            prev.c.ticket_id.in_(select(T.c.id).where(T.c.round > 1)),
+        )
+        .distinct()
+        .subquery("redone")
     )
+    rework = redone.c.next_round.is_not(None)
     inner = (
         select(
             SO.c.id.label("so_id"),
@@ -211,12 +201,24 @@ def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
             type_coerce(returned_at, NaiveUTCDateTime).label("returned_at"),
             rework.label("rework"),
         )
+        .select_from(
+            SO.outerjoin(returns, returns.c.sid == SO.c.id)
+            .outerjoin(moved, moved.c.sid == SO.c.id)
+            .outerjoin(
+                redone,
+                and_(
+                    redone.c.ticket_id == SO.c.ticket_id,
+                    redone.c.department_code == SO.c.department_code,
+                    redone.c.next_round == SO.c.round,
+                ),
+            )
+        )
         .where(
             SO.c.dispatched_at < period.end,
             SO.c.dispatched_at >= period.start - timedelta(days=lookback_days),
             counted_ticket(SO.c.ticket_id),
         )
-        .offset(0)  # an optimisation fence: each row's subqueries run once, not per reference
+        .offset(0)  # an optimisation fence: the joined values are computed once per row
         .subquery("so_rows")
     )
     responded = func.coalesce(inner.c.accepted_at, inner.c.returned_at)
@@ -231,12 +233,16 @@ def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
         ),
         else_=inner.c.deadline,
     )
-    return select(
-        *inner.c,
-        type_coerce(responded, NaiveUTCDateTime).label("responded_at"),
-        type_coerce(accept_decided, NaiveUTCDateTime).label("accept_decided"),
-        type_coerce(finish_decided, NaiveUTCDateTime).label("finish_decided"),
-    ).subquery("b")
+    return (
+        select(
+            *inner.c,
+            type_coerce(responded, NaiveUTCDateTime).label("responded_at"),
+            type_coerce(accept_decided, NaiveUTCDateTime).label("accept_decided"),
+            type_coerce(finish_decided, NaiveUTCDateTime).label("finish_decided"),
+        )
+        .offset(0)
+        .subquery("b")
+    )  # fenced too: the derived instants are computed once per row
 
 
 def evaluation_base(period: Period) -> Subquery:

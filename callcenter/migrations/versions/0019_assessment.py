@@ -1,4 +1,5 @@
-"""assessment (issue #12): appeals (申诉/免责) against a ticket's place in a month's indicator
+"""assessment (issue #12): appeals (申诉/免责) against a ticket's place in a month's indicator;
+ticketevent (action, at), the index the monthly figures read warnings and returns by
 
 Revision ID: 0019_assessment
 Revises: 0018_kb_pages
@@ -17,6 +18,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # the assessment reads one kind of event over a period (warnings raised, returns)
+    with op.batch_alter_table("ticketevent", schema=None) as batch_op:
+        batch_op.create_index("ix_ticketevent_action_at", ["action", "at"], unique=False)
     s = sqlmodel.sql.sqltypes.AutoString
     op.create_table(
         "assessment_appeal",
@@ -50,3 +54,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("assessment_appeal")
+    with op.batch_alter_table("ticketevent", schema=None) as batch_op:
+        batch_op.drop_index("ix_ticketevent_action_at")
