@@ -17,23 +17,24 @@ from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, requir
 from agent_console.errors import ApiError, responses
 from agent_console.schemas import _In, _Out
 from config.settings import Settings
-from ticketing import User, utcnow
-from ticketing.assessment import (
-    INDICATORS,
-    Assessment,
-    DepartmentResult,
-    Figure,
-    Period,
+from ticketing import ASSESSMENT_INDICATORS as INDICATORS
+from ticketing import (
+    AssessmentFigure,
+    AssessmentPeriod,
+    AssessmentResult,
+    AssessmentRow,
+    User,
     assess,
-    decide_appeal,
-    file_appeal,
-    get_appeal,
-    indicator_rows,
-    list_appeals,
-    parse_period,
-    previous_month_key,
-    to_csv,
-    to_xlsx,
+    assessment_appeals,
+    assessment_csv,
+    assessment_period,
+    assessment_rows,
+    assessment_xlsx,
+    decide_assessment_appeal,
+    file_assessment_appeal,
+    get_assessment_appeal,
+    previous_assessment_month,
+    utcnow,
 )
 
 router = APIRouter(prefix="/assessment", tags=["assessment"], route_class=TransactionRoute)
@@ -131,8 +132,8 @@ class AppealOut(_Out):
     decision_note: str | None = None
 
 
-def _period(settings: Settings, key: str | None) -> Period:
-    return parse_period(settings, key or previous_month_key(settings, utcnow()))
+def _period(settings: Settings, key: str | None) -> AssessmentPeriod:
+    return assessment_period(settings, key or previous_assessment_month(settings, utcnow()))
 
 
 def _own(user: User, code: str) -> None:
@@ -140,7 +141,7 @@ def _own(user: User, code: str) -> None:
         raise ApiError(403, "只能查看本部门的考核", details={"department": code})
 
 
-def _figs(code_figs: dict[str, Figure]) -> dict[str, FigureOut]:
+def _figs(code_figs: dict[str, AssessmentFigure]) -> dict[str, FigureOut]:
     return {
         k: FigureOut(
             numerator=f.num if INDICATORS[k].kind == "rate" else None,
@@ -151,7 +152,7 @@ def _figs(code_figs: dict[str, Figure]) -> dict[str, FigureOut]:
     }
 
 
-def _dept(r: DepartmentResult) -> DepartmentOut:
+def _dept(r: AssessmentRow) -> DepartmentOut:
     return DepartmentOut(
         code=r.code,
         name=r.name,
@@ -163,7 +164,7 @@ def _dept(r: DepartmentResult) -> DepartmentOut:
     )
 
 
-def _out(result: Assessment, only: str | None) -> AssessmentOut:
+def _out(result: AssessmentResult, only: str | None) -> AssessmentOut:
     rows = [r for r in result.rows if only is None or r.code == only]
     return AssessmentOut(
         period=result.period.key,
@@ -235,7 +236,7 @@ def trace(
     out of the numerator, and whether an accepted appeal took it out."""
     _own(user, code)
     p = _period(settings, period)
-    rows = indicator_rows(session, settings, p, code, str(indicator))
+    rows = assessment_rows(session, settings, p, code, str(indicator))
     return IndicatorRowsOut(
         period=p.key,
         department=code,
@@ -274,12 +275,12 @@ def export(
     return export_response(result, format)
 
 
-def export_response(result: Assessment, fmt: str) -> Response:
+def export_response(result: AssessmentResult, fmt: str) -> Response:
     name = f"assessment-{result.period.key}.{fmt}"
     if fmt == "csv":
-        body, media = to_csv(result), "text/csv; charset=utf-8"
+        body, media = assessment_csv(result), "text/csv; charset=utf-8"
     else:
-        body = to_xlsx(result)
+        body = assessment_xlsx(result)
         media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(
         body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
@@ -303,7 +304,9 @@ def appeals(
     user: User = Depends(require("assessment.appeals")),
 ) -> list[AppealOut]:
     """Appeals, newest first (a handler: its own department's)."""
-    rows = list_appeals(session, month=month, department=handler_department(user), status=status)
+    rows = assessment_appeals(
+        session, month=month, department=handler_department(user), status=status
+    )
     return [_appeal_out(a, n) for a, n in rows]
 
 
@@ -325,7 +328,7 @@ def file(
     if not dept:
         raise ApiError(422, "请指定部门", details={"field": "department"})
     _own(user, dept)
-    a = file_appeal(
+    a = file_assessment_appeal(
         session,
         settings,
         month=body.month,
@@ -351,6 +354,8 @@ def decide(
     user: User = Depends(require("assessment.appeal_decide")),
 ) -> AppealOut:
     """An admin accepts (the ticket leaves the indicator) or rejects (with a note) an appeal."""
-    get_appeal(session, appeal_id)
-    a = decide_appeal(session, appeal_id, accept=body.accept, note=body.note, actor=user.username)
+    get_assessment_appeal(session, appeal_id)
+    a = decide_assessment_appeal(
+        session, appeal_id, accept=body.accept, note=body.note, actor=user.username
+    )
     return _appeal_out(a, None)

@@ -24,28 +24,31 @@ from agent_console.web.core import (
 )
 from config.database import session_scope
 from config.settings import Settings
-from ticketing import NotFound, TicketingError, User, utcnow
-from ticketing.assessment import (
+from ticketing import (
     APPEAL_STATUS_LABELS,
-    INDICATORS,
-    TIMES,
-    Period,
+    AssessmentPeriod,
+    NotFound,
+    TicketingError,
+    User,
     assess,
-    city_average,
-    decide_appeal,
-    file_appeal,
-    indicator_rows,
-    list_appeals,
-    parse_period,
-    previous_month_key,
-    score_config,
+    utcnow,
 )
+from ticketing import ASSESSMENT_INDICATORS as INDICATORS
+from ticketing import ASSESSMENT_TIMES as TIMES
+from ticketing import assessment_appeals as list_appeals
+from ticketing import assessment_city_average as city_average
+from ticketing import assessment_config as score_config
+from ticketing import assessment_period as parse_period
+from ticketing import assessment_rows as indicator_rows
+from ticketing import decide_assessment_appeal as decide_appeal
+from ticketing import file_assessment_appeal as file_appeal
+from ticketing import previous_assessment_month as previous_month_key
 
 router = APIRouter(include_in_schema=False)
 TREND_MONTHS = 12
 
 
-def _period(request: Request) -> Period:
+def _period(request: Request) -> AssessmentPeriod:
     settings: Settings = request.app.state.settings
     key = request.query_params.get("period") or previous_month_key(settings, utcnow())
     try:
@@ -107,7 +110,7 @@ def ranking_page(request: Request, user: User = Depends(page_user("web.assessmen
     )
 
 
-def _trend(request: Request, code: str, period: Period) -> dict[str, Any]:
+def _trend(request: Request, code: str, period: AssessmentPeriod) -> dict[str, Any]:
     """The department's score and main rates for the months up to `period`'s last, with the
     city's (the portrait's trend)."""
     state = request.app.state
