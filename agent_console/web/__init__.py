@@ -87,7 +87,7 @@ ROUTERS = (
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).
-PUBLIC_ROUTERS = (portal.router, portal.legacy)
+PUBLIC_ROUTERS = (portal.router, portal.legacy, assessment.public)
 PORTAL_SUBMIT = portal.SUBMIT_PATH
 
 

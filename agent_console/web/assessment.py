@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from agent_console.access import handler_department, is_handler
+from agent_console.ratelimit import public_read_limit
 from agent_console.routes.assessment import export_response
 from agent_console.web.core import (
     PageDenied,
@@ -294,3 +295,41 @@ def export_page(request: Request, user: User = Depends(page_user("web.assessment
     with session_scope(request.app.state.engine, read_only=True) as s:
         result = assess(s, request.app.state.settings, _period(request))
     return export_response(result, "csv" if fmt_ == "csv" else "xlsx")
+
+
+# ---------------------------------------------------------------- the public summary (§18)
+public = APIRouter(
+    prefix="/portal", include_in_schema=False, dependencies=[Depends(public_read_limit)]
+)
+PUBLIC_COLUMNS = ("volume", "accept_on_time", "finish_on_time", "satisfaction", "avg_handle_hours")
+
+
+@public.get("/assessment", name="portal.assessment")
+def public_summary(request: Request) -> Response:
+    """办事质效晾晒: each department's figures of a complete month, for anyone (no login). Only
+    departments' monthly figures: no ticket, no person, no appeal."""
+    from agent_console.web.portal import render as portal_render
+
+    settings: Settings = request.app.state.settings
+    latest = previous_month_key(settings, utcnow())
+    key = request.query_params.get("period") or latest
+    try:
+        period = parse_period(settings, key)
+    except TicketingError:
+        period = parse_period(settings, latest)
+    if period.kind != "month" or period.key > latest:  # complete months only
+        period = parse_period(settings, latest)
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        result = assess(s, settings, period)
+    return portal_render(
+        request,
+        "assessment.html",
+        {
+            "result": result,
+            "period": period,
+            "columns": PUBLIC_COLUMNS,
+            "avg": city_average(result),
+            "fmt": fmt,
+            "inds": INDICATORS,
+        },
+    )

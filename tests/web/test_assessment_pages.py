@@ -28,20 +28,20 @@ def L(text: str) -> datetime:
     return datetime.fromisoformat(text) - timedelta(hours=8)
 
 
-def seed_month(engine) -> dict[str, str]:
+def seed_month(engine, month: str = MONTH, prefix: str = "W") -> dict[str, str]:
     """Two tickets in January 2027: T1 to DEPT_A on time; T2 to DEPT_B, accepted late and
     replied after its deadline (a red warning on the way)."""
     numbers = {}
     with session_scope(engine) as s:
         for key, dept, late in (("T1", DEPT_A, False), ("T2", DEPT_B, True)):
             t = Ticket(
-                number=f"W{key}",
+                number=f"{prefix}{key}",
                 channel="web",
                 title=f"园区照明{key}",
                 content="内容",
                 category="enterprise",
                 status="resolved",
-                created_at=L("2027-01-05 08:00"),
+                created_at=L(f"{month}-05 08:00"),
             )
             s.add(t)
             s.flush()
@@ -49,11 +49,11 @@ def seed_month(engine) -> dict[str, str]:
                 ticket_id=t.id,
                 department_code=dept,
                 status="replied",
-                dispatched_at=L("2027-01-05 09:00"),
-                accept_due_at=L("2027-01-05 17:00"),
-                accepted_at=L("2027-01-06 09:00" if late else "2027-01-05 10:00"),
-                deadline_at=L("2027-01-12 18:00"),
-                replied_at=L("2027-01-13 09:00" if late else "2027-01-08 10:00"),
+                dispatched_at=L(f"{month}-05 09:00"),
+                accept_due_at=L(f"{month}-05 17:00"),
+                accepted_at=L(f"{month}-06 09:00" if late else f"{month}-05 10:00"),
+                deadline_at=L(f"{month}-12 18:00"),
+                replied_at=L(f"{month}-13 09:00" if late else f"{month}-08 10:00"),
             )
             s.add(so)
             s.flush()
@@ -64,7 +64,7 @@ def seed_month(engine) -> dict[str, str]:
                         suborder_id=so.id,
                         actor="system",
                         action="warning",
-                        at=L("2027-01-12 12:00"),
+                        at=L(f"{month}-12 12:00"),
                         detail={"to": "red", "step": "finish"},
                     )
                 )
@@ -245,3 +245,14 @@ def test_screenshot_of_the_ranking(settings, engine):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_public_summary_has_departments_figures_only(web):
+    past = seed_month(web.engine, "2025-03", prefix="P")
+    web.client.cookies.clear()
+    r = web.client.get("/portal/assessment?period=2025-03")
+    assert r.status_code == 200 and "各部门办事质效 · 2025年3月" in r.text
+    assert "全市" in r.text and "按时办结率" in r.text and "100.0%" in r.text
+    assert past["T1"] not in r.text and past["T2"] not in r.text  # no ticket, no person
+    # a month not yet complete is not published: the latest complete one is shown instead
+    assert "2099年" not in web.client.get("/portal/assessment?period=2099-01").text
