@@ -151,6 +151,9 @@ def department_page(
     with session_scope(state.engine, read_only=True) as s:
         result = assess(s, state.settings, period)
         appeals = list_appeals(s, month=period.key, department=code, limit=100)
+        slowest = indicator_rows(
+            s, state.settings, period, code, "avg_handle_hours", limit=10, longest_first=True
+        )
     row = result.row(code)
     if row is None:
         raise PageNotFound(f"未找到部门：{code}")
@@ -165,6 +168,7 @@ def department_page(
             "avg": city_average(result),
             "fmt": fmt,
             "appeals": appeals,
+            "slowest": slowest,
             "trend_json": json.dumps(trend, ensure_ascii=False) if trend else "",
             "cfg": score_config(state.settings),
             **_labels(),

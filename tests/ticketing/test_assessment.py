@@ -373,6 +373,17 @@ def test_direct_answer_and_duplicates_count_nowhere(world):
     assert world.t["t6"] not in numbers and world.t["t7"] not in numbers
 
 
+def test_slowest_matters_first(world):
+    with session_scope(world.engine, read_only=True) as s:
+        p = parse_period(world.settings, "2027-01")
+        rows = indicator_rows(s, world.settings, p, A, "avg_handle_hours", longest_first=True)
+    # so2 193 h, so1 123 h
+    assert [(r.suborder_id, round(r.hours)) for r in rows] == [
+        (world.so["so2"], 193),
+        (world.so["so1"], 123),
+    ]
+
+
 def test_drill_down_lists_the_rows_behind_a_rate(world):
     with session_scope(world.engine, read_only=True) as s:
         p = parse_period(world.settings, "2027-01")

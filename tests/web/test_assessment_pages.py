@@ -99,6 +99,8 @@ def test_department_page_and_drill_down(web, month):
     web.login("supervisor")
     r = web.client.get(f"/assessment/departments/{DEPT_B}?period={MONTH}")
     assert r.status_code == 200 and "按时办结率" in r.text and "0 / 1" in r.text
+    # the portrait's slowest matters: T2, replied after 8 days (192 hours)
+    assert "办理最慢的事项" in r.text and "192.0" in r.text and month["T2"] in r.text
     d = web.client.get(f"/assessment/departments/{DEPT_B}/indicators/finish_on_time?period={MONTH}")
     assert d.status_code == 200 and month["T2"] in d.text and month["T1"] not in d.text
     w = web.client.get(f"/assessment/departments/{DEPT_B}/indicators/warnings_red?period={MONTH}")

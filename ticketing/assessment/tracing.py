@@ -54,8 +54,10 @@ def indicator_rows(
     *,
     limit: int = MAX_ROWS,
     ticket_id: int | None = None,
+    longest_first: bool = False,
 ) -> list[TracedRow]:
-    """The rows of `code` for `department` in `period` (the denominator, hits marked)."""
+    """The rows of `code` for `department` in `period` (the denominator, hits marked), by
+    ticket number, or for an average the longest first (the portrait's slowest matters)."""
     ind = INDICATORS.get(code)
     if ind is None:
         raise NotFound(f"未知考核指标：{code}", indicator=code)
@@ -85,6 +87,8 @@ def indicator_rows(
         .order_by(T.c.number, b.c.so_id)
         .limit(limit)
     )
+    if longest_first and parts.measure is not None:
+        q = q.order_by(None).order_by(parts.measure.desc(), b.c.so_id)
     if ticket_id is not None:
         q = q.where(b.c.ticket_id == ticket_id)
     out: list[TracedRow] = []
