@@ -18,6 +18,7 @@ from agent_console.routes.assessment import export_response
 from agent_console.web.core import (
     PageDenied,
     PageNotFound,
+    may,
     page_user,
     redirect,
     render,
@@ -199,11 +200,7 @@ def trace_page(
             for a, _ in list_appeals(s, month=period.key, department=code, limit=500)
             if a.indicator == INDICATORS[indicator].appeal_under
         }
-    may_appeal = (
-        period.kind == "month"
-        and user.role in ("admin", "handler")
-        and (not is_handler(user) or user.department_code == code)
-    )
+    may_appeal = period.kind == "month" and may(user, "assessment.appeal_file")
     return render(
         request,
         "assessment_trace.html",
