@@ -30,6 +30,7 @@ from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
 from agent_console.routes import (
+    assessment,
     auth,
     departments,
     enterprises,
@@ -81,6 +82,10 @@ TAGS = [
     {
         "name": "knowledge",
         "description": "知识库: search, articles and their review flow, gaps, 直接答复 figures",
+    },
+    {
+        "name": "assessment",
+        "description": "月度考核: ranking, traceable indicators, appeals (申诉/免责), exports",
     },
 ]
 
@@ -252,6 +257,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     (API_PREFIX, knowledge.public_router),
     (API_PREFIX, escalations.router),
     (API_PREFIX, hotspots.router),
+    (API_PREFIX, assessment.router),
     ("", ops.router),
     (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
 ]

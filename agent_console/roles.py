@@ -102,6 +102,15 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     # 高频事项分析 (§19, issue #12): the city's leaders and the floor's supervisors read it
     "hotspots.report": frozenset({ADMIN, SUPERVISOR, LEADER}),
     "hotspots.tickets": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    # §16–18 assessment (issue #12): leaders, supervisors and admins read every department; a
+    # handler its own (another department's: 403) and files its appeals; an admin decides them
+    "assessment.ranking": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own row
+    "assessment.indicators": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),
+    "assessment.trace": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own only
+    "assessment.export": frozenset({ADMIN, SUPERVISOR, LEADER}),
+    "assessment.appeals": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own only
+    "assessment.appeal_file": frozenset({ADMIN, HANDLER}),  # handler: own department only
+    "assessment.appeal_decide": frozenset({ADMIN}),
     # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
     # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
     "web.home": ALL_ROLES,  # redirects to the role's own home
@@ -131,6 +140,8 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "web.policy_push": frozenset({ADMIN, HANDLER}),
     "web.ticket_policy": _STAFF,
     "web.hotspots": frozenset({ADMIN, SUPERVISOR, LEADER}),  # 高频事项分析, as hotspots.*
+    # the assessment pages (a handler: its own department's detail and appeals)
+    "web.assessment": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),
 }
 WEB_PREFIX = "web."
 

@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "ticketing.models",
     "ticketing.knowledge.models",
     "ticketing.hotspots.models",
+    "ticketing.assessment.models",
     "recordings.models",
     "asr.models",
     "ivr.models",

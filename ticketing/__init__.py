@@ -63,6 +63,10 @@ Front door — other packages import these names from `ticketing`, never its mod
                  matching_policies, count_matches, in_force; policy_push: request_policy_push,
                  request_enterprise_push, run_push, push_by_token, record_open, opt_out,
                  policy_figures, enterprise_pushes, link_ticket_policy, ticket_policies
+    assessment   the monthly department assessment (ticketing.assessment, §16–17): assess,
+                 assessment_period (AssessmentPeriod), assessment_rows (the drill-down),
+                 ASSESSMENT_INDICATORS, assessment_config, assessment_city_average,
+                 file/decide/get_assessment_appeal, assessment_appeals, assessment_csv/_xlsx
 
 Imports only config (layering). Names load lazily, so importing the package (or its models) does
 not pull in scikit-learn or the HTTP client.
@@ -82,6 +86,24 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         write_setting,
     )
     from ticketing.amend import add_note, amend_ticket
+    from ticketing.assessment import APPEAL_STATUS_LABELS, AssessmentAppeal, assess
+    from ticketing.assessment import INDICATORS as ASSESSMENT_INDICATORS
+    from ticketing.assessment import TIMES as ASSESSMENT_TIMES
+    from ticketing.assessment import Assessment as AssessmentResult
+    from ticketing.assessment import DepartmentResult as AssessmentRow
+    from ticketing.assessment import Figure as AssessmentFigure
+    from ticketing.assessment import Period as AssessmentPeriod
+    from ticketing.assessment import city_average as assessment_city_average
+    from ticketing.assessment import decide_appeal as decide_assessment_appeal
+    from ticketing.assessment import file_appeal as file_assessment_appeal
+    from ticketing.assessment import get_appeal as get_assessment_appeal
+    from ticketing.assessment import indicator_rows as assessment_rows
+    from ticketing.assessment import list_appeals as assessment_appeals
+    from ticketing.assessment import parse_period as assessment_period
+    from ticketing.assessment import previous_month_key as previous_assessment_month
+    from ticketing.assessment import score_config as assessment_config
+    from ticketing.assessment import to_csv as assessment_csv
+    from ticketing.assessment import to_xlsx as assessment_xlsx
     from ticketing.call_tickets import file_call
     from ticketing.callbacks import OUTCOMES as CALLBACK_OUTCOMES
     from ticketing.callbacks import (

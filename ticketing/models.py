@@ -286,6 +286,9 @@ class SubOrder(SQLModel, table=True):
 class TicketEvent(SQLModel, table=True):
     """Append-only history: every state change, who did it and when."""
 
+    # the monthly assessment reads one kind of event over a period (warnings, returns)
+    __table_args__ = (Index("ix_ticketevent_action_at", "action", "at"),)
+
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     suborder_id: int | None = Field(default=None, foreign_key="suborder.id")

@@ -21,6 +21,7 @@ Layout:
                  wrap-up with disposition and auto-ready
   hotspots.py    高频事项分析: top matters, trends, rising topics, drill-down, xlsx (ECharts)
   wallboard.py   the supervisor wallboard (SSE from wallboard_hub.py), live control, reports
+  assessment.py  the monthly department assessment: ranking, department, drill-down, appeals
   templates/     one base layout (base.html) that every page extends
   static/        app.css, app.js and vendor/ (htmx, ECharts, with their licences)
 
@@ -38,6 +39,7 @@ from agent_console.web import (
     admin,
     admin_departments,
     admin_users,
+    assessment,
     attachments,
     auth_pages,
     console,
@@ -90,10 +92,11 @@ ROUTERS = (
     wallboard.router,
     supervision.router,
     hotspots.router,  # 高频事项分析 (issue #12)
+    assessment.router,  # §16–18 (issue #12)
 )
 # Public pages (no login, no role row): the service portal. Its own CSRF and access rules
 # (agent_console.web.portal_access).
-PUBLIC_ROUTERS = (portal.router, portal.legacy)
+PUBLIC_ROUTERS = (portal.router, portal.legacy, assessment.public)
 PORTAL_SUBMIT = portal.SUBMIT_PATH
 
 

@@ -119,6 +119,7 @@ NAV: list[tuple[str, str, str]] = [
     ("web.leader", "/leader", "运行总览"),
     ("web.wallboard", "/wallboard", "实时监控"),
     ("web.redboard", "/redboard", "红色预警"),
+    ("web.assessment", "/assessment", "考核"),
     ("web.supervision", "/supervision", "督办"),
     ("web.revisits", "/revisits", "回访"),
     ("web.hotspots", "/hotspots", "高频事项"),

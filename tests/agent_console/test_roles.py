@@ -109,6 +109,8 @@ def matrix_app(request, tmp_path_factory, pg_admin_url, redis_server_url) -> Ite
             "action": "review",
             "escalation_id": "999999",  # none: allowed roles get 404, others 403
             "task_id": "999999",
+            "indicator": "finish_on_time",
+            "appeal_id": "999999",  # none: an admin gets 404 (or 422 for the empty body)
         }
         yield {"client": client, "engine": engine, "values": values, "settings": settings}
     engine.dispose()

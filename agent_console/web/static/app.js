@@ -2,7 +2,29 @@
 // (the pages' Content-Security-Policy allows scripts from this origin only).
 (function () {
   "use strict";
+  // a department's month-by-month trend against the city (the assessment portrait)
+  function trendOption(spec) {
+    var s = spec.series, line = function (name, data, dashed, axis) {
+      return { name: name, type: "line", data: data, connectNulls: true, yAxisIndex: axis || 0,
+               lineStyle: dashed ? { type: "dashed" } : {} };
+    };
+    return {
+      animationDuration: 300,
+      tooltip: { trigger: "axis" },
+      legend: { bottom: 0 },
+      grid: { left: 44, right: 44, top: 20, bottom: 50 },
+      color: ["#1f5fbf", "#1f5fbf", "#1b8a4b", "#1b8a4b", "#d99a00", "#d99a00"],
+      xAxis: { type: "category", data: spec.months },
+      yAxis: [{ type: "value", name: "得分", min: 0, max: 100 },
+              { type: "value", name: "%", min: 0, max: 100 }],
+      series: [line("得分", s.score), line("全市平均得分", s.city_score, true),
+               line("按时办结率", s.finish_on_time, false, 1),
+               line("全市按时办结率", s.city_finish_on_time, true, 1),
+               line("满意率", s.satisfaction, false, 1), line("全市满意率", s.city_satisfaction, true, 1)]
+    };
+  }
   function chartOption(spec) {
+    if (spec.kind === "trend") return trendOption(spec);
     var names = spec.data.map(function (d) { return d.name; });
     if (spec.kind === "pie") {
       var data = spec.data.filter(function (d) { return d.value > 0; });

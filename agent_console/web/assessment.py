@@ -1,0 +1,336 @@
+"""§16–18 pages: the month's ranking (/assessment, with its exports), one department's figures
+against the city (/assessment/departments/{code}, its month-by-month trend), the tickets behind
+one indicator (the drill-down, where a department files an appeal), and the appeals list where
+an admin decides them. A handler sees its own department only (another's: 403, as the inbox);
+each action is checked against the API row doing the same (assessment.appeal_file, …)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from agent_console.access import handler_department, is_handler
+from agent_console.ratelimit import public_read_limit
+from agent_console.routes.assessment import export_response
+from agent_console.web.core import (
+    PageDenied,
+    PageNotFound,
+    may,
+    page_user,
+    redirect,
+    render,
+    require_role,
+)
+from config.database import session_scope
+from config.settings import Settings
+from ticketing import (
+    APPEAL_STATUS_LABELS,
+    AssessmentPeriod,
+    NotFound,
+    TicketingError,
+    User,
+    assess,
+    utcnow,
+)
+from ticketing import ASSESSMENT_INDICATORS as INDICATORS
+from ticketing import ASSESSMENT_TIMES as TIMES
+from ticketing import assessment_appeals as list_appeals
+from ticketing import assessment_city_average as city_average
+from ticketing import assessment_config as score_config
+from ticketing import assessment_period as parse_period
+from ticketing import assessment_rows as indicator_rows
+from ticketing import decide_assessment_appeal as decide_appeal
+from ticketing import file_assessment_appeal as file_appeal
+from ticketing import previous_assessment_month as previous_month_key
+
+router = APIRouter(include_in_schema=False)
+TREND_MONTHS = 12
+
+
+def _period(request: Request) -> AssessmentPeriod:
+    settings: Settings = request.app.state.settings
+    key = request.query_params.get("period") or previous_month_key(settings, utcnow())
+    try:
+        return parse_period(settings, key)
+    except TicketingError:
+        return parse_period(settings, previous_month_key(settings, utcnow()))
+
+
+def _own(user: User, code: str) -> None:
+    if is_handler(user) and code != user.department_code:
+        raise PageDenied("只能查看本部门的考核")
+
+
+def _labels() -> dict[str, Any]:
+    return {
+        "inds": INDICATORS,
+        "appeal_labels": {str(k): v for k, v in APPEAL_STATUS_LABELS.items()},
+    }
+
+
+def fmt(code: str, v: float | None) -> str:
+    """An indicator's value as the pages show it."""
+    if v is None:
+        return "—"
+    kind = INDICATORS[code].kind
+    if kind == "rate":
+        return f"{v * 100:.1f}%"
+    if kind == "hours":
+        return f"{v:.1f}"
+    return f"{v:.1f}" if v != int(v) else str(int(v))
+
+
+@router.get("/assessment", name="web.assessment")
+def ranking_page(request: Request, user: User = Depends(page_user("web.assessment"))) -> Response:
+    period = _period(request)
+    if is_handler(user):
+        return redirect(f"/assessment/departments/{user.department_code}?period={period.key}")
+    state = request.app.state
+    with session_scope(state.engine, read_only=True) as s:
+        result = assess(s, state.settings, period)
+        pending = len(list_appeals(s, status="pending", limit=500))
+    chart = {
+        "kind": "bar",
+        "data": [{"name": r.name, "value": r.score} for r in result.rows if r.assessed],
+    }
+    return render(
+        request,
+        "assessment.html",
+        {
+            "result": result,
+            "period": period,
+            "avg": city_average(result),
+            "fmt": fmt,
+            "pending": pending,
+            "chart_json": json.dumps(chart, ensure_ascii=False),
+            "cfg": score_config(state.settings),
+            **_labels(),
+        },
+    )
+
+
+def _trend(request: Request, code: str, period: AssessmentPeriod) -> dict[str, Any]:
+    """The department's score and main rates for the months up to `period`'s last, with the
+    city's (the portrait's trend)."""
+    state = request.app.state
+    last = parse_period(state.settings, period.months[-1])
+    y, m = last.first.year, last.first.month
+    keys: list[str] = []
+    for _ in range(TREND_MONTHS if period.kind == "month" else len(period.months)):
+        keys.append(f"{y:04d}-{m:02d}")
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    keys.reverse()
+    series: dict[str, list[float | None]] = {"score": [], "city_score": []}
+    for c in ("finish_on_time", "satisfaction"):
+        series[c], series["city_" + c] = [], []
+    with session_scope(state.engine, read_only=True) as s:
+        for k in keys:
+            res = assess(s, state.settings, parse_period(state.settings, k))
+            row = res.row(code)
+            avg = city_average(res)
+            series["score"].append(row.score if row else None)
+            scores = [r.score for r in res.rows if r.score is not None]
+            series["city_score"].append(round(sum(scores) / len(scores), 2) if scores else None)
+            for c in ("finish_on_time", "satisfaction"):
+                v = row.figures[c].value if row else None
+                series[c].append(None if v is None else round(v * 100, 1))
+                cv = avg[c]
+                series["city_" + c].append(None if cv is None else round(cv * 100, 1))
+    return {"kind": "trend", "months": keys, "series": series}
+
+
+@router.get("/assessment/departments/{code}", name="web.assessment_department")
+def department_page(
+    code: str, request: Request, user: User = Depends(page_user("web.assessment"))
+) -> Response:
+    _own(user, code)
+    period = _period(request)
+    state = request.app.state
+    with session_scope(state.engine, read_only=True) as s:
+        result = assess(s, state.settings, period)
+        appeals = list_appeals(s, month=period.key, department=code, limit=100)
+        slowest = indicator_rows(
+            s, state.settings, period, code, "avg_handle_hours", limit=10, longest_first=True
+        )
+    row = result.row(code)
+    if row is None:
+        raise PageNotFound(f"未找到部门：{code}")
+    trend = _trend(request, code, period) if request.query_params.get("trend") != "0" else None
+    return render(
+        request,
+        "assessment_department.html",
+        {
+            "result": result,
+            "row": row,
+            "period": period,
+            "avg": city_average(result),
+            "fmt": fmt,
+            "appeals": appeals,
+            "slowest": slowest,
+            "trend_json": json.dumps(trend, ensure_ascii=False) if trend else "",
+            "cfg": score_config(state.settings),
+            **_labels(),
+        },
+    )
+
+
+@router.get("/assessment/departments/{code}/indicators/{indicator}", name="web.assessment_trace")
+def trace_page(
+    code: str,
+    indicator: str,
+    request: Request,
+    user: User = Depends(page_user("web.assessment")),
+) -> Response:
+    _own(user, code)
+    if indicator not in INDICATORS:
+        raise PageNotFound(f"未知考核指标：{indicator}")
+    period = _period(request)
+    state = request.app.state
+    with session_scope(state.engine, read_only=True) as s:
+        result = assess(s, state.settings, period)
+        row = result.row(code)
+        if row is None:
+            raise PageNotFound(f"未找到部门：{code}")
+        rows = indicator_rows(s, state.settings, period, code, indicator)
+        filed = {
+            a.ticket_id
+            for a, _ in list_appeals(s, month=period.key, department=code, limit=500)
+            if a.indicator == INDICATORS[indicator].appeal_under
+        }
+    may_appeal = period.kind == "month" and may(user, "assessment.appeal_file")
+    return render(
+        request,
+        "assessment_trace.html",
+        {
+            "row": row,
+            "period": period,
+            "ind": INDICATORS[indicator],
+            "rows": rows,
+            "times": TIMES[INDICATORS[indicator].source],
+            "fmt": fmt,
+            "filed": filed,
+            "may_appeal": may_appeal,
+            "error": request.query_params.get("error"),
+            **_labels(),
+        },
+    )
+
+
+@router.post("/assessment/appeals", name="web.assessment_appeal_file")
+async def file_appeal_action(
+    request: Request, user: User = Depends(page_user("web.assessment"))
+) -> Response:
+    require_role(user, "assessment.appeal_file")
+    form = await request.form()
+    month = str(form.get("month") or "")
+    dept = handler_department(user) or str(form.get("department") or "")
+    indicator = str(form.get("indicator") or "")
+    _own(user, dept)
+    back = f"/assessment/departments/{dept}/indicators/{indicator}?period={month}"
+    try:
+        with session_scope(request.app.state.engine) as s:
+            file_appeal(
+                s,
+                request.app.state.settings,
+                month=month,
+                department=dept,
+                indicator=indicator,
+                ticket_number=str(form.get("ticket_number") or ""),
+                reason=str(form.get("reason") or ""),
+                actor=user.username,
+            )
+    except TicketingError as e:
+        from urllib.parse import quote
+
+        return redirect(back + "&error=" + quote(e.message), request)
+    return redirect(back + "&done=filed", request)
+
+
+@router.get("/assessment/appeals", name="web.assessment_appeals")
+def appeals_page(request: Request, user: User = Depends(page_user("web.assessment"))) -> Response:
+    status = request.query_params.get("status") or "pending"
+    status = status if status in ("pending", "accepted", "rejected") else "pending"
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        rows = list_appeals(s, department=handler_department(user), status=status)
+    return render(
+        request,
+        "assessment_appeals.html",
+        {"rows": rows, "status": status, "error": request.query_params.get("error"), **_labels()},
+    )
+
+
+@router.post("/assessment/appeals/{appeal_id}/decision", name="web.assessment_appeal_decide")
+async def decide_action(
+    appeal_id: int, request: Request, user: User = Depends(page_user("web.assessment"))
+) -> Response:
+    require_role(user, "assessment.appeal_decide")
+    if not 1 <= appeal_id < 2**31:
+        raise PageNotFound()
+    form = await request.form()
+    accept = str(form.get("decision") or "") == "accept"
+    try:
+        with session_scope(request.app.state.engine) as s:
+            decide_appeal(
+                s,
+                appeal_id,
+                accept=accept,
+                note=str(form.get("note") or ""),
+                actor=user.username,
+            )
+    except NotFound:
+        raise PageNotFound("申诉不存在") from None
+    except TicketingError as e:
+        from urllib.parse import quote
+
+        return redirect("/assessment/appeals?error=" + quote(e.message), request)
+    return redirect("/assessment/appeals?status=pending&done=1", request)
+
+
+@router.get("/assessment/export", name="web.assessment_export")
+def export_page(request: Request, user: User = Depends(page_user("web.assessment"))) -> Response:
+    require_role(user, "assessment.export")
+    fmt_ = request.query_params.get("format", "xlsx")
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        result = assess(s, request.app.state.settings, _period(request))
+    return export_response(result, "csv" if fmt_ == "csv" else "xlsx")
+
+
+# ---------------------------------------------------------------- the public summary (§18)
+public = APIRouter(
+    prefix="/portal", include_in_schema=False, dependencies=[Depends(public_read_limit)]
+)
+PUBLIC_COLUMNS = ("volume", "accept_on_time", "finish_on_time", "satisfaction", "avg_handle_hours")
+
+
+@public.get("/assessment", name="portal.assessment")
+def public_summary(request: Request) -> Response:
+    """办事质效晾晒: each department's figures of a complete month, for anyone (no login). Only
+    departments' monthly figures: no ticket, no person, no appeal."""
+    from agent_console.web.portal import render as portal_render
+
+    settings: Settings = request.app.state.settings
+    latest = previous_month_key(settings, utcnow())
+    key = request.query_params.get("period") or latest
+    try:
+        period = parse_period(settings, key)
+    except TicketingError:
+        period = parse_period(settings, latest)
+    if period.kind != "month" or period.key > latest:  # complete months only
+        period = parse_period(settings, latest)
+    with session_scope(request.app.state.engine, read_only=True) as s:
+        result = assess(s, settings, period)
+    return portal_render(
+        request,
+        "assessment.html",
+        {
+            "result": result,
+            "period": period,
+            "columns": PUBLIC_COLUMNS,
+            "avg": city_average(result),
+            "fmt": fmt,
+            "inds": INDICATORS,
+        },
+    )
