@@ -28,7 +28,7 @@ from ticketing import events
 from ticketing.errors import Conflict, InvalidInput, TicketingError
 from ticketing.knowledge.models import ArticleKind, ArticleStatus, DirectAnswer, KbArticle
 from ticketing.lifecycle import TICKET_LABELS, live_suborders, lock_ticket, transition_ticket
-from ticketing.models import Ticket, TicketStatus, utcnow
+from ticketing.models import SATISFIED_RATINGS, Ticket, TicketStatus, utcnow
 from ticketing.schemas import TicketIn
 
 DIRECT = "direct"  # Ticket.dispatch_mode of a matter answered at first contact
@@ -314,7 +314,7 @@ def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str,
 
     from ticketing.knowledge.models import KbQueryLog
     from ticketing.knowledge.reports import unanswered_questions
-    from ticketing.models import Category, Rating
+    from ticketing.models import Category
 
     in_period = (Ticket.created_at >= since, Ticket.created_at < until)
     direct_rows = session.exec(
@@ -334,7 +334,7 @@ def first_contact_figures(session: Session, since: Any, until: Any) -> dict[str,
     dispatched = sum(1 for _, d in direct_rows if d is not None)
     closed_first = len(direct_rows) - dispatched
     rated = [o for o, _ in direct_rows if o]
-    satisfied = sum(1 for o in rated if o in (Rating.satisfied.value, Rating.basic.value))
+    satisfied = sum(1 for o in rated if o in SATISFIED_RATINGS)
     searches, with_hits = session.exec(
         select(
             func.count(),

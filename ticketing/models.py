@@ -81,6 +81,11 @@ class Rating(StrEnum):
     unsatisfied = "unsatisfied"  # 不满意
 
 
+# The ratings 满意率 counts as satisfied (满意 + 基本满意), the one definition for the monthly
+# assessment, the hotspot analysis and the direct-answer figures.
+SATISFIED_RATINGS: tuple[str, ...] = (Rating.satisfied.value, Rating.basic.value)
+
+
 class Department(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, index=True, max_length=32)

@@ -47,8 +47,8 @@ from sqlalchemy.sql.selectable import Subquery
 from config.database import NaiveUTCDateTime
 from ticketing.assessment.periods import Period
 from ticketing.models import (
+    SATISFIED_RATINGS,
     Evaluation,
-    Rating,
     SubOrder,
     Ticket,
     TicketEvent,
@@ -409,8 +409,7 @@ def overdue(b: Subquery, p: Period, dialect: str) -> Parts:
 def satisfaction(b: Subquery, p: Period, dialect: str) -> Parts:
     """满意率 = (满意 + 基本满意) ÷ rated: the ratings given in the period (overall, i.e. the worst
     of process, timeliness and result) of the rounds the department replied in."""
-    ok = (Rating.satisfied.value, Rating.basic.value)
-    return Parts(rows=true(), hit=b.c.overall.in_(ok))
+    return Parts(rows=true(), hit=b.c.overall.in_(SATISFIED_RATINGS))
 
 
 @indicator(

@@ -39,13 +39,13 @@ from config.settings import Settings
 from ticketing.errors import InvalidInput
 from ticketing.hotspots.index import insert_ignore, unindexed_count
 from ticketing.hotspots.models import HotspotMonth, TicketKeyword
-from ticketing.models import Evaluation, Rating, SubOrder, Ticket, utcnow
+from ticketing.models import SATISFIED_RATINGS, Evaluation, SubOrder, Ticket, utcnow
 
 MONTH_PATTERN = r"^((?:19|20)\d{2})-(0[1-9]|1[0-2])$"  # 1900-01 … 2099-12
 MONTH_RE = re.compile(MONTH_PATTERN)
 MAX_MONTHS = 24
 MAX_TOP = 50
-SATISFIED = (Rating.satisfied.value, Rating.basic.value)
+SATISFIED = SATISFIED_RATINGS
 
 
 @dataclass(frozen=True)
