@@ -9,7 +9,7 @@
 - ticket_policy: a ticket about a policy linked to it
 
 Revision ID: 0020_policy_push
-Revises: 0018_kb_pages
+Revises: 0019_assessment
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0020_policy_push"
-down_revision: str | Sequence[str] | None = "0018_kb_pages"
+down_revision: str | Sequence[str] | None = "0019_assessment"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ read) and hotspot_month (each month's figures, a cache), filled by the scheduler
 (ticketing.hotspots).
 
 Revision ID: 0021_hotspots
-Revises: 0018_kb_pages
+Revises: 0020_policy_push
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0021_hotspots"
-down_revision: str | Sequence[str] | None = "0018_kb_pages"
+down_revision: str | Sequence[str] | None = "0020_policy_push"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

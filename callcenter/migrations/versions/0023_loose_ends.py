@@ -8,7 +8,7 @@
   comes from the deployment's secret key, which a migration does not read) or on the next save.
 
 Revision ID: 0023_loose_ends
-Revises: 0018_kb_pages
+Revises: 0022_sla_speed
 """
 
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0023_loose_ends"
-down_revision: str | Sequence[str] | None = "0018_kb_pages"
+down_revision: str | Sequence[str] | None = "0022_sla_speed"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,8 +7,8 @@
   is one set-based UPDATE (ticketing.sla_scan.full_scan).
 - user.is_head: the department's head (单位负责人), who acknowledges 督办.
 
-Revision ID: 0021_sla_speed
-Revises: 0018_kb_pages
+Revision ID: 0022_sla_speed
+Revises: 0021_hotspots
 """
 
 from collections.abc import Sequence
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0021_sla_speed"
-down_revision: str | Sequence[str] | None = "0018_kb_pages"
+revision: str = "0022_sla_speed"
+down_revision: str | Sequence[str] | None = "0021_hotspots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
