@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from config.settings import get_settings
-from ticketing import Category, Rating, Role, Urgency
-from ticketing.events import detail_time
+from ticketing import Category, Rating, Role, Urgency, detail_time
 
 
 @lru_cache(maxsize=1)

@@ -60,8 +60,7 @@ def prepare_database(settings: Settings) -> None:
     """Migrations to head, then the configured departments mirrored into their table (hand-off
     secrets still in plain text encrypted), then the knowledge base's starter articles (added once
     each; never overwrites edits)."""
-    from ticketing import seed_knowledge, sync_departments
-    from ticketing.sealed import seal_stored_secrets
+    from ticketing import seal_stored_secrets, seed_knowledge, sync_departments
 
     url = settings.resolved_database_url
     upgrade(url)

@@ -163,7 +163,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.escalation import STATUS_LABELS as ESCALATION_STATUS_LABELS
     from ticketing.evaluation import evaluate
-    from ticketing.events import history
+    from ticketing.events import detail_time, history
     from ticketing.events import record as record_event
     from ticketing.followup import (
         REVISIT_OUTCOMES,
@@ -339,6 +339,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         split_keywords,
     )
     from ticketing.schemas import TicketIn
+    from ticketing.sealed import seal_stored_secrets
     from ticketing.sla import (
         add_duration,
         deadline_for,
@@ -347,7 +348,12 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.sla_clocks import bind_settings as bind_sla_settings
     from ticketing.sla_levels import LEVEL_LABELS, STEP_LABELS
     from ticketing.sla_scan import full_scan, scan_round
-    from ticketing.submitter_notices import approve_summary, summary_mode
+    from ticketing.submitter_notices import (
+        MAX_SUMMARY,
+        SUMMARY_EVENT,
+        approve_summary,
+        summary_mode,
+    )
     from ticketing.uscc import validate_uscc
     from ticketing.warning_scan import (
         scan_warnings,

@@ -29,6 +29,8 @@ from agent_console.web.policy import new_profile_ctx, profile_ctx
 from config.database import session_scope
 from recordings import PlaybackDenied, Recording, check_access
 from ticketing import (
+    MAX_SUMMARY,
+    SUMMARY_EVENT,
     Department,
     Enterprise,
     Evaluation,
@@ -48,7 +50,6 @@ from ticketing import (
     utcnow,
 )
 from ticketing import history as ticket_history
-from ticketing.submitter_notices import MAX_SUMMARY, SUMMARY_EVENT
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 20
