@@ -61,7 +61,7 @@ Front door — other packages import these names from `ticketing`, never its mod
     policy push  (§20–21, 政策直达) profiles: validate_profile, save_profile, import_profiles,
                  size_band, regions, profile_form; policy_match: matching_enterprise_ids,
                  matching_policies, count_matches, in_force; policy_push: request_policy_push,
-                 request_enterprise_push, run_push, push_by_token, record_open, opt_out,
+                 request_enterprise_push, run_push, push_by_token, message_pushes, record_open, opt_out,
                  policy_figures, enterprise_pushes, link_ticket_policy, ticket_policies
     assessment   the monthly department assessment (ticketing.assessment, §16–17): assess,
                  assessment_period (AssessmentPeriod), assessment_rows (the drill-down),
@@ -240,6 +240,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         update_article,
         versions,
     )
+    from ticketing.knowledge.models import SIZE_LABELS
     from ticketing.knowledge.search import day_bounds, local_today, published_articles
     from ticketing.knowledge.segment import warm_up as knowledge_warm_up
     from ticketing.lifecycle import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS
@@ -295,6 +296,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.policy_push import (
         enterprise_pushes,
         link_ticket_policy,
+        message_pushes,
         opt_out,
         policy_figures,
         policy_tickets,
@@ -311,7 +313,6 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         FIELD_LABELS as PROFILE_FIELD_LABELS,
     )
     from ticketing.profiles import (
-        SIZE_LABELS,
         ImportReport,
         import_profiles,
         profile_form,

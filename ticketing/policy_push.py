@@ -8,18 +8,22 @@ PolicyPushRun in the requesting transaction and, once that commits, enqueues the
 1. records every (policy, enterprise) pair the matcher finds as a `pending` PolicyPush row with
    one INSERT … SELECT … ON CONFLICT DO NOTHING: the unique (policy, enterprise) constraint is
    what makes a policy reach an enterprise at most once, whatever runs repeat or race;
-2. sends the pending rows in batches: each batch, in ONE transaction, claims its rows with a
-   conditional UPDATE (pending → sent/skipped … RETURNING, so two jobs never claim the same row)
-   and queues the SMS in the outbox (ticketing.notify) in that same transaction. A crash rolls the
-   whole batch back (rows pending again, no SMS queued); the next run — RQ's retry, or the
-   scheduler's `requeue_unfinished` for a run left unfinished — picks them up: at least once,
-   never twice.
+2. sends the pending rows in batches of enterprises: each batch, in ONE transaction, claims the
+   rows of its enterprises with a conditional UPDATE (pending → sent/skipped … RETURNING, so two
+   jobs never claim the same row) and queues ONE SMS per enterprise in the outbox
+   (ticketing.notify) in that same transaction: the policy's own text when one policy, a digest
+   ("为您匹配到N项惠企政策", policy_push.yaml `digest_sms`) when several — a new enterprise, or
+   an import, is not sent a burst of messages. A crash rolls the whole batch back (rows
+   pending again, no SMS queued); the next run — RQ's retry, or the scheduler's
+   `requeue_unfinished` for a run left unfinished — picks them up: at least once, never twice.
 
 Enterprises that opted out are never pushed (left out by the match, and skipped again at claim
 time); one without a mainland mobile (ticketing.phones.is_mainland_mobile) is logged `skipped`.
 The SMS carries a short link to /portal/p/{token}: the policy's public page, where every open is
-logged (`record_open`) and the enterprise can opt out (`opt_out`). Tokens are single-purpose and
-stored as SHA-256 digests only.
+logged (`record_open`), or for a digest the list of its policies, each opening its page (its
+open logged per policy); the enterprise can opt out there (`opt_out`). A token is single-purpose
+(one SMS) and stored as a SHA-256 digest only, on the first push of its message; the pushes of
+one message share its outbox row (`message_pushes`).
 """
 
 from __future__ import annotations
@@ -116,16 +120,10 @@ def request_enterprise_push(
     return _new_run(session, settings, actor, enterprise_id=enterprise_id)
 
 
-def request_push_of_all_policies(
-    session: Session, settings: Settings, actor: str
-) -> list[PolicyPushRun]:
-    """Every in-force policy to every enterprise it fits (after an import of profiles)."""
-    from ticketing.policy_match import in_force_policies
-
-    return [
-        _new_run(session, settings, actor, article_id=a.id)
-        for a in in_force_policies(session, today(settings))
-    ]
+def request_push_of_all_policies(session: Session, settings: Settings, actor: str) -> PolicyPushRun:
+    """Every in-force policy to every enterprise it fits and was not told yet (after an import
+    of profiles): one run, so an enterprise gets one digest SMS, not one per policy."""
+    return _new_run(session, settings, actor)
 
 
 def _enqueue_all(items: list[tuple[Settings, int]]) -> None:
@@ -208,41 +206,63 @@ def record_matches(session: Session, run_id: int, a: KbArticle, enterprise_id: i
     return int(getattr(res, "rowcount", 0) or 0)
 
 
-def _sms(settings: Settings, a: KbArticle, ent_name: str, token: str) -> str:
+def _sms(settings: Settings, articles: list[KbArticle], ent_name: str, token: str) -> str:
+    """The one SMS of one message: a policy's own text, or the digest of several
+    (policy_push.yaml `sms` / `digest_sms`)."""
     cfg = _cfg(settings)
     base = settings.public_base_url.rstrip("/")
     link = f"{base}{PUSH_PATH}{token}"
+    a = articles[0]
     deadline = ""
-    if a.apply_until is not None:
+    if len(articles) == 1 and a.apply_until is not None:
         deadline = str(cfg.get("deadline") or "").format(date=a.apply_until.strftime("%Y-%m-%d"))
-    return str(cfg["sms"]).format(
+    return str(cfg["sms"] if len(articles) == 1 else cfg["digest_sms"]).format(
         name=(ent_name or "贵单位")[:30],
         title=a.title[:60],
+        count=len(articles),
         deadline=deadline,
         link=link,
         optout=f"{link}/optout",
     )
 
 
+def _pending_in(article_ids: list[int], enterprise_id: int | None) -> list[Any]:
+    """A run's scope: the pending pushes of its policies (of its enterprise when it has one)."""
+    scope: list[Any] = [col(PolicyPush.article_id).in_(article_ids), PolicyPush.status == "pending"]
+    if enterprise_id is not None:
+        scope.append(PolicyPush.enterprise_id == enterprise_id)
+    return scope
+
+
 def send_batch(
     session: Session,
     settings: Settings,
-    a: KbArticle,
+    article_ids: list[int],
     *,
     limit: int,
     enterprise_id: int | None = None,
     on_queued: Callable[[int], None] | None = None,
 ) -> tuple[int, int, int]:
-    """Step 2, one batch in the caller's transaction: claim up to `limit` pending pushes of this
-    policy and queue their SMS. Returns (claimed, sent, skipped); 0 claimed = nothing left.
+    """Step 2, one batch in the caller's transaction: claim the pending pushes of these policies
+    for up to `limit` enterprises and queue ONE SMS per enterprise — the policy's own when one,
+    a digest ("为您匹配到N项惠企政策") when several, so a new enterprise is not sent a burst.
+    The pushes of one message share its outbox row; the first holds the link's token digest.
+    Returns (claimed, sent, skipped) in pushes; 0 claimed = nothing left.
     `on_queued(push_id)` is called after each SMS is queued (tests use it to crash mid-batch)."""
     from ticketing.notify import send_sms
 
-    pid = PolicyPush.__table__.c  # type: ignore[attr-defined]
-    q = select(PolicyPush.id).where(PolicyPush.article_id == a.id, PolicyPush.status == "pending")
-    if enterprise_id is not None:
-        q = q.where(PolicyPush.enterprise_id == enterprise_id)
-    q = q.order_by(col(PolicyPush.id)).limit(limit)
+    if not article_ids:
+        return 0, 0, 0
+    pt = PolicyPush.__table__.c  # type: ignore[attr-defined]
+    scope = _pending_in(article_ids, enterprise_id)
+    ents = (
+        select(PolicyPush.enterprise_id)
+        .where(*scope)
+        .distinct()
+        .order_by(col(PolicyPush.enterprise_id))
+        .limit(limit)
+    )
+    q = select(PolicyPush.id).where(*scope, col(PolicyPush.enterprise_id).in_(ents))
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     ids = [i for i in session.exec(q) if i is not None]
@@ -252,43 +272,67 @@ def send_batch(
         int(r[0])
         for r in session.execute(
             PolicyPush.__table__.update()  # type: ignore[attr-defined]
-            .where(pid.id.in_(ids), pid.status == "pending")
+            .where(pt.id.in_(ids), pt.status == "pending")
             .values(status="claimed")
-            .returning(pid.id)
+            .returning(pt.id)
         )
     ]
     if not claimed:
         return 0, 0, 0
     rows = session.exec(
-        select(PolicyPush, Enterprise)
+        select(PolicyPush, Enterprise, KbArticle)
         .join(Enterprise, col(Enterprise.id) == col(PolicyPush.enterprise_id))
+        .join(KbArticle, col(KbArticle.id) == col(PolicyPush.article_id))
         .where(col(PolicyPush.id).in_(claimed))
-        .order_by(col(PolicyPush.id))
+        .order_by(col(PolicyPush.enterprise_id), col(PolicyPush.id))
     ).all()
+    groups: dict[int, list[tuple[PolicyPush, Enterprise, KbArticle]]] = {}
+    for row in rows:
+        groups.setdefault(row[1].id or 0, []).append(row)
     now = utcnow()
     sent = skipped = 0
-    for push, ent in rows:
+    for group in groups.values():
+        ent = group[0][1]
+        pushes = [p for p, _, _ in group]
         if ent.push_opt_out or not is_mainland_mobile(ent.push_mobile):
-            push.status = "skipped"
-            push.skip_reason = "opted_out" if ent.push_opt_out else "no_mobile"
-            skipped += 1
-        else:
-            token = secrets.token_urlsafe(9)
-            msg = send_sms(
-                session,
-                settings,
-                ent.push_mobile or "",
-                _sms(settings, a, ent.name, token),
-                kind="policy_push",
-            )
-            push.status, push.sent_at = "sent", now
-            push.token_digest, push.outbox_id = digest(token), msg.id
-            sent += 1
-            if on_queued is not None:
-                on_queued(push.id or 0)
-        session.add(push)
+            for push in pushes:
+                push.status = "skipped"
+                push.skip_reason = "opted_out" if ent.push_opt_out else "no_mobile"
+                session.add(push)
+            skipped += len(pushes)
+            continue
+        token = secrets.token_urlsafe(9)
+        body = _sms(settings, [a for _, _, a in group], ent.name, token)
+        msg = send_sms(session, settings, ent.push_mobile or "", body, kind="policy_push")
+        for i, push in enumerate(pushes):
+            push.status, push.sent_at, push.outbox_id = "sent", now, msg.id
+            push.token_digest = digest(token) if i == 0 else None
+            session.add(push)
+        sent += len(pushes)
+        if on_queued is not None:
+            on_queued(pushes[0].id or 0)
     session.flush()
     return len(claimed), sent, skipped
+
+
+def _pending(session: Session, article_ids: list[int], enterprise_id: int | None) -> int:
+    if not article_ids:
+        return 0
+    q = select(func.count()).select_from(PolicyPush)
+    return int(session.exec(q.where(*_pending_in(article_ids, enterprise_id))).one())
+
+
+def _run_policies(session: Session, run: PolicyPushRun, day: Any) -> list[KbArticle]:
+    """What a run pushes: its policy (publish, 推送), the policies fitting its enterprise (a new
+    or changed profile), or every in-force policy (neither: an import of profiles)."""
+    from ticketing.policy_match import in_force_policies
+
+    if run.article_id is not None:
+        a = session.get(KbArticle, run.article_id)
+        return [a] if a is not None and in_force(a, day) else []
+    if run.enterprise_id is not None:
+        return matching_policies(session, run.enterprise_id, day)
+    return in_force_policies(session, day)
 
 
 def run_push(
@@ -310,37 +354,31 @@ def run_push(
         if run.finished_at is not None:
             result.finished = True
             return result
-        day = today(settings)
-        if run.article_id is not None:
-            a = s.get(KbArticle, run.article_id)
-            policies = [a] if a is not None and in_force(a, day) else []
-        else:
-            policies = matching_policies(s, run.enterprise_id or 0, day)
-        targets = [(p.id or 0, run.enterprise_id) for p in policies]
+        ent_id = run.enterprise_id
+        policies = _run_policies(s, run, today(settings))
+        article_ids = [p.id or 0 for p in policies]
         for p in policies:
-            result.matched += record_matches(s, run_id, p, run.enterprise_id)
-    for article_id, ent_id in targets:
-        while True:
-            with session_scope(engine) as s:
-                a = s.get(KbArticle, article_id)
-                if a is None:
-                    break
-                claimed, sent, skipped = send_batch(
-                    s, settings, a, limit=size, enterprise_id=ent_id, on_queued=on_queued
-                )
-            result.sent += sent
-            result.skipped += skipped
-            if claimed == 0:
-                break
+            result.matched += record_matches(s, run_id, p, ent_id)
+    while True:
+        with session_scope(engine) as s:
+            claimed, sent, skipped = send_batch(
+                s, settings, article_ids, limit=size, enterprise_id=ent_id, on_queued=on_queued
+            )
+        result.sent += sent
+        result.skipped += skipped
+        if claimed == 0:
+            break
     with session_scope(engine) as s:
+        # rows another run held when this one looked stay pending if that run dies: then this
+        # run stays unfinished too, for the scheduler's requeue_unfinished
+        result.finished = _pending(s, article_ids, ent_id) == 0
         run = s.get(PolicyPushRun, run_id)
         if run is not None:
             run.matched += result.matched
             run.sent += result.sent
             run.skipped += result.skipped
-            run.finished_at = utcnow()
+            run.finished_at = utcnow() if result.finished else None
             s.add(run)
-    result.finished = True
     log.info("policy_push_run", **result.as_dict())
     return result
 
@@ -350,6 +388,23 @@ def push_by_token(session: Session, token: str) -> PolicyPush | None:
     if not token or len(token) > 64:
         return None
     return session.exec(select(PolicyPush).where(PolicyPush.token_digest == digest(token))).first()
+
+
+def message_pushes(session: Session, push: PolicyPush) -> list[PolicyPush]:
+    """The pushes one SMS carried (the link's push and those sharing its outbox row), in order:
+    one for a policy's own SMS, several for a digest."""
+    if push.outbox_id is None:
+        return [push]
+    return list(
+        session.exec(
+            select(PolicyPush)
+            .where(
+                PolicyPush.enterprise_id == push.enterprise_id,
+                PolicyPush.outbox_id == push.outbox_id,
+            )
+            .order_by(col(PolicyPush.id))
+        )
+    )
 
 
 def record_open(session: Session, push: PolicyPush) -> None:

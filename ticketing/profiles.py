@@ -58,12 +58,6 @@ SECTIONS: dict[str, tuple[int, int]] = {
     "T": (98, 98),
 }
 _CODE = re.compile(r"^([A-T])?(\d{2,4})?$")
-SIZE_LABELS = {
-    SizeBand.large: "大型",
-    SizeBand.medium: "中型",
-    SizeBand.small: "小型",
-    SizeBand.micro: "微型",
-}
 BANDS = (SizeBand.large, SizeBand.medium, SizeBand.small)  # tried in this order; micro remains
 INDICATORS = ("employees", "revenue", "assets")
 FIELD_LABELS: dict[str, str] = {

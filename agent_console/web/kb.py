@@ -23,6 +23,7 @@ from agent_console.web.tickets import departments
 from config.database import session_scope
 from ticketing import (
     KIND_WORDS,
+    SIZE_LABELS,
     STATUS_LABELS,
     ArticleIn,
     Editor,
@@ -61,7 +62,12 @@ FIELD_LABELS = {"title": "标题", "summary": "简要答复", "body": "正文", 
 
 
 def kb_labels() -> dict[str, Any]:
-    return {"kinds": KIND_LABELS, "statuses": dict(STATUS_LABELS), "flow": FLOW_BUTTONS}
+    return {
+        "kinds": KIND_LABELS,
+        "statuses": dict(STATUS_LABELS),
+        "flow": FLOW_BUTTONS,
+        "sizes": SIZE_LABELS,
+    }
 
 
 def _int(value: str | None, default: int, high: int = 100_000) -> int:

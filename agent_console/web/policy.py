@@ -57,7 +57,7 @@ def profile_ctx(session: Any, settings: Any, ent: Enterprise) -> dict[str, Any]:
     """What the 一企一档 page shows of the profile: the fitting policies and the push log."""
     return {
         "profile": profile_form(ent),
-        "size_labels": {k.value: v for k, v in SIZE_LABELS.items()},
+        "size_labels": SIZE_LABELS,
         "regions": regions(settings),
         "fits": matching_policies(session, ent.id or 0, local_today(settings)),
         "pushes": enterprise_pushes(session, ent.id or 0),

@@ -1,8 +1,10 @@
 """The public side of the policy push (no login): the page a pushed SMS links to, and the opt-out.
 
 /portal/p/{token} shows the policy (its knowledge article) and logs the open (every open a row,
-ticketing.policy_push.record_open); /portal/p/{token}/optout asks, then records that the
-enterprise no longer wants pushes. The token is single-purpose (one push), stored as a digest.
+ticketing.policy_push.record_open); when the SMS was a digest of several policies it lists them
+instead, each opening /portal/p/{token}/{article_id}, where that policy's open is logged.
+/portal/p/{token}/optout asks, then records that the enterprise no longer wants pushes. The token
+is single-purpose (one SMS), stored as a digest.
 A policy withdrawn or expired since the push says so instead of showing stale text.
 CSRF for the opt-out form: the portal's double-submit cookie (as portal_kb's 问题已解决).
 Rate-limited in the public reads' bucket.
@@ -28,6 +30,7 @@ from ticketing import (
     KbArticle,
     in_force,
     local_today,
+    message_pushes,
     opt_out,
     push_by_token,
     record_open,
@@ -35,7 +38,12 @@ from ticketing import (
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public_read_limit)])
 OPEN_ROUTES = frozenset(
-    {"web.portal_policy", "web.portal_policy_optout", "web.portal_policy_optout_save"}
+    {
+        "web.portal_policy",
+        "web.portal_policy_item",
+        "web.portal_policy_optout",
+        "web.portal_policy_optout_save",
+    }
 )
 
 
@@ -56,28 +64,49 @@ def _with_cookie(resp: Response, token: str, fresh: bool) -> Response:
     return resp
 
 
-@router.get("/portal/p/{token}", name="web.portal_policy")
-def portal_policy(token: str, request: Request) -> Response:
-    """A pushed policy: the open is logged, the policy shown (or said to be no longer in force)."""
+def _show(request: Request, token: str, article_id: int | None) -> Response:
+    """The page of a pushed link: the policy (its open logged), or the list of a digest's."""
     _no_user(request)
     state = request.app.state
     with session_scope(state.engine) as s:
         push = push_by_token(s, token)
         if push is None:
             raise PageNotFound("链接无效或已过期")
+        pushes = message_pushes(s, push)
+        if article_id is not None:
+            found = next((p for p in pushes if p.article_id == article_id), None)
+            if found is None:
+                raise PageNotFound("链接无效或已过期")
+            push = found
+        ent = s.get(Enterprise, push.enterprise_id)
+        ctx: dict[str, Any] = {
+            "token": token,
+            "opted_out": bool(ent and ent.push_opt_out),
+            "kinds": KIND_LABELS,
+            "depts": departments(s),
+        }
+        if len(pushes) > 1 and article_id is None:
+            arts = [s.get(KbArticle, p.article_id) for p in pushes]
+            ctx["items"] = [a for a in arts if a is not None]
+            return render(request, "portal/policy_list.html", ctx)
         record_open(s, push)
         a = s.get(KbArticle, push.article_id)
-        ent = s.get(Enterprise, push.enterprise_id)
-        depts = departments(s)
-    ctx: dict[str, Any] = {
-        "a": a,
-        "live": a is not None and in_force(a, local_today(state.settings)),
-        "depts": depts,
-        "kinds": KIND_LABELS,
-        "token": token,
-        "opted_out": bool(ent and ent.push_opt_out),
-    }
+        ctx["a"] = a
+        ctx["live"] = a is not None and in_force(a, local_today(state.settings))
+        ctx["back"] = len(pushes) > 1
     return render(request, "portal/policy.html", ctx)
+
+
+@router.get("/portal/p/{token}", name="web.portal_policy")
+def portal_policy(token: str, request: Request) -> Response:
+    """A pushed policy (the open logged), or the list of a digest SMS's policies."""
+    return _show(request, token, None)
+
+
+@router.get("/portal/p/{token}/{article_id:int}", name="web.portal_policy_item")
+def portal_policy_item(token: str, article_id: int, request: Request) -> Response:
+    """One policy of a digest SMS: its open is logged, as for a policy's own link."""
+    return _show(request, token, article_id)
 
 
 @router.get("/portal/p/{token}/optout", name="web.portal_policy_optout")

@@ -27,12 +27,15 @@ from ticketing.models import Enterprise, OutboxMessage
 from ticketing.policy_push import (
     PUSH_PATH,
     link_ticket_policy,
+    message_pushes,
     opt_out,
     policy_figures,
     push_by_token,
+    record_matches,
     record_open,
     request_enterprise_push,
     request_policy_push,
+    request_push_of_all_policies,
     run_push,
     ticket_policies,
 )
@@ -207,8 +210,6 @@ def test_opt_out_after_matching_skips_pending(engine, settings):
         e = enterprise(s, settings, 1)
         pid = policy(s, settings).id
     rid = _run(engine, settings, pid)
-    from ticketing.policy_push import record_matches
-
     with session_scope(engine) as s:
         record_matches(s, rid, s.get(KbArticle, pid), None)
         opt_out(s, e.id)
@@ -283,6 +284,160 @@ def test_new_enterprise_is_told_the_policies_that_fit(engine, settings):
         save_profile(s, settings, row, "dispatcher")
         run2 = request_enterprise_push(s, settings, ent.id, "x")
         assert run2.id and s.exec(select(func.count()).select_from(PolicyPushRun)).one() == 3
+
+
+def _token(sms: OutboxMessage) -> str:
+    return sms.body.split(PUSH_PATH)[1].split()[0]
+
+
+def _message(engine, sms: OutboxMessage) -> list[int]:
+    """The policies one SMS carried (by its link)."""
+    with session_scope(engine, read_only=True) as s:
+        push = push_by_token(s, _token(sms))
+        assert push is not None and push.outbox_id == sms.id
+        return [p.article_id for p in message_pushes(s, push)]
+
+
+def test_new_enterprise_gets_one_digest_sms_then_only_what_is_new(engine, settings):
+    setup(engine, settings)
+    with session_scope(engine) as s:
+        fit = [policy(s, settings, title=f"惠企政策{i}", industries=["F52"]).id for i in (1, 2, 3)]
+        policy(s, settings, title="工业政策", industries=["C"])  # does not fit
+        e = enterprise(s, settings, 7, industry_code="F5211")
+        rid = request_enterprise_push(s, settings, e.id, "dispatcher").id
+    r = run_push(engine, settings, rid)
+    assert (r.matched, r.sent, r.skipped) == (3, 3, 0)
+    [sms] = _outbox(engine)  # one SMS, not one per policy
+    assert sms.to_phone == "+8613800000007"
+    assert "为您匹配到3项惠企政策" in sms.body and "/optout" in sms.body
+    assert sorted(_message(engine, sms)) == sorted(fit)
+    pushes = _pushes(engine)
+    assert {p.outbox_id for p in pushes} == {sms.id} and {p.status for p in pushes} == {"sent"}
+    assert sum(1 for p in pushes if p.token_digest) == 1  # one link for the one SMS
+    # two new policies, then the enterprise's profile changes: one SMS listing only those two
+    with session_scope(engine) as s:
+        new = [policy(s, settings, title=f"新政策{i}").id for i in (1, 2)]
+        rid = request_enterprise_push(s, settings, e.id, "dispatcher").id
+    assert run_push(engine, settings, rid).sent == 2
+    assert len(_outbox(engine)) == 2
+    second = _outbox(engine)[-1]
+    assert "为您匹配到2项惠企政策" in second.body
+    assert sorted(_message(engine, second)) == sorted(new)
+    # one more policy, published to everyone it fits: one SMS naming it, the policy's own text
+    with session_scope(engine) as s:
+        last = policy(s, settings, title="最新政策", apply_until="2099-01-31").id
+    assert run_push(engine, settings, _run(engine, settings, last)).sent == 1
+    third = _outbox(engine)[-1]
+    assert "《最新政策》" in third.body and "申报截止2099-01-31" in third.body
+    assert "为您匹配到" not in third.body and _message(engine, third) == [last]
+    # nothing is ever told twice
+    again = run_push(engine, settings, request_and_commit(engine, settings, e.id))
+    assert (again.matched, again.sent) == (0, 0) and len(_outbox(engine)) == 3
+
+
+def request_and_commit(engine, settings, enterprise_id: int) -> int:
+    with session_scope(engine) as s:
+        return request_enterprise_push(s, settings, enterprise_id, "x").id or 0
+
+
+def test_digest_crash_mid_run_resumes_with_one_sms_each(engine, settings):
+    setup(engine, settings)
+    with session_scope(engine) as s:
+        for n in (1, 2, 3):
+            enterprise(s, settings, n)
+        pids = [policy(s, settings, title=f"政策{i}").id for i in (1, 2, 3)]
+        rid = request_push_of_all_policies(s, settings, "admin").id  # as after an import
+    queued = []
+
+    def crash_on_the_second(push_id: int) -> None:
+        queued.append(push_id)
+        if len(queued) == 2:  # the second enterprise's SMS queued, its batch not committed
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_push(engine, settings, rid, batch_size=1, on_queued=crash_on_the_second)
+    assert len(_outbox(engine)) == 1
+    assert Counter(p.status for p in _pushes(engine)) == {"sent": 3, "pending": 6}
+    r = run_push(engine, settings, rid, batch_size=1)  # the retry
+    assert (r.sent, r.finished) == (6, True)
+    sms = _outbox(engine)
+    assert Counter(m.to_phone for m in sms) == {f"+86138{n:08d}": 1 for n in (1, 2, 3)}
+    for m in sms:
+        assert "为您匹配到3项惠企政策" in m.body and sorted(_message(engine, m)) == sorted(pids)
+    assert run_push(engine, settings, rid).sent == 0
+
+
+def test_concurrent_digest_runs_never_tell_a_policy_twice(engine, settings, db_url):
+    setup(engine, settings)
+    with session_scope(engine) as s:
+        for n in range(1, 31):
+            enterprise(s, settings, n)
+        for i in (1, 2, 3):
+            policy(s, settings, title=f"政策{i}")
+        runs = [request_push_of_all_policies(s, settings, "admin").id for _ in (1, 2)]
+    errors: list[BaseException] = []
+
+    def work(rid: int) -> None:
+        eng = make_engine(db_url)
+        try:
+            run_push(eng, settings, rid, batch_size=4)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            eng.dispose()
+
+    threads = [threading.Thread(target=work, args=(rid,)) for rid in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    pushes = _pushes(engine)
+    assert len(pushes) == 90 and {p.status for p in pushes} == {"sent"}
+    told = Counter((m.to_phone, aid) for m in _outbox(engine) for aid in _message(engine, m))
+    assert len(told) == 90 and set(told.values()) == {1}  # every pair told, none twice
+
+
+def test_digest_crash_before_commit_leaves_nothing(engine, settings):
+    setup(engine, settings)
+    with session_scope(engine) as s:
+        e = enterprise(s, settings, 1)
+        for i in (1, 2):
+            policy(s, settings, title=f"政策{i}")
+        rid = request_enterprise_push(s, settings, e.id, "x").id
+
+    def crash(push_id: int) -> None:
+        raise Crash
+
+    with pytest.raises(Crash):
+        run_push(engine, settings, rid, on_queued=crash)
+    assert _outbox(engine) == [] and {p.status for p in _pushes(engine)} == {"pending"}
+    assert run_push(engine, settings, rid).sent == 2
+    [sms] = _outbox(engine)
+    assert "为您匹配到2项惠企政策" in sms.body
+
+
+def test_digest_honours_opt_out_and_mainland_mobile(engine, settings):
+    setup(engine, settings)
+    with session_scope(engine) as s:
+        out = enterprise(s, settings, 1, push_opt_out=True)
+        later = enterprise(s, settings, 2)
+        landline = enterprise(s, settings, 3, push_mobile="+862788888888")
+        for i in (1, 2):
+            policy(s, settings, title=f"政策{i}")
+        runs = [request_enterprise_push(s, settings, x.id, "x").id for x in (out, later, landline)]
+    with session_scope(engine) as s:  # matched, then opted out before the send
+        for a in s.exec(select(KbArticle).where(KbArticle.kind == "policy")):
+            record_matches(s, runs[1], a, later.id)
+        opt_out(s, later.id)
+    for rid in runs:
+        run_push(engine, settings, rid)
+    assert _outbox(engine) == []
+    got = Counter((p.enterprise_id, p.status, p.skip_reason) for p in _pushes(engine))
+    assert got == {
+        (later.id, "skipped", "opted_out"): 2,
+        (landline.id, "skipped", "no_mobile"): 2,
+    }
 
 
 def _csv(rows: list[list[str]]) -> bytes:
@@ -392,7 +547,11 @@ def test_import_csv_and_xlsx(engine, settings):
         report = import_profiles(s, settings, "b.xlsx", buf.getvalue(), "admin")
         assert report.ok and (report.created, report.updated) == (1, 1)
         runs = s.exec(select(PolicyPushRun)).all()
-        assert {r.article_id for r in runs} == {pid}  # the in-force policies only
+        # one run per import (every in-force policy at once: one SMS per enterprise)
+        assert [(r.article_id, r.enterprise_id) for r in runs] == [(None, None)] * 2
+    for r in runs:
+        run_push(engine, settings, r.id or 0)
+    assert {p.article_id for p in _pushes(engine)} == {pid}  # the in-force policies only
     with session_scope(engine, read_only=True) as s:
         e1 = s.exec(select(Enterprise).where(Enterprise.uscc == uscc(1))).one()
         e2 = s.exec(select(Enterprise).where(Enterprise.uscc == uscc(2))).one()

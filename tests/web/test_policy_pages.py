@@ -202,3 +202,36 @@ def test_push_link_opens_and_opts_out(web: Web):
         assert s.get(Enterprise, eid).push_opt_out
         assert s.exec(select(PolicyPush.open_count)).one() == 2
     assert "贵单位已退订政策推送" in web.client.get(f"/portal/p/{token}").text
+
+
+def test_digest_link_lists_the_policies_and_logs_each_open(web: Web):
+    from ticketing.models import OutboxMessage
+    from ticketing.policy_push import request_enterprise_push
+
+    with session_scope(web.engine) as s:
+        ent = enterprise(s, web.settings, 1)
+        pids = [policy(s, web.settings, title=f"惠企政策{i}").id for i in (1, 2, 3)]
+        other = policy(s, web.settings, title="别家政策", industries=["F52"]).id
+        rid = request_enterprise_push(s, web.settings, ent.id, "dispatcher").id
+    run_push(web.engine, web.settings, rid)
+    with session_scope(web.engine, read_only=True) as s:
+        body = s.exec(select(OutboxMessage.body)).one()  # one SMS for the three
+    assert "为您匹配到3项惠企政策" in body
+    token = body.split(PUSH_PATH)[1].split()[0]
+    web.client.cookies.clear()
+    page = web.client.get(f"/portal/p/{token}")
+    assert page.status_code == 200 and "为您匹配到3项惠企政策" in page.text
+    links = re.findall(rf'href="/portal/p/{re.escape(token)}/(\d+)"', page.text)
+    assert sorted(int(x) for x in links) == sorted(pids)
+    assert f"/portal/p/{token}/optout" in page.text
+    assert _count(web, PolicyPushOpen) == 0  # the list is no policy's open
+    for pid in pids:
+        one = web.client.get(f"/portal/p/{token}/{pid}")
+        assert one.status_code == 200 and f"惠企政策{pids.index(pid) + 1}" in one.text
+        assert f'href="/portal/p/{token}"' in one.text  # back to the list
+    web.client.get(f"/portal/p/{token}/{pids[0]}")
+    assert web.client.get(f"/portal/p/{token}/{other}").status_code == 404  # not in this SMS
+    with session_scope(web.engine, read_only=True) as s:
+        counts = dict(s.exec(select(PolicyPush.article_id, PolicyPush.open_count)).all())
+    assert counts == {pids[0]: 2, pids[1]: 1, pids[2]: 1}
+    assert _count(web, PolicyPushOpen) == 4

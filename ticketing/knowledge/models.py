@@ -42,6 +42,15 @@ class SizeBand(StrEnum):
     micro = "micro"  # 微型
 
 
+# The Chinese names of the size bands: the one list (profiles, matcher, KB and policy pages).
+SIZE_LABELS: dict[str, str] = {
+    SizeBand.large.value: "大型",
+    SizeBand.medium.value: "中型",
+    SizeBand.small.value: "小型",
+    SizeBand.micro.value: "微型",
+}
+
+
 class KbArticle(SQLModel, table=True):
     """One article, its current version. Earlier versions live in KbArticleVersion."""
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ticketing.knowledge.models import ArticleKind, SizeBand
+from ticketing.knowledge.models import SIZE_LABELS, ArticleKind, SizeBand
 
 KIND_WORDS: dict[str, str] = {
     "办事指南": ArticleKind.guide,
@@ -16,15 +16,9 @@ KIND_WORDS: dict[str, str] = {
     "通知": ArticleKind.notice,
     **{k.value: k.value for k in ArticleKind},
 }
-SIZE_WORDS: dict[str, str] = {
-    "大": SizeBand.large,
-    "大型": SizeBand.large,
-    "中": SizeBand.medium,
-    "中型": SizeBand.medium,
-    "小": SizeBand.small,
-    "小型": SizeBand.small,
-    "微": SizeBand.micro,
-    "微型": SizeBand.micro,
+SIZE_WORDS: dict[str, str] = {  # 大型/大, 中型/中, … (SIZE_LABELS) and the values themselves
+    **{label: band for band, label in SIZE_LABELS.items()},
+    **{label[0]: band for band, label in SIZE_LABELS.items()},
     **{s.value: s.value for s in SizeBand},
 }
 Word = Annotated[str, Field(min_length=1, max_length=50)]
