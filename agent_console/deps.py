@@ -141,7 +141,12 @@ def check_user(user: _U | None, token_version: int) -> _U:
     return user
 
 
-def check_role(user: UserLike, roles: Collection[str]) -> None:
+class HasRole(Protocol):
+    @property
+    def role(self) -> str: ...
+
+
+def check_role(user: HasRole, roles: Collection[str]) -> None:
     """403 unless the user's role is one the route allows (roles.ROLE_MATRIX)."""
     if user.role not in roles:
         raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
@@ -173,8 +178,12 @@ def require(route_name: str) -> Callable[..., Awaitable[User]]:
     async def dependency(request: Request) -> User:
         if getattr(request.scope.get("route"), "user_in_transaction", False):
             claims, via_cookie = _claims(request)
-            _check_csrf(request, via_cookie)
-            return Bearer(claims.user_id, claims.token_version, frozen)  # type: ignore[return-value]
+            if claims.role is not None:  # else a token from before roles were in it: below
+                _check_csrf(request, via_cookie)
+                # refused here as before (a 403 comes before any 422 of the body); the role is
+                # the token's, checked against the user's own by bearer_user
+                check_role(TokenRole(claims.role), roles)
+                return Bearer(claims.user_id, claims.token_version, frozen)  # type: ignore[return-value]
         user = await anyio.to_thread.run_sync(authenticate, request, limiter=auth_limiter())
         check_role(user, roles)
         return user
@@ -182,6 +191,13 @@ def require(route_name: str) -> Callable[..., Awaitable[User]]:
     dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
     dependency.__name__ = f"require_{route_name.replace('.', '_')}"
     return dependency
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRole:
+    """The role a token names (security.TokenClaims.role), for check_role."""
+
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
