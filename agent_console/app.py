@@ -28,7 +28,13 @@ from agent_console.fastpath import FastPath
 from agent_console.health import HealthMonitor
 from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
-from agent_console.middleware import AccessMiddleware, BodyLimitMiddleware, public_max_body
+from agent_console.middleware import (
+    AccessMiddleware,
+    BodyLimitMiddleware,
+    WriteGate,
+    public_max_body,
+    write_gate_slots,
+)
 from agent_console.routes import (
     assessment,
     auth,
@@ -192,7 +198,15 @@ def create_app(
     )
 
     install_error_handlers(app)
-    if fast_path:  # innermost of ours: ticket creation without the router (agent_console.fastpath)
+    app.add_middleware(  # innermost: see WriteGate
+        WriteGate,
+        slots=lambda: write_gate_slots(
+            app.state.engine.dialect.name if app.state.engine is not None else None
+        ),
+        audited_read=_is_playback,
+        exempt=frozenset({f"{API_PREFIX}/auth/login", web.LOGIN_SUBMIT}),
+    )
+    if fast_path:  # outside the gate: ticket creation without the router (agent_console.fastpath)
         app.add_middleware(
             FastPath,
             method="POST",
@@ -219,6 +233,11 @@ def create_app(
     _use_error_body_for_validation(app)
     web.install(app)  # the web workspace: pages, static assets (agent_console.web)
     return app
+
+
+def _is_playback(path: str) -> bool:
+    """GET/HEAD of a recording's audio: it writes the playback log (recordings.api)."""
+    return path.startswith(f"{API_PREFIX}/recordings/") and path.endswith("/audio")
 
 
 SWAGGER_DIR = Path(__file__).resolve().parent / "vendor" / "swagger-ui"

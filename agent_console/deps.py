@@ -11,10 +11,13 @@ and a pooled connection) must never wait for a thread that its own waiters may o
 begin in the authentication dependency (session.get(User) on the request's write session) and end
 in the session's exit, with the route and the response validation as further thread-pool hops in
 between: 40 requests waiting for the lock took every worker thread, the holder never got one back,
-and the whole process stalled for 30 s. Now the user is read on a read-only session of its own
-(`authenticate`), the route's transaction begins and ends inside one thread (`TransactionRoute`),
-writes run on a limiter of their own (`WRITE_THREADS`) so that waiting writers never take the
-threads reads and /healthz need, and the response is serialised on the event loop.
+and the whole process stalled for 30 s. Now the route's transaction begins and ends inside one
+thread (`TransactionRoute`), and the user is read there too, first thing in that transaction
+(`require` gives the route a Bearer, `bearer_user` checks it: active, token version, role): one
+thread hop and one session per request. Writes run on a limiter of their own (`WRITE_THREADS`) so
+that waiting writers never take the threads reads and /healthz need, and the response is
+serialised on the event loop. Routes outside TransactionRoute (and the web pages) read the user
+on a read-only session of its own (`authenticate`), in a thread hop of its own.
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
 and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar, get_args, get_origin
 
@@ -138,7 +141,12 @@ def check_user(user: _U | None, token_version: int) -> _U:
     return user
 
 
-def check_role(user: UserLike, roles: Collection[str]) -> None:
+class HasRole(Protocol):
+    @property
+    def role(self) -> str: ...
+
+
+def check_role(user: HasRole, roles: Collection[str]) -> None:
     """403 unless the user's role is one the route allows (roles.ROLE_MATRIX)."""
     if user.role not in roles:
         raise ApiError(403, "当前角色无权执行此操作", details={"role": user.role})
@@ -158,10 +166,24 @@ def authenticate(request: Request) -> User:
 
 
 def require(route_name: str) -> Callable[..., Awaitable[User]]:
-    """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX)."""
+    """Dependency: the authenticated user, if its role may call `route_name` (roles.ROLE_MATRIX).
+
+    On a route that reads its user in its own transaction (TransactionRoute, see one_hop) this
+    checks the token and CSRF only, on the event loop, and gives a Bearer that the route's thread
+    turns into the User on the request's session before the endpoint runs: one thread hop and one
+    session per request instead of two of each."""
     roles = ROLE_MATRIX[route_name]
+    frozen = frozenset(roles)
 
     async def dependency(request: Request) -> User:
+        if getattr(request.scope.get("route"), "user_in_transaction", False):
+            claims, via_cookie = _claims(request)
+            if claims.role is not None:  # else a token from before roles were in it: below
+                _check_csrf(request, via_cookie)
+                # refused here as before (a 403 comes before any 422 of the body); the role is
+                # the token's, checked against the user's own by bearer_user
+                check_role(TokenRole(claims.role), roles)
+                return Bearer(claims.user_id, claims.token_version, frozen)  # type: ignore[return-value]
         user = await anyio.to_thread.run_sync(authenticate, request, limiter=auth_limiter())
         check_role(user, roles)
         return user
@@ -169,6 +191,13 @@ def require(route_name: str) -> Callable[..., Awaitable[User]]:
     dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
     dependency.__name__ = f"require_{route_name.replace('.', '_')}"
     return dependency
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRole:
+    """The role a token names (security.TokenClaims.role), for check_role."""
+
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +284,22 @@ def _dialect(session: Session) -> str:
     return bind.dialect.name
 
 
-def _run_in_one_transaction(endpoint: Callable[..., Any], kwargs: dict, names: list[str]) -> Any:
+def bearer_user(session: Session, bearer: Bearer) -> User:
+    """The Bearer's user, read on `session`: 401 unless active and of the token's version, 403
+    unless its role may call the route (what `authenticate` and `require` check)."""
+    user = check_user(session.get(User, bearer.user_id), bearer.token_version)
+    check_role(user, bearer.roles)
+    return user
+
+
+def _run_in_one_transaction(
+    endpoint: Callable[..., Any], kwargs: dict, names: list[str], users: list[str]
+) -> Any:
     sessions = [kwargs[n] for n in names]
     try:
+        for name in users:  # require(): the user, checked in this transaction
+            if isinstance(kwargs[name], Bearer):
+                kwargs[name] = bearer_user(sessions[0], kwargs[name])
         result = endpoint(**kwargs)
         for s in sessions:
             s.commit()
@@ -268,29 +310,62 @@ def _run_in_one_transaction(endpoint: Callable[..., Any], kwargs: dict, names: l
     return result
 
 
+def _user_params(endpoint: Callable[..., Any]) -> list[str]:
+    """Names of the endpoint's parameters that take `require(...)` directly."""
+    return [
+        p.name
+        for p in inspect.signature(endpoint).parameters.values()
+        if hasattr(getattr(p.default, "dependency", None), "route_name")
+    ]
+
+
 def one_hop(endpoint: Callable[..., Any], *, write: bool) -> Callable[..., Any]:
-    """A sync endpoint that takes the request's Session, run as: begin, route, commit (or roll
-    back) in ONE worker thread; writes on `write_limiter()`. Others are returned unchanged."""
+    """A sync endpoint that takes the request's Session, run as: begin, read and check the user
+    (its `require` parameters), route, commit (or roll back) in ONE worker thread; writes on
+    `write_limiter()`. Others are returned unchanged."""
     if inspect.iscoroutinefunction(endpoint) or getattr(endpoint, "_one_hop", False):
         return endpoint
     names = _session_params(endpoint)
     if not names:
         return endpoint
+    users = _user_params(endpoint)
 
     @functools.wraps(endpoint)
     async def wrapper(**kwargs: Any) -> Any:
-        call = functools.partial(_run_in_one_transaction, endpoint, kwargs, names)
+        call = functools.partial(_run_in_one_transaction, endpoint, kwargs, names, users)
         limiter = write_limiter(_dialect(kwargs[names[0]])) if write else None
         return await anyio.to_thread.run_sync(call, limiter=limiter)
 
     wrapper._one_hop = True  # type: ignore[attr-defined]
+    wrapper._user_params = users  # type: ignore[attr-defined]
     return wrapper
 
 
 class TransactionRoute(APIRoute):
-    """The API's route class: sync endpoints with a session run through `one_hop`."""
+    """The API's route class: sync endpoints with a session run through `one_hop`.
+
+    `user_in_transaction`: the endpoint's `require` parameters are read in its one hop (see
+    `require`); only where nothing else receives that user (a sub-dependency would get the
+    Bearer)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = kwargs.get("methods") or {"GET"}
         write = any(m.upper() not in SAFE_METHODS for m in methods)
-        super().__init__(path, one_hop(endpoint, write=write), **kwargs)
+        wrapped = one_hop(endpoint, write=write)
+        super().__init__(path, wrapped, **kwargs)
+        users = getattr(wrapped, "_user_params", [])
+        direct = {d.name for d in self.dependant.dependencies if d.name in users}
+        nested = [
+            d
+            for top in self.dependant.dependencies
+            for d in _walk(top)
+            if hasattr(d.call, "route_name") and (d is not top or top.name not in users)
+        ]
+        self.user_in_transaction = bool(direct) and not nested
+
+
+def _walk(dependant: Any) -> Iterator[Any]:
+    """A dependant and every sub-dependant below it."""
+    yield dependant
+    for d in dependant.dependencies:
+        yield from _walk(d)

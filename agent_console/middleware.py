@@ -7,10 +7,12 @@ endpoints get a small limit derived from settings.public_max_content_chars; the 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -198,3 +200,85 @@ class AccessMiddleware:
             if status >= 500:
                 log.warning("request_failed", method=method, route=template, status=status)
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+# Unsafe requests served past WriteGate at once, by database (see WriteGate). SQLite commits one
+# writer at a time (deps.WRITE_THREADS: 2 threads), so a few admitted requests keep it busy;
+# PostgreSQL writes in parallel on more threads, and gets more.
+WRITE_GATE_SLOTS = {"sqlite": 8}
+WRITE_GATE_SLOTS_DEFAULT = 32
+
+
+class WriteGate:
+    """At most `slots()` writing requests past this point at once; the others wait here in arrival
+    order (asyncio.Semaphore), holding no thread, connection or lock. A request leaves the gate
+    when its response starts (a streamed recording does not keep its place while it plays).
+    Writing requests: every unsafe method (POST, PUT, PATCH, DELETE), and the reads that write an
+    audit row (`audited_read(path)`: recording playback), except the `exempt` paths.
+
+    Why: a burst of writes arrives within milliseconds, and asyncio runs every ready task's next
+    step in one loop iteration. Each write's first step (routing, dependency solving, up to its
+    first thread hop) costs 0.3-0.5 ms of event loop, so 200 at once made one iteration of
+    60-150 ms or more, and /healthz, every page and every read waited behind it
+    (bench/concurrency.py: /healthz p99 = the static page's p99). Admitted a few at a time, an
+    iteration holds a few such steps; the writes lose nothing, since they queue for the writer
+    anyway (deps.WRITE_THREADS), and fewer requests in flight cost less CPU each.
+
+    Innermost of the app's middleware (the body is already read, by BodyLimitMiddleware: a slow
+    upload waits outside), after FastPath (ticket creation batches many requests in one
+    transaction, agent_console.intake_batcher, and needs them all at once). Logins are exempt:
+    they wait on Argon2 (security.check_password), not on the database, and must not hold up
+    writes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        slots: Callable[[], int],
+        audited_read: Callable[[str], bool],
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.slots = slots  # read on the first gated request (the engine is known by then)
+        self.audited_read = audited_read
+        self.exempt = exempt
+        # one per event loop (a semaphore binds to its loop; tests serve one app from several)
+        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._gated(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(self.slots()))
+        gate = self._gate[1]
+        await gate.acquire()
+        inside = True
+
+        def leave() -> None:
+            nonlocal inside
+            if inside:
+                inside = False
+                gate.release()
+
+        async def send_and_leave(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                leave()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_leave)
+        finally:
+            leave()
+
+    def _gated(self, method: str, path: str) -> bool:
+        if path in self.exempt:
+            return False
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return method != "OPTIONS" and self.audited_read(path)
+        return True
+
+
+def write_gate_slots(dialect: str | None) -> int:
+    return WRITE_GATE_SLOTS.get(dialect or "", WRITE_GATE_SLOTS_DEFAULT)

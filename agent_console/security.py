@@ -119,11 +119,19 @@ class TokenClaims:
     user_id: int
     token_version: int
     expires_at: int  # unix seconds
+    # the user's role at issue time (a role change bumps token_version): lets a route refuse a
+    # role before reading the user (deps.require); None in tokens issued before it was added
+    role: str | None = None
 
 
-def issue_token(key: bytes, user_id: int, token_version: int, ttl_seconds: int) -> tuple[str, int]:
+def issue_token(
+    key: bytes, user_id: int, token_version: int, ttl_seconds: int, role: str | None = None
+) -> tuple[str, int]:
     exp = int(time.time()) + ttl_seconds
-    payload = _b64(json.dumps({"u": user_id, "v": token_version, "e": exp}).encode())
+    claims: dict[str, object] = {"u": user_id, "v": token_version, "e": exp}
+    if role is not None:
+        claims["r"] = role
+    payload = _b64(json.dumps(claims).encode())
     signing_input = f"{TOKEN_PREFIX}.{payload}"
     sig = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(sig)}", exp
@@ -139,7 +147,10 @@ def read_token(key: bytes, token: str, *, now: float | None = None) -> TokenClai
         if not hmac.compare_digest(expected, _unb64(sig)):
             return None
         data = json.loads(_unb64(payload))
-        claims = TokenClaims(int(data["u"]), int(data["v"]), int(data["e"]))
+        role = data.get("r")
+        claims = TokenClaims(
+            int(data["u"]), int(data["v"]), int(data["e"]), role if isinstance(role, str) else None
+        )
     except (ValueError, KeyError, TypeError):
         return None
     if claims.expires_at <= (time.time() if now is None else now):

@@ -44,7 +44,7 @@ async def login(
         raise ApiError(401, "用户名或密码错误", code="bad_credentials")
     ttl = settings.session_ttl_hours * 3600
     token, exp = issue_token(
-        request.app.state.secret_key, user.id or 0, user.token_version, ttl
+        request.app.state.secret_key, user.id or 0, user.token_version, ttl, role=user.role
     )  # stored: id set
     response.set_cookie(
         COOKIE_NAME,

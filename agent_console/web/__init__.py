@@ -98,6 +98,7 @@ ROUTERS = (
 # (agent_console.web.portal_access).
 PUBLIC_ROUTERS = (portal.router, portal.legacy, assessment.public)
 PORTAL_SUBMIT = portal.SUBMIT_PATH
+LOGIN_SUBMIT = auth_pages.LOGIN_SUBMIT
 
 
 def portal_max_body(settings: object) -> int:

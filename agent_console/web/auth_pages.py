@@ -70,7 +70,10 @@ def login_form(request: Request) -> Response:
     return redirect(_safe_next(request.query_params.get("next")) or home_for(user.role))
 
 
-@router.post("/login", name="web.login_submit")
+LOGIN_SUBMIT = "/login"  # the form posts here (agent_console.middleware.WriteGate exempts it)
+
+
+@router.post(LOGIN_SUBMIT, name="web.login_submit")
 async def login_submit(
     request: Request,
     username: Annotated[str, Form()] = "",
