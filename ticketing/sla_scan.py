@@ -135,6 +135,8 @@ def scan_round(
         if not rows:
             break
         updates: list[dict[str, Any]] = []
+        # rows judged on their stored boundaries: only the level and the next instant change
+        level_only: list[dict[str, Any]] = []
         raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         for r in rows:
             facts = suborder_facts(settings, r, r.urgency, r.category, now)
@@ -142,9 +144,22 @@ def scan_round(
             accept_due = r.accept_due_at
             if facts.step == "accept" and accept_due is None:
                 accept_due = facts.due
-            updates.append(
-                {**_row_values(r.id, out), "warning_step": out.step, "accept_due_at": accept_due}
-            )
+            if (
+                facts.bounds is not None
+                and r.warning_step == out.step
+                and accept_due == r.accept_due_at
+            ):
+                # stored_bounds matched the row's step and due: boundaries, step and accept
+                # deadline as stored (judge returned them unchanged)
+                level_only.append({"id": r.id, "warning": out.level, "sla_next_at": out.next_at})
+            else:
+                updates.append(
+                    {
+                        **_row_values(r.id, out),
+                        "warning_step": out.step,
+                        "accept_due_at": accept_due,
+                    }
+                )
             if out.raised:
                 result.raised[out.level] += 1
                 raised.append((facts, (r.warning, r.warning_step), out))
@@ -153,6 +168,7 @@ def scan_round(
             ):
                 tickets_due.add(r.ticket_id)  # its ticket's facts changed too
         update_rows(session, _SO, "id", updates)
+        update_rows(session, _SO, "id", level_only)
         record_raised(session, settings, raised, now)
         result.suborders += len(rows)
         if len(rows) < batch:
