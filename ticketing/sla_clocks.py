@@ -20,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import bindparam
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
 from config.loader import load_yaml
@@ -335,23 +338,43 @@ def start_clocks(session: Session, ticket: Ticket, subs: list[SubOrder]) -> None
 
 
 _SO_T = SubOrder.__table__  # type: ignore[attr-defined]
+_SUB_FIELDS = ("id", "ticket_id", "round", "status", "department_code", "warning")
+# built once (every state change runs it): the ticket's id is bound per call
+_TICKET_SUBS = sa_select(*(_SO_T.c[f] for f in _SUB_FIELDS)).where(
+    _SO_T.c.ticket_id == bindparam("tid")
+)
 
 
-def _round_subs(session: Session, ticket_id: int, round_no: int) -> list[Any]:
-    """What the ticket's clock reads of its current round's sub-orders (plain rows: the session's
-    pending changes flushed first, no ORM objects built)."""
-    session.flush()
-    return list(
-        session.execute(
-            sa_select(
-                _SO_T.c.ticket_id,
-                _SO_T.c.round,
-                _SO_T.c.status,
-                _SO_T.c.department_code,
-                _SO_T.c.warning,
-            ).where(_SO_T.c.ticket_id == ticket_id, _SO_T.c.round == round_no)
-        ).all()
-    )
+class _Sub(NamedTuple):
+    id: int | None
+    ticket_id: int
+    round: int
+    status: str
+    department_code: str
+    warning: str | None
+
+
+def _round_subs(session: Session, ticket_id: int, round_no: int) -> list[_Sub]:
+    """What the ticket's clock reads of its current round's sub-orders, as plain rows.
+
+    The stored rows, each overlaid with the session's own object for it (the values it holds,
+    pending changes included), plus the session's new ones: what a flush then a read would
+    give, without flushing the move's changes early (the ticket's row would be written twice)."""
+    with session.no_autoflush:
+        stored = session.execute(_TICKET_SUBS, {"tid": ticket_id}).all()
+    subs: list[_Sub] = []
+    for row in stored:
+        obj = session.identity_map.get(identity_key(SubOrder, row.id))
+        if obj is not None and obj in session.deleted:
+            continue
+        held = sa_inspect(obj).dict if obj is not None else {}
+        subs.append(_Sub(*(held.get(f, getattr(row, f)) for f in _SUB_FIELDS)))
+    subs += [
+        _Sub(*(getattr(o, f) for f in _SUB_FIELDS))
+        for o in session.new
+        if isinstance(o, SubOrder) and o.ticket_id == ticket_id
+    ]
+    return [s for s in subs if s.round == round_no]
 
 
 def _apply_suborder(

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from config.loader import load_yaml
 from config.settings import Settings
 from ticketing import events
+from ticketing.department_cache import cached_departments
 from ticketing.errors import Conflict, InvalidInput
 from ticketing.lifecycle import live_suborders
-from ticketing.models import Department, Notice, SubOrderStatus, Ticket, TicketStatus
+from ticketing.models import Notice, SubOrderStatus, Ticket, TicketStatus
 from ticketing.notices import (
     TIME_FORMAT,
     _render,
@@ -54,10 +55,12 @@ def _local(settings: Settings, dt: datetime | None) -> str:
 
 
 def department_names(session: Session, codes: list[str]) -> dict[str, str]:
+    """Names by code, from the per-process department snapshot (ticketing.department_cache:
+    cleared on this process's own department changes, another process's seen within its TTL),
+    not a query per notice."""
     if not codes:
         return {}
-    rows = session.exec(select(Department).where(col(Department.code).in_(codes)))
-    return {d.code: d.name for d in rows}
+    return {code: d.name for code, d in cached_departments(session, codes).items()}
 
 
 def replies_text(session: Session, ticket: Ticket) -> str:

@@ -1,0 +1,152 @@
+"""CPU cost of one synchronous write of each kind, measured in-process (issue 17).
+
+The app runs in this process (starlette's TestClient, SQLite under a temporary data dir, Redis at
+CALLCENTER_REDIS_URL or 127.0.0.1:6379 under a private namespace); the data are seeded as
+bench/concurrency.py seeds them. Per kind (签收 accept, 回复 reply, staff evaluation, the public
+form, a recording playback) a few requests warm up, then N are measured one at a time.
+
+Figures per kind: process CPU ms per request (min of the repeats), and, when run under callgrind,
+instructions per request (exact: the figure to compare before/after on a loaded machine):
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/wc.%p \\
+        python bench/write_cost.py --n 10 --callgrind
+
+(--callgrind switches instrumentation on around each kind's N requests with callgrind_control
+and reads the counts of each dump). The client's own cost is included in both figures (the same
+before and after a change). One JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.concurrency import KINDS, PASSWORD, _write, seed  # noqa: E402
+from callcenter.schema import upgrade  # noqa: E402
+from config.database import make_engine  # noqa: E402
+from config.settings import Settings  # noqa: E402
+
+WARMUP = 3
+
+
+def _callgrind(cmd: str) -> None:
+    subprocess.run(["callgrind_control", cmd, str(os.getpid())], check=True, capture_output=True)
+
+
+def _last_dump_ir(out_prefix: str) -> int:
+    """Instructions of the newest callgrind dump of this process."""
+    files = sorted(glob.glob(f"{out_prefix}.*"), key=os.path.getmtime)
+    for line in Path(files[-1]).read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError("no summary in the callgrind dump")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=30, help="measured requests per kind")
+    ap.add_argument("--repeat", type=int, default=3, help="repeats (CPU time: the min)")
+    ap.add_argument("--callgrind", action="store_true", help="running under callgrind")
+    ap.add_argument("--out", default=None, help="callgrind output prefix (default /tmp/wc.PID)")
+    args = ap.parse_args()
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    repeat = 1 if args.callgrind else args.repeat
+    per_kind = (WARMUP + args.n) * repeat + 1
+    tmp = Path(tempfile.mkdtemp(prefix="bench-write-cost-"))
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    db_url = f"sqlite:///{tmp / 'bench.db'}"
+    redis_url = os.environ.get("CALLCENTER_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    settings = Settings(
+        data_dir=tmp / "var",
+        database_url=db_url,
+        redis_url=redis_url,
+        redis_namespace=namespace,
+        secret_key="bench-secret-key-" + uuid.uuid4().hex,
+        public_rate_limit_per_minute=100000,
+    )
+    try:
+        upgrade(db_url)
+        engine = make_engine(db_url)
+        data = seed(settings, engine, per_kind)
+        engine.dispose()
+        from fastapi.testclient import TestClient
+
+        from agent_console.app import create_app
+
+        cpu_ms: dict[str, float] = {}
+        ir: dict[str, int] = {}
+        with TestClient(create_app(settings)) as client:
+            tokens = {}
+            for user in ("handler", "agent", "dispatcher"):
+                r = client.post(
+                    "/api/v1/auth/login", json={"username": user, "password": PASSWORD}
+                )
+                r.raise_for_status()
+                tokens[user] = r.json()["access_token"]
+
+            def send(kind: str, i: int) -> None:
+                method, path, headers, body = _write(kind, i, data, tokens)
+                if body:
+                    headers = {**headers, "Content-Type": "application/json"}
+                r = client.request(method, path, headers=headers, content=body or None)
+                assert r.status_code < 400, (kind, r.status_code, r.text[:200])
+
+            for kind in KINDS:
+                best = None
+                for rep in range(repeat):
+                    for i in range(WARMUP):
+                        send(kind, 10_000 + rep * 100 + i)
+                    if args.callgrind:
+                        _callgrind("--zero")
+                        _callgrind("--instr=on")
+                    t0 = time.process_time()
+                    for i in range(args.n):
+                        send(kind, rep * 1000 + i)
+                    spent = (time.process_time() - t0) / args.n * 1000
+                    if args.callgrind:
+                        _callgrind("--dump")
+                        _callgrind("--instr=off")
+                        ir[kind] = _last_dump_ir(args.out or f"/tmp/wc.{os.getpid()}") // args.n
+                    best = spent if best is None else min(best, spent)
+                cpu_ms[kind] = round(best or 0.0, 2)
+                print(f"{kind}: {cpu_ms[kind]} ms CPU {ir.get(kind, '')}", file=sys.stderr)
+        figures: dict[str, object] = {
+            "bench": "write_cost",
+            "n": args.n,
+            "cpu_ms_per_request": cpu_ms,
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+        if ir:
+            figures["instructions_per_request"] = ir
+        print(json.dumps(figures, ensure_ascii=False))
+    finally:
+        try:
+            import redis
+
+            r = redis.Redis.from_url(redis_url)
+            for key in r.scan_iter(match=f"*{namespace}*", count=1000):
+                r.delete(key)
+            r.close()
+        except Exception:
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
