@@ -94,9 +94,7 @@ def main() -> None:
         with TestClient(create_app(settings)) as client:
             tokens = {}
             for user in ("handler", "agent", "dispatcher"):
-                r = client.post(
-                    "/api/v1/auth/login", json={"username": user, "password": PASSWORD}
-                )
+                r = client.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD})
                 r.raise_for_status()
                 tokens[user] = r.json()["access_token"]
 
