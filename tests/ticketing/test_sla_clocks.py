@@ -567,3 +567,40 @@ def test_a_rebound_full_scan_recomputes_the_stored_instants(world):
     with session_scope(engine) as s:
         full_scan(s, settings, now=soon)
     assert _sub(engine, sid).warning == "blue"  # the stored instants are what it compares
+
+
+def test_a_move_reads_the_sessions_own_pending_sub_order_changes(world):
+    """The ticket's clock reads its round's sub-orders without flushing the move first: what the
+    session holds (a sibling's unflushed level, a sub-order not yet inserted) counts as if
+    flushed, and the ticket row is written once per move."""
+    from sqlalchemy import event
+
+    from ticketing.sla_clocks import _round_subs, touch
+
+    engine, settings = world
+    tid, (a, b) = _dispatched(engine, settings, codes=("SWJ", "SCJG"))
+    with session_scope(engine) as s:
+        t = s.get(Ticket, tid)
+        sib = s.get(SubOrder, b)
+        sib.warning = "red"  # pending, not flushed
+        s.add(sib)
+        extra = SubOrder(ticket_id=tid, round=t.round, department_code="JTJ", status="dispatched")
+        s.add(extra)  # pending insert
+        rows = {(r.department_code, r.warning) for r in _round_subs(s, tid, t.round)}
+        assert ("SCJG", "red") in rows and ("JTJ", extra.warning) in rows
+        assert sib in s.dirty and extra in s.new  # nothing was flushed by the read
+        s.expunge(extra)
+        ticket_updates: list[str] = []
+
+        def count(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith("UPDATE TICKET"):
+                ticket_updates.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            touch(s, t, s.get(SubOrder, a))
+            s.flush()
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert t.warning == "red"  # the sibling's pending level is the ticket's floor
+        assert len(ticket_updates) == 1
