@@ -3,7 +3,8 @@
 The app runs in this process (starlette's TestClient, SQLite under a temporary data dir, Redis at
 CALLCENTER_REDIS_URL or 127.0.0.1:6379 under a private namespace); the data are seeded as
 bench/concurrency.py seeds them. Per kind (签收 accept, 回复 reply, staff evaluation, the public
-form, a recording playback) a few requests warm up, then N are measured one at a time.
+form, a recording playback) a few requests warm up, then N are measured one at a time; beside
+them, the same-run baseline: GET /docs (no database, no worker thread) through the same client.
 
 Figures per kind: process CPU ms per request (min of the repeats), and, when run under callgrind,
 instructions per request (exact: the figure to compare before/after on a loaded machine):
@@ -39,6 +40,9 @@ from config.database import make_engine  # noqa: E402
 from config.settings import Settings  # noqa: E402
 
 WARMUP = 3
+# the same-run baseline: a static route (HTML built without the database or a worker thread, as
+# bench/concurrency.py's), through the same client
+BASELINE = "static_docs"
 
 
 def _callgrind(cmd: str) -> None:
@@ -99,13 +103,17 @@ def main() -> None:
                 tokens[user] = r.json()["access_token"]
 
             def send(kind: str, i: int) -> None:
+                if kind == BASELINE:
+                    r = client.get("/docs")
+                    assert r.status_code == 200
+                    return
                 method, path, headers, body = _write(kind, i, data, tokens)
                 if body:
                     headers = {**headers, "Content-Type": "application/json"}
                 r = client.request(method, path, headers=headers, content=body or None)
                 assert r.status_code < 400, (kind, r.status_code, r.text[:200])
 
-            for kind in KINDS:
+            for kind in (*KINDS, BASELINE):
                 best = None
                 for rep in range(repeat):
                     for i in range(WARMUP):
