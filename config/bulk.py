@@ -4,9 +4,9 @@ On PostgreSQL each column travels as one array parameter (INSERT ... SELECT FROM
 UPDATE ... FROM unnest(...)): one statement and one round trip however many rows, where an
 executemany costs a round of client work per row and a multi-row VALUES a parse of thousands of
 placeholders. On SQLite the driver's executemany of plain tuples, each value through its column
-type's dialect bind processor (the values SQLAlchemy's executemany would bind, without its per-row
-parameter bookkeeping: ~7 % of a scan round's instructions), when the rows name every column that
-has a Python-side default (else SQLAlchemy's executemany, which fills those in).
+type's bind processor (what SQLAlchemy's executemany does, without its per-row parameter
+bookkeeping, about half a scan round's client CPU), when the rows name every column that has a
+Python-side default (else SQLAlchemy's executemany, which fills those in).
 Values are what the column's Python type holds: naive datetimes are UTC (config.database), dicts
 and lists go to JSON columns.
 """
