@@ -3,10 +3,7 @@
 On PostgreSQL each column travels as one array parameter (INSERT ... SELECT FROM unnest(...),
 UPDATE ... FROM unnest(...)): one statement and one round trip however many rows, where an
 executemany costs a round of client work per row and a multi-row VALUES a parse of thousands of
-placeholders. On SQLite the driver's executemany of plain tuples, each value through its column
-type's bind processor (what SQLAlchemy's executemany does, without its per-row parameter
-bookkeeping, about half a scan round's client CPU), when the rows name every column that has a
-Python-side default (else SQLAlchemy's executemany, which fills those in).
+placeholders. Elsewhere (SQLite, in-process) the plain executemany, which is already cheap there.
 Values are what the column's Python type holds: naive datetimes are UTC (config.database), dicts
 and lists go to JSON columns.
 """
@@ -43,28 +40,6 @@ def _arrays(table: Table, cols: list[str], rows: list[dict[str, Any]]) -> tuple[
     return tuple(out)
 
 
-def _driver_rows(
-    table: Table, cols: list[str], rows: list[dict[str, Any]], conn: Connection
-) -> list[tuple[Any, ...]]:
-    """The rows as DB-API tuples in `cols` order, each value bound as its column type binds it."""
-    d = conn.dialect
-    procs = [table.c[c].type.dialect_impl(d).bind_processor(d) for c in cols]
-    return [
-        tuple(v if p is None else p(v) for p, v in zip(procs, (r[c] for c in cols), strict=True))
-        for r in rows
-    ]
-
-
-def _sqlite_direct(table: Table, cols: list[str], conn: Connection, *, update: bool) -> bool:
-    """Whether rows naming `cols` may skip SQLAlchemy's executemany on this connection."""
-    if conn.dialect.name != "sqlite":
-        return False
-    given = set(cols)
-    return all(
-        c.name in given for c in table.c if (c.onupdate if update else c.default) is not None
-    )
-
-
 def insert_rows(
     session: Session, table: Table, rows: list[dict[str, Any]], *, returning: str | None = None
 ) -> list[Any]:
@@ -73,15 +48,6 @@ def insert_rows(
     if not rows:
         return []
     conn = session.connection()
-    if returning is None and _sqlite_direct(table, list(rows[0]), conn, update=False):
-        cols = list(rows[0])
-        q = conn.dialect.identifier_preparer.quote
-        sql = (
-            f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in cols)}) "
-            f"VALUES ({', '.join('?' for _ in cols)})"
-        )
-        conn.exec_driver_sql(sql, _driver_rows(table, cols, rows, conn))
-        return []
     if conn.dialect.name != "postgresql":
         if returning is None:
             conn.execute(table.insert(), rows)
@@ -103,12 +69,6 @@ def update_rows(session: Session, table: Table, key: str, rows: list[dict[str, A
         return
     conn = session.connection()
     cols = [c for c in rows[0] if c != key]
-    if _sqlite_direct(table, cols, conn, update=True):
-        q = conn.dialect.identifier_preparer.quote
-        sets = ", ".join(f"{q(c)} = ?" for c in cols)
-        sql = f"UPDATE {q(table.name)} SET {sets} WHERE {q(key)} = ?"
-        conn.exec_driver_sql(sql, _driver_rows(table, [*cols, key], rows, conn))
-        return
     if conn.dialect.name != "postgresql":
         stmt = (
             table.update()
