@@ -53,3 +53,36 @@ def test_sqlite_search_index_merges_sixteen_segments_at_a_time(tmp_path):
     assert automerge() == 4
     upgrade(url)
     assert automerge() == 16
+
+
+def test_no_later_migration_drops_an_earlier_ones_indexes_or_triggers(tmp_path):
+    """A batch copy of a table on SQLite silently drops what reflection skips (expression indexes
+    such as ix_user_username_ci, triggers): every index and trigger made by revision N is still
+    there at head."""
+    import sqlite3
+
+    from alembic.script import ScriptDirectory
+
+    from callcenter.schema import alembic_config, upgrade
+
+    def objects(path) -> set[tuple[str, str]]:
+        with sqlite3.connect(path) as c:
+            rows = c.execute(
+                "SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                " AND name NOT LIKE 'sqlite_autoindex%'"
+            )
+            return set(rows)
+
+    head = tmp_path / "head.db"
+    upgrade(f"sqlite:///{head}")
+    at_head = objects(head)
+    assert ("index", "ix_user_username_ci") in at_head
+    script = ScriptDirectory.from_config(alembic_config(f"sqlite:///{head}"))
+    lost = {}
+    for rev in script.walk_revisions():
+        db = tmp_path / f"{rev.revision}.db"
+        upgrade(f"sqlite:///{db}", rev.revision)
+        gone = objects(db) - at_head
+        if gone:
+            lost[rev.revision] = sorted(gone)
+    assert not lost, lost

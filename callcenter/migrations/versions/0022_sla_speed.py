@@ -31,13 +31,20 @@ def upgrade() -> None:
             for name in _BOUNDS:
                 b.add_column(sa.Column(name, _TS, nullable=True))
             b.add_column(sa.Column("sla_bounds_step", sa.String(length=8), nullable=True))
-    with op.batch_alter_table("user", schema=None) as b:
-        b.add_column(sa.Column("is_head", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN: a batch copy of "user" on SQLite would drop its expression index
+    # ix_user_username_ci (unique lower(username), migration 0010), which reflection skips.
+    op.add_column(
+        "user", sa.Column("is_head", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("user", schema=None) as b:
         b.drop_column("is_head")
+    if op.get_bind().dialect.name == "sqlite":  # the batch copy dropped it (see upgrade)
+        op.execute(
+            'CREATE UNIQUE INDEX IF NOT EXISTS ix_user_username_ci ON "user" (lower(username))'
+        )
     for table in ("ticket", "suborder"):
         with op.batch_alter_table(table, schema=None) as b:
             b.drop_column("sla_bounds_step")
