@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from config.loader import ConfigError, load_yaml
 from config.settings import Settings, get_settings
-from ticketing.admin_settings import BUSINESS_HOURS, read_setting, setting_version
+from ticketing.admin_settings import BUSINESS_HOURS, read_setting
 from ticketing.workcalendar import Exceptions, calendar_exceptions, is_workday
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,10 @@ def business_hours_data(settings: Settings) -> dict[str, Any]:
     return data
 
 
-# per process: (url, version) -> (the seed dict, the calendar, the parsed hours)
-_memo: dict[tuple[str, int], tuple[dict, Exceptions, BusinessHours]] = {}
+# per process: url -> (the seed dict, the calendar, the stored edit, the parsed hours). Keyed on
+# the stored value itself, not its version: a version number can come back (a test database
+# emptied and written again) where the value differs.
+_memo: dict[str, tuple[dict, Exceptions, Any, BusinessHours]] = {}
 
 
 def load_business_hours(settings: Settings | None = None) -> BusinessHours:
@@ -144,14 +146,15 @@ def load_business_hours(settings: Settings | None = None) -> BusinessHours:
     settings = settings or get_settings()
     seed = load_yaml(settings, "business_hours.yaml")
     cal = calendar_exceptions(settings)
-    key = (settings.resolved_database_url, setting_version(settings, BUSINESS_HOURS))
+    stored = read_setting(settings, BUSINESS_HOURS)
+    key = settings.resolved_database_url
     hit = _memo.get(key)
-    if hit is not None and hit[0] is seed and hit[1] is cal:
-        return hit[2]
+    if hit is not None and hit[0] is seed and hit[1] is cal and hit[2] == stored:
+        return hit[3]
     hours = replace(BusinessHours.from_dict(business_hours_data(settings)), calendar=cal)
     if len(_memo) > 32:
         _memo.clear()
-    _memo[key] = (seed, cal, hours)
+    _memo[key] = (seed, cal, stored, hours)
     return hours
 
 

@@ -80,6 +80,12 @@ _TICKET_DEFAULTS: dict[str, Any] = {
     "conduct": False,
     "conduct_accused": None,
     "duplicate_of_id": None,
+    # the §13 level instants: stored by the scan's first round (sla_next_at = now below)
+    "sla_blue_at": None,
+    "sla_yellow_at": None,
+    "sla_red_at": None,
+    "sla_overdue_at": None,
+    "sla_bounds_step": None,
 }
 _SUBORDER_DEFAULTS: dict[str, Any] = {
     "instructions": None,
@@ -97,6 +103,11 @@ _SUBORDER_DEFAULTS: dict[str, Any] = {
     "return_note": None,
     "released_at": None,
     "release_reason": None,
+    "sla_blue_at": None,
+    "sla_yellow_at": None,
+    "sla_red_at": None,
+    "sla_overdue_at": None,
+    "sla_bounds_step": None,
 }
 _MOVED_TO_DISPATCHED: dict[str, Any] = {
     "from": TicketStatus.pending_dispatch.value,

@@ -84,7 +84,7 @@ def test_openapi_declares_tags_models_and_errors(api):
             codes = set(op["responses"])
             assert "500" in codes, (method, path)
             assert any(c.startswith("4") for c in codes), (method, path)
-            for c in codes - {"200", "201"}:
+            for c in (c for c in codes if not c.startswith("2")):  # 202: a queued push
                 ref = op["responses"][c]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/ErrorBody"), (method, path, c)
     ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]

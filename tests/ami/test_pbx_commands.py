@@ -101,10 +101,16 @@ async def test_the_bridge_readies_a_wrapped_up_agent_unless_paused_for_another_r
                 {"interface": iface, "reason": "wrapup", "ready_after": 1}, actor="agent",
             )  # fmt: skip
         assert set(sredis.hkeys(key)) == {b"Local/8004@agents", b"Local/8001@agents"}
+        for _ in range(100):  # the peer's own QueueMemberPause (wrapup) ingested first
+            if bridge._paused_reason("Local/8001@agents") == "wrapup":
+                break
+            await asyncio.sleep(0.02)
         # the PBX reports 8001 paused for 会议 (a supervisor, or the phone): not wrap-up any more
-        frame = ("Event: QueueMemberPause\r\nQueue: dxe-general\r\nMemberName: 李娜\r\n"
-                 "Interface: Local/8001@agents\r\nPaused: 1\r\nPausedReason: 会议\r\n")  # fmt: skip
-        bridge.on_raw_event("QueueMemberPause", frame)
+        # (one event per queue of the agent, as Asterisk sends for a pause without a queue)
+        for queue in bridge.state.agents["Local/8001@agents"].queues:
+            frame = (f"Event: QueueMemberPause\r\nQueue: {queue}\r\nMemberName: 李娜\r\n"
+                     "Interface: Local/8001@agents\r\nPaused: 1\r\nPausedReason: 会议\r\n")  # fmt: skip
+            bridge.on_raw_event("QueueMemberPause", frame)
         for _ in range(300):  # both taken by the bridge's check (1 s after the pause)
             if not sredis.hlen(key):
                 break
