@@ -14,8 +14,6 @@ article page, echoed in the form; nothing to steal, since there is no session.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from agent_console.ratelimit import public_read_limit
 from agent_console.web.core import PageNotFound, render
 from agent_console.web.kb import KIND_LABELS, _log_search, log_open_of
+from agent_console.web.portal_access import csrf_for, csrf_ok, set_csrf_cookie
 from agent_console.web.tickets import departments
 from config.database import session_scope
 from ticketing import (
@@ -36,7 +35,6 @@ from ticketing import (
 )
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public_read_limit)])
-PORTAL_CSRF_COOKIE = "dxe_portal_csrf"
 SUGGEST = 3
 # the route names open to everyone (tests/web walks the page routes: these have no page row)
 OPEN_ROUTES = frozenset(
@@ -106,10 +104,7 @@ def portal_kb_article(article_id: str, request: Request) -> Response:
     _no_user(request)
     a, depts = _public(request, article_id)
     log_open_of(request, a.id or 0, public=True)
-    token = request.cookies.get(PORTAL_CSRF_COOKIE, "")
-    fresh = len(token) != 43
-    if fresh:
-        token = secrets.token_urlsafe(32)
+    token, fresh = csrf_for(request)
     resp = render(
         request,
         "portal/kb_article.html",
@@ -123,7 +118,7 @@ def portal_kb_article(article_id: str, request: Request) -> Response:
         },
     )
     if fresh:
-        resp.set_cookie(PORTAL_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal")
+        set_csrf_cookie(request, resp, token)
     return resp
 
 
@@ -133,8 +128,7 @@ async def portal_kb_resolved(article_id: str, request: Request) -> Response:
     _no_user(request)
     form = await request.form()
     sent = str(form.get("token") or "")
-    have = request.cookies.get(PORTAL_CSRF_COOKIE, "")
-    if not have or not hmac.compare_digest(sent, have):
+    if not csrf_ok(request, sent):
         return HTMLResponse("页面已过期，请刷新后重试", status_code=403)
     a, _ = _public(request, article_id)
     q = " ".join(str(form.get("q") or "").split())[:200] or None

@@ -12,8 +12,6 @@ Rate-limited in the public reads' bucket.
 
 from __future__ import annotations
 
-import hmac
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from agent_console.ratelimit import public_read_limit
 from agent_console.web.core import PageNotFound, render
 from agent_console.web.kb import KIND_LABELS
-from agent_console.web.portal_kb import PORTAL_CSRF_COOKIE
+from agent_console.web.portal_access import csrf_for, csrf_ok, set_csrf_cookie
 from agent_console.web.tickets import departments
 from config.database import session_scope
 from ticketing import (
@@ -49,19 +47,6 @@ OPEN_ROUTES = frozenset(
 
 def _no_user(request: Request) -> None:
     request.state.user = None
-
-
-def _csrf(request: Request) -> tuple[str, bool]:
-    token = request.cookies.get(PORTAL_CSRF_COOKIE, "")
-    if len(token) == 43:
-        return token, False
-    return secrets.token_urlsafe(32), True
-
-
-def _with_cookie(resp: Response, token: str, fresh: bool) -> Response:
-    if fresh:
-        resp.set_cookie(PORTAL_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal")
-    return resp
 
 
 def _show(request: Request, token: str, article_id: int | None) -> Response:
@@ -117,7 +102,7 @@ def portal_policy_optout(token: str, request: Request) -> Response:
         if push is None:
             raise PageNotFound("链接无效或已过期")
         ent = s.get(Enterprise, push.enterprise_id)
-    csrf, fresh = _csrf(request)
+    csrf, fresh = csrf_for(request)
     resp = render(
         request,
         "portal/policy_optout.html",
@@ -128,7 +113,9 @@ def portal_policy_optout(token: str, request: Request) -> Response:
             "name": ent.name if ent else "",
         },
     )
-    return _with_cookie(resp, csrf, fresh)
+    if fresh:
+        set_csrf_cookie(request, resp, csrf)
+    return resp
 
 
 @router.post("/portal/p/{token}/optout", name="web.portal_policy_optout_save")
@@ -137,8 +124,7 @@ async def portal_policy_optout_save(token: str, request: Request) -> Response:
     _no_user(request)
     form = await request.form()
     sent = str(form.get("csrf") or "")
-    have = request.cookies.get(PORTAL_CSRF_COOKIE, "")
-    if not have or not hmac.compare_digest(sent, have):
+    if not csrf_ok(request, sent):
         return HTMLResponse("页面已过期，请刷新后重试", status_code=403)
     with session_scope(request.app.state.engine) as s:
         push = push_by_token(s, token)
