@@ -57,7 +57,7 @@ class Thresholds:
 class BoardConfig:
     default: Thresholds = field(default_factory=Thresholds)
     queues: dict[str, Thresholds] = field(default_factory=dict)
-    spy_phone_template: str = "Local/{ext}@agents"
+    spy_phone_template: str = "PJSIP/{ext}"
     spy_context: str = "dxe-spy"
     timezone: str = "Asia/Shanghai"
 
@@ -78,7 +78,7 @@ def board_config(settings: Settings) -> BoardConfig:
     return BoardConfig(
         base,
         queues,
-        str(spy.get("phone_template") or "Local/{ext}@agents"),
+        str(spy.get("phone_template") or "PJSIP/{ext}"),
         str(spy.get("context") or "dxe-spy"),
         settings.timezone,
     )

@@ -65,7 +65,7 @@ def console_config(settings: Any) -> dict[str, Any]:
     cfg = load_yaml(settings, "console.yaml")
     return {
         "queues": dict(cfg.get("queues") or {}),
-        "interface_template": str(cfg.get("interface_template") or "Local/{ext}@agents"),
+        "interface_template": str(cfg.get("interface_template") or "PJSIP/{ext}"),
         "pause_reasons": dict(cfg.get("pause_reasons") or {}),
         "dispositions": dict(cfg.get("dispositions") or {}),
         "wrapup_seconds": int(cfg.get("wrapup_seconds") or 0),
