@@ -69,9 +69,11 @@ def unusable_reason(home: Path | None) -> str | None:
     return f"{home}/sbin/asterisk exited at start with code {rc}"
 
 
-# Under a scratch root, one tree per PBX. astdatadir needs sounds/ (Asterisk 22 exits with code 1
-# at boot when its sounds index cannot open <astdatadir>/sounds) and documentation/ (the XML docs,
-# linked from the Asterisk tree); everything else is the test's own.
+# Under a scratch root, one tree per PBX. astdatadir needs documentation/ (the Asterisk tree's XML
+# docs, linked): without them core parts refuse their config types ("Cannot update type
+# 'declined_message_types' in module 'stasis' because it has no existing documentation!") and
+# Asterisk exits 1 at boot ("Stasis initialization failed"), which is what the probe, with no
+# astdatadir at all, hit. sounds/ holds the prompts; everything else is the test's own.
 TREE = ("etc", "lib", "agi-bin", "spool/monitor", "run", "log/cdr-custom", "cache", "data/sounds")
 
 
