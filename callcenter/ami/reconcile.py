@@ -24,6 +24,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# the CSV's columns, in the order of config/asterisk/cdr_custom.conf's [dxe.csv] `fields` (write-config
+# refuses a cdr_custom.conf that differs); start/answer/end are epoch seconds, answer 0 = unanswered
 COLUMNS = (
     "linkedid",
     "uniqueid",

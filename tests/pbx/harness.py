@@ -45,13 +45,8 @@ def unusable_reason(home: Path | None) -> str | None:
 
     with tempfile.TemporaryDirectory(prefix="ast-probe-") as tmp:
         t = Path(tmp)
-        for d in ("etc", "run", "log", "lib"):
-            (t / d).mkdir()
-        (t / "etc" / "asterisk.conf").write_text(
-            f"[directories]\nastetcdir => {t}/etc\nastrundir => {t}/run\nastlogdir => {t}/log\n"
-            f"astvarlibdir => {t}/lib\nastdbdir => {t}/lib\n"
-            f"astmoddir => {home}/lib/asterisk/modules\n"
-        )
+        make_tree(t, home)  # the same tree as a test's PBX: a missing dir is not what we probe
+        (t / "etc" / "asterisk.conf").write_text(asterisk_conf(t, home), encoding="utf-8")
         (t / "etc" / "modules.conf").write_text("[modules]\nautoload = no\n")
         proc = subprocess.Popen(
             [str(home / "sbin" / "asterisk"), "-C", f"{t}/etc/asterisk.conf", "-f", "-n"],
@@ -74,6 +69,47 @@ def unusable_reason(home: Path | None) -> str | None:
     return f"{home}/sbin/asterisk exited at start with code {rc}"
 
 
+# Under a scratch root, one tree per PBX. astdatadir needs documentation/ (the Asterisk tree's XML
+# docs, linked): without them core parts refuse their config types ("Cannot update type
+# 'declined_message_types' in module 'stasis' because it has no existing documentation!") and
+# Asterisk exits 1 at boot ("Stasis initialization failed"), which is what the probe, with no
+# astdatadir at all, hit. sounds/ holds the prompts; everything else is the test's own.
+TREE = ("etc", "lib", "agi-bin", "spool/monitor", "run", "log/cdr-custom", "cache", "data/sounds")
+
+
+def make_tree(root: Path, home: Path) -> Path:
+    """Create root's directories (cdr-custom too: Asterisk appends to dxe.csv, never mkdirs it);
+    returns the data dir."""
+    for d in TREE:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    doc = data / "documentation"
+    if not doc.exists():
+        doc.symlink_to(home / "var" / "lib" / "asterisk" / "documentation")
+    return data
+
+
+def asterisk_conf(root: Path, home: Path) -> str:
+    """asterisk.conf with every directory absolute: modules and sbin from the Asterisk tree, the
+    rest under root (make_tree). Used by the probe and by LivePbx alike."""
+    return (
+        "[directories]\n"
+        f"astetcdir => {root}/etc\n"
+        f"astmoddir => {home}/lib/asterisk/modules\n"
+        f"astdatadir => {root}/data\n"
+        f"astvarlibdir => {root}/lib\n"
+        f"astdbdir => {root}/lib\n"
+        f"astkeydir => {root}/lib\n"
+        f"astagidir => {root}/agi-bin\n"
+        f"astspooldir => {root}/spool\n"
+        f"astrundir => {root}/run\n"
+        f"astlogdir => {root}/log\n"
+        f"astcachedir => {root}/cache\n"
+        f"astsbindir => {home}/sbin\n"
+        "[options]\nnocolor = yes\nverbose = 0\nhideconnect = yes\n"
+    )
+
+
 def free_port() -> int:
     """A free loopback port: from CALLCENTER_TEST_PORT_BASE upwards when set, else the OS's."""
     base = os.environ.get("CALLCENTER_TEST_PORT_BASE")
@@ -93,6 +129,8 @@ def free_port() -> int:
 
 _TAKEN: set[int] = set()
 
+# what the shipped dialplan and TEST_DIALPLAN use, with the modules each depends on (autoload = no:
+# nothing else loads); tests/ami/test_pbx_harness_config.py checks it against Asterisk's XML docs
 MODULES = [
     "pbx_config",
     "app_queue",
@@ -103,10 +141,12 @@ MODULES = [
     "app_userevent",
     "app_stack",
     "app_dial",
+    "app_chanspy",  # [dxe-spy]: supervisor listen / whisper / barge
     "app_exec",
     "app_verbose",
     "app_db",
     "app_cdr",
+    "res_speech",  # res_agi depends on it
     "res_agi",
     "res_musiconhold",
     "res_timing_timerfd",
@@ -122,6 +162,7 @@ MODULES = [
     "func_global",
     "func_hangupcause",
     "func_math",
+    "res_cdrel_custom",  # Asterisk 22.10's cdr_custom is a wrapper over it
     "cdr_custom",
     "format_wav",
     "format_pcm",
@@ -202,9 +243,7 @@ class LivePbx:
 
     def write(self) -> None:
         """The project's files (write-config) + the test PBX's own."""
-        for d in ("etc", "lib", "agi-bin", "spool/monitor", "run", "log", "cache", "data"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-        self.cdr_dir.mkdir(parents=True, exist_ok=True)
+        data = make_tree(self.root, self.home)
         write_config(self.settings, self.etc)
         ext = self.etc / "extensions.conf"
         ext.write_text(ext.read_text(encoding="utf-8") + TEST_DIALPLAN, encoding="utf-8")
@@ -213,32 +252,12 @@ class LivePbx:
             q.read_text(encoding="utf-8").replace("wrapuptime = 15", "wrapuptime = 1"),
             encoding="utf-8",
         )
-        data = self.root / "data"
-        doc = data / "documentation"
-        if not doc.exists():
-            doc.symlink_to(self.home / "var" / "lib" / "asterisk" / "documentation")
         for lang in ("zh", "en"):
             sounds = data / "sounds" / lang / "dxe"
             sounds.mkdir(parents=True, exist_ok=True)
             for name in PROMPTS:
                 _silence(sounds / f"{name}.wav", 0.2)
-        (self.etc / "asterisk.conf").write_text(
-            "[directories]\n"
-            f"astetcdir => {self.etc}\n"
-            f"astmoddir => {self.home}/lib/asterisk/modules\n"
-            f"astdatadir => {data}\n"
-            f"astvarlibdir => {self.root}/lib\n"
-            f"astdbdir => {self.root}/lib\n"
-            f"astkeydir => {self.root}/lib\n"
-            f"astagidir => {self.root}/agi-bin\n"
-            f"astspooldir => {self.spool}\n"
-            f"astrundir => {self.root}/run\n"
-            f"astlogdir => {self.logdir}\n"
-            f"astcachedir => {self.root}/cache\n"
-            f"astsbindir => {self.home}/sbin\n"
-            "[options]\nnocolor = yes\nverbose = 0\nhideconnect = yes\n",
-            encoding="utf-8",
-        )
+        self.conf.write_text(asterisk_conf(self.root, self.home), encoding="utf-8")
         (self.etc / "modules.conf").write_text(
             "[modules]\nautoload = no\n" + "".join(f"load => {m}.so\n" for m in MODULES),
             encoding="utf-8",

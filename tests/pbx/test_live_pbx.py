@@ -108,6 +108,13 @@ async def bridge(live_settings, pbx, agi, aredis):
     engine.dispose()
 
 
+def test_the_cdr_file_backend_runs_on_the_shipped_cdr_custom_conf(pbx):
+    """Asterisk 22.10's cdr_custom declines when no section of cdr_custom.conf is usable (the legacy
+    [mappings] line shipped before gave no dxe.csv at all): say so at once, in Asterisk's words."""
+    assert "Running" in pbx.rx("module show like cdr_custom"), pbx.tail()
+    assert "dxe.csv: Logging CDR records" in pbx.messages(), pbx.tail()
+
+
 async def test_callers_pressing_keys_become_tickets_callbacks_and_recordings(bridge, pbx):
     engine = bridge.engine
     await originate(bridge.conn, "13800138001", "2", stay=6)  # 政务服务, answered
