@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Table, bindparam, null
@@ -45,7 +46,10 @@ def _arrays(table: Table, cols: list[str], rows: list[dict[str, Any]]) -> tuple[
 def _split(cols: list[str], rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """The columns with a value in some row, and those None in every row (at least one of the
     former is kept, so a statement always has something to bind)."""
-    nulls = [c for c in cols if all(r[c] is None for r in rows)]
+    first, n = rows[0], len(rows)
+    nulls = [
+        c for c in cols if first[c] is None and list(map(itemgetter(c), rows)).count(None) == n
+    ]
     if len(nulls) == len(cols):
         nulls = nulls[1:]
     return [c for c in cols if c not in nulls], nulls
