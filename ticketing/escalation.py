@@ -81,7 +81,7 @@ def escalate_level(
     return escalate_many(session, settings, [(facts, level)], now, deliver=deliver)
 
 
-@dataclass
+@dataclass(slots=True)
 class Made:
     """An automatic escalation just inserted, as plain values (the round reads no ORM rows)."""
 
