@@ -81,7 +81,7 @@ def escalate_level(
     return escalate_many(session, settings, [(facts, level)], now, deliver=deliver)
 
 
-@dataclass
+@dataclass(slots=True)
 class Made:
     """An automatic escalation just inserted, as plain values (the round reads no ORM rows)."""
 
@@ -108,9 +108,9 @@ def escalate_many(
     *,
     deliver: bool = True,
 ) -> list[Made]:
-    """escalate_level for many clocks at once (a scan round): one lookup of the dedup keys, one
-    multi-row insert, one batch of events, one batch of SMS. deliver=False: the SMS wait for
-    the next round."""
+    """escalate_level for many clocks at once (a scan round): one multi-row insert that skips the
+    dedup keys already taken, one batch of events, one batch of SMS. deliver=False: the SMS wait
+    for the next round."""
     cfg = _cfg(settings)
     on_level = cfg.get("on_level") or {}
     sup_steps = cfg.get("supervise_steps") or ["finish", "ticket"]
@@ -175,28 +175,14 @@ def escalate_many(
                 }
     if not planned:
         return []
-    keys = list(planned)
-    for i in range(0, len(keys), 500):
-        for k in (
-            session.execute(select(_E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500])))
-            .scalars()
-            .all()
-        ):
-            planned.pop(str(k), None)
-    if not planned:
-        return []
-    ids: dict[str, int] = {}
-    try:
-        with session.begin_nested():
-            insert_rows(session, _E, list(planned.values()))
-        ids = _ids_of(session, list(planned))
-    except IntegrityError:  # a concurrent scan raised some of them first: one at a time
-        for key, values in list(planned.items()):
-            esc = Escalation(**values)
-            if _insert_once(session, esc):
-                ids[key] = esc.id or 0
-            else:
-                planned.pop(key)
+    # the unique dedup_key decides: a key another scan (or an earlier round) inserted first is
+    # skipped by the database itself, and only the rows returned here are announced
+    ids = {
+        str(key): int(id_)
+        for id_, key in insert_rows(
+            session, _E, list(planned.values()), returning=("id", "dedup_key"), unique="dedup_key"
+        )
+    }
     made = [
         Made(
             id=ids[key],
@@ -214,20 +200,10 @@ def escalate_many(
             notified_at=v["notified_at"],
         )
         for key, v in planned.items()
+        if key in ids
     ]
     _announce_many(session, settings, made, now)
     return made
-
-
-def _ids_of(session: Session, keys: list[str]) -> dict[str, int]:
-    """The ids of the escalations with these dedup keys (one indexed lookup per 500)."""
-    out: dict[str, int] = {}
-    for i in range(0, len(keys), 500):
-        for i_, key in session.execute(
-            select(_E.c.id, _E.c.dedup_key).where(_E.c.dedup_key.in_(keys[i : i + 500]))
-        ).all():
-            out[str(key)] = int(i_)
-    return out
 
 
 def _live_departments_many(

@@ -98,10 +98,11 @@ def _jsonable(v: Any) -> Any:
         return v
     if isinstance(v, datetime):
         return aware(v).isoformat()
+    # plain values inline, not a call each (a scan round writes a thousand details at once)
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): x if type(x) in _PLAIN else _jsonable(x) for k, x in v.items()}
     if isinstance(v, list | tuple | set):
-        return [_jsonable(x) for x in v]
+        return [x if type(x) in _PLAIN else _jsonable(x) for x in v]
     if isinstance(v, str | int | float | bool) or v is None:
         return v
     if hasattr(v, "isoformat"):

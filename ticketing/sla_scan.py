@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlmodel import Session
@@ -38,6 +38,7 @@ from ticketing.sla_clocks import (
     OPEN_TICKET,
     Facts,
     Outcome,
+    Rule,
     _returned_red,
     bound_values,
     judge,
@@ -80,21 +81,79 @@ class ScanResult:
 
 _SO = SubOrder.__table__  # type: ignore[attr-defined]
 _T = Ticket.__table__  # type: ignore[attr-defined]
-_SO_COLS = (
-    _SO.c.id,
-    _SO.c.ticket_id,
-    _SO.c.round,
-    _SO.c.status,
-    _SO.c.department_code,
-    _SO.c.dispatched_at,
-    _SO.c.accepted_at,
-    _SO.c.deadline_at,
-    _SO.c.accept_due_at,
-    _SO.c.warning,
-    _SO.c.warning_step,
-    *(_SO.c[c] for c in BOUND_COLUMNS.values()),
-    _SO.c.sla_bounds_step,
-)
+
+
+class _Due(NamedTuple):
+    """A due (or risen) sub-order as the scans read it, with its ticket's urgency, category and
+    level: a plain tuple, so the per-row work reads its fields without SQLAlchemy Row lookups
+    (about a microsecond each, some twenty per row)."""
+
+    id: int
+    ticket_id: int
+    round: int
+    status: str
+    department_code: str
+    dispatched_at: datetime
+    accepted_at: datetime | None
+    deadline_at: datetime | None
+    accept_due_at: datetime | None
+    warning: str
+    warning_step: str | None
+    sla_blue_at: datetime | None
+    sla_yellow_at: datetime | None
+    sla_red_at: datetime | None
+    sla_overdue_at: datetime | None
+    sla_bounds_step: str | None
+    urgency: str
+    category: str
+    ticket_warning: str
+
+
+class _Clock(NamedTuple):
+    """A ticket as its clock reads it (ticket_facts, stored_bounds): not its text."""
+
+    id: int
+    round: int
+    status: str
+    urgency: str
+    category: str
+    created_at: datetime
+    updated_at: datetime | None
+    deadline_at: datetime | None
+    warning: str
+    sla_blue_at: datetime | None
+    sla_yellow_at: datetime | None
+    sla_red_at: datetime | None
+    sla_overdue_at: datetime | None
+    sla_bounds_step: str | None
+
+
+class _Sub(NamedTuple):
+    """A sub-order as its ticket's clock reads it (ticket_facts)."""
+
+    ticket_id: int
+    round: int
+    status: str
+    department_code: str
+    warning: str | None
+
+
+_SO_COLS = tuple(_SO.c[f] for f in _Due._fields[:-3])
+_DUE_COLS = (*_SO_COLS, _T.c.urgency, _T.c.category, _T.c.warning.label("ticket_warning"))
+_T_COLS = tuple(_T.c[f] for f in _Clock._fields)
+
+
+def _rise(
+    settings: Settings,
+    r: _Due,
+    now: datetime,
+    cal: WorkCalendar | None = None,
+    rule_set: tuple[Rule, ...] | None = None,
+) -> tuple[Facts, Outcome]:
+    """A due sub-order's clock at `now`, the one per-row computation of the round and the full
+    scan: a comparison with its stored boundaries, or (none stored for its step) computed."""
+    facts = suborder_facts(settings, r, r.urgency, r.category, now)
+    return facts, judge(settings, facts, now, moved=False, cal=cal, rule_set=rule_set)
 
 
 def _row_values(table_row_id: int, out: Outcome) -> dict[str, Any]:
@@ -124,14 +183,19 @@ def scan_round(
     rule_set = rules(settings)
     tickets_due: set[int] = set(extra_tickets or ())
     while max_rows is None or result.suborders < max_rows:
-        rows = session.execute(
-            select(*_SO_COLS, _T.c.urgency, _T.c.category, _T.c.warning.label("ticket_warning"))
-            .join(_T, _T.c.id == _SO.c.ticket_id)
-            .where(_SO.c.sla_next_at <= now)
-            .order_by(_SO.c.sla_next_at, _SO.c.id)
-            .limit(batch)
-            .with_for_update(of=_SO, skip_locked=True)
-        ).all()
+        rows = list(
+            map(
+                _Due._make,
+                session.execute(
+                    select(*_DUE_COLS)
+                    .join(_T, _T.c.id == _SO.c.ticket_id)
+                    .where(_SO.c.sla_next_at <= now)
+                    .order_by(_SO.c.sla_next_at, _SO.c.id)
+                    .limit(batch)
+                    .with_for_update(of=_SO, skip_locked=True)
+                ),
+            )
+        )
         if not rows:
             break
         updates: list[dict[str, Any]] = []
@@ -139,8 +203,7 @@ def scan_round(
         level_only: list[dict[str, Any]] = []
         raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         for r in rows:
-            facts = suborder_facts(settings, r, r.urgency, r.category, now)
-            out = judge(settings, facts, now, moved=False, cal=cal, rule_set=rule_set)
+            facts, out = _rise(settings, r, now, cal, rule_set)
             accept_due = r.accept_due_at
             if facts.step == "accept" and accept_due is None:
                 accept_due = facts.due
@@ -197,13 +260,18 @@ def _tickets(
             cond = _T.c.id.in_(chunk)
         else:
             cond = _T.c.sla_next_at <= now
-        tickets = session.execute(
-            select(_T)
-            .where(cond)
-            .order_by(_T.c.sla_next_at, _T.c.id)  # the index's order: a probe, not a scan
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        ).all()
+        tickets = list(
+            map(
+                _Clock._make,
+                session.execute(
+                    select(*_T_COLS)
+                    .where(cond)
+                    .order_by(_T.c.sla_next_at, _T.c.id)  # the index's order: a probe, not a scan
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                ),
+            )
+        )
         if not tickets:
             if extra_ids:
                 continue
@@ -312,10 +380,9 @@ def full_scan(
         urgency = _ticket_facts_of(session, [r.ticket_id for r in chunk])
         raised: list[tuple[Facts, tuple[str, str | None], Outcome]] = []
         updates: list[dict[str, Any]] = []
-        for r in chunk:
-            urg, cat = urgency.get(r.ticket_id, ("general", ""))
-            facts = suborder_facts(settings, r, urg, cat, now)
-            out = judge(settings, facts, now, moved=False)  # from the stored boundaries
+        for row in chunk:
+            r = _Due._make((*row[:-1], *urgency.get(row.ticket_id, ("general", "")), "none"))
+            facts, out = _rise(settings, r, now)  # from the stored boundaries
             level = out.level
             updates.append({"id": r.id, "warning": level, "sla_next_at": out.next_at})
             raised.append((facts, (r.warning, r.warning_step), out))
@@ -327,7 +394,7 @@ def full_scan(
     # tickets: their own clocks the same way (their floor, the worst sub-order, by the round)
     tlvl = _level_now(_T, now_p)
     found_t = session.execute(
-        select(_T, case((t_valid, 1), else_=0).label("valid"))
+        select(*_T_COLS, case((t_valid, 1), else_=0).label("valid"))
         .where(
             t_open,
             or_(
@@ -343,11 +410,11 @@ def full_scan(
     _make_due(session, _T, [t.id for t in found_t if not t.valid], now)
     returned_red = _returned_red(settings)
     for i in range(0, len(trisen), batch):
-        chunk = trisen[i : i + batch]
-        subs = _current_subs(session, [t.id for t in chunk])
+        tchunk = [_Clock._make(t[:-1]) for t in trisen[i : i + batch]]
+        subs = _current_subs(session, [t.id for t in tchunk])
         raised = []
         updates = []
-        for t in chunk:
+        for t in tchunk:
             facts, _worst = ticket_facts(
                 t,
                 [x for x in subs.get(t.id, []) if x.round == t.round],
@@ -389,13 +456,14 @@ def _ticket_facts_of(session: Session, ids: list[int]) -> dict[int, tuple[str, s
     }
 
 
-def _current_subs(session: Session, ticket_ids: list[int]) -> dict[int, list[Any]]:
-    subs: dict[int, list[Any]] = {}
+def _current_subs(session: Session, ticket_ids: list[int]) -> dict[int, list[_Sub]]:
+    subs: dict[int, list[_Sub]] = {}
     if ticket_ids:
-        for srow in session.execute(
-            select(
-                _SO.c.ticket_id, _SO.c.round, _SO.c.status, _SO.c.department_code, _SO.c.warning
-            ).where(_SO.c.ticket_id.in_(ticket_ids))
-        ).all():
+        for srow in map(
+            _Sub._make,
+            session.execute(
+                select(*(_SO.c[f] for f in _Sub._fields)).where(_SO.c.ticket_id.in_(ticket_ids))
+            ),
+        ):
             subs.setdefault(srow.ticket_id, []).append(srow)
     return subs
