@@ -79,6 +79,7 @@ class Signal:
     name: str
     level: str  # "urgent", "critical" or "resolved"
     strong: bool  # one is enough to lift a prediction to critical
+    lift: bool  # an urgent-level signal that alone lifts 一般 to 较紧急 (see lifting())
     patterns: re.Pattern[str]
     unless: re.Pattern[str] | None
 
@@ -107,6 +108,8 @@ class SignalSet:
             pats = body.get("patterns") or []
             if not isinstance(pats, list) or not all(isinstance(p, str) and p for p in pats):
                 raise ValueError(f"urgency signal {name}: patterns must be a list of strings")
+            if body.get("lift") and level != "urgent":
+                raise ValueError(f"urgency signal {name}: only an urgent signal can lift")
             unless = body.get("unless") or []
             try:
                 compiled = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
@@ -120,6 +123,7 @@ class SignalSet:
                     str(name),
                     level,
                     bool(body.get("strong", False)),
+                    bool(body.get("lift", False)),
                     compiled or re.compile(r"(?!x)x"),
                     cancel,
                 )
@@ -128,6 +132,7 @@ class SignalSet:
         self.names = tuple(s.name for s in signals)
         self.levels = {s.name: s.level for s in signals}
         self.strong = {s.name for s in signals if s.strong}
+        self.lift = {s.name for s in signals if s.lift}
 
     def count_many(self, folded: str) -> bool:
         """True when the text counts enough people, households or enterprises."""
@@ -175,6 +180,12 @@ class SignalSet:
         """The rule over the model: one strong critical signal, or two distinct critical ones."""
         crit = self.critical(names)
         return any(n in self.strong for n in crit) or len(crit) >= 2
+
+    def lifting(self, names: list[str]) -> list[str]:
+        """The signals among names that lift 一般 to 较紧急 on their own (`lift: true`): narrow
+        ones such as a deadline within days, where a model trained on hand-written tickets
+        misses the many ways of saying it; broad urgent signals only name the matter."""
+        return [n for n in names if n in self.lift]
 
     def raising(self, names: list[str]) -> list[str]:
         """The signals that make a matter more pressing (every level but "resolved")."""
