@@ -336,6 +336,7 @@ class TicketClassifier:
         signal_floor: bool = True,
         lift_max_general: float = 1.01,
         category_rules: bool = True,
+        enquiry_max_urgent: float = 1.01,
     ) -> None:
         if len(examples) < 10:
             raise ValueError("need at least 10 labelled examples to train")
@@ -347,6 +348,7 @@ class TicketClassifier:
         self.signal_floor = signal_floor
         self.lift_max_general = lift_max_general
         self.category_rules = category_rules
+        self.enquiry_max_urgent = enquiry_max_urgent
         texts = [normalise(e.text) for e in examples]
         self.vectorizer = TfidfVectorizer(
             analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1, dtype=np.float64
@@ -519,6 +521,13 @@ class TicketClassifier:
             if self.signal_floor and self.signals.resolved(names):
                 rule = None if best == "general" else "已办结/已过去: 一般"
                 out.append(("general", rule))
+            elif (
+                self.signal_floor
+                and best == "urgent"
+                and row[classes.index("urgent")] < self.enquiry_max_urgent
+                and self.signals.enquiry(names)
+            ):
+                out.append(("general", "咨询且无紧急信号: 一般"))
             elif best == "critical" or crit < 0:
                 out.append((best, None))
             elif row[crit] >= self.critical_threshold:

@@ -28,7 +28,9 @@ import yaml
 
 SIGNALS_PATH = Path(__file__).resolve().parent / "data" / "urgency_signals.yaml"
 # "resolved": the matter is over (repaired, paid, thanked for): a cap, not a lift (see resolved())
-LEVELS = ("urgent", "critical", "resolved")
+# "enquiry": the text asks how, why or whether (a procedure, a policy, a price): a cap on 较紧急
+# when nothing pressing is found (see enquiry())
+LEVELS = ("urgent", "critical", "resolved", "enquiry")
 
 _CN_DIGITS = {
     "零": 0,
@@ -189,7 +191,13 @@ class SignalSet:
 
     def raising(self, names: list[str]) -> list[str]:
         """The signals that make a matter more pressing (every level but "resolved")."""
-        return [n for n in names if self.levels[n] != "resolved"]
+        return [n for n in names if self.levels[n] not in ("resolved", "enquiry")]
+
+    def enquiry(self, names: list[str]) -> bool:
+        """The rule over the model: a question (how, why, whether, what it costs) with no signal
+        that makes it pressing is 一般, not 较紧急 (labelling guide: "a process exists and
+        nothing is pressing"; labelled.csv: 277 of 289 such texts are 一般)."""
+        return any(self.levels[n] == "enquiry" for n in names) and not self.raising(names)
 
     def resolved(self, names: list[str]) -> bool:
         """The rule over the model: the text reports its matter as over (repaired, paid, thanked
