@@ -30,7 +30,9 @@ SIGNALS_PATH = Path(__file__).resolve().parent / "data" / "urgency_signals.yaml"
 # "resolved": the matter is over (repaired, paid, thanked for): a cap, not a lift (see resolved())
 # "enquiry": the text asks how, why or whether (a procedure, a policy, a price): a cap on 较紧急
 # when nothing pressing is found (see enquiry())
-LEVELS = ("urgent", "critical", "resolved", "enquiry")
+# "calm": the text says a post or matter draws little attention (热度一般, 跟帖不多): no 紧要
+# from the model's words alone (see calm())
+LEVELS = ("urgent", "critical", "resolved", "enquiry", "calm")
 
 _CN_DIGITS = {
     "零": 0,
@@ -191,13 +193,19 @@ class SignalSet:
 
     def raising(self, names: list[str]) -> list[str]:
         """The signals that make a matter more pressing (every level but "resolved")."""
-        return [n for n in names if self.levels[n] not in ("resolved", "enquiry")]
+        return [n for n in names if self.levels[n] in ("urgent", "critical")]
 
     def enquiry(self, names: list[str]) -> bool:
         """The rule over the model: a question (how, why, whether, what it costs) with no signal
         that makes it pressing is 一般, not 较紧急 (labelling guide: "a process exists and
         nothing is pressing"; labelled.csv: 277 of 289 such texts are 一般)."""
         return any(self.levels[n] == "enquiry" for n in names) and not self.raising(names)
+
+    def calm(self, names: list[str]) -> bool:
+        """The rule over the model: a text that says its matter draws little attention (a post
+        with few replies) is not 紧要 on the model's word alone ("viral negative public opinion" is
+        what the plan names, and a quiet post is its opposite); a critical signal overrides."""
+        return any(self.levels[n] == "calm" for n in names) and not self.critical(names)
 
     def resolved(self, names: list[str]) -> bool:
         """The rule over the model: the text reports its matter as over (repaired, paid, thanked

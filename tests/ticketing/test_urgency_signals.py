@@ -54,6 +54,8 @@ SEEN = [
     ("repeated", "窗口让我跑了四趟还没办成"),
     ("enquiry", "想了解一下公积金提取的流程"),
     ("enquiry", "车位管理费涨了 想找人问问"),
+    ("low_attention", "网帖：有人吐槽公园厕所太少，帖子下面二十几条回复"),
+    ("low_attention", "舆情：短视频吐槽菜市场缺斤少两，播放量不高"),
     ("investor_withdrawal", "客商说厂房再交不了就另行选址"),
     ("investor_withdrawal", "老板说这样拖下去就不投了"),
     ("resolved", "上周说的那个窨井盖今天换好了，已经处理好了，谢谢你们"),
@@ -92,6 +94,7 @@ NOT_TRIPPED = [
     ("safety_now", "前几年那边的仓库着过一次火，现在想问问能不能在旁边建房"),
     ("safety_now", "路口两辆车撞了，好在人都没事，车子也拖走了"),
     ("production_stopped", "排污许可一直没批下来，企业担心被停产"),
+    ("low_attention", "这个帖子三千多条评论，还在往上涨"),
     ("deadline_near", "营业执照明年到期后要怎么续"),
     ("deadline_near", "明天想去办一下居住证"),
     ("stalled", "办居住证要等几天"),
@@ -217,6 +220,20 @@ def test_a_lift_signal_makes_general_urgent_and_a_plain_question_stays_general()
     bare = TicketClassifier(load_examples(), critical_threshold=1.01, signal_floor=False)
     assert bare._decide_urgency(general, [["stalled"]]) == [("general", None)]
     assert bare._decide_urgency(urgent, [["enquiry"]]) == [("urgent", None)]
+
+
+def test_a_quiet_post_is_not_critical_on_the_model_alone() -> None:
+    """Stated low attention caps 紧要 (the model's or the asymmetric threshold's) at the likelier
+    of the other two levels; a critical signal in the same text keeps it 紧要."""
+    clf = get_classifier()
+    p = _row(clf, critical=0.6, general=0.3, urgent=0.1)
+    capped = clf._decide_urgency(p, [["low_attention"]])[0]
+    assert capped[0] == "general" and capped[1]
+    t = clf.critical_threshold
+    near = _row(clf, critical=t + 0.01, urgent=0.5, general=0.5 - t - 0.01)
+    assert clf._decide_urgency(near, [["low_attention"]])[0][0] == "urgent"
+    assert clf._decide_urgency(p, [["low_attention", "safety_now"]])[0][0] == "critical"
+    assert clf._decide_urgency(p, [[]]) == [("critical", None)]
 
 
 def test_a_matter_reported_over_is_general() -> None:
