@@ -16,9 +16,17 @@ cross-calibration so that each head returns probabilities:
   CRITICAL_THRESHOLD (asymmetric: below an even chance), or when the urgency signals of
   ticketing/data/urgency_signals.yaml call for it (one strong signal such as a leak, a crowd, a
   threat, an investor leaving or a viral post, or two distinct critical ones). details name the
-  signals found and the rule that applied. Measured and not kept: the signals as model features
+  signals found and the rule that applied. Between 一般 and 较紧急 (issue 13, third round): a
+  narrow `lift` signal (an application stalled for days or weeks, repeated attempts without
+  result, a deadline within days) lifts 一般 to 较紧急, and a question (how, why, whether) with no
+  pressing signal caps 较紧急 at 一般; and a text saying its matter draws little attention (a
+  quiet post) is not 紧要 on the model's word alone. On the two dev evaluation sets
+  (ticketing/classifier_eval.py) urgency went from 0.798 / 0.883 to 0.851 / 0.909. Measured and not kept: the signals as model features
   (they fit labelled.csv too well: fresh urgency 0.92 -> 0.83), lifting 一般 to 较紧急 on any
-  signal (lower urgency accuracy on every set), and an unbalanced urgency SVM (no gain).
+  urgent signal (lower urgency accuracy on every set), and an unbalanced urgency SVM (no gain).
+- category: one rule over the head, from the labelling guide: an enterprise's question about a
+  subsidy, policy or price is 投诉咨询 unless it asks for someone to come and help (details name
+  it as category_rule; dev category 0.905 / 0.870 -> 0.929 / 0.909 with the relabelled rows).
 
 Overall confidence = min(P(category), P(department)) of the predicted labels, scaled down when few of
 the text's characters were ever seen in training (gibberish, foreign text). Auto-dispatch needs both
@@ -109,6 +117,24 @@ CRITICAL_THRESHOLD = 0.45
 # over three seeds). Department stays unweighted (its small classes are not under-predicted).
 BALANCED_HEADS = frozenset({"category", "urgency"})
 CRITICAL_SIGNAL_THRESHOLD = 0.15
+
+# Labelling guide (ticketing/data/README.md): an enterprise's question about a subsidy, a policy,
+# tax relief or a price is consultation (投诉咨询), not enterprise service, unless it asks for
+# someone to come and help. The model, trained on enterprise-voiced texts, sends such questions to
+# 企业服务 (unseen_dev: 6 of its 7 complaint -> enterprise errors), so this rule over the category
+# head turns an enterprise prediction into complaint when the text asks about one of those
+# subjects and carries no request for on-site help and no pressing signal (a stopped plant asking
+# for compensation is an operating condition).
+_POLICY_SUBJECT = r"(物价|补贴|补助|补偿标准|奖励|奖补|扶持|优惠|减免|减税|降费|返还|政策|电价|气价|水价|价格|收费标准|资格|条件)"
+_ENQUIRY = (
+    r"(了解|咨询|问一下|问一哈|问问|询问|想问|请问|有没有|有冇得|有无|能否享受|能不能享受|"
+    r"符不符合|是否符合|要什么材料|需要什么材料|要哪些材料|么样定|怎么定|如何定|怎么申请|如何申请|想申请|"
+    r"核查|便宜|解读|宣讲)"
+)
+_POLICY_ENQUIRY = re.compile(
+    rf"{_POLICY_SUBJECT}[^。！？!?]{{0,20}}{_ENQUIRY}|{_ENQUIRY}[^。！？!?]{{0,20}}{_POLICY_SUBJECT}"
+)
+_ONSITE_HELP = re.compile(r"辅导|牵头|派人|派专人|上门|来厂|到厂|专人|对接|现场指导|来指导|协调")
 
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
@@ -316,6 +342,7 @@ class TicketClassifier:
         critical_threshold: float = CRITICAL_THRESHOLD,
         critical_signal_threshold: float = CRITICAL_SIGNAL_THRESHOLD,
         signal_floor: bool = True,
+        category_rules: bool = True,
     ) -> None:
         if len(examples) < 10:
             raise ValueError("need at least 10 labelled examples to train")
@@ -325,6 +352,7 @@ class TicketClassifier:
         self.critical_threshold = critical_threshold
         self.critical_signal_threshold = critical_signal_threshold
         self.signal_floor = signal_floor
+        self.category_rules = category_rules
         texts = [normalise(e.text) for e in examples]
         self.vectorizer = TfidfVectorizer(
             analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=1, dtype=np.float64
@@ -438,7 +466,17 @@ class TicketClassifier:
         out: list[Prediction] = []
         for i, (t, k) in enumerate(cleaned):
             details: dict[str, Any] = {h: tops[h][i] for h in HEADS}
+            category = details["category"][0]["label"]
+            if (
+                self.category_rules
+                and category == "enterprise"
+                and self._policy_enquiry(t, found[i])
+            ):
+                category = "complaint"
+                details["category_rule"] = "企业政策/补贴/价格咨询: 投诉咨询"
             cov = self.coverage(t + "".join(k))
+            # the model's own certainty: a category rule relabels a kind of text the model knows
+            # well (dev: 7 of 7 relabelled right), it does not make the ticket less certain
             base = min(details["category"][0]["p"], details["department"][0]["p"])
             confidence = base * min(1.0, cov / MIN_COVERAGE)
             details["coverage"] = round(cov, 4)
@@ -451,7 +489,7 @@ class TicketClassifier:
                 details["urgency_rule"] = rule
             out.append(
                 Prediction(
-                    category=details["category"][0]["label"],
+                    category=category,
                     urgency=urgency,
                     department=details["department"][0]["label"],
                     confidence=round(float(confidence), 4),
@@ -459,6 +497,16 @@ class TicketClassifier:
                 )
             )
         return out
+
+    def _policy_enquiry(self, text: str, signals: list[str]) -> bool:
+        """An enterprise asking about a subsidy, policy, tax relief or price (consultation per the
+        labelling guide), not asking for on-site help and not reporting a pressing matter."""
+        folded = normalise(text)
+        return (
+            _POLICY_ENQUIRY.search(folded) is not None
+            and _ONSITE_HELP.search(folded) is None
+            and not self.signals.raising(signals)
+        )
 
     def _decide_urgency(
         self, p: np.ndarray, found: list[list[str]]
@@ -478,12 +526,23 @@ class TicketClassifier:
             if self.signal_floor and self.signals.resolved(names):
                 rule = None if best == "general" else "已办结/已过去: 一般"
                 out.append(("general", rule))
+            elif self.signal_floor and best == "urgent" and self.signals.enquiry(names):
+                out.append(("general", "咨询且无紧急信号: 一般"))
+            elif (
+                self.signal_floor
+                and crit >= 0
+                and (best == "critical" or row[crit] >= self.critical_threshold)
+                and self.signals.calm(names)
+            ):
+                rest = [c for c in range(len(classes)) if c != crit]
+                level = classes[max(rest, key=row.__getitem__)]
+                out.append((level, "关注度低且无紧要信号: 非紧要"))
             elif best == "critical" or crit < 0:
                 out.append((best, None))
             elif row[crit] >= self.critical_threshold:
                 out.append(("critical", f"P(紧要) ≥ {self.critical_threshold}"))
             elif self.signal_floor and self.signals.critical_floor(names):
-                out.append(("critical", "紧要信号: " + "、".join(names)))
+                out.append(("critical", "紧要信号: " + "、".join(self.signals.critical(names))))
             elif (
                 self.signal_floor
                 and row[crit] >= self.critical_signal_threshold
@@ -496,6 +555,8 @@ class TicketClassifier:
                         + "、".join(named),
                     )
                 )
+            elif self.signal_floor and best == "general" and (lifts := self.signals.lifting(names)):
+                out.append(("urgent", "较紧急信号: " + "、".join(lifts)))
             else:
                 out.append((best, None))
         return out

@@ -166,6 +166,29 @@ def test_policy_enquiry_is_consultation(clf: TicketClassifier, text: str) -> Non
     assert clf.predict(text).category == "complaint"
 
 
+def test_enterprise_policy_question_is_consultation_unless_it_asks_for_help(
+    clf: TicketClassifier,
+) -> None:
+    """Labelling guide: an enterprise asking about a subsidy, policy or price is 投诉咨询; asking
+    for someone to come and guide it stays 企业服务."""
+    p = clf.predict("我们厂新上了两条自动化生产线，想问问设备投资有没有奖补，符合什么条件")
+    assert p.category == "complaint", p.details
+    help_wanted = clf.predict("我们厂想上自动化生产线，技改奖补不会报，能不能派人到厂里指导")
+    assert help_wanted.category == "enterprise", help_wanted.details
+    assert "category_rule" not in help_wanted.details
+    # enterprise-voiced questions the model alone sends to 企业服务: the rule decides and is named;
+    # it changes the label only (department and confidence are the model's)
+    bare = TicketClassifier(load_examples(), category_rules=False)
+    for text in (
+        "喂 我们是开发区的企业 厂里用电量大 想问问有冇得优惠电价的政策",
+        "园区企业想了解今年技改项目的奖补条件",
+    ):
+        ruled, plain = clf.predict(text), bare.predict(text)
+        assert plain.category == "enterprise" and ruled.category == "complaint", ruled.details
+        assert ruled.details["category_rule"]
+        assert (ruled.department, ruled.confidence) == (plain.department, plain.confidence)
+
+
 def test_critical_example(clf: TicketClassifier) -> None:
     p = clf.predict("化工园区一个储罐泄漏了，气味很大，已经有工人晕倒送医院")
     assert p.urgency == "critical"

@@ -46,6 +46,18 @@ SEEN = [
     ("deadline_days", "许可证下周到期，延续还没批"),
     ("deadline_days", "原料库存只够三天了"),
     ("threat", "他扬言不给钱就从楼上跳下去"),
+    ("deadline_near", "资质证书后天就过期了，换证还没批下来"),
+    ("deadline_near", "标书下周一开标，营业执照变更还在审核"),
+    ("stalled", "不动产证的更正申请交了二十几天，一直没有消息"),
+    ("stalled", "这个许可早就超过法定时限了"),
+    ("repeated", "同一件事打了五次电话都没人处理"),
+    ("repeated", "窗口让我跑了四趟还没办成"),
+    ("enquiry", "想了解一下公积金提取的流程"),
+    ("enquiry", "车位管理费涨了 想找人问问"),
+    ("low_attention", "网帖：有人吐槽公园厕所太少，帖子下面二十几条回复"),
+    ("low_attention", "舆情：短视频吐槽菜市场缺斤少两，播放量不高"),
+    ("investor_withdrawal", "客商说厂房再交不了就另行选址"),
+    ("investor_withdrawal", "老板说这样拖下去就不投了"),
     ("resolved", "上周说的那个窨井盖今天换好了，已经处理好了，谢谢你们"),
     ("resolved", "喂 我那个退税的事 钱已经到账了 不用再回电话了"),
     ("resolved", "回访：群众对整改结果满意"),
@@ -81,6 +93,13 @@ NOT_TRIPPED = [
     ("production_stopped", "停电的事已经恢复了，生产线都停了半天，现已恢复"),
     ("safety_now", "前几年那边的仓库着过一次火，现在想问问能不能在旁边建房"),
     ("safety_now", "路口两辆车撞了，好在人都没事，车子也拖走了"),
+    ("production_stopped", "排污许可一直没批下来，企业担心被停产"),
+    ("low_attention", "这个帖子三千多条评论，还在往上涨"),
+    ("deadline_near", "营业执照明年到期后要怎么续"),
+    ("deadline_near", "明天想去办一下居住证"),
+    ("stalled", "办居住证要等几天"),
+    ("repeated", "我家三个孩子的医保怎么交"),
+    ("investor_withdrawal", "公司想另外租个仓库，有没有推荐"),
     # over, but something new in the same text: not resolved
     ("resolved", "上次的停气问题虽然已经解决，但这周又停了两次"),
     ("resolved", "回访：对处理结果不满意，噪音晚上照旧"),
@@ -128,6 +147,7 @@ def test_the_floor_needs_a_strong_signal_or_two(signals) -> None:
         ("signals:\n  x:\n    level: high\n    patterns: ['a']\n", "x: level"),
         ("signals:\n  x:\n    level: urgent\n    patterns: ['(']\n", "x: bad pattern"),
         ("signals:\n  x:\n    level: urgent\n    patterns: []\n", "x: no patterns"),
+        ("signals:\n  x:\n    level: critical\n    lift: true\n    patterns: [a]\n", "x: only"),
         ("signals: {x: [", "urgency signals"),
     ],
 )
@@ -178,6 +198,44 @@ def test_asymmetric_threshold_for_critical() -> None:
     ]
 
 
+def test_a_lift_signal_makes_general_urgent_and_a_plain_question_stays_general() -> None:
+    """Stalled, repeated or a deadline within days lifts 一般 to 较紧急 on its own (the broad
+    urgent signals do not); a question with nothing pressing caps 较紧急 at 一般, never 紧要."""
+    clf = get_classifier()
+    general = _row(clf, general=0.9, urgent=0.1)
+    urgent = _row(clf, general=0.1, urgent=0.9)
+    for name in ("stalled", "repeated", "deadline_near"):
+        lifted = clf._decide_urgency(general, [[name]])[0]
+        assert lifted[0] == "urgent" and name in (lifted[1] or "")
+    assert clf._decide_urgency(general, [["beyond_department"]]) == [("general", None)]
+    capped = clf._decide_urgency(urgent, [["enquiry"]])[0]
+    assert capped[0] == "general" and capped[1]
+    # a question that also says it is stalled stays 较紧急
+    assert clf._decide_urgency(urgent, [["enquiry", "stalled"]]) == [("urgent", None)]
+    assert clf._decide_urgency(_row(clf, critical=0.9, urgent=0.1), [["enquiry"]]) == [
+        ("critical", None)
+    ]
+    p = clf.predict("喂 我的营业执照变更 网上提交了半个月 还冇得动静 帮我催一哈")
+    assert p.urgency == "urgent" and "stalled" in p.details["urgency_signals"]
+    bare = TicketClassifier(load_examples(), critical_threshold=1.01, signal_floor=False)
+    assert bare._decide_urgency(general, [["stalled"]]) == [("general", None)]
+    assert bare._decide_urgency(urgent, [["enquiry"]]) == [("urgent", None)]
+
+
+def test_a_quiet_post_is_not_critical_on_the_model_alone() -> None:
+    """Stated low attention caps 紧要 (the model's or the asymmetric threshold's) at the likelier
+    of the other two levels; a critical signal in the same text keeps it 紧要."""
+    clf = get_classifier()
+    p = _row(clf, critical=0.6, general=0.3, urgent=0.1)
+    capped = clf._decide_urgency(p, [["low_attention"]])[0]
+    assert capped[0] == "general" and capped[1]
+    t = clf.critical_threshold
+    near = _row(clf, critical=t + 0.01, urgent=0.5, general=0.5 - t - 0.01)
+    assert clf._decide_urgency(near, [["low_attention"]])[0][0] == "urgent"
+    assert clf._decide_urgency(p, [["low_attention", "safety_now"]])[0][0] == "critical"
+    assert clf._decide_urgency(p, [[]]) == [("critical", None)]
+
+
 def test_a_matter_reported_over_is_general() -> None:
     """The resolved cap wins over the model and over the floor: a follow-up about a collapse
     that was cleared is not a collapse."""
@@ -210,7 +268,7 @@ def test_prediction_names_signals_and_rule() -> None:
     assert p.urgency == "critical"
     assert {"many_affected", "crowd_risk"} <= set(p.details["urgency_signals"])
     calm = clf.predict("请问营业执照年报在哪个网站填")
-    assert calm.urgency == "general" and calm.details["urgency_signals"] == []
+    assert calm.urgency == "general" and calm.details["urgency_signals"] == ["enquiry"]
     assert "urgency_rule" not in calm.details
 
 
