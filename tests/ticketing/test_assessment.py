@@ -415,7 +415,7 @@ def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
             A
         ).score == pytest.approx(56.08)
     with session_scope(world.engine) as s:
-        a = decide_appeal(s, appeal_id, accept=True, note="情况属实", actor="admin")
+        a = decide_appeal(s, world.settings, appeal_id, accept=True, note="情况属实", actor="admin")
         assert (a.status, a.decided_by) == ("accepted", "admin") and a.decided_at is not None
     r = _jan(world).row(A)
     # the ticket t2 leaves A's 按时办结率 with both its sub-orders (so2 of round 1, so5 of
@@ -433,15 +433,15 @@ def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
             ("accepted", "T2027010002")
         ]
     with session_scope(world.engine) as s, pytest.raises(Conflict):
-        decide_appeal(s, appeal_id, accept=False, note="再审", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="再审", actor="admin")
 
 
 def test_rejected_appeal_changes_nothing_and_needs_a_note(world):
     appeal_id = _appeal(world, "satisfaction", "t2")
     with session_scope(world.engine) as s, pytest.raises(InvalidInput):
-        decide_appeal(s, appeal_id, accept=False, note="", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="", actor="admin")
     with session_scope(world.engine) as s:
-        decide_appeal(s, appeal_id, accept=False, note="评价有效", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="评价有效", actor="admin")
     assert _jan(world).row(A).score == pytest.approx(56.08)
     with pytest.raises(Conflict):  # once per ticket, indicator and month
         _appeal(world, "satisfaction", "t2")

@@ -53,17 +53,20 @@ def indicator_rows(
     code: str,
     *,
     limit: int = MAX_ROWS,
+    offset: int = 0,
     ticket_id: int | None = None,
     longest_first: bool = False,
 ) -> list[TracedRow]:
     """The rows of `code` for `department` in `period` (the denominator, hits marked), by
-    ticket number, or for an average the longest first (the portrait's slowest matters)."""
+    ticket number, or for an average the longest first (the portrait's slowest matters); a page
+    of `limit` rows from `offset` (the order is total: ties broken by sub-order). Only that
+    department's rows are read (its filter is inside the base row set)."""
     ind = INDICATORS.get(code)
     if ind is None:
         raise NotFound(f"未知考核指标：{code}", indicator=code)
     dialect = session.get_bind().dialect.name
     tune(session)
-    b = base_for(ind.source, period, dialect, score_config(settings).lookback_days)
+    b = base_for(ind.source, period, dialect, score_config(settings).lookback_days, department)
     parts = ind.parts(b, period, dialect)
     excluded = appealed(b, accepted_appeals(session, period).get(ind.appeal_under, []))
     times = TIMES[ind.source]
@@ -86,6 +89,7 @@ def indicator_rows(
         .where(b.c.dept == department, parts.rows)
         .order_by(T.c.number, b.c.so_id)
         .limit(limit)
+        .offset(offset)
     )
     if longest_first and parts.measure is not None:
         q = q.order_by(None).order_by(parts.measure.desc(), b.c.so_id)
