@@ -195,7 +195,10 @@ def request_recompute(session: Session, settings: Settings, month: str, now: dat
 
 
 def _enqueue_all(items: list[tuple[Settings, str]]) -> None:
-    for settings, month in dict.fromkeys(items):
+    months: dict[str, Settings] = {}
+    for settings, month in items:  # one job per month, however many appeals were decided
+        months.setdefault(month, settings)
+    for month, settings in months.items():
         try:
             enqueue(settings, month)
         except Exception:  # committed already: the scheduler's warm-up computes it

@@ -331,7 +331,9 @@ def department_row(
     else:
         at = utcnow()
         figs = figures(session, settings, period, department=code)[0].get(code, {})
-    dept = session.get(Department, code)
+    dept = session.execute(
+        select(Department).where(col(Department.code) == code)
+    ).scalar_one_or_none()
     if dept is None and not figs:
         return None
     name = dept.name if dept is not None else code
