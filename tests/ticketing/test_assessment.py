@@ -662,3 +662,10 @@ def test_portrait_trend_from_the_cache_equals_live(world):
     # the closed January are the same either way
     assert live.trend["series"]["score"][jan] == warm.trend["series"]["score"][jan]
     assert [r.suborder_id for r in warm.slowest] == [r.suborder_id for r in cold.slowest]
+    # the warm portrait read its slowest matters by the sub-orders the month kept
+    from ticketing.assessment.cache import cached_month
+
+    with session_scope(world.engine, read_only=True) as s:
+        kept = cached_month(s, world.settings, p)
+    assert kept is not None and kept.slowest is not None
+    assert kept.slowest[A] == [r.suborder_id for r in cold.slowest] != []

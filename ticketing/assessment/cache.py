@@ -16,7 +16,7 @@ month not cached (the months before an upgrade, a job Redis lost). A page that m
 month not cached computes it and keeps it (`keep`, in a write transaction of its own).
 
 Stored per month: the figures (department → indicator → [num, den, seconds]), the accepted
-appeals applied, and the indicator codes and lookback they were computed with (another set reads
+appeals applied, each department's slowest sub-orders (the portrait's list, read by id), and the indicator codes and lookback they were computed with (another set reads
 as a miss). Department names and the score weights are read at each view: the score and the
 ranking are rebuilt from the figures (cheap).
 
@@ -49,6 +49,7 @@ from ticketing.assessment.scoring import (
     figures,
     score_config,
 )
+from ticketing.assessment.tracing import slowest_ids
 from ticketing.errors import InvalidInput
 from ticketing.hotspots.index import insert_ignore
 from ticketing.models import SubOrder, utcnow
@@ -75,6 +76,7 @@ def _dump(settings: Settings, mf: MonthFigures) -> dict[str, Any]:
     return {
         **_signature(settings),
         "appeals": mf.appeals,
+        "slowest": mf.slowest or {},
         "figures": {
             dept: {code: [f.num, f.den, f.seconds] for code, f in figs.items()}
             for dept, figs in mf.figures.items()
@@ -95,8 +97,10 @@ def _load(settings: Settings, month: str, row: Any, generation: int) -> MonthFig
         }
         for dept, per in (data.get("figures") or {}).items()
     }
+    kept = data.get("slowest")  # None: stored without it (the portrait reads it live)
+    slowest = None if kept is None else {str(k): [int(i) for i in v] for k, v in kept.items()}
     return MonthFigures(
-        month, figs, int(data.get("appeals") or 0), row.computed_at, True, True, generation
+        month, figs, int(data.get("appeals") or 0), row.computed_at, True, True, generation, slowest
     )
 
 
@@ -141,7 +145,8 @@ def compute(
 ) -> MonthFigures:
     at = utcnow()
     figs, n = figures(session, settings, period)
-    return MonthFigures(period.key, figs, n, at, False, True, generation)
+    slowest = slowest_ids(session, settings, period)
+    return MonthFigures(period.key, figs, n, at, False, True, generation, slowest)
 
 
 def keep(session: Session, settings: Settings, computed: Iterable[MonthFigures | None]) -> int:

@@ -25,7 +25,7 @@ Counting rules (documented once, here):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,11 +149,16 @@ def _of(column: Any, department: str | None) -> list[ColumnElement[bool]]:
 
 
 def suborder_base(
-    period: Period, dialect: str, lookback_days: int, department: str | None = None
+    period: Period,
+    dialect: str,
+    lookback_days: int,
+    department: str | None = None,
+    suborder_ids: Sequence[int] | None = None,
 ) -> Subquery:
     """Every counted sub-order dispatched before the period's end (and within the lookback); one
     department's only when `department` is given (inside the fenced subquery, where the planner
-    can use it: a filter outside the fence would still build every department's rows).
+    can use it: a filter outside the fence would still build every department's rows); only
+    the sub-orders `suborder_ids` when given (the portrait's kept slowest matters).
 
     The history it needs comes in by two grouped reads of the event index (action, at), joined
     by sub-order: each return's instant, and the deadline an extension approved after the end
@@ -227,6 +232,7 @@ def suborder_base(
             SO.c.dispatched_at >= period.start - timedelta(days=lookback_days),
             counted_ticket(SO.c.ticket_id),
             *_of(SO.c.department_code, department),
+            *([] if suborder_ids is None else [SO.c.id.in_(list(suborder_ids))]),
         )
         .offset(0)  # an optimisation fence: the joined values are computed once per row
         .subquery("so_rows")
@@ -512,11 +518,17 @@ def avg_handle_hours(b: Subquery, p: Period, dialect: str) -> Parts:
 
 
 def base_for(
-    source: str, period: Period, dialect: str, lookback_days: int, department: str | None = None
+    source: str,
+    period: Period,
+    dialect: str,
+    lookback_days: int,
+    department: str | None = None,
+    suborder_ids: Sequence[int] | None = None,
 ) -> Subquery:
-    """One base row set; one department's rows only when `department` is given."""
+    """One base row set; one department's rows only when `department` is given (and of the
+    sub-order base, only `suborder_ids` when given)."""
     if source == "suborder":
-        return suborder_base(period, dialect, lookback_days, department)
+        return suborder_base(period, dialect, lookback_days, department, suborder_ids)
     if source == "evaluation":
         return evaluation_base(period, department)
     return warning_base(period, department)

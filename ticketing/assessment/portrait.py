@@ -3,8 +3,8 @@ month-by-month trend (its score and main rates beside the city's) and its slowes
 
 Each month of the trend is built from that month's figures: from the month cache when closed
 (one query for all of them), computed now otherwise (a closed month not cached yet: kept by the
-caller, as `to_keep`); a month not begun has no point. The slowest matters read that
-department's rows only."""
+caller, as `to_keep`); a month not begun has no point. The slowest matters are read by the
+sub-orders the month cache keeps for the department, else from that department's rows."""
 
 from __future__ import annotations
 
@@ -27,12 +27,11 @@ from ticketing.assessment.scoring import (
     period_figures,
     ranked,
 )
-from ticketing.assessment.tracing import TracedRow, indicator_rows
+from ticketing.assessment.tracing import SLOWEST, SLOWEST_BY, TracedRow, indicator_rows
 from ticketing.models import utcnow
 
 TREND_MONTHS = 12
 TREND_RATES = ("finish_on_time", "satisfaction")
-SLOWEST = 10
 
 
 @dataclass
@@ -87,8 +86,21 @@ def department_portrait(
                 months[k] = ranked(settings, p, cache.month_figures(session, settings, p), depts)
             else:
                 months[k] = ranked(settings, p, live(session, settings, p), depts)
-    slowest = indicator_rows(
-        session, settings, period, code, "avg_handle_hours", limit=SLOWEST, longest_first=True
+    # a cached month keeps each department's slowest sub-orders: only those rows are read
+    ids = main.slowest.get(code, []) if main.cached and main.slowest is not None else None
+    slowest = (
+        []
+        if ids == []
+        else indicator_rows(
+            session,
+            settings,
+            period,
+            code,
+            SLOWEST_BY,
+            limit=SLOWEST,
+            longest_first=True,
+            suborder_ids=ids,
+        )
     )
     keep = [r.to_keep for r in (result, *months.values()) if r is not None and r.to_keep]
     return Portrait(

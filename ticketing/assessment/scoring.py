@@ -229,6 +229,7 @@ class MonthFigures:
     cached: bool = False
     closed: bool = False  # a closed month: what the cache may keep
     generation: int | None = None
+    slowest: dict[str, list[int]] | None = None  # kept: department → its slowest sub-orders
 
 
 def live(session: Session, settings: Settings, period: Period) -> MonthFigures:

@@ -4,6 +4,9 @@ assessment_month_cache (month, generation, computed_at, data): filled by the fir
 closed month, the RQ job `ticketing.jobs.run_assessment_month` (after an accepted appeal or an
 admin's 重新计算) and the scheduler's hourly warm-up (ticketing.assessment.cache).
 
+ix_ticket_uncounted: a partial index of the tickets the assessment leaves out (重复件, simulated),
+so its NOT IN reads the few from an index instead of scanning every ticket per query.
+
 Revision ID: 0024_assessment_cache
 Revises: 0023_loose_ends
 """
@@ -16,6 +19,7 @@ from alembic import op
 revision: str = "0024_assessment_cache"
 down_revision: str | Sequence[str] | None = "0023_loose_ends"
 branch_labels: str | Sequence[str] | None = None
+UNCOUNTED = "duplicate_of_id IS NOT NULL OR simulated"
 depends_on: str | Sequence[str] | None = None
 
 
@@ -28,7 +32,15 @@ def upgrade() -> None:
         sa.Column("data", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("month"),
     )
+    op.create_index(
+        "ix_ticket_uncounted",
+        "ticket",
+        ["id"],
+        postgresql_where=sa.text(UNCOUNTED),
+        sqlite_where=sa.text(UNCOUNTED),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ticket_uncounted", table_name="ticket")
     op.drop_table("assessment_month_cache")
