@@ -111,6 +111,7 @@ ROLE_MATRIX: dict[str, frozenset[str]] = {
     "assessment.appeals": frozenset({ADMIN, SUPERVISOR, LEADER, HANDLER}),  # handler: own only
     "assessment.appeal_file": frozenset({ADMIN, HANDLER}),  # handler: own department only
     "assessment.appeal_decide": frozenset({ADMIN}),
+    "assessment.recompute": frozenset({ADMIN}),  # 重新计算 a closed month's cached figures
     # web workspace pages (agent_console.web), "web." + page. A page's actions are checked
     # against the API route that does the same thing (dispatching from the desk: tickets.dispatch).
     "web.home": ALL_ROLES,  # redirects to the role's own home

@@ -13,9 +13,20 @@ Figures (one JSON line last):
 - load_s: generating the rows (and VACUUM ANALYZE)
 - baseline_grouped_count_ms: SELECT department_code, count(*) … GROUP BY over the month's
   sub-orders (bare; the same rows the assessment groups)
-- assess_ms: the whole assessment (every indicator of every department, scores, ranking)
-- assess_again_ms: the same once more (warm cache)
-- drill_down_ms: the tickets behind one department's 按时办结率 (the drill-down page's query)
+- assess_ms: the whole assessment computed live (every indicator of every department, scores,
+  ranking), as for a running month
+- assess_again_ms: the same once more (PostgreSQL's buffers warm)
+- portrait_cold_ms: the department portrait (ticketing.assessment.department_portrait: the month,
+  its 12-month trend against the city, the slowest matters) of the closed month with nothing
+  cached: January computed, the 11 months before it (empty) too
+- keep_ms: storing those 12 months in the month cache (cache.keep, what the page does next)
+- portrait_warm_ms: the same portrait once the months are kept
+- cached_assess_ms: the closed month's assessment read from the month cache
+- department_live_ms: one department's figures computed live, its filter inside the row sets
+  (the drill-down page's header for a running month)
+- drill_down_ms: the first page (200 rows) of one department's 按时办结率 tickets
+- drill_down_deep_ms: a page 10,000 rows in
+- recompute_ms: the job's work (cache.recompute: January computed and stored again)
 - ratio: assess_ms / baseline_grouped_count_ms
 
 Target (issue 12): one month's assessment over 1,000,000 tickets <= 10 s on PostgreSQL.
@@ -31,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,7 +53,15 @@ sys.path.insert(0, str(ROOT))
 from callcenter.schema import upgrade  # noqa: E402
 from config.database import make_engine, session_scope  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from ticketing.assessment import assess, indicator_rows, parse_period  # noqa: E402
+from ticketing.assessment import (  # noqa: E402
+    assess,
+    department_portrait,
+    department_row,
+    indicator_rows,
+    keep_months,
+    parse_period,
+    recompute_month,
+)
 
 DEPTS = ("SCJG", "SWJ", "RSJ", "ZJJ", "ZRZY", "FGJ", "ZWFW", "STHJ", "GAJ", "JXJ")
 # January 2027 in Asia/Shanghai is [2026-12-31 16:00, 2027-01-31 16:00) UTC
@@ -157,21 +177,56 @@ def measure(url: str, tickets: int, settings: Settings) -> dict[str, object]:
         ).all()
         out["baseline_grouped_count_ms"] = ms(t0)
         out["month_suborders"] = sum(n for _, n in rows)
+    running = period.end - timedelta(hours=1)  # January still running: computed live
+    closed = period.end + timedelta(days=1)  # January closed: read from the month cache
     t0 = time.perf_counter()
     with session_scope(engine, read_only=True) as s:
-        result = assess(s, settings, period)
+        result = assess(s, settings, period, now=running)
     out["assess_ms"] = ms(t0)
     t0 = time.perf_counter()
     with session_scope(engine, read_only=True) as s:
-        assess(s, settings, period)
+        assess(s, settings, period, now=running)
     out["assess_again_ms"] = ms(t0)
     out["volume_total"] = int(result.city["volume"].den)
     out["top"] = {"department": result.rows[0].code, "score": result.rows[0].score}
     t0 = time.perf_counter()
     with session_scope(engine, read_only=True) as s:
+        cold = department_portrait(s, settings, period, DEPTS[1], now=closed)
+    out["portrait_cold_ms"] = ms(t0)
+    t0 = time.perf_counter()
+    with session_scope(engine) as s:
+        out["kept_months"] = keep_months(s, settings, cold.to_keep)
+    out["keep_ms"] = ms(t0)
+    t0 = time.perf_counter()
+    with session_scope(engine, read_only=True) as s:
+        warm = department_portrait(s, settings, period, DEPTS[1], now=closed)
+    out["portrait_warm_ms"] = ms(t0)
+    assert warm.result.cached and not warm.to_keep and warm.trend == cold.trend
+    t0 = time.perf_counter()
+    with session_scope(engine, read_only=True) as s:
+        cached = assess(s, settings, period, now=closed)
+    out["cached_assess_ms"] = ms(t0)
+    assert cached.cached and [r.score for r in cached.rows] == [r.score for r in result.rows]
+    t0 = time.perf_counter()
+    with session_scope(engine, read_only=True) as s:
+        got = department_row(s, settings, period, DEPTS[1], now=running)
+    out["department_live_ms"] = ms(t0)
+    assert got is not None and got[0].score == result.row(DEPTS[1]).score  # type: ignore[union-attr]
+    t0 = time.perf_counter()
+    with session_scope(engine, read_only=True) as s:
         traced = indicator_rows(s, settings, period, DEPTS[1], "finish_on_time", limit=200)
     out["drill_down_ms"] = ms(t0)
     out["drill_down_rows"] = len(traced)
+    t0 = time.perf_counter()
+    with session_scope(engine, read_only=True) as s:
+        deep = indicator_rows(
+            s, settings, period, DEPTS[1], "finish_on_time", limit=200, offset=10_000
+        )
+    out["drill_down_deep_ms"] = ms(t0)
+    out["drill_down_deep_rows"] = len(deep)
+    t0 = time.perf_counter()
+    out["recompute"] = recompute_month(engine, settings, period.key, now=closed)
+    out["recompute_ms"] = ms(t0)
     out["ratio"] = _ratio(out)
     engine.dispose()
     return out

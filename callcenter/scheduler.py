@@ -8,6 +8,8 @@ worker. What runs, and how often:
     ticketing.knowledge.run_knowledge_upkeep  hourly: expired knowledge articles marked expired, the
                                    owning department told once before one expires (knowledge.yaml)
     ticketing.run_hotspot_index    every minute: the keywords of the tickets filed since (高频事项分析)
+    ticketing.run_assessment_warmup  hourly: every closed month's assessment not cached yet is
+                                   computed and kept (ticketing.assessment.cache)
 The jobs are idempotent, so a second scheduler (two machines both running `up`) costs a scan, not
 a double effect. Job arguments carry a settings snapshot without secrets, as the other jobs do.
 
@@ -31,6 +33,7 @@ log = get_logger("callcenter.scheduler")
 LOST_WORK_INTERVAL = 300
 KNOWLEDGE_INTERVAL = 3600
 HOTSPOT_INTERVAL = 60
+ASSESSMENT_INTERVAL = 3600
 
 
 def build_scheduler(settings: Settings, conn):
@@ -83,6 +86,18 @@ def build_scheduler(settings: Settings, conn):
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         name="hotspots",
+    )
+    from ticketing import run_assessment_warmup
+
+    cron.register(
+        run_assessment_warmup,
+        queue_name(settings, "default"),
+        args=(settings.job_snapshot(),),
+        interval=ASSESSMENT_INTERVAL,
+        job_timeout=1800,  # warm_up stops starting months after WARM_BUDGET_S
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        name="assessment",
     )
     return cron
 

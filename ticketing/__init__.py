@@ -66,7 +66,10 @@ Front door — other packages import these names from `ticketing`, never its mod
     assessment   the monthly department assessment (ticketing.assessment, §16–17): assess,
                  assessment_period (AssessmentPeriod), assessment_rows (the drill-down),
                  ASSESSMENT_INDICATORS, assessment_config, assessment_city_average,
-                 file/decide/get_assessment_appeal, assessment_appeals, assessment_csv/_xlsx
+                 file/decide/get_assessment_appeal, assessment_appeals, assessment_csv/_xlsx,
+                 assessment_portrait (the department portrait), assessment_department_row,
+                 keep_assessment_months / recompute_assessment_month (the month cache),
+                 run_assessment_month (its RQ job), run_assessment_warmup (the scheduler's)
 
 Imports only config (layering). Names load lazily, so importing the package (or its models) does
 not pull in scikit-learn or the HTTP client.
@@ -95,12 +98,17 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.assessment import Period as AssessmentPeriod
     from ticketing.assessment import city_average as assessment_city_average
     from ticketing.assessment import decide_appeal as decide_assessment_appeal
+    from ticketing.assessment import department_portrait as assessment_portrait
+    from ticketing.assessment import department_row as assessment_department_row
     from ticketing.assessment import file_appeal as file_assessment_appeal
     from ticketing.assessment import get_appeal as get_assessment_appeal
     from ticketing.assessment import indicator_rows as assessment_rows
+    from ticketing.assessment import is_closed as assessment_is_closed
+    from ticketing.assessment import keep_months as keep_assessment_months
     from ticketing.assessment import list_appeals as assessment_appeals
     from ticketing.assessment import parse_period as assessment_period
     from ticketing.assessment import previous_month_key as previous_assessment_month
+    from ticketing.assessment import request_recompute as recompute_assessment_month
     from ticketing.assessment import score_config as assessment_config
     from ticketing.assessment import to_csv as assessment_csv
     from ticketing.assessment import to_xlsx as assessment_xlsx
@@ -210,6 +218,8 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.intake_write import write_drafts
     from ticketing.jobs import (
         requeue_lost_work,
+        run_assessment_month,
+        run_assessment_warmup,
         run_policy_push,
         run_warning_scan,
     )

@@ -68,6 +68,31 @@ def run_policy_push(run_id: int, snapshot: dict[str, Any] | None = None) -> dict
         engine.dispose()
 
 
+def run_assessment_month(month: str, snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A closed month's assessment computed and kept (ticketing.assessment.cache), enqueued
+    after an accepted appeal or an admin's 重新计算 committed: the next view reads it."""
+    from ticketing.assessment.cache import recompute
+
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return recompute(engine, settings, month)
+    finally:
+        engine.dispose()
+
+
+def run_assessment_warmup(snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scheduler's hourly job: every closed month not cached is computed and kept."""
+    from ticketing.assessment.cache import warm_up
+
+    settings = _settings(snapshot)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return {"months": warm_up(engine, settings)}
+    finally:
+        engine.dispose()
+
+
 # A job enqueued a moment ago may still be waiting in the queue; after this long without any
 # attempt it was lost (Redis down at commit, or restarted without its data).
 LOST_AFTER_MINUTES = 10

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
@@ -16,6 +16,7 @@ from agent_console.access import handler_department, is_handler
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import ApiError, responses
 from agent_console.schemas import _In, _Out
+from config.database import session_scope
 from config.settings import Settings
 from ticketing import ASSESSMENT_INDICATORS as INDICATORS
 from ticketing import (
@@ -33,7 +34,9 @@ from ticketing import (
     decide_assessment_appeal,
     file_assessment_appeal,
     get_assessment_appeal,
+    keep_assessment_months,
     previous_assessment_month,
+    recompute_assessment_month,
     utcnow,
 )
 
@@ -46,6 +49,7 @@ PeriodQ = Annotated[
     ),
 ]
 Code = Annotated[str, Path(min_length=1, max_length=32)]
+DEFAULT_PAGE, MAX_PAGE = 500, 5000
 IndicatorCode = Literal[tuple(INDICATORS)]  # type: ignore[valid-type]
 
 
@@ -70,6 +74,10 @@ class AssessmentOut(_Out):
     label: str
     kind: str
     as_of: datetime = Field(description="the period's end (UTC): nothing later is counted")
+    computed_at: datetime | None = Field(
+        description="数据截至: when the figures were computed (a closed month's are kept)"
+    )
+    cached: bool = Field(description="read from the month cache (a closed month)")
     appeals_applied: int
     departments: list[DepartmentOut]
     city: dict[str, FigureOut]
@@ -100,6 +108,8 @@ class IndicatorRowsOut(_Out):
     department: str
     indicator: IndicatorDef
     rows: list[TracedOut]
+    offset: int
+    next_offset: int | None = Field(description="the next page's offset; null: the last page")
 
 
 class AppealIn(_In):
@@ -171,6 +181,8 @@ def _out(result: AssessmentResult, only: str | None) -> AssessmentOut:
         label=result.period.label,
         kind=result.period.kind,
         as_of=result.period.end,
+        computed_at=result.computed_at,
+        cached=result.cached,
         appeals_applied=result.appeals_applied,
         departments=[_dept(r) for r in rows],
         city=_figs(result.city),
@@ -184,6 +196,7 @@ def _out(result: AssessmentResult, only: str | None) -> AssessmentOut:
     responses=responses(401, 403, 422),
 )
 def ranking(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     period: PeriodQ = None,
@@ -192,7 +205,16 @@ def ranking(
     """The period's ranking: every department's figures, points, score, band and rank (a
     handler: its own department's row)."""
     result = assess(session, settings, _period(settings, period))
+    keep(request, result)
     return _out(result, handler_department(user))
+
+
+def keep(request: Request, result: AssessmentResult) -> None:
+    """A closed month computed because it was not cached is stored for the next views (a write
+    transaction of its own: the view's is read-only)."""
+    if result.to_keep is not None:
+        with session_scope(request.app.state.engine) as s:
+            keep_assessment_months(s, request.app.state.settings, [result.to_keep])
 
 
 @router.get(
@@ -230,17 +252,26 @@ def trace(
     session: SessionDep,
     settings: SettingsDep,
     period: PeriodQ = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     user: User = Depends(require("assessment.trace")),
 ) -> IndicatorRowsOut:
     """The tickets behind one indicator of one department: the rows measured, each marked in or
-    out of the numerator, and whether an accepted appeal took it out."""
+    out of the numerator, and whether an accepted appeal took it out; a page of `limit` rows
+    from `offset` (by ticket number), `next_offset` for the next."""
     _own(user, code)
     p = _period(settings, period)
-    rows = assessment_rows(session, settings, p, code, str(indicator))
+    rows = assessment_rows(
+        session, settings, p, code, str(indicator), limit=limit + 1, offset=offset
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
     return IndicatorRowsOut(
         period=p.key,
         department=code,
         indicator=_def(str(indicator)),
+        offset=offset,
+        next_offset=offset + limit if more else None,
         rows=[
             TracedOut(
                 ticket_number=r.number,
@@ -264,6 +295,7 @@ def trace(
     response_class=Response,
 )
 def export(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     period: PeriodQ = None,
@@ -272,6 +304,7 @@ def export(
 ) -> Response:
     """The ranking as a report: xlsx or CSV, Chinese headers, one row per department."""
     result = assess(session, settings, _period(settings, period))
+    keep(request, result)
     return export_response(result, format)
 
 
@@ -351,11 +384,41 @@ def decide(
     appeal_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     body: DecisionIn,
     session: SessionDep,
+    settings: SettingsDep,
     user: User = Depends(require("assessment.appeal_decide")),
 ) -> AppealOut:
     """An admin accepts (the ticket leaves the indicator) or rejects (with a note) an appeal."""
     get_assessment_appeal(session, appeal_id)
     a = decide_assessment_appeal(
-        session, appeal_id, accept=body.accept, note=body.note, actor=user.username
+        session, settings, appeal_id, accept=body.accept, note=body.note, actor=user.username
     )
     return _appeal_out(a, None)
+
+
+class RecomputeIn(_In):
+    month: str = Field(pattern=r"^\d{4}-\d{2}$", description="a closed month, e.g. 2027-01")
+
+
+class RecomputeOut(_Out):
+    month: str
+    status: Literal["queued"] = "queued"
+
+
+@router.post(
+    "/recompute",
+    name="assessment.recompute",
+    status_code=202,
+    response_model=RecomputeOut,
+    responses=responses(401, 403, 422),
+)
+def recompute(
+    body: RecomputeIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: User = Depends(require("assessment.recompute")),
+) -> RecomputeOut:
+    """重新计算: a closed month's kept figures are dropped and computed again by an RQ job
+    (queued once this request commits; until it has run, views compute the month live). For
+    after a correction of stored data. A month not closed is computed live anyway: 422."""
+    p = recompute_assessment_month(session, settings, body.month, utcnow())
+    return RecomputeOut(month=p.key)

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from agent_console.access import handler_department, is_handler
 from agent_console.ratelimit import public_read_limit
-from agent_console.routes.assessment import export_response
+from agent_console.routes.assessment import export_response, keep
 from agent_console.web.core import (
     PageDenied,
     PageNotFound,
@@ -33,6 +33,10 @@ from ticketing import (
     TicketingError,
     User,
     assess,
+    assessment_department_row,
+    assessment_portrait,
+    keep_assessment_months,
+    recompute_assessment_month,
     utcnow,
 )
 from ticketing import ASSESSMENT_INDICATORS as INDICATORS
@@ -40,6 +44,7 @@ from ticketing import ASSESSMENT_TIMES as TIMES
 from ticketing import assessment_appeals as list_appeals
 from ticketing import assessment_city_average as city_average
 from ticketing import assessment_config as score_config
+from ticketing import assessment_is_closed as is_closed
 from ticketing import assessment_period as parse_period
 from ticketing import assessment_rows as indicator_rows
 from ticketing import decide_assessment_appeal as decide_appeal
@@ -47,7 +52,7 @@ from ticketing import file_assessment_appeal as file_appeal
 from ticketing import previous_assessment_month as previous_month_key
 
 router = APIRouter(include_in_schema=False)
-TREND_MONTHS = 12
+TRACE_PAGE = 200
 
 
 def _period(request: Request) -> AssessmentPeriod:
@@ -92,6 +97,7 @@ def ranking_page(request: Request, user: User = Depends(page_user("web.assessmen
     with session_scope(state.engine, read_only=True) as s:
         result = assess(s, state.settings, period)
         pending = len(list_appeals(s, status="pending", limit=500))
+    keep(request, result)
     chart = {
         "kind": "bar",
         "data": [{"name": r.name, "value": r.score} for r in result.rows if r.assessed],
@@ -107,39 +113,11 @@ def ranking_page(request: Request, user: User = Depends(page_user("web.assessmen
             "pending": pending,
             "chart_json": json.dumps(chart, ensure_ascii=False),
             "cfg": score_config(state.settings),
+            "may_recompute": may(user, "assessment.recompute") and is_closed(period, utcnow()),
+            "error": request.query_params.get("error"),
             **_labels(),
         },
     )
-
-
-def _trend(request: Request, code: str, period: AssessmentPeriod) -> dict[str, Any]:
-    """The department's score and main rates for the months up to `period`'s last, with the
-    city's (the portrait's trend)."""
-    state = request.app.state
-    last = parse_period(state.settings, period.months[-1])
-    y, m = last.first.year, last.first.month
-    keys: list[str] = []
-    for _ in range(TREND_MONTHS if period.kind == "month" else len(period.months)):
-        keys.append(f"{y:04d}-{m:02d}")
-        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
-    keys.reverse()
-    series: dict[str, list[float | None]] = {"score": [], "city_score": []}
-    for c in ("finish_on_time", "satisfaction"):
-        series[c], series["city_" + c] = [], []
-    with session_scope(state.engine, read_only=True) as s:
-        for k in keys:
-            res = assess(s, state.settings, parse_period(state.settings, k))
-            row = res.row(code)
-            avg = city_average(res)
-            series["score"].append(row.score if row else None)
-            scores = [r.score for r in res.rows if r.score is not None]
-            series["city_score"].append(round(sum(scores) / len(scores), 2) if scores else None)
-            for c in ("finish_on_time", "satisfaction"):
-                v = row.figures[c].value if row else None
-                series[c].append(None if v is None else round(v * 100, 1))
-                cv = avg[c]
-                series["city_" + c].append(None if cv is None else round(cv * 100, 1))
-    return {"kind": "trend", "months": keys, "series": series}
 
 
 @router.get("/assessment/departments/{code}", name="web.assessment_department")
@@ -150,27 +128,27 @@ def department_page(
     period = _period(request)
     state = request.app.state
     with session_scope(state.engine, read_only=True) as s:
-        result = assess(s, state.settings, period)
-        appeals = list_appeals(s, month=period.key, department=code, limit=100)
-        slowest = indicator_rows(
-            s, state.settings, period, code, "avg_handle_hours", limit=10, longest_first=True
+        p = assessment_portrait(
+            s, state.settings, period, code, trend=request.query_params.get("trend") != "0"
         )
-    row = result.row(code)
-    if row is None:
+        appeals = list_appeals(s, month=period.key, department=code, limit=100)
+    if p.to_keep:
+        with session_scope(state.engine) as s:
+            keep_assessment_months(s, state.settings, p.to_keep)
+    if p.row is None:
         raise PageNotFound(f"未找到部门：{code}")
-    trend = _trend(request, code, period) if request.query_params.get("trend") != "0" else None
     return render(
         request,
         "assessment_department.html",
         {
-            "result": result,
-            "row": row,
+            "result": p.result,
+            "row": p.row,
             "period": period,
-            "avg": city_average(result),
+            "avg": city_average(p.result),
             "fmt": fmt,
             "appeals": appeals,
-            "slowest": slowest,
-            "trend_json": json.dumps(trend, ensure_ascii=False) if trend else "",
+            "slowest": p.slowest,
+            "trend_json": json.dumps(p.trend, ensure_ascii=False) if p.trend else "",
             "cfg": score_config(state.settings),
             **_labels(),
         },
@@ -189,12 +167,24 @@ def trace_page(
         raise PageNotFound(f"未知考核指标：{indicator}")
     period = _period(request)
     state = request.app.state
+    try:
+        page = max(1, min(int(request.query_params.get("page") or 1), 100_000))
+    except ValueError:
+        page = 1
     with session_scope(state.engine, read_only=True) as s:
-        result = assess(s, state.settings, period)
-        row = result.row(code)
-        if row is None:
+        got = assessment_department_row(s, state.settings, period, code)
+        if got is None:
             raise PageNotFound(f"未找到部门：{code}")
-        rows = indicator_rows(s, state.settings, period, code, indicator)
+        row, computed_at = got
+        rows = indicator_rows(
+            s,
+            state.settings,
+            period,
+            code,
+            indicator,
+            limit=TRACE_PAGE + 1,
+            offset=(page - 1) * TRACE_PAGE,
+        )
         filed = {
             a.ticket_id
             for a, _ in list_appeals(s, month=period.key, department=code, limit=500)
@@ -208,7 +198,10 @@ def trace_page(
             "row": row,
             "period": period,
             "ind": INDICATORS[indicator],
-            "rows": rows,
+            "rows": rows[:TRACE_PAGE],
+            "page": page,
+            "more": len(rows) > TRACE_PAGE,
+            "computed_at": computed_at,
             "times": TIMES[INDICATORS[indicator].source],
             "fmt": fmt,
             "filed": filed,
@@ -275,6 +268,7 @@ async def decide_action(
         with session_scope(request.app.state.engine) as s:
             decide_appeal(
                 s,
+                request.app.state.settings,
                 appeal_id,
                 accept=accept,
                 note=str(form.get("note") or ""),
@@ -295,7 +289,27 @@ def export_page(request: Request, user: User = Depends(page_user("web.assessment
     fmt_ = request.query_params.get("format", "xlsx")
     with session_scope(request.app.state.engine, read_only=True) as s:
         result = assess(s, request.app.state.settings, _period(request))
+    keep(request, result)
     return export_response(result, "csv" if fmt_ == "csv" else "xlsx")
+
+
+@router.post("/assessment/recompute", name="web.assessment_recompute")
+async def recompute_action(
+    request: Request, user: User = Depends(page_user("web.assessment"))
+) -> Response:
+    """重新计算 (admins): a closed month's kept figures are dropped and an RQ job computes them
+    again (the API's POST /api/v1/assessment/recompute)."""
+    from urllib.parse import quote
+
+    require_role(user, "assessment.recompute")
+    form = await request.form()
+    month = str(form.get("month") or "")
+    try:
+        with session_scope(request.app.state.engine) as s:
+            recompute_assessment_month(s, request.app.state.settings, month, utcnow())
+    except TicketingError as e:
+        return redirect(f"/assessment?period={quote(month)}&error=" + quote(e.message), request)
+    return redirect(f"/assessment?period={quote(month)}&done=recompute", request)
 
 
 # ---------------------------------------------------------------- the public summary (§18)
@@ -322,6 +336,7 @@ def public_summary(request: Request) -> Response:
         period = parse_period(settings, latest)
     with session_scope(request.app.state.engine, read_only=True) as s:
         result = assess(s, settings, period)
+    keep(request, result)
     return portal_render(
         request,
         "assessment.html",

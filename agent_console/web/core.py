@@ -107,6 +107,8 @@ EVENT_LABELS = {
     "revisit_done": "回访完成",
     "resolution_summary_awaited": "待派单员审定办理结果摘要",
     "resolution_summary_approved": "办理结果摘要已告知诉求人",
+    "assessment_appeal_filed": "考核申诉",
+    "assessment_appeal_decided": "考核申诉审核",
     **ACTION_LABELS,
 }
 

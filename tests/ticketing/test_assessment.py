@@ -14,15 +14,22 @@ from openpyxl import load_workbook
 from config.database import session_scope
 from config.settings import Settings
 from ticketing.assessment import (
+    AssessmentMonthCache,
     assess,
     decide_appeal,
+    department_portrait,
+    department_row,
     file_appeal,
     indicator_rows,
+    keep_months,
     list_appeals,
     parse_period,
+    recompute_month,
     to_csv,
     to_xlsx,
+    warm_up,
 )
+from ticketing.assessment.cache import compute as cache_compute
 from ticketing.errors import Conflict, InvalidInput
 from ticketing.models import Department, Evaluation, SubOrder, Ticket, TicketEvent
 
@@ -415,7 +422,7 @@ def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
             A
         ).score == pytest.approx(56.08)
     with session_scope(world.engine) as s:
-        a = decide_appeal(s, appeal_id, accept=True, note="情况属实", actor="admin")
+        a = decide_appeal(s, world.settings, appeal_id, accept=True, note="情况属实", actor="admin")
         assert (a.status, a.decided_by) == ("accepted", "admin") and a.decided_at is not None
     r = _jan(world).row(A)
     # the ticket t2 leaves A's 按时办结率 with both its sub-orders (so2 of round 1, so5 of
@@ -433,15 +440,15 @@ def test_accepted_appeal_takes_the_ticket_out_and_rescores(world):
             ("accepted", "T2027010002")
         ]
     with session_scope(world.engine) as s, pytest.raises(Conflict):
-        decide_appeal(s, appeal_id, accept=False, note="再审", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="再审", actor="admin")
 
 
 def test_rejected_appeal_changes_nothing_and_needs_a_note(world):
     appeal_id = _appeal(world, "satisfaction", "t2")
     with session_scope(world.engine) as s, pytest.raises(InvalidInput):
-        decide_appeal(s, appeal_id, accept=False, note="", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="", actor="admin")
     with session_scope(world.engine) as s:
-        decide_appeal(s, appeal_id, accept=False, note="评价有效", actor="admin")
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="评价有效", actor="admin")
     assert _jan(world).row(A).score == pytest.approx(56.08)
     with pytest.raises(Conflict):  # once per ticket, indicator and month
         _appeal(world, "satisfaction", "t2")
@@ -503,3 +510,162 @@ def test_every_indicator_has_its_definition():
 
     for ind in INDICATORS.values():
         assert ind.label and len(ind.doc) > 40 and ind.explain, ind.code
+
+
+# ---------------------------------------------------------------- the month cache (cache.py)
+MARCH = L("2027-03-01 12:00")  # January and February are closed then
+JAN_31 = L("2027-01-31 20:00")  # January still running
+
+
+def _assess_at(w: World, now: datetime, key: str = "2027-01"):
+    with session_scope(w.engine, read_only=True) as s:
+        return assess(s, w.settings, parse_period(w.settings, key), now=now)
+
+
+def _keep(w: World, *computed) -> int:
+    with session_scope(w.engine) as s:
+        return keep_months(s, w.settings, computed)
+
+
+def _cache_row(w: World, month: str = "2027-01") -> AssessmentMonthCache | None:
+    with session_scope(w.engine, read_only=True) as s:
+        return s.get(AssessmentMonthCache, month)
+
+
+def test_cached_figures_equal_the_live_computation(world):
+    running = _assess_at(world, JAN_31)  # January running: live, nothing to keep
+    assert not running.cached and running.to_keep is None
+    first = _assess_at(world, MARCH)  # closed, not cached yet: computed, to keep
+    assert not first.cached and first.to_keep is not None
+    assert _keep(world, first.to_keep) == 1
+    february_events(world)  # later events change nothing of January's
+    cached = _assess_at(world, MARCH)
+    assert cached.cached and cached.to_keep is None
+    assert cached.computed_at == first.computed_at
+    assert _figures(cached) == _figures(running) == _figures(first)
+    assert cached.row(A).score == pytest.approx(56.08) and cached.row(B).rank == 1
+    for k, f in running.city.items():
+        assert (cached.city[k].num, cached.city[k].den) == (f.num, f.den)
+        assert cached.city[k].seconds == pytest.approx(f.seconds)
+    with session_scope(world.engine, read_only=True) as s:  # one department, from the cache
+        row, at = department_row(
+            s, world.settings, parse_period(world.settings, "2027-01"), A, now=MARCH
+        )
+        live_row, _ = department_row(
+            s, world.settings, parse_period(world.settings, "2027-01"), A, now=JAN_31
+        )
+    assert at == first.computed_at and row.score == live_row.score == pytest.approx(56.08)
+    assert {k: (f.num, f.den) for k, f in row.figures.items()} == {
+        k: (f.num, f.den) for k, f in live_row.figures.items()
+    }
+
+
+def test_accepted_appeal_invalidates_the_month_and_the_job_recomputes_it(world, settings):
+    from config.queues import get_queue
+
+    queue = get_queue(settings, "default")
+    queue.empty()
+    _keep(world, _assess_at(world, MARCH).to_keep)
+    stale = _assess_at(world, MARCH - timedelta(days=1))  # cached: read before the decision
+    with session_scope(world.engine, read_only=True) as s:  # a view computing meanwhile
+        racing = cache_compute(s, world.settings, parse_period(world.settings, "2027-01"), 0)
+    appeal_id = _appeal(world, "finish_on_time", "t2")
+    assert _cache_row(world).generation == 0 and queue.count == 0  # filing changes nothing
+    with session_scope(world.engine) as s:
+        decide_appeal(s, world.settings, appeal_id, accept=True, note="情况属实", actor="admin")
+    row = _cache_row(world)
+    assert row.generation == 1 and row.data is None and row.computed_at is None
+    jobs = queue.jobs  # enqueued once the decision committed
+    assert [(j.func_name, j.args[0]) for j in jobs] == [
+        ("ticketing.jobs.run_assessment_month", "2027-01")
+    ]
+    assert _keep(world, racing) == 0  # read before the decision: never stored over it
+    assert _cache_row(world).data is None
+    fresh = _assess_at(world, MARCH)  # a view before the job ran: computed, with the appeal
+    assert not fresh.cached and fresh.row(A).score == pytest.approx(74.75)
+    done = recompute_month(world.engine, world.settings, "2027-01", now=MARCH)  # the job's work
+    assert done["stored"] == 1
+    warm = _assess_at(world, MARCH)
+    assert warm.cached and warm.appeals_applied == 1
+    assert warm.row(A).score == pytest.approx(74.75) and _figures(warm) == _figures(fresh)
+    assert stale.cached and stale.row(A).score == pytest.approx(56.08)
+    queue.empty()
+
+
+def test_a_rejected_appeal_keeps_the_cache(world, settings):
+    _keep(world, _assess_at(world, MARCH).to_keep)
+    appeal_id = _appeal(world, "satisfaction", "t2")
+    with session_scope(world.engine) as s:
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="评价有效", actor="admin")
+    assert _cache_row(world).data is not None and _assess_at(world, MARCH).cached
+
+
+def test_appeal_steps_are_on_the_tickets_history(world, settings):
+    from ticketing.events import history
+
+    appeal_id = _appeal(world, "finish_on_time", "t2")
+    with session_scope(world.engine) as s:
+        decide_appeal(s, world.settings, appeal_id, accept=False, note="超期属实", actor="admin")
+    with session_scope(world.engine, read_only=True) as s:
+        events = [e for e in history(s, world.t["t2"]) if e.action.startswith("assessment_")]
+    assert [(e.action, e.actor) for e in events] == [
+        ("assessment_appeal_filed", "swj_handler"),
+        ("assessment_appeal_decided", "admin"),
+    ]
+    filed, decided = (e.detail for e in events)
+    assert (
+        filed["reason"] == "企业要求延后上门，非本部门原因"
+        and filed["indicator"] == "finish_on_time"
+    )
+    assert (filed["month"], filed["department"], filed["appeal_id"]) == ("2027-01", A, appeal_id)
+    assert (decided["decision"], decided["reason"]) == ("rejected", "超期属实")
+
+
+def test_drill_down_pages(world):
+    with session_scope(world.engine, read_only=True) as s:
+        p = parse_period(world.settings, "2027-01")
+        whole = indicator_rows(s, world.settings, p, A, "volume")
+        pages = [
+            indicator_rows(s, world.settings, p, A, "volume", limit=2, offset=o)
+            for o in (0, 2, 4, 6)
+        ]
+    assert len(whole) == 5 and [len(x) for x in pages] == [2, 2, 1, 0]
+    assert [r.suborder_id for page in pages for r in page] == [r.suborder_id for r in whole]
+    assert [r.number for r in whole] == sorted(r.number for r in whole)
+
+
+def test_warm_up_computes_closed_months_not_cached(world):
+    assert warm_up(world.engine, world.settings, now=JAN_31) == []  # nothing closed yet
+    assert warm_up(world.engine, world.settings, now=MARCH) == ["2027-01", "2027-02"]
+    assert warm_up(world.engine, world.settings, now=MARCH) == []  # kept: nothing left
+    assert _assess_at(world, MARCH, "2027-02").cached
+
+
+def test_portrait_trend_from_the_cache_equals_live(world):
+    february_events(world)
+    p = parse_period(world.settings, "2027-02")
+    with session_scope(world.engine, read_only=True) as s:
+        cold = department_portrait(s, world.settings, p, A, now=MARCH)
+    # the 12 months of the trend are closed and none was cached: each computed, to keep
+    assert sorted(m.month for m in cold.to_keep) == cold.trend["months"]
+    assert cold.trend["months"][0] == "2026-03" and len(cold.trend["months"]) == 12
+    _keep(world, *cold.to_keep)
+    with session_scope(world.engine, read_only=True) as s:
+        warm = department_portrait(s, world.settings, p, A, now=MARCH)
+        live = department_portrait(s, world.settings, p, A, now=L("2027-02-27 12:00"))
+    assert warm.to_keep == [] and warm.result.cached
+    assert warm.trend == cold.trend
+    assert warm.trend["months"][-2:] == ["2027-01", "2027-02"]
+    jan = warm.trend["months"].index("2027-01")
+    assert warm.trend["series"]["score"][jan] == pytest.approx(56.08)
+    # February as of its running days (27th, live) is not shown for March: the trend points of
+    # the closed January are the same either way
+    assert live.trend["series"]["score"][jan] == warm.trend["series"]["score"][jan]
+    assert [r.suborder_id for r in warm.slowest] == [r.suborder_id for r in cold.slowest]
+    # the warm portrait read its slowest matters by the sub-orders the month kept
+    from ticketing.assessment.cache import cached_month
+
+    with session_scope(world.engine, read_only=True) as s:
+        kept = cached_month(s, world.settings, p)
+    assert kept is not None and kept.slowest is not None
+    assert kept.slowest[A] == [r.suborder_id for r in cold.slowest] != []

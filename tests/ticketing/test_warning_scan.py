@@ -107,13 +107,9 @@ def test_the_scheduler_enqueues_the_scan_and_a_worker_runs_it(engine, settings):
         s.add(row)
     q = get_queue(settings, "default")
     cron = build_scheduler(settings, q.connection)
-    assert [j.name for j in cron.get_jobs()] == ["warnings", "lost-work", "knowledge", "hotspots"]
-    assert [j.name for j in cron.enqueue_jobs()] == [
-        "warnings",
-        "lost-work",
-        "knowledge",
-        "hotspots",
-    ]
+    jobs = ["warnings", "lost-work", "knowledge", "hotspots", "assessment"]
+    assert [j.name for j in cron.get_jobs()] == jobs
+    assert [j.name for j in cron.enqueue_jobs()] == jobs
     assert cron.enqueue_jobs() == []  # not due again before its interval
     SimpleWorker([q], connection=q.connection).work(burst=True)
     with Session(engine) as s:

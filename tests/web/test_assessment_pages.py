@@ -258,3 +258,140 @@ def test_public_summary_has_departments_figures_only(web):
     assert past["T1"] not in r.text and past["T2"] not in r.text  # no ticket, no person
     # a month not yet complete is not published: the latest complete one is shown instead
     assert "2099年" not in web.client.get("/portal/assessment?period=2099-01").text
+
+
+# ---------------------------------------------------------------- the month cache
+PAST = "2025-03"  # a closed month: its figures are kept (ticketing.assessment.cache)
+
+
+def _cache_row(engine, month: str = PAST):
+    from ticketing.assessment import AssessmentMonthCache
+
+    with session_scope(engine, read_only=True) as s:
+        return s.get(AssessmentMonthCache, month)
+
+
+def _queue(web):
+    from config.queues import get_queue
+
+    return get_queue(web.settings, "default")
+
+
+def _run_jobs(web) -> None:
+    from rq import SimpleWorker
+
+    q = _queue(web)
+    SimpleWorker([q], connection=q.connection, name=f"{web.settings.redis_namespace}-w").work(
+        burst=True
+    )
+
+
+def test_closed_month_is_kept_and_recomputed_after_an_accepted_appeal(web):
+    from console_helpers import Api
+
+    past = seed_month(web.engine, PAST, prefix="C")
+    api = Api(web.client, web.settings, web.engine, web.user_ids)
+    _queue(web).empty()
+    web.login("leader")
+    page = web.client.get(f"/assessment?period={PAST}")
+    assert page.status_code == 200 and "数据截至" in page.text
+    row = _cache_row(web.engine)  # the first view computed the closed month and kept it
+    assert row is not None and row.data is not None and row.generation == 0
+    got = web.client.get(f"/api/v1/assessment?period={PAST}", headers=api.auth("leader")).json()
+    assert got["cached"] and got["computed_at"].startswith(row.computed_at.isoformat()[:19])
+    filed = web.client.post(
+        "/api/v1/assessment/appeals",
+        json={
+            "month": PAST,
+            "indicator": "finish_on_time",
+            "ticket_number": past["T2"],
+            "reason": "企业要求改期",
+        },
+        headers=api.auth("handler_b"),
+    )
+    assert filed.status_code == 201, filed.text
+    decided = web.client.post(
+        f"/api/v1/assessment/appeals/{filed.json()['id']}/decision",
+        json={"accept": True, "note": "属实"},
+        headers=api.auth("admin"),
+    )
+    assert decided.status_code == 200, decided.text
+    row = _cache_row(web.engine)
+    assert row.data is None and row.generation == 1  # invalidated with the decision
+    assert [j.args[0] for j in _queue(web).jobs] == [PAST]  # the job, queued after commit
+    _run_jobs(web)  # a real worker runs ticketing.jobs.run_assessment_month
+    row = _cache_row(web.engine)
+    assert row.data is not None and row.generation == 1
+    after = web.client.get(f"/api/v1/assessment?period={PAST}", headers=api.auth("leader")).json()
+    b = {d["code"]: d for d in after["departments"]}[DEPT_B]
+    assert after["cached"] and after["appeals_applied"] == 1
+    assert b["figures"]["finish_on_time"]["denominator"] == 0
+    # the appeal's steps on the ticket's history
+    web.login("admin")
+    t = web.client.get(f"/tickets/{past['T2']}").text
+    assert "考核申诉" in t and "考核申诉审核" in t and "已采纳" in t and "企业要求改期" in t
+
+
+def test_recompute_is_for_admins_with_csrf(web):
+    from console_helpers import Api
+
+    seed_month(web.engine, PAST, prefix="R")
+    api = Api(web.client, web.settings, web.engine, web.user_ids)
+    _queue(web).empty()
+    url = "/api/v1/assessment/recompute"
+    for role in ("leader", "supervisor", "handler", "dispatcher"):
+        r = web.client.post(url, json={"month": PAST}, headers=api.auth(role))
+        assert r.status_code == 403, role
+    assert _queue(web).count == 0
+    r = web.client.post(url, json={"month": PAST}, headers=api.auth("admin"))
+    assert r.status_code == 202 and r.json() == {"month": PAST, "status": "queued"}
+    assert [(j.func_name, j.args[0]) for j in _queue(web).jobs] == [
+        ("ticketing.jobs.run_assessment_month", PAST)
+    ]
+    assert _cache_row(web.engine).generation == 1
+    for bad in ("2099-01", "2025-H1"):  # a month not closed (computed live anyway), not a month
+        assert (
+            web.client.post(url, json={"month": bad}, headers=api.auth("admin")).status_code == 422
+        )
+    # the form on the ranking page: admins only, with the CSRF token
+    web.login("leader")
+    assert "重新计算" not in web.client.get(f"/assessment?period={PAST}").text
+    token = _csrf(web, f"/assessment?period={PAST}")
+    form = {"month": PAST, "csrf_token": token}
+    assert web.client.post("/assessment/recompute", data=form).status_code == 403
+    web.login("admin")
+    page = web.client.get(f"/assessment?period={PAST}").text
+    assert 'action="/assessment/recompute"' in page
+    assert web.client.post("/assessment/recompute", data={"month": PAST}).status_code == 403
+    r = web.client.post(
+        "/assessment/recompute",
+        data={"month": PAST, "csrf_token": _csrf(web, f"/assessment?period={PAST}")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and "done=recompute" in r.headers["location"]
+    assert _cache_row(web.engine).generation == 2
+    _queue(web).empty()
+
+
+def test_drill_down_is_paged(web, monkeypatch):
+    from console_helpers import Api
+
+    import agent_console.web.assessment as pages
+
+    seed_month(web.engine)
+    more = seed_month(web.engine, prefix="X")  # DEPT_A has two rows: WT1, XT1
+    api = Api(web.client, web.settings, web.engine, web.user_ids)
+    own = f"/api/v1/assessment/departments/{DEPT_A}/indicators/volume?period={MONTH}"
+    h = api.auth("leader")
+    first = web.client.get(own + "&limit=1", headers=h).json()
+    assert [x["ticket_number"] for x in first["rows"]] == ["WT1"] and first["next_offset"] == 1
+    second = web.client.get(own + "&limit=1&offset=1", headers=h).json()
+    assert [x["ticket_number"] for x in second["rows"]] == [more["T1"]]
+    assert second["next_offset"] is None
+    monkeypatch.setattr(pages, "TRACE_PAGE", 1)
+    web.login("supervisor")
+    trace = f"/assessment/departments/{DEPT_A}/indicators/volume?period={MONTH}"
+    p1 = web.client.get(trace).text
+    assert "WT1" in p1 and more["T1"] not in p1 and "下一页" in p1 and "数据截至" in p1
+    p2 = web.client.get(trace + "&page=2").text
+    assert more["T1"] in p2 and "WT1" not in p2 and "上一页" in p2 and "下一页" not in p2

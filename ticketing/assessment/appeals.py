@@ -1,21 +1,28 @@
 """Appeals (申诉/免责): a department's handler asks that one ticket not count in one indicator of
 one month; an admin accepts or rejects it with a note. Who and when are kept on the row. An
 accepted appeal takes that (department, ticket) out of that indicator — numerator and
-denominator — and the month's score is recomputed from it (nothing is stored but the appeal).
-One appeal per month, department, indicator and ticket: a rejected one is not filed again."""
+denominator —: the month's cached figures are invalidated and computed again by a job
+(ticketing.assessment.cache). One appeal per month, department, indicator and ticket: a rejected
+one is not filed again. Filing and deciding are written on the ticket's history too
+("assessment_appeal_filed" / "assessment_appeal_decided": who, the indicator, the decision and
+the reason), where whoever opens the ticket sees them."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from config.settings import Settings
+from ticketing.assessment import cache
 from ticketing.assessment.indicators import INDICATORS
 from ticketing.assessment.models import AppealStatus, AssessmentAppeal
 from ticketing.assessment.periods import parse_period
 from ticketing.assessment.tracing import in_indicator
 from ticketing.errors import Conflict, InvalidInput, NotFound
+from ticketing.events import record
 from ticketing.models import Ticket, utcnow
 from ticketing.text import normalise_text
 
@@ -84,13 +91,40 @@ def file_appeal(
             f"工单 {ticket.number} 在本月“{INDICATORS[indicator].label}”已提出过申诉",
             code="appeal_exists",
         ) from None
+    _history(session, appeal, "assessment_appeal_filed", actor, reason=appeal.reason)
     return appeal
 
 
+def _history(
+    session: Session, appeal: AssessmentAppeal, action: str, actor: str, **detail: Any
+) -> None:
+    """The appeal's step on its ticket's history (the append-only event log)."""
+    record(
+        session,
+        appeal.ticket_id,
+        actor[:64],
+        action,
+        appeal_id=appeal.id,
+        month=appeal.month,
+        department=appeal.department_code,
+        indicator=appeal.indicator,
+        indicator_label=INDICATORS[appeal.indicator].label,
+        **detail,
+    )
+
+
 def decide_appeal(
-    session: Session, appeal_id: int, *, accept: bool, note: str | None, actor: str
+    session: Session,
+    settings: Settings,
+    appeal_id: int,
+    *,
+    accept: bool,
+    note: str | None,
+    actor: str,
 ) -> AssessmentAppeal:
-    """Accept or reject a pending appeal, once, with a note (required when rejecting)."""
+    """Accept or reject a pending appeal, once, with a note (required when rejecting). An
+    accepted one changes its month's figures: the month's cache is invalidated and recomputed
+    after the commit (a rejected one changes nothing)."""
     appeal = session.execute(
         select(AssessmentAppeal).where(col(AssessmentAppeal.id) == appeal_id).with_for_update()
     ).scalar_one_or_none()
@@ -109,6 +143,11 @@ def decide_appeal(
     appeal.decision_note = why
     session.add(appeal)
     session.flush()
+    _history(
+        session, appeal, "assessment_appeal_decided", actor, decision=appeal.status, reason=why
+    )
+    if accept:
+        cache.invalidate(session, settings, appeal.month)
     return appeal
 
 

@@ -25,7 +25,7 @@ Counting rules (documented once, here):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -143,8 +143,22 @@ def counted_ticket(ticket_id: Any) -> ColumnElement[bool]:
 # ---------------------------------------------------------------- the three base row sets
 
 
-def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
-    """Every counted sub-order dispatched before the period's end (and within the lookback).
+def _of(column: Any, department: str | None) -> list[ColumnElement[bool]]:
+    """The department filter of a base row set (none: every department)."""
+    return [] if department is None else [column == department]
+
+
+def suborder_base(
+    period: Period,
+    dialect: str,
+    lookback_days: int,
+    department: str | None = None,
+    suborder_ids: Sequence[int] | None = None,
+) -> Subquery:
+    """Every counted sub-order dispatched before the period's end (and within the lookback); one
+    department's only when `department` is given (inside the fenced subquery, where the planner
+    can use it: a filter outside the fence would still build every department's rows); only
+    the sub-orders `suborder_ids` when given (the portrait's kept slowest matters).
 
     The history it needs comes in by two grouped reads of the event index (action, at), joined
     by sub-order: each return's instant, and the deadline an extension approved after the end
@@ -217,6 +231,8 @@ def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
             SO.c.dispatched_at < period.end,
             SO.c.dispatched_at >= period.start - timedelta(days=lookback_days),
             counted_ticket(SO.c.ticket_id),
+            *_of(SO.c.department_code, department),
+            *([] if suborder_ids is None else [SO.c.id.in_(list(suborder_ids))]),
         )
         .offset(0)  # an optimisation fence: the joined values are computed once per row
         .subquery("so_rows")
@@ -245,7 +261,7 @@ def suborder_base(period: Period, dialect: str, lookback_days: int) -> Subquery:
     )  # fenced too: the derived instants are computed once per row
 
 
-def evaluation_base(period: Period) -> Subquery:
+def evaluation_base(period: Period, department: str | None = None) -> Subquery:
     """The ratings given in the period, one row per department whose reply was rated.
 
     The rating of a round is the submitter's own when there is one by the period's end, else the
@@ -282,6 +298,7 @@ def evaluation_base(period: Period) -> Subquery:
                     SO.c.round == rated.c.round,
                     SO.c.replied_at.is_not(None),
                     SO.c.replied_at <= rated.c.created_at,
+                    *_of(SO.c.department_code, department),
                 ),
             )
         )
@@ -293,7 +310,7 @@ def evaluation_base(period: Period) -> Subquery:
     )
 
 
-def warning_base(period: Period) -> Subquery:
+def warning_base(period: Period, department: str | None = None) -> Subquery:
     """The §13 levels raised on departments' sub-orders in the period ("warning" events)."""
     return (
         select(
@@ -310,6 +327,7 @@ def warning_base(period: Period) -> Subquery:
             E.c.at >= period.start,
             E.c.at < period.end,
             counted_ticket(E.c.ticket_id),
+            *_of(SO.c.department_code, department),
         )
         .subquery("b")
     )
@@ -499,12 +517,21 @@ def avg_handle_hours(b: Subquery, p: Period, dialect: str) -> Parts:
     )
 
 
-def base_for(source: str, period: Period, dialect: str, lookback_days: int) -> Subquery:
+def base_for(
+    source: str,
+    period: Period,
+    dialect: str,
+    lookback_days: int,
+    department: str | None = None,
+    suborder_ids: Sequence[int] | None = None,
+) -> Subquery:
+    """One base row set; one department's rows only when `department` is given (and of the
+    sub-order base, only `suborder_ids` when given)."""
     if source == "suborder":
-        return suborder_base(period, dialect, lookback_days)
+        return suborder_base(period, dialect, lookback_days, department, suborder_ids)
     if source == "evaluation":
-        return evaluation_base(period)
-    return warning_base(period)
+        return evaluation_base(period, department)
+    return warning_base(period, department)
 
 
 def as_naive(v: Any) -> datetime | None:

@@ -1,11 +1,13 @@
-"""The assessment's own table: appeals (申诉/免责) against a ticket's place in an indicator."""
+"""The assessment's own tables: appeals (申诉/免责) against a ticket's place in an indicator,
+and the closed months' figures (the month cache)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from config.database import UTCField, utcnow
@@ -46,3 +48,18 @@ class AssessmentAppeal(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = UTCField(default=None)
     decision_note: str | None = Field(default=None, max_length=1000)
+
+
+class AssessmentMonthCache(SQLModel, table=True):
+    """A closed month's figures, kept so a page reads them instead of recounting a month of
+    tickets (ticketing.assessment.cache). `data` null: none stored (never computed, or
+    invalidated). `generation` is raised by every invalidation; a computation stores its figures
+    only if the generation it read before computing is still the row's, so figures read before
+    an appeal's decision committed never overwrite the invalidation."""
+
+    __tablename__ = "assessment_month_cache"
+
+    month: str = Field(primary_key=True, max_length=7)  # "2027-01"
+    generation: int = Field(default=0)
+    computed_at: datetime | None = UTCField(default=None)  # when the stored figures were read
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select, text, tuple_
@@ -18,7 +19,7 @@ from config.settings import Settings
 from ticketing.assessment.indicators import COUNT, HOURS, INDICATORS, RATE, SOURCES, base_for
 from ticketing.assessment.models import AppealStatus, AssessmentAppeal
 from ticketing.assessment.periods import Period
-from ticketing.models import Department
+from ticketing.models import Department, utcnow
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Assessment:
     city: dict[str, Figure]  # every department together (the city average of rates)
     columns: list[str]
     appeals_applied: int
+    computed_at: datetime | None = None  # when the figures were read (数据截至)
+    cached: bool = False  # read from the month cache
+    to_keep: MonthFigures | None = None  # a closed month computed now: for cache.keep
 
     def row(self, code: str) -> DepartmentResult | None:
         return next((r for r in self.rows if r.code == code), None)
@@ -147,7 +151,8 @@ def appealed(b: Any, pairs: list[tuple[str, int]]) -> ColumnElement[bool] | None
 def figures(
     session: Session, settings: Settings, period: Period, *, department: str | None = None
 ) -> tuple[dict[str, dict[str, Figure]], int]:
-    """department → indicator → Figure, from one grouped query per base row set."""
+    """department → indicator → Figure, from one grouped query per base row set (one
+    department's rows only, read through its own filter, when `department` is given)."""
     cfg = score_config(settings)
     dialect = session.get_bind().dialect.name
     tune(session)
@@ -155,7 +160,7 @@ def figures(
     out: dict[str, dict[str, Figure]] = defaultdict(dict)
     for source in SOURCES:
         inds = [i for i in INDICATORS.values() if i.source == source]
-        b = base_for(source, period, dialect, cfg.lookback_days)
+        b = base_for(source, period, dialect, cfg.lookback_days, department)
         cols: list[Any] = [b.c.dept]
         for ind in inds:
             parts = ind.parts(b, period, dialect)
@@ -173,8 +178,6 @@ def figures(
                     func.sum(case((rows, parts.measure), else_=0.0)).label(f"{ind.code}__sec")
                 )
         q = select(*cols).group_by(b.c.dept)
-        if department is not None:
-            q = q.where(b.c.dept == department)
         for r in session.execute(q).mappings():
             for ind in inds:
                 out[r["dept"]][ind.code] = Figure(
@@ -212,15 +215,44 @@ def score_row(cfg: ScoreConfig, figs: dict[str, Figure]) -> tuple[dict[str, floa
 NOT_ASSESSED = "无办件"
 
 
-def assess(session: Session, settings: Settings, period: Period) -> Assessment:
-    """The period's assessment: every active department (and any other one with figures), its
-    figures, points, score and band, ranked (equal scores share a rank: 1, 2, 2, 4). A
-    department with no row in any indicator (no matter dispatched, decided, rated or warned in
-    the period) is not scored nor ranked: it is listed last as 无办件 (full points for nothing
-    would put it first)."""
+@dataclass
+class MonthFigures:
+    """A period's figures (department → indicator → Figure) and the accepted appeals applied,
+    with when they were read: from the month cache (`cached`), or computed now. A closed month
+    computed now carries the cache generation it read first (`generation`, None: no row), so the
+    caller can keep it (ticketing.assessment.cache.keep)."""
+
+    month: str
+    figures: dict[str, dict[str, Figure]]
+    appeals: int
+    computed_at: datetime
+    cached: bool = False
+    closed: bool = False  # a closed month: what the cache may keep
+    generation: int | None = None
+    slowest: dict[str, list[int]] | None = None  # kept: department → its slowest sub-orders
+
+
+def live(session: Session, settings: Settings, period: Period) -> MonthFigures:
+    """The period's figures computed now (every department)."""
+    at = utcnow()
+    figs, n = figures(session, settings, period)
+    return MonthFigures(period.key, figs, n, at)
+
+
+def departments(session: Session) -> dict[str, Department]:
+    return {d.code: d for d in session.execute(select(Department)).scalars()}
+
+
+def ranked(
+    settings: Settings, period: Period, mf: MonthFigures, depts: dict[str, Department]
+) -> Assessment:
+    """The assessment built from a period's figures: every active department (and any other
+    one with figures), its points, score and band, ranked (equal scores share a rank: 1, 2, 2,
+    4). A department with no row in any indicator (no matter dispatched, decided, rated or
+    warned in the period) is not scored nor ranked: it is listed last as 无办件 (full points for
+    nothing would put it first)."""
     cfg = score_config(settings)
-    figs, n_appeals = figures(session, settings, period)
-    depts = {d.code: d for d in session.execute(select(Department)).scalars()}
+    figs = mf.figures
     codes = [c for c, d in depts.items() if d.active] + [c for c in figs if c not in depts]
     codes += [c for c in figs if c in depts and not depts[c].active]
     rows: list[DepartmentResult] = []
@@ -230,16 +262,83 @@ def assess(session: Session, settings: Settings, period: Period) -> Assessment:
         for k, v in f.items():
             city[k].add(v)
         name = depts[code].name if code in depts else code
-        if not any(x.den for x in f.values()):
-            rows.append(DepartmentResult(code, name, f, {}, None, NOT_ASSESSED))
-            continue
-        points, score, band = score_row(cfg, f)
-        rows.append(DepartmentResult(code, name, f, points, score, band))
+        rows.append(_row(cfg, code, name, f))
     rows.sort(key=lambda r: (r.score is None, -(r.score or 0.0), r.code))
-    ranked = [r for r in rows if r.score is not None]
-    for i, r in enumerate(ranked):
-        r.rank = ranked[i - 1].rank if i and ranked[i - 1].score == r.score else i + 1
-    return Assessment(period, rows, city, cfg.columns, n_appeals)
+    scored = [r for r in rows if r.score is not None]
+    for i, r in enumerate(scored):
+        r.rank = scored[i - 1].rank if i and scored[i - 1].score == r.score else i + 1
+    return Assessment(
+        period,
+        rows,
+        city,
+        cfg.columns,
+        mf.appeals,
+        computed_at=mf.computed_at,
+        cached=mf.cached,
+        to_keep=mf if mf.closed and not mf.cached else None,
+    )
+
+
+def _row(cfg: ScoreConfig, code: str, name: str, f: dict[str, Figure]) -> DepartmentResult:
+    if not any(x.den for x in f.values()):
+        return DepartmentResult(code, name, f, {}, None, NOT_ASSESSED)
+    points, score, band = score_row(cfg, f)
+    return DepartmentResult(code, name, f, points, score, band)
+
+
+def period_figures(
+    session: Session, settings: Settings, period: Period, now: datetime | None = None
+) -> MonthFigures:
+    """A closed month's figures from the cache (computed now on a miss, for the caller to
+    keep); any other period's computed now."""
+    from ticketing.assessment import cache  # the cache builds on this module's figures
+
+    now = now or utcnow()
+    if cache.is_closed(period, now):
+        return cache.month_figures(session, settings, period)
+    return live(session, settings, period)
+
+
+def assess(
+    session: Session, settings: Settings, period: Period, *, now: datetime | None = None
+) -> Assessment:
+    """The period's assessment (see `ranked`). A closed month's figures come from the month
+    cache (ticketing.assessment.cache); the running month, and half-years and years, are
+    computed now. `now` decides which months are closed (default: the clock). A closed month
+    computed because it was not cached comes back as `to_keep`: a caller with a write
+    transaction stores it (cache.keep), so the next view reads it."""
+    return ranked(
+        settings, period, period_figures(session, settings, period, now), departments(session)
+    )
+
+
+def department_row(
+    session: Session,
+    settings: Settings,
+    period: Period,
+    code: str,
+    *,
+    now: datetime | None = None,
+) -> tuple[DepartmentResult, datetime] | None:
+    """One department's figures, points, score and band (not its rank: that needs every
+    department), and when they were read: from the month cache for a closed month that is
+    cached, else from that department's rows only. None: no such department and no figures."""
+    from ticketing.assessment import cache
+
+    now = now or utcnow()
+    got = cache.cached_month(session, settings, period) if cache.is_closed(period, now) else None
+    if got is not None:
+        figs, at = got.figures.get(code, {}), got.computed_at
+    else:
+        at = utcnow()
+        figs = figures(session, settings, period, department=code)[0].get(code, {})
+    dept = session.execute(
+        select(Department).where(col(Department.code) == code)
+    ).scalar_one_or_none()
+    if dept is None and not figs:
+        return None
+    name = dept.name if dept is not None else code
+    return _row(score_config(settings), code, name, {**_blank(), **figs}), at
 
 
 def city_average(result: Assessment) -> dict[str, float | None]:

@@ -4,11 +4,12 @@ numerator, and whether an accepted appeal took it out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import func, literal, select
 from sqlmodel import Session
 
 from config.settings import Settings
@@ -53,44 +54,65 @@ def indicator_rows(
     code: str,
     *,
     limit: int = MAX_ROWS,
+    offset: int = 0,
     ticket_id: int | None = None,
     longest_first: bool = False,
+    suborder_ids: Sequence[int] | None = None,
 ) -> list[TracedRow]:
     """The rows of `code` for `department` in `period` (the denominator, hits marked), by
-    ticket number, or for an average the longest first (the portrait's slowest matters)."""
+    ticket number, or for an average the longest first (the portrait's slowest matters); a page
+    of `limit` rows from `offset` (the order is total: ties broken by sub-order). Only that
+    department's rows are read (its filter is inside the base row set), and of the sub-order
+    rows only `suborder_ids` when given."""
     ind = INDICATORS.get(code)
     if ind is None:
         raise NotFound(f"未知考核指标：{code}", indicator=code)
     dialect = session.get_bind().dialect.name
     tune(session)
-    b = base_for(ind.source, period, dialect, score_config(settings).lookback_days)
+    lookback = score_config(settings).lookback_days
+    b = base_for(ind.source, period, dialect, lookback, department, suborder_ids)
     parts = ind.parts(b, period, dialect)
     excluded = appealed(b, accepted_appeals(session, period).get(ind.appeal_under, []))
     times = TIMES[ind.source]
     extra_cols = {"overall": "overall", "source": "source"} if ind.source == "evaluation" else {}
     if ind.source == "warning":
         extra_cols = {"level": "level", "step": "step"}
-    q = (
-        select(
-            b.c.ticket_id,
-            b.c.so_id,
-            T.c.number,
-            T.c.title,
-            (parts.hit if parts.hit is not None else literal(None)).label("hit"),
-            (excluded if excluded is not None else literal(False)).label("appealed"),
-            (parts.measure if parts.measure is not None else literal(None)).label("seconds"),
-            *[b.c[c] for c, _ in times],
-            *[b.c[c] for c in extra_cols],
-        )
-        .select_from(b.join(T, T.c.id == b.c.ticket_id))
-        .where(b.c.dept == department, parts.rows)
-        .order_by(T.c.number, b.c.so_id)
-        .limit(limit)
-    )
-    if longest_first and parts.measure is not None:
-        q = q.order_by(None).order_by(parts.measure.desc(), b.c.so_id)
+    cols = [
+        b.c.ticket_id,
+        b.c.so_id,
+        (parts.hit if parts.hit is not None else literal(None)).label("hit"),
+        (excluded if excluded is not None else literal(False)).label("appealed"),
+        (parts.measure if parts.measure is not None else literal(None)).label("seconds"),
+        *[b.c[c] for c, _ in times],
+        *[b.c[c] for c in extra_cols],
+    ]
+    where = [b.c.dept == department, parts.rows]
     if ticket_id is not None:
-        q = q.where(b.c.ticket_id == ticket_id)
+        where.append(b.c.ticket_id == ticket_id)
+    if longest_first and parts.measure is not None:
+        # the page is cut before the tickets are joined: only its rows read their ticket
+        page = (
+            select(*cols)
+            .where(*where)
+            .order_by(parts.measure.desc(), b.c.so_id)
+            .limit(limit)
+            .offset(offset)
+            .subquery("page")
+        )
+        q = (
+            select(page, T.c.number, T.c.title)
+            .select_from(page.join(T, T.c.id == page.c.ticket_id))
+            .order_by(page.c.seconds.desc(), page.c.so_id)
+        )
+    else:
+        q = (
+            select(*cols, T.c.number, T.c.title)
+            .select_from(b.join(T, T.c.id == b.c.ticket_id))
+            .where(*where)
+            .order_by(T.c.number, b.c.so_id)
+            .limit(limit)
+            .offset(offset)
+        )
     out: list[TracedRow] = []
     for r in session.execute(q).mappings():
         out.append(
@@ -114,3 +136,40 @@ def in_indicator(
 ) -> bool:
     """Whether the ticket is one of the rows of `code` for `department` in `period`."""
     return bool(indicator_rows(session, settings, period, department, code, ticket_id=ticket_id))
+
+
+SLOWEST = 10
+SLOWEST_BY = "avg_handle_hours"
+
+
+def slowest_ids(
+    session: Session, settings: Settings, period: Period, n: int = SLOWEST
+) -> dict[str, list[int]]:
+    """department → its `n` slowest sub-orders of the period (SLOWEST_BY's rows, the longest
+    first), for every department in one pass: what the month cache keeps for the portrait."""
+    ind = INDICATORS[SLOWEST_BY]
+    dialect = session.get_bind().dialect.name
+    tune(session)
+    b = base_for(ind.source, period, dialect, score_config(settings).lookback_days)
+    parts = ind.parts(b, period, dialect)
+    assert parts.measure is not None
+    ranked = (
+        select(
+            b.c.dept,
+            b.c.so_id,
+            func.row_number()
+            .over(partition_by=b.c.dept, order_by=(parts.measure.desc(), b.c.so_id))
+            .label("n"),
+        )
+        .where(parts.rows)
+        .subquery("ranked")
+    )
+    out: dict[str, list[int]] = {}
+    q = (
+        select(ranked.c.dept, ranked.c.so_id)
+        .where(ranked.c.n <= n)
+        .order_by(ranked.c.dept, ranked.c.n)
+    )
+    for dept, so_id in session.execute(q):
+        out.setdefault(dept, []).append(int(so_id))
+    return out
