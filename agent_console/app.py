@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from agent_console import web
-from agent_console.deps import require
+from agent_console.deps import require, require_bearer, user_in_session
 from agent_console.errors import install_error_handlers, responses
 from agent_console.fastpath import FastPath
 from agent_console.health import HealthMonitor
@@ -278,7 +278,14 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     (API_PREFIX, hotspots.router),
     (API_PREFIX, assessment.router),
     ("", ops.router),
-    (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
+    (
+        API_PREFIX,
+        make_recordings_router(
+            require,
+            responses=responses(401, 403, 404, 416, 422),
+            playback_auth=(require_bearer, user_in_session),
+        ),
+    ),
 ]
 
 
