@@ -29,11 +29,11 @@ from agent_console.health import HealthMonitor
 from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import (
+    WRITE_GATE_SLOTS,
     AccessMiddleware,
     BodyLimitMiddleware,
     WriteGate,
     public_max_body,
-    write_gate_slots,
 )
 from agent_console.routes import (
     assessment,
@@ -200,9 +200,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(  # innermost: see WriteGate
         WriteGate,
-        slots=lambda: write_gate_slots(
-            app.state.engine.dialect.name if app.state.engine is not None else None
-        ),
+        slots=lambda: WRITE_GATE_SLOTS,
         audited_read=_is_playback,
         exempt=frozenset({f"{API_PREFIX}/auth/login", web.LOGIN_SUBMIT}),
     )
