@@ -17,7 +17,9 @@ thread (`TransactionRoute`), and the user is read there too, first thing in that
 thread hop and one session per request. Writes run on a limiter of their own (`WRITE_THREADS`) so
 that waiting writers never take the threads reads and /healthz need, and the response is
 serialised on the event loop. Routes outside TransactionRoute (and the web pages) read the user
-on a read-only session of its own (`authenticate`), in a thread hop of its own.
+on a read-only session of its own (`authenticate`), in a thread hop of its own; except recording
+playback, which writes its audit row in a transaction of its own and checks its user there
+(`require_bearer`, `user_in_session`).
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
 and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
