@@ -73,8 +73,10 @@ def issued_tokens(session: Session, notice_id: int) -> NoticeTokens | None:
 
 
 def issued_acceptance(session: Session, ticket_id: int) -> Notice | None:
-    """The acceptance notice created for the ticket in this session's transaction (else None)."""
-    return session.info.get(_INFO_ACCEPTANCE, {}).get(ticket_id)
+    """The acceptance notice created for the ticket in this session's transaction (else None;
+    one of a rolled-back transaction is no longer in the session)."""
+    notice = session.info.get(_INFO_ACCEPTANCE, {}).get(ticket_id)
+    return notice if notice is not None and notice in session else None
 
 
 def _labels(settings: Settings) -> dict[str, dict[str, str]]:
