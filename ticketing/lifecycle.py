@@ -195,8 +195,9 @@ def lock_ticket(session: Session, ticket_id: int | None) -> Ticket:
 def lock_suborder(session: Session, suborder_id: int) -> tuple[Ticket, SubOrder]:
     """Ticket then sub-order, both locked (always in this order: no lock-order deadlocks), read
     fresh in one statement. PostgreSQL's executor locks the rows of FOR UPDATE OF in the order
-    named there (its row marks follow that list): the ticket's first. SQLite has no row locks: the write
-    transaction already holds the whole database (BEGIN IMMEDIATE, config.database)."""
+    named there (its row marks follow that list; tests/ticketing/test_lifecycle.py checks it):
+    the ticket's first. SQLite has no row locks: a write transaction already holds the whole
+    database (BEGIN IMMEDIATE, config.database)."""
     row = session.exec(
         select(Ticket, SubOrder)
         .join(SubOrder, col(SubOrder.ticket_id) == Ticket.id)
