@@ -275,9 +275,12 @@ def auth_limiter() -> anyio.CapacityLimiter:
 # anyway: two in flight keep it busy while the rest wait on the event loop (no thread, no
 # connection held), and fewer runnable threads leave the event loop its share of the GIL
 # (bench/concurrency.py: 500 at once took ~5 s with 2, ~10 s with 8). PostgreSQL writes in
-# parallel, and a thread waiting on its round trips holds no GIL.
+# parallel, and a thread waiting on its round trips holds no GIL; but a write is mostly Python
+# (~5.5 ms of CPU, ~2 ms of round trips), so a few threads keep the GIL busy and more only take
+# turns at it: bursts of 200, write p99 1.47-1.76 s with 4 (four runs) against 1.74-2.02 s
+# with 8 (four runs), machine load 0.5-3.
 WRITE_THREADS = {"sqlite": 2}
-WRITE_THREADS_DEFAULT = 8
+WRITE_THREADS_DEFAULT = 4
 _write_limiters: RunVar[dict[str, anyio.CapacityLimiter]] = RunVar("dxe_write_limiters")
 
 

@@ -204,7 +204,7 @@ class AccessMiddleware:
 
 # Unsafe requests served past WriteGate at once (see WriteGate), on every database. SQLite commits
 # one writer at a time (deps.WRITE_THREADS: 2 threads), so a few admitted requests keep it busy;
-# PostgreSQL writes on 8 threads (deps.WRITE_THREADS_DEFAULT), which 8 admitted keep busy too.
+# PostgreSQL writes on 4 threads (deps.WRITE_THREADS_DEFAULT), which 8 admitted keep busy too.
 # PostgreSQL had 32: bench/concurrency.py, bursts of 200 (machine load 4-7), write p99 1.81 and
 # 2.63 s with 32, 1.81 and 2.86 s with 8 (no gain: the writes are CPU-bound under the GIL), but
 # /healthz p99 35 and 151 ms with 32, 27 and 28 ms with 8 (fewer first steps per loop iteration).
