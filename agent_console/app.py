@@ -22,18 +22,18 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from agent_console import web
-from agent_console.deps import require
+from agent_console.deps import require, require_bearer, user_in_session
 from agent_console.errors import install_error_handlers, responses
 from agent_console.fastpath import FastPath
 from agent_console.health import HealthMonitor
 from agent_console.intake_batcher import IntakeBatcher
 from agent_console.metrics import Metrics
 from agent_console.middleware import (
+    WRITE_GATE_SLOTS,
     AccessMiddleware,
     BodyLimitMiddleware,
     WriteGate,
     public_max_body,
-    write_gate_slots,
 )
 from agent_console.routes import (
     assessment,
@@ -200,9 +200,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(  # innermost: see WriteGate
         WriteGate,
-        slots=lambda: write_gate_slots(
-            app.state.engine.dialect.name if app.state.engine is not None else None
-        ),
+        slots=lambda: WRITE_GATE_SLOTS,
         audited_read=_is_playback,
         exempt=frozenset({f"{API_PREFIX}/auth/login", web.LOGIN_SUBMIT}),
     )
@@ -278,7 +276,14 @@ ROUTERS: list[tuple[str, APIRouter]] = [
     (API_PREFIX, hotspots.router),
     (API_PREFIX, assessment.router),
     ("", ops.router),
-    (API_PREFIX, make_recordings_router(require, responses=responses(401, 403, 404, 416, 422))),
+    (
+        API_PREFIX,
+        make_recordings_router(
+            require,
+            responses=responses(401, 403, 404, 416, 422),
+            playback_auth=(require_bearer, user_in_session),
+        ),
+    ),
 ]
 
 

@@ -17,7 +17,9 @@ thread (`TransactionRoute`), and the user is read there too, first thing in that
 thread hop and one session per request. Writes run on a limiter of their own (`WRITE_THREADS`) so
 that waiting writers never take the threads reads and /healthz need, and the response is
 serialised on the event loop. Routes outside TransactionRoute (and the web pages) read the user
-on a read-only session of its own (`authenticate`), in a thread hop of its own.
+on a read-only session of its own (`authenticate`), in a thread hop of its own; except recording
+playback, which writes its audit row in a transaction of its own and checks its user there
+(`require_bearer`, `user_in_session`).
 
 The hot write route (tickets.create) instead takes `require_token`: the token's signature, expiry
 and CSRF are checked here, and its user (active, token version, role) by the intake pipeline
@@ -193,6 +195,34 @@ def require(route_name: str) -> Callable[..., Awaitable[User]]:
     return dependency
 
 
+def require_bearer(route_name: str) -> Callable[..., Awaitable[User | Bearer]]:
+    """`require` for a route that is not a TransactionRoute but reads its user in its own write
+    transaction all the same, with `user_in_session` (recording playback, which writes its audit
+    row): the token, CSRF and the token's role checked here, the user there; one session and one
+    thread hop per request instead of two of each."""
+    roles = ROLE_MATRIX[route_name]
+    frozen = frozenset(roles)
+
+    async def dependency(request: Request) -> User | Bearer:
+        claims, via_cookie = _claims(request)
+        if claims.role is None:  # a token from before roles were in it: the separate check
+            user = await anyio.to_thread.run_sync(authenticate, request, limiter=auth_limiter())
+            check_role(user, roles)
+            return user
+        _check_csrf(request, via_cookie)
+        check_role(TokenRole(claims.role), roles)
+        return Bearer(claims.user_id, claims.token_version, frozen)
+
+    dependency.route_name = route_name  # type: ignore[attr-defined]  # checked by the role tests
+    dependency.__name__ = f"require_{route_name.replace('.', '_')}"
+    return dependency
+
+
+def user_in_session(session: Session, user: User | Bearer) -> User:
+    """What `require_bearer` gave, as the checked User read on `session` (see bearer_user)."""
+    return bearer_user(session, user) if isinstance(user, Bearer) else user
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRole:
     """The role a token names (security.TokenClaims.role), for check_role."""
@@ -245,9 +275,12 @@ def auth_limiter() -> anyio.CapacityLimiter:
 # anyway: two in flight keep it busy while the rest wait on the event loop (no thread, no
 # connection held), and fewer runnable threads leave the event loop its share of the GIL
 # (bench/concurrency.py: 500 at once took ~5 s with 2, ~10 s with 8). PostgreSQL writes in
-# parallel, and a thread waiting on its round trips holds no GIL.
+# parallel, and a thread waiting on its round trips holds no GIL; but a write is mostly Python
+# (~5.5 ms of CPU, ~2 ms of round trips), so a few threads keep the GIL busy and more only take
+# turns at it: bursts of 200, write p99 1.47-1.76 s with 4 (four runs) against 1.74-2.02 s
+# with 8 (four runs), machine load 0.5-3.
 WRITE_THREADS = {"sqlite": 2}
-WRITE_THREADS_DEFAULT = 8
+WRITE_THREADS_DEFAULT = 4
 _write_limiters: RunVar[dict[str, anyio.CapacityLimiter]] = RunVar("dxe_write_limiters")
 
 

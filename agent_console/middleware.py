@@ -202,11 +202,13 @@ class AccessMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-# Unsafe requests served past WriteGate at once, by database (see WriteGate). SQLite commits one
-# writer at a time (deps.WRITE_THREADS: 2 threads), so a few admitted requests keep it busy;
-# PostgreSQL writes in parallel on more threads, and gets more.
-WRITE_GATE_SLOTS = {"sqlite": 8}
-WRITE_GATE_SLOTS_DEFAULT = 32
+# Unsafe requests served past WriteGate at once (see WriteGate), on every database. SQLite commits
+# one writer at a time (deps.WRITE_THREADS: 2 threads), so a few admitted requests keep it busy;
+# PostgreSQL writes on 4 threads (deps.WRITE_THREADS_DEFAULT), which 8 admitted keep busy too.
+# PostgreSQL had 32: bench/concurrency.py, bursts of 200 (machine load 4-7), write p99 1.81 and
+# 2.63 s with 32, 1.81 and 2.86 s with 8 (no gain: the writes are CPU-bound under the GIL), but
+# /healthz p99 35 and 151 ms with 32, 27 and 28 ms with 8 (fewer first steps per loop iteration).
+WRITE_GATE_SLOTS = 8
 
 
 class WriteGate:
@@ -239,7 +241,7 @@ class WriteGate:
         exempt: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
-        self.slots = slots  # read on the first gated request (the engine is known by then)
+        self.slots = slots  # read on the first gated request
         self.audited_read = audited_read
         self.exempt = exempt
         # one per event loop (a semaphore binds to its loop; tests serve one app from several)
@@ -278,7 +280,3 @@ class WriteGate:
         if method in ("GET", "HEAD", "OPTIONS"):
             return method != "OPTIONS" and self.audited_read(path)
         return True
-
-
-def write_gate_slots(dialect: str | None) -> int:
-    return WRITE_GATE_SLOTS.get(dialect or "", WRITE_GATE_SLOTS_DEFAULT)

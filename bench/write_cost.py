@@ -6,7 +6,12 @@ bench/concurrency.py seeds them. Per kind (签收 accept, 回复 reply, staff ev
 form, a recording playback) a few requests warm up, then N are measured one at a time; beside
 them, the same-run baseline: GET /docs (no database, no worker thread) through the same client.
 
-Figures per kind: process CPU ms per request (min of the repeats), and, when run under callgrind,
+--db-url: on PostgreSQL instead (a fresh database there, dropped afterwards, as
+bench/concurrency.py does): there every statement is a round trip, so the statements per request
+(counted by a SQLAlchemy listener, the app's background checks left out) are the figure to cut.
+
+Figures per kind: process CPU ms per request (min of the repeats), statements per request, and,
+when run under callgrind,
 instructions per request (exact: the figure to compare before/after on a loaded machine):
 
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/wc.%p \\
@@ -27,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -34,10 +40,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
 from bench.concurrency import KINDS, PASSWORD, _write, seed  # noqa: E402
 from callcenter.schema import upgrade  # noqa: E402
 from config.database import make_engine  # noqa: E402
 from config.settings import Settings  # noqa: E402
+from config.upkeep import UpkeepThread  # noqa: E402
 
 WARMUP = 3
 # the same-run baseline: a static route (HTML built without the database or a worker thread, as
@@ -64,6 +74,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="repeats (CPU time: the min)")
     ap.add_argument("--callgrind", action="store_true", help="running under callgrind")
     ap.add_argument("--out", default=None, help="callgrind output prefix (default /tmp/wc.PID)")
+    ap.add_argument(
+        "--tune-gc",
+        action="store_true",
+        help="tune the collector as the served app does (create_server_app: gc.freeze after "
+        "start-up, a larger young generation); without it, start-up's objects stay in sight",
+    )
+    ap.add_argument("--db-url", default=None, help="PostgreSQL server URL (default: SQLite)")
     args = ap.parse_args()
     import logging
 
@@ -74,7 +91,15 @@ def main() -> None:
     per_kind = (WARMUP + args.n) * repeat + 1
     tmp = Path(tempfile.mkdtemp(prefix="bench-write-cost-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    db_url = f"sqlite:///{tmp / 'bench.db'}"
+    pg_admin = pg_name = None
+    if args.db_url:
+        pg_name = f"bench_wc_{uuid.uuid4().hex[:8]}"
+        pg_admin = sa.create_engine(args.db_url, isolation_level="AUTOCOMMIT")
+        with pg_admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
+        db_url = make_url(args.db_url).set(database=pg_name).render_as_string(hide_password=False)
+    else:
+        db_url = f"sqlite:///{tmp / 'bench.db'}"
     redis_url = os.environ.get("CALLCENTER_REDIS_URL") or "redis://127.0.0.1:6379/0"
     settings = Settings(
         data_dir=tmp / "var",
@@ -95,7 +120,17 @@ def main() -> None:
 
         cpu_ms: dict[str, float] = {}
         ir: dict[str, int] = {}
-        with TestClient(create_app(settings)) as client:
+        statements: dict[str, float] = {}
+        counted = [0]
+
+        @sa.event.listens_for(sa.Engine, "before_cursor_execute")
+        def _count(*_: object) -> None:
+            # not the app's background threads (the /healthz monitor, the WAL checkpointer)
+            upkeep = {c.name for c in UpkeepThread.__subclasses__()}
+            if threading.current_thread().name not in upkeep:
+                counted[0] += 1
+
+        with TestClient(create_app(settings, tune_gc=args.tune_gc)) as client:
             tokens = {}
             for user in ("handler", "agent", "dispatcher"):
                 r = client.post("/api/v1/auth/login", json={"username": user, "password": PASSWORD})
@@ -121,27 +156,39 @@ def main() -> None:
                     if args.callgrind:
                         _callgrind("--zero")
                         _callgrind("--instr=on")
-                    t0 = time.process_time()
+                    t0, n0 = time.process_time(), counted[0]
                     for i in range(args.n):
                         send(kind, rep * 1000 + i)
                     spent = (time.process_time() - t0) / args.n * 1000
+                    statements[kind] = round((counted[0] - n0) / args.n, 1)
                     if args.callgrind:
                         _callgrind("--dump")
                         _callgrind("--instr=off")
                         ir[kind] = _last_dump_ir(args.out or f"/tmp/wc.{os.getpid()}") // args.n
                     best = spent if best is None else min(best, spent)
                 cpu_ms[kind] = round(best or 0.0, 2)
-                print(f"{kind}: {cpu_ms[kind]} ms CPU {ir.get(kind, '')}", file=sys.stderr)
+                print(
+                    f"{kind}: {cpu_ms[kind]} ms CPU, {statements[kind]} statements "
+                    f"{ir.get(kind, '')}",
+                    file=sys.stderr,
+                )
         figures: dict[str, object] = {
             "bench": "write_cost",
             "n": args.n,
+            "db": make_url(db_url).get_backend_name(),
             "cpu_ms_per_request": cpu_ms,
+            "statements_per_request": statements,
+            "tune_gc": args.tune_gc,
             "loadavg_1m": round(os.getloadavg()[0], 2),
         }
         if ir:
             figures["instructions_per_request"] = ir
         print(json.dumps(figures, ensure_ascii=False))
     finally:
+        if pg_admin is not None:
+            with pg_admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+            pg_admin.dispose()
         try:
             import redis
 

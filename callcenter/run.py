@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import gc
 import json
 import os
 import secrets
@@ -185,6 +186,12 @@ def make_worker(settings: Settings, conn, *, name: str | None = None):
 
         def work(self, *args: Any, **kwargs: Any) -> bool:
             preload_worker(settings)
+            # What the preload loaded (the Vosk model, the classifier, twilio) lives as long as
+            # the worker: out of the collector's sight, a forked work-horse's collections neither
+            # scan it (CPU the web process shares on a small machine) nor write to its pages
+            # (each write copies a page the fork shared); see agent_console.app.create_server_app
+            gc.collect()
+            gc.freeze()
             return super(AsrWorker, self).work(*args, **kwargs)  # skip AsrWorker's strict preload
 
         def heartbeat(self, *args: Any, **kwargs: Any) -> None:

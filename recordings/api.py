@@ -9,7 +9,10 @@
 department_code) allowed to call that route: the web layer's role matrix decides per route.
 The engine and settings come from `request.app.state.engine` / `.settings` (the web app's state)
 unless given here. Playback writes its audit row in its own short write transaction, so it works
-behind a read-only request session. Errors use the API's one shape {"error": {code, message, details}}.
+behind a read-only request session. With `playback_auth=(auth, load_user)` the audio routes take
+their user from that `auth`, and `load_user(session, it)` turns it into the user inside the
+playback's transaction (the web layer checks the account there: one session per playback, not a
+read of its own before it). Errors use the API's one shape {"error": {code, message, details}}.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from config.database import session_scope
 from config.settings import Settings
@@ -57,8 +61,11 @@ def make_router(
     settings: Settings | None = None,
     prefix: str = "/recordings",
     responses: dict[int | str, dict[str, Any]] | None = None,
+    playback_auth: tuple[Callable[[str], Callable[..., Any]], Callable[[Session, Any], Any]]
+    | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["recordings"])
+    audio_auth, load_user = playback_auth or (auth, lambda _s, user: user)
 
     def _deps(request: Request) -> tuple[Engine, Settings]:
         return (engine or request.app.state.engine, settings or request.app.state.settings)
@@ -100,7 +107,9 @@ def make_router(
     # methods gives both one OpenAPI operationId, which the schema forbids.
     @router.get("/{recording_id}/audio", name="recordings.audio", responses=responses)
     def stream_audio(
-        recording_id: RecordingId, request: Request, user: Any = Depends(auth("recordings.audio"))
+        recording_id: RecordingId,
+        request: Request,
+        user: Any = Depends(audio_auth("recordings.audio")),
     ) -> Response:
         return _audio(recording_id, request, user)
 
@@ -108,7 +117,7 @@ def make_router(
     def audio_head(
         recording_id: RecordingId,
         request: Request,
-        user: Any = Depends(auth("recordings.audio_head")),
+        user: Any = Depends(audio_auth("recordings.audio_head")),
     ) -> Response:
         return _audio(recording_id, request, user)
 
@@ -116,6 +125,7 @@ def make_router(
         eng, st = _deps(request)
         client = request.client.host if request.client else None
         with session_scope(eng) as s:
+            user = load_user(s, user)
             rec = s.get(Recording, recording_id)
             if rec is None:
                 return _error(404, "录音不存在")

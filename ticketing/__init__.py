@@ -26,8 +26,8 @@ Front door — other packages import these names from `ticketing`, never its mod
     correction   reclassify: category/urgency corrected with a reason; the deadline follows
     duplicates   related_ticket (重复件: the earlier matter a ticket repeats, with its replies)
     evaluation   evaluate
-    notices      create_acceptance_notice, confirm_notice, issued_tokens, notice_for_evaluation,
-                 notice_by_confirm_token
+    notices      create_acceptance_notice, confirm_notice, issued_tokens, issued_acceptance,
+                 notice_for_evaluation, notice_by_confirm_token
     notify       send_sms, flush_pending (the SMS outbox)
     submitter    what the submitter is told later: approve_summary, summary_mode (and the
                  tell_* calls inside dispatch/evaluation); public_view, PublicView, PUBLIC_STAGES
@@ -283,6 +283,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.notices import (
         confirm_notice,
         create_acceptance_notice,
+        issued_acceptance,
         issued_tokens,
         notice_by_confirm_token,
         notice_for_evaluation,

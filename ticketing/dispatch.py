@@ -37,7 +37,7 @@ from ticketing.lifecycle import (
     check_suborder_action,
     lock_suborder,
     lock_ticket,
-    recompute_ticket_status,
+    recompute_round,
     round_suborders,
     transition_suborder,
     transition_ticket,
@@ -463,11 +463,12 @@ def reply(
 
 
 def _recompute_and_tell(session: Session, settings: Settings, ticket: Ticket, actor: str) -> None:
-    """recompute_ticket_status, and tell the submitter when that resolved the ticket (a return to
+    """lifecycle.recompute_round, and tell the submitter when that resolved the ticket (a return to
     the dispatcher is not told: the committed deadline stands)."""
     before = ticket.status
-    if recompute_ticket_status(session, ticket, actor=actor) != before:
-        submitter_notices.tell_resolved(session, settings, ticket)
+    status, subs = recompute_round(session, ticket, actor=actor)
+    if status != before:
+        submitter_notices.tell_resolved(session, settings, ticket, subs)
 
 
 def return_suborder(

@@ -178,10 +178,13 @@ def record_evaluation(
         channel=chan,
         created_at=utcnow(),
     )
+    # The ticket's row lock (lock_ticket above) makes the check above final; the unique key is a
+    # backstop. No savepoint around it (two more round trips on every evaluation): a refusal ends
+    # the caller's transaction anyway (a request's; the default-satisfied batch of
+    # ticketing.followup wraps each evaluation in a savepoint of its own).
+    session.add(ev)
     try:
-        with session.begin_nested():
-            session.add(ev)
-            session.flush()
+        session.flush()
     except IntegrityError:
         raise _already(ticket, round_no) from None
     if superseding is not None:

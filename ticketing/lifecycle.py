@@ -193,18 +193,21 @@ def lock_ticket(session: Session, ticket_id: int | None) -> Ticket:
 
 
 def lock_suborder(session: Session, suborder_id: int) -> tuple[Ticket, SubOrder]:
-    """Ticket then sub-order, both locked (always in this order: no lock-order deadlocks)."""
-    so = session.get(SubOrder, suborder_id)
-    if so is None:
-        raise NotFound(f"子工单不存在：{suborder_id}", suborder_id=suborder_id)
-    ticket = lock_ticket(session, so.ticket_id)
-    so = session.exec(
-        select(SubOrder)
+    """Ticket then sub-order, both locked (always in this order: no lock-order deadlocks), read
+    fresh in one statement. PostgreSQL's executor locks the rows of FOR UPDATE OF in the order
+    named there (its row marks follow that list; tests/ticketing/test_lifecycle.py checks it):
+    the ticket's first. SQLite has no row locks: a write transaction already holds the whole
+    database (BEGIN IMMEDIATE, config.database)."""
+    row = session.exec(
+        select(Ticket, SubOrder)
+        .join(SubOrder, col(SubOrder.ticket_id) == Ticket.id)
         .where(SubOrder.id == suborder_id)
-        .with_for_update()
+        .with_for_update(of=[Ticket, SubOrder])
         .execution_options(populate_existing=True)
-    ).one()
-    return ticket, so
+    ).first()
+    if row is None:
+        raise NotFound(f"子工单不存在：{suborder_id}", suborder_id=suborder_id)
+    return row[0], row[1]
 
 
 def round_suborders(session: Session, ticket: Ticket) -> list[SubOrder]:
@@ -232,7 +235,14 @@ def awaiting_returns(subs: list[SubOrder]) -> list[SubOrder]:
 
 
 def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "system") -> str:
-    """Derive a dispatched ticket's state from its current-round sub-orders; returns the status.
+    """Derive a dispatched ticket's state from its current-round sub-orders (recompute_round)."""
+    return recompute_round(session, ticket, actor=actor)[0]
+
+
+def recompute_round(
+    session: Session, ticket: Ticket, *, actor: str = "system"
+) -> tuple[str, list[SubOrder]]:
+    """Derive a dispatched ticket's state from its current-round sub-orders.
 
     - no live sub-order left (all returned)         → pending_dispatch, manual, for the dispatcher
     - every live sub-order replied (at least one), and no return awaiting the dispatcher
@@ -241,9 +251,11 @@ def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "s
       "resolution_held" event naming the returns
     - otherwise                                     → unchanged
     Tickets in other states are left alone (their state is driven by dispatch/evaluation).
+    Returns the status and the round's sub-orders it read (none for those other states): what
+    the submitter is then told of the replies reuses them instead of reading them again.
     """
     if ticket.status != TS.dispatched:
-        return ticket.status
+        return ticket.status, []
     session.flush()
     subs = round_suborders(session, ticket)
     live = [s for s in subs if s.status not in DROPPED]
@@ -257,9 +269,9 @@ def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "s
             action="returned_to_dispatcher",
             reason="全部子工单已退回，待派单员重新派单",
         )
-        return ticket.status
+        return ticket.status, subs
     if not all(s.status == SS.replied for s in live):
-        return ticket.status
+        return ticket.status, subs
     waiting = awaiting_returns(subs)
     if waiting:
         events.record(
@@ -281,4 +293,4 @@ def recompute_ticket_status(session: Session, ticket: Ticket, *, actor: str = "s
             departments=[s.department_code for s in live],
             round=ticket.round,
         )
-    return ticket.status
+    return ticket.status, subs

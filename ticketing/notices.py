@@ -5,7 +5,8 @@ the confirm token (in the link of the SMS: confirms receipt, nothing else) and t
 token (authorises the submitter's own evaluation of the ticket, nothing else). Staff read the
 notice with every link redacted (`Notice.body`); what the submitter was given is `sent_body`.
 The raw tokens exist only while the creating transaction runs: `issued_tokens` hands them to the
-code that answers the submitter (the public form's response).
+code that answers the submitter (the public form's response, which finds the notice it answers
+with by `issued_acceptance`, not by reading it back).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ticketing.sla import to_local
 TIME_FORMAT = "%Y年%m月%d日 %H:%M"
 REDACTED = "[已隐去]"
 _INFO_TOKENS = "ticketing.notices.tokens"
+_INFO_ACCEPTANCE = "ticketing.notices.acceptance"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ def evaluate_url(settings: Settings, number: str, token: str) -> str:
 def issued_tokens(session: Session, notice_id: int) -> NoticeTokens | None:
     """The raw tokens of a notice created in this session's transaction (else None)."""
     return session.info.get(_INFO_TOKENS, {}).get(notice_id)
+
+
+def issued_acceptance(session: Session, ticket_id: int) -> Notice | None:
+    """The acceptance notice created for the ticket in this session's transaction (else None;
+    one of a rolled-back transaction is no longer in the session)."""
+    notice = session.info.get(_INFO_ACCEPTANCE, {}).get(ticket_id)
+    return notice if notice is not None and notice in session else None
 
 
 def _labels(settings: Settings) -> dict[str, dict[str, str]]:
@@ -152,6 +161,7 @@ def create_acceptance_notice(session: Session, settings: Settings, ticket: Ticke
     session.add(notice)
     session.flush()
     session.info.setdefault(_INFO_TOKENS, {})[notice.id] = tokens
+    session.info.setdefault(_INFO_ACCEPTANCE, {})[ticket.id] = notice
     outbox_id = None
     texted = is_mainland_mobile(ticket.submitter_phone)
     if texted and ticket.submitter_phone is not None:  # texted implies a number

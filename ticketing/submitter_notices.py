@@ -24,8 +24,8 @@ from config.settings import Settings
 from ticketing import events
 from ticketing.department_cache import cached_departments
 from ticketing.errors import Conflict, InvalidInput
-from ticketing.lifecycle import live_suborders
-from ticketing.models import Notice, SubOrderStatus, Ticket, TicketStatus
+from ticketing.lifecycle import round_suborders
+from ticketing.models import Notice, SubOrder, SubOrderStatus, Ticket, TicketStatus
 from ticketing.notices import (
     TIME_FORMAT,
     _render,
@@ -63,9 +63,12 @@ def department_names(session: Session, codes: list[str]) -> dict[str, str]:
     return {code: d.name for code, d in cached_departments(session, codes).items()}
 
 
-def replies_text(session: Session, ticket: Ticket) -> str:
-    """The current round's replies, each under its department's name."""
-    live = [s for s in live_suborders(session, ticket) if s.status == SubOrderStatus.replied]
+def replies_text(session: Session, ticket: Ticket, subs: list[SubOrder] | None = None) -> str:
+    """The current round's replies, each under its department's name (`subs`: the round's
+    sub-orders when the caller has them already)."""
+    if subs is None:
+        subs = round_suborders(session, ticket)
+    live = [s for s in subs if s.status == SubOrderStatus.replied]
     names = department_names(session, [s.department_code for s in live])
     return "；".join(f"{names.get(s.department_code, '承办部门')}：{s.reply or ''}" for s in live)
 
@@ -105,15 +108,20 @@ def _resolution_notice(
     return notice
 
 
-def tell_resolved(session: Session, settings: Settings, ticket: Ticket) -> Notice | None:
+def tell_resolved(
+    session: Session, settings: Settings, ticket: Ticket, subs: list[SubOrder] | None = None
+) -> Notice | None:
     """The ticket just resolved: the departments' replies and the rating link, or (summary mode)
-    a note that the dispatcher's summary is awaited."""
+    a note that the dispatcher's summary is awaited. `subs`: the round's sub-orders, if read
+    already (lifecycle.recompute_round)."""
     if ticket.status != TicketStatus.resolved:
         return None
     if summary_mode(settings):
         events.record(session, ticket.id, "system", AWAITING_EVENT, round=ticket.round)
         return None
-    return _resolution_notice(session, settings, ticket, replies_text(session, ticket), "resolved")
+    return _resolution_notice(
+        session, settings, ticket, replies_text(session, ticket, subs), "resolved"
+    )
 
 
 def approve_summary(

@@ -36,6 +36,7 @@ from ticketing import (
     evaluate,
     get_ticket_by_number,
     is_mainland_mobile,
+    issued_acceptance,
     issued_tokens,
     notice_for_evaluation,
     submit,
@@ -89,12 +90,16 @@ def submit_public(
         actor=ACTOR,
         idempotency_key=idempotency_key,
     )
-    session.flush()
-    notice = session.exec(
-        select(Notice)
-        .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
-        .order_by(col(Notice.id))
-    ).first()
+    # the notice this submission created, as it was created (not read back); a repeat of an
+    # earlier submission (its Idempotency-Key) created none: that one's notice, without tokens
+    notice = (
+        issued_acceptance(session, ticket.id or 0)
+        or session.exec(
+            select(Notice)
+            .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
+            .order_by(col(Notice.id))
+        ).first()
+    )
     tokens = issued_tokens(session, notice.id or 0) if notice else None  # loaded: id set
     request.app.state.metrics.tickets_created.labels(ticket.channel).inc()
     return PublicTicketOut(

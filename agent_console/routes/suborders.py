@@ -49,11 +49,8 @@ def _act(
 ) -> SubOrderOut:
     """The one shape of every sub-order action: the user must see the sub-order, the service
     acts as the user (and, for a handler, checks it owns the sub-order), the result is returned."""
-    # held while the action runs: the session's identity map keeps only referenced objects, and
-    # the action's lock_suborder() would otherwise read the row again before locking it
-    seen = visible_suborder(session, user, suborder_id)
+    visible_suborder(session, user, suborder_id)
     so = action(session, settings, suborder_id, actor=user.username, **kw)
-    del seen
     session.flush()
     return SubOrderOut.model_validate(so)
 

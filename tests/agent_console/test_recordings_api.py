@@ -90,3 +90,30 @@ def test_the_policy_file_decides_who_listens(api, tmp_path):
     with session_scope(api.engine, read_only=True) as s:
         (log,) = s.exec(select(PlaybackLog).where(PlaybackLog.recording_id == rid)).all()
     assert (log.username, log.status_code) == ("dispatcher", 200)
+
+
+def test_playback_checks_the_account_in_its_own_transaction(api):
+    """The audio routes read their user in the playback's write transaction (deps.require_bearer,
+    user_in_session): a revoked or deactivated account is still refused with 401 and leaves no
+    audit row, a bad id is a 422 (the path is checked before the account), and HEAD alike."""
+    from ticketing import User
+
+    with session_scope(api.engine) as s:
+        rid = import_monitor(s, api.settings, MONITOR, agent="agent").recording.id
+    url = f"/api/v1/recordings/{rid}/audio"
+    agent, handler = api.auth("agent"), api.auth("handler")
+    assert api.client.get(url, headers={**agent, "Range": "bytes=0-99"}).status_code == 206
+    with session_scope(api.engine) as s:
+        s.exec(select(User).where(User.username == "agent")).one().active = False
+    api.client.cookies.clear()
+    assert_error(api.client.get(url, headers=agent), 401)
+    assert api.client.head(url, headers=agent).status_code == 401
+    assert_error(api.client.get(f"/api/v1/recordings/{2**31}/audio", headers=agent), 422)
+    with session_scope(api.engine) as s:
+        s.exec(select(User).where(User.username == "agent")).one().active = True
+        s.exec(select(User).where(User.username == "handler")).one().token_version += 1
+    api.client.cookies.clear()
+    assert_error(api.client.get(url, headers=handler), 401)  # a token of the old version
+    with session_scope(api.engine, read_only=True) as s:
+        rows = s.exec(select(PlaybackLog).where(PlaybackLog.recording_id == rid)).all()
+    assert [(r.username, r.status_code) for r in rows] == [("agent", 206)]

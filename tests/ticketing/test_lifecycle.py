@@ -300,3 +300,48 @@ def test_concurrent_replies_from_parallel_departments_resolve_exactly_once(world
     assert errors == []
     assert ticket(engine, tid).status == "resolved"
     assert len(events(engine, tid, "resolved")) == 1
+
+
+def test_lock_suborder_locks_the_ticket_first(world):
+    """PostgreSQL: lock_suborder's one statement takes the ticket's row lock before it waits for
+    the sub-order's (the order every writer follows, so no lock-order deadlock): while another
+    transaction holds the sub-order, the ticket is already locked by the waiting one."""
+    import sqlalchemy as sa
+
+    from ticketing.lifecycle import lock_suborder
+
+    engine, settings = world
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    tid, (sid,) = _dispatch(engine, settings, ["SCJG"])
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT id FROM suborder WHERE id = :i FOR UPDATE"), {"i": sid})
+        done = threading.Event()
+
+        def waiter() -> None:
+            with session_scope(engine) as s:
+                lock_suborder(s, sid)
+            done.set()
+
+        th = threading.Thread(target=waiter)
+        th.start()
+        try:
+            with engine.connect() as probe:
+                locked = False
+                for _ in range(100):  # until the waiter's statement holds the ticket
+                    try:
+                        probe.execute(
+                            sa.text("SELECT id FROM ticket WHERE id = :i FOR UPDATE NOWAIT"),
+                            {"i": tid},
+                        )
+                        probe.rollback()
+                    except sa.exc.OperationalError:
+                        probe.rollback()
+                        locked = True
+                        break
+                    done.wait(0.05)
+                assert locked and not done.is_set()
+        finally:
+            holder.rollback()
+            th.join(10)
+    assert done.is_set()

@@ -328,3 +328,23 @@ def test_concurrent_deliveries_send_once(engine, settings, queue, twilio):
     assert sorted(results) == ["sent", "skipped", "skipped", "skipped"]
     assert len(twilio.requests) == 1
     assert outbox(engine, oid).attempts == 1
+
+
+def test_issued_acceptance_is_the_notice_of_this_transaction(engine, settings, queue):
+    """The public form answers with the notice it created (notices.issued_acceptance), not one
+    read back; none for another ticket, and none once its transaction rolled back."""
+    from sqlmodel import Session
+
+    from ticketing.notices import issued_acceptance
+
+    t = _ticket(engine, settings, submitter_phone="13812341234")
+    other = _ticket(engine, settings)
+    with session_scope(engine) as s:
+        notice = create_acceptance_notice(s, settings, s.get(Ticket, t.id))
+        assert issued_acceptance(s, t.id) is notice
+        assert issued_acceptance(s, other.id) is None
+    with Session(engine) as s:
+        create_acceptance_notice(s, settings, s.get(Ticket, other.id))
+        assert issued_acceptance(s, other.id) is not None
+        s.rollback()
+        assert issued_acceptance(s, other.id) is None
