@@ -23,12 +23,14 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.panel import Panel
 
@@ -47,7 +49,7 @@ from callcenter.demo_fixtures import (
     find_fixtures,
     scenario_names,
 )
-from config.settings import AsteriskServer, Settings
+from config.settings import DEFAULTS_DIR, AsteriskServer, Settings
 
 DEFAULT_SCENARIOS = (
     "answered",
@@ -74,10 +76,38 @@ class DemoOptions:
     port: int = 8000
 
 
+# The captures' agents and supervisor are Local channels into an `agents` context (the test PBX
+# of ../shared/asterisk has no phones), where the shipped defaults name PJSIP phones.
+CAPTURE_PHONE = "Local/{ext}@agents"
+
+
+def _yaml(settings: Settings, name: str) -> dict[str, Any]:
+    return yaml.safe_load(settings.config_file(name).read_text(encoding="utf-8")) or {}
+
+
+def _demo_config(base: Settings, data_dir: Path) -> Path:
+    """The demo's own config dir: the operator's files, with the agent's and the supervisor's
+    phones named as in the captures, so that an agent logging in as 8001 is the agent the
+    replayed calls ring (the screen-pop matches on that name)."""
+    out = data_dir / "config"
+    out.mkdir(parents=True, exist_ok=True)
+    if base.config_dir.resolve() not in (out, DEFAULTS_DIR.resolve()):  # else: defaults
+        for f in base.config_dir.glob("*.yaml"):
+            shutil.copyfile(f, out / f.name)
+    console = _yaml(base, "console.yaml")
+    console["interface_template"] = CAPTURE_PHONE
+    wallboard = _yaml(base, "wallboard.yaml")
+    wallboard.setdefault("spy", {})["phone_template"] = CAPTURE_PHONE
+    for name, cfg in (("console.yaml", console), ("wallboard.yaml", wallboard)):
+        (out / name).write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return out
+
+
 def demo_settings(base: Settings, data_dir: Path, redis_url: str) -> Settings:
     data_dir = data_dir.resolve()
     return base.model_copy(
         update={
+            "config_dir": _demo_config(base, data_dir),
             "data_dir": data_dir,
             "database_url": f"sqlite:///{data_dir / 'callcenter.db'}",
             "redis_url": redis_url,
@@ -278,6 +308,7 @@ def run_demo(base: Settings, opts: DemoOptions, console: Console | None = None) 
                 CALLCENTER_REDIS_URL=redis_url,
                 CALLCENTER_REDIS_NAMESPACE=settings.redis_namespace,
                 CALLCENTER_SIMULATION="1",
+                CALLCENTER_CONFIG_DIR=str(settings.config_dir),  # the captures' phone names
             )
             specs = [
                 ChildSpec("worker", ["worker"]),

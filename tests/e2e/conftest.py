@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from e2e_helpers import phones_as_captured
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CALLCENTER_CHROMIUM", "/usr/bin/chromium")
@@ -91,6 +93,9 @@ def server(tmp_path_factory, redis_server_url) -> Iterator[Server]:
         "CALLCENTER_CONFIG_DIR": str(data / "config"),
     }
     (data / "config").mkdir()
+    # the replayed captures ring Local-channel agents, not the shipped PJSIP phones
+    for name, cfg in phones_as_captured().items():
+        (data / "config" / name).write_text(yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
     env.pop("CALLCENTER_DATABASE_URL", None)
     log = (data / "server.log").open("w")
     proc = subprocess.Popen(

@@ -8,11 +8,13 @@ import threading
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import yaml
 
 from callcenter.ami.replay import ReplayServer, Transcript, default_library
 from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
+from callcenter.demo import CAPTURE_PHONE
 from config.database import make_engine
-from config.settings import AsteriskServer, Settings
+from config.settings import DEFAULTS_DIR, AsteriskServer, Settings
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -102,3 +104,14 @@ class BridgeThread:
         if self.stop_event is not None:
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(20)
+
+
+def phones_as_captured() -> dict[str, dict]:
+    """console.yaml and wallboard.yaml (the bundled defaults) with the phones named as in the AMI
+    captures (callcenter.demo.CAPTURE_PHONE: Local-channel agents, not the shipped PJSIP phones),
+    for a server whose agents take the replayed calls."""
+    console = yaml.safe_load((DEFAULTS_DIR / "console.yaml").read_text(encoding="utf-8"))
+    console["interface_template"] = CAPTURE_PHONE
+    wallboard = yaml.safe_load((DEFAULTS_DIR / "wallboard.yaml").read_text(encoding="utf-8"))
+    wallboard["spy"]["phone_template"] = CAPTURE_PHONE
+    return {"console.yaml": console, "wallboard.yaml": wallboard}

@@ -15,10 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import yaml
-from e2e_helpers import AMI, BridgeThread, shot
+from e2e_helpers import AMI, BridgeThread, phones_as_captured, shot
 
 from callcenter.ami.replay import Transcript, parse_frame
-from config.settings import DEFAULTS_DIR
 
 pytestmark = pytest.mark.e2e
 WRAPUP_SECONDS = 3
@@ -36,7 +35,7 @@ def pbx(server, tmp_path):
     if not AMI.exists():
         pytest.skip(f"no AMI captures at {AMI}")
     override = server.data_dir.parent / "config" / "console.yaml"
-    cfg = yaml.safe_load((DEFAULTS_DIR / "console.yaml").read_text(encoding="utf-8"))
+    cfg = phones_as_captured()["console.yaml"]
     cfg["wrapup_seconds"] = WRAPUP_SECONDS
     override.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     # the capture replayed again is the same call: forget what an earlier test did with it

@@ -140,7 +140,9 @@ def test_control_through_the_bridge_pause_logout_and_listen(web: Web):
     assert names[0] == ("queue_pause", ("Local/8001@agents",), {"queue": None, "reason": "meeting"})
     assert names[1] == ("queue_remove", ("dxe-general", "Local/8001@agents"), {})
     spy = names[2]
-    assert spy[0] == "originate_callback" and spy[1] == ("Local/8009@agents",)
+    assert spy[0] == "originate_callback" and spy[1] == (
+        "PJSIP/8009",
+    )  # wallboard.yaml spy.phone_template
     assert spy[2]["context"] == "dxe-spy" and spy[2]["exten"] == "whisper"
     assert spy[2]["variables"] == {"SPY_TARGET": "Local/8001@agents"}
     with session_scope(web.engine, read_only=True) as s:
