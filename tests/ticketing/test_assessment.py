@@ -338,6 +338,27 @@ def test_january_by_hand(world):
     assert r.city["accept_on_time"].value == pytest.approx(0.75)
 
 
+def test_running_month_counts_as_of_now(world):
+    """Mid-month (21 January, 12:00 local) a step whose time runs out later in the month is not
+    yet missed, and what happens later is not yet read; the same month once ended is as of its
+    end (test_january_by_hand)."""
+    now = L("2027-01-21 12:00")
+    with session_scope(world.engine, read_only=True) as s:
+        period = parse_period(world.settings, "2027-01")
+        a = assess(s, world.settings, period, now=now).row(A)
+        a_only, _ = department_row(s, world.settings, period, A, now=now)
+        late = indicator_rows(s, world.settings, period, A, "overdue", now=now)
+    # 派单量 A: so1, so2, so3, so5; so4 comes on the 31st
+    assert a.figures["volume"].den == 4
+    # 按时办结率 A: so1 ✓, so2 ✗ (due the 13th, replied the 14th); so5 is due the 23rd: not yet
+    assert (a.figures["finish_on_time"].num, a.figures["finish_on_time"].den) == (1, 2)
+    assert a.figures["overdue"].den == 1  # so2 only (so5 was still within its time)
+    assert (a_only.figures["finish_on_time"].num, a_only.figures["finish_on_time"].den) == (1, 2)
+    assert [r.suborder_id for r in late] == [world.so["so2"]]
+    # warnings A: blue so2 on the 11th; so5's yellow (22nd) and red (23rd) have not happened yet
+    assert [a.figures[f"warnings_{x}"].den for x in ("blue", "yellow", "red")] == [1, 0, 0]
+
+
 def test_month_boundary_in_shanghai(world):
     """so4 was dispatched at 2027-01-31 23:30 +08:00 (15:30 UTC): January's, not February's;
     a warning at 2027-02-01 00:10 +08:00 (31 January 16:10 UTC) is February's."""

@@ -9,7 +9,7 @@ month computed again after later events gives the same figures.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from config.settings import Settings
@@ -80,6 +80,15 @@ def parse_period(settings: Settings, key: str) -> Period:
         if 2000 <= y <= 2200:
             return _make(settings, key, "year", f"{y}年", date(y, 1, 1), date(y + 1, 1, 1))
     raise InvalidInput("考核期格式应为 2027-01（月）、2027-H1（半年）或 2027（年）", field="period")
+
+
+def as_of(period: Period, now: datetime) -> Period:
+    """The period as it stands at `now` (naive UTC): a running period is counted up to now, not
+    to its end, so a step whose time runs out later in the period is not yet counted as missed.
+    A period that has ended (or not begun) is unchanged: its figures are as of its end."""
+    if period.start <= now < period.end:
+        return replace(period, end=now)
+    return period
 
 
 def current_month_key(settings: Settings, now: datetime) -> str:

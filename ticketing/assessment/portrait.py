@@ -85,7 +85,7 @@ def department_portrait(
             elif cache.is_closed(p, now):
                 months[k] = ranked(settings, p, cache.month_figures(session, settings, p), depts)
             else:
-                months[k] = ranked(settings, p, live(session, settings, p), depts)
+                months[k] = ranked(settings, p, live(session, settings, p, now), depts)
     # a cached month keeps each department's slowest sub-orders: only those rows are read
     ids = main.slowest.get(code, []) if main.cached and main.slowest is not None else None
     slowest = (
@@ -100,6 +100,7 @@ def department_portrait(
             limit=SLOWEST,
             longest_first=True,
             suborder_ids=ids,
+            now=now,
         )
     )
     keep = [r.to_keep for r in (result, *months.values()) if r is not None and r.to_keep]

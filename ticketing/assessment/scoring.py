@@ -18,7 +18,7 @@ from config.loader import ConfigError, load_yaml
 from config.settings import Settings
 from ticketing.assessment.indicators import COUNT, HOURS, INDICATORS, RATE, SOURCES, base_for
 from ticketing.assessment.models import AppealStatus, AssessmentAppeal
-from ticketing.assessment.periods import Period
+from ticketing.assessment.periods import Period, as_of
 from ticketing.models import Department, utcnow
 
 
@@ -149,10 +149,17 @@ def appealed(b: Any, pairs: list[tuple[str, int]]) -> ColumnElement[bool] | None
 
 
 def figures(
-    session: Session, settings: Settings, period: Period, *, department: str | None = None
+    session: Session,
+    settings: Settings,
+    period: Period,
+    *,
+    department: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[dict[str, dict[str, Figure]], int]:
     """department → indicator → Figure, from one grouped query per base row set (one
-    department's rows only, read through its own filter, when `department` is given)."""
+    department's rows only, read through its own filter, when `department` is given); a running
+    period as of `now` (periods.as_of; default: the clock)."""
+    period = as_of(period, now or utcnow())
     cfg = score_config(settings)
     dialect = session.get_bind().dialect.name
     tune(session)
@@ -232,10 +239,12 @@ class MonthFigures:
     slowest: dict[str, list[int]] | None = None  # kept: department → its slowest sub-orders
 
 
-def live(session: Session, settings: Settings, period: Period) -> MonthFigures:
-    """The period's figures computed now (every department)."""
+def live(
+    session: Session, settings: Settings, period: Period, now: datetime | None = None
+) -> MonthFigures:
+    """The period's figures computed now (every department; a running period as of `now`)."""
     at = utcnow()
-    figs, n = figures(session, settings, period)
+    figs, n = figures(session, settings, period, now=now or at)
     return MonthFigures(period.key, figs, n, at)
 
 
@@ -296,7 +305,7 @@ def period_figures(
     now = now or utcnow()
     if cache.is_closed(period, now):
         return cache.month_figures(session, settings, period)
-    return live(session, settings, period)
+    return live(session, settings, period, now)
 
 
 def assess(
@@ -331,7 +340,7 @@ def department_row(
         figs, at = got.figures.get(code, {}), got.computed_at
     else:
         at = utcnow()
-        figs = figures(session, settings, period, department=code)[0].get(code, {})
+        figs = figures(session, settings, period, department=code, now=now)[0].get(code, {})
     dept = session.execute(
         select(Department).where(col(Department.code) == code)
     ).scalar_one_or_none()

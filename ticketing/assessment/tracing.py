@@ -14,9 +14,10 @@ from sqlmodel import Session
 
 from config.settings import Settings
 from ticketing.assessment.indicators import INDICATORS, T, as_naive, base_for
-from ticketing.assessment.periods import Period
+from ticketing.assessment.periods import Period, as_of
 from ticketing.assessment.scoring import accepted_appeals, appealed, score_config, tune
 from ticketing.errors import NotFound
+from ticketing.models import utcnow
 
 MAX_ROWS = 5000
 # per base row set: the instants a department checks a row by (column, Chinese header)
@@ -58,12 +59,14 @@ def indicator_rows(
     ticket_id: int | None = None,
     longest_first: bool = False,
     suborder_ids: Sequence[int] | None = None,
+    now: datetime | None = None,
 ) -> list[TracedRow]:
     """The rows of `code` for `department` in `period` (the denominator, hits marked), by
     ticket number, or for an average the longest first (the portrait's slowest matters); a page
     of `limit` rows from `offset` (the order is total: ties broken by sub-order). Only that
     department's rows are read (its filter is inside the base row set), and of the sub-order
-    rows only `suborder_ids` when given."""
+    rows only `suborder_ids` when given. A running period is read as of `now` (as `figures`)."""
+    period = as_of(period, now or utcnow())
     ind = INDICATORS.get(code)
     if ind is None:
         raise NotFound(f"未知考核指标：{code}", indicator=code)
