@@ -535,7 +535,7 @@ def test_every_indicator_has_its_definition():
 
 # ---------------------------------------------------------------- the month cache (cache.py)
 MARCH = L("2027-03-01 12:00")  # January and February are closed then
-JAN_31 = L("2027-01-31 20:00")  # January still running
+JAN_31 = L("2027-01-31 23:50")  # January still running (its last row is at 23:30)
 
 
 def _assess_at(w: World, now: datetime, key: str = "2027-01"):
