@@ -14,7 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,3 +74,25 @@ def web_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def scratch_database(db_url: str | None, tmp: Path, prefix: str) -> tuple[str, Callable[[], None]]:
+    """A database for one run: a new PostgreSQL database on `db_url`'s server (named
+    `<prefix>_<random>`), or a SQLite file in `tmp` when no URL is given; with the call that
+    drops it (a no-op for SQLite: `tmp` goes with the run)."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    if not db_url:
+        return f"sqlite:///{tmp / 'bench.db'}", lambda: None
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(db_url).set(database=name).render_as_string(hide_password=False), drop

@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._serve import web_server  # noqa: E402
+from bench._serve import scratch_database, web_server  # noqa: E402
 from callcenter.schema import upgrade  # noqa: E402
 from config.database import make_engine, session_scope  # noqa: E402
 from config.settings import Settings  # noqa: E402
@@ -373,15 +373,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-concurrency-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    pg_admin = pg_name = None
-    if args.db_url:
-        pg_name = f"bench_conc_{uuid.uuid4().hex[:8]}"
-        pg_admin = sa.create_engine(args.db_url, isolation_level="AUTOCOMMIT")
-        with pg_admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-        db_url = make_url(args.db_url).set(database=pg_name).render_as_string(hide_password=False)
-    else:
-        db_url = f"sqlite:///{tmp / 'bench.db'}"
+    db_url, drop_database = scratch_database(args.db_url, tmp, "bench_conc")
     redis_url = args.redis_url or "redis://127.0.0.1:6379/0"
     env_settings = {
         "CALLCENTER_DATA_DIR": str(tmp / "var"),
@@ -412,10 +404,7 @@ def main() -> None:
             figures = run_bursts(base, proc.pid, sizes, data, db_url)
         print(json.dumps(figures, ensure_ascii=False))
     finally:
-        if pg_admin is not None:
-            with pg_admin.connect() as c:
-                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            pg_admin.dispose()
+        drop_database()
         try:
             import redis
 

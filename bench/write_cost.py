@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench._serve import scratch_database  # noqa: E402
 from bench.concurrency import KINDS, PASSWORD, _write, seed  # noqa: E402
 from callcenter.schema import upgrade  # noqa: E402
 from config.database import make_engine  # noqa: E402
@@ -91,15 +92,7 @@ def main() -> None:
     per_kind = (WARMUP + args.n) * repeat + 1
     tmp = Path(tempfile.mkdtemp(prefix="bench-write-cost-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    pg_admin = pg_name = None
-    if args.db_url:
-        pg_name = f"bench_wc_{uuid.uuid4().hex[:8]}"
-        pg_admin = sa.create_engine(args.db_url, isolation_level="AUTOCOMMIT")
-        with pg_admin.connect() as c:
-            c.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-        db_url = make_url(args.db_url).set(database=pg_name).render_as_string(hide_password=False)
-    else:
-        db_url = f"sqlite:///{tmp / 'bench.db'}"
+    db_url, drop_database = scratch_database(args.db_url, tmp, "bench_wc")
     redis_url = os.environ.get("CALLCENTER_REDIS_URL") or "redis://127.0.0.1:6379/0"
     settings = Settings(
         data_dir=tmp / "var",
@@ -185,10 +178,7 @@ def main() -> None:
             figures["instructions_per_request"] = ir
         print(json.dumps(figures, ensure_ascii=False))
     finally:
-        if pg_admin is not None:
-            with pg_admin.connect() as c:
-                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            pg_admin.dispose()
+        drop_database()
         try:
             import redis
 
