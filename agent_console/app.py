@@ -8,6 +8,7 @@ any number of web processes can serve the same DB/Redis.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC
@@ -55,6 +56,7 @@ from agent_console.security import warn_insecure_cookie
 from config import wal
 from config.database import make_engine
 from config.datadir import secure_data_dir
+from config.logging import configure_logging
 from config.redis import connect
 from config.secret_key import ensure_secret_key
 from config.settings import Settings, get_settings
@@ -112,7 +114,16 @@ def create_server_app() -> FastAPI:
     (gc.freeze), and the young generation is collected every 5,000 net allocations rather than
     700. Measured with bench/ticketing.py: full collections had cost ~0.15 s each, several times
     a minute under load, and were the p99 of ticket creation. Not done in create_app: tests build
-    hundreds of apps in one process."""
+    hundreds of apps in one process.
+
+    As one of several uvicorn workers (callcenter.run.serve_web), the worker dies with the
+    process that started it: uvicorn spawns workers afresh, so no fork hook has set that up."""
+    from callcenter.run import WEB_PARENT_ENV, die_with_parent
+
+    parent = os.environ.get(WEB_PARENT_ENV)
+    if parent and parent.isdigit():
+        die_with_parent(int(parent))
+        configure_logging(get_settings())  # a fresh interpreter: serve_web's setup is not here
     return create_app(tune_gc=True)
 
 
@@ -193,7 +204,7 @@ def create_app(
     app.state.metrics = Metrics(lambda: app.state.engine)
     from callcenter.pbx_status import PbxCollector  # per-PBX link/call gauges from Redis
 
-    app.state.metrics.registry.register(
+    app.state.metrics.add_collector(
         PbxCollector(lambda: getattr(app.state, "redis", None), lambda: app.state.settings)
     )
 

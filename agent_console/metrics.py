@@ -3,16 +3,28 @@
 HTTP requests are labelled by route TEMPLATE (/api/v1/tickets/{number}), never the raw path, so
 label cardinality stays bounded. Open tickets by status come from one GROUP BY on the indexed
 status column at scrape time, cached for a few seconds so a scrape storm cannot load the DB.
+
+Several web processes on one port (callcenter.run.serve_web with workers): a scrape reaches one
+of them, so each writes its counters to prometheus_client's multiprocess files
+(PROMETHEUS_MULTIPROC_DIR, set before the workers start) and the scrape sums them all.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
@@ -101,7 +113,24 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
-        self.registry.register(OpenTicketsCollector(engine_getter))
+        # collectors computed at scrape time (the same in every process): not summed
+        self._live: list[Collector] = []
+        self.add_collector(OpenTicketsCollector(engine_getter))
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
+        self._live.append(collector)
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's registry, or with several web processes the
+        counters and histograms of all of them (dead ones included: a counter never goes back)."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        for collector in self._live:
+            registry.register(collector)
+        return generate_latest(registry)
 
     def observe_intake_batch(self, size: int, seconds: float) -> None:
         self.intake_batch_size.observe(size)

@@ -6,7 +6,8 @@ the anonymous public form and an agent's recording playback (which writes its au
 Meanwhile /healthz and a static route (/docs: HTML built without the database or a worker thread,
 the same-run baseline) are each requested every 100 ms on connections of their own.
 
-The server is started as `callcenter web` starts it (one uvicorn worker, a subprocess), on SQLite
+The server is started as `callcenter web` starts it (a subprocess; its default web processes:
+one on SQLite, one per core up to 4 on PostgreSQL, or --workers N), on SQLite
 under a temporary data dir, or on the database of --db-url (PostgreSQL: a fresh database is
 created there and dropped afterwards). Redis: CALLCENTER_REDIS_URL or 127.0.0.1:6379, under a
 private namespace.
@@ -297,9 +298,26 @@ async def sequential(
 
 
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of a process and its live descendants (the web workers), in seconds."""
+    hz = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+    tree, total, grew = {pid}, 0.0, True
+    while grew:
+        grew = False
+        for p, f in stats.items():
+            if p not in tree and int(f[1]) in tree:
+                tree.add(p)
+                grew = True
+    for p in tree:
+        if p in stats:
+            total += int(stats[p][11]) + int(stats[p][12])
+    return total / hz
 
 
 def _load() -> float:
@@ -311,7 +329,7 @@ TARGETS = {"write_p99_ms_at_200": 1000, "healthz_p99_ms": 100, "5xx": 0}
 
 
 def run_bursts(
-    base: str, pid: int, sizes: list[int], data: dict[str, list], db_url: str
+    base: str, pid: int, sizes: list[int], data: dict[str, list], settings: Settings
 ) -> dict[str, object]:
     """Log in, run each burst, and judge the targets (issue 17)."""
     tokens = {}
@@ -345,8 +363,9 @@ def run_bursts(
     }
     return {
         "bench": "concurrency",
-        "db": make_url(db_url).get_backend_name(),
+        "db": make_url(settings.resolved_database_url).get_backend_name(),
         "cpus": os.cpu_count(),
+        "web_processes": settings.web_processes(),
         "loadavg_1m_at_end": _load(),  # the machine may be shared: other load skews latency
         "server_cpu_ms_sequential": cpu_per_kind,
         "bursts": results,
@@ -362,6 +381,13 @@ def main() -> None:
     ap.add_argument("--db-url", default=None, help="PostgreSQL server URL (default: SQLite)")
     ap.add_argument("--redis-url", default=os.environ.get("CALLCENTER_REDIS_URL"))
     ap.add_argument("--port", type=int, default=None, help="web port (default $BENCH_PORT or free)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="web processes (default: as `callcenter web` chooses: 1 on SQLite, one per core "
+        "up to 4 on PostgreSQL)",
+    )
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     import logging
@@ -384,6 +410,7 @@ def main() -> None:
         # every request comes from 127.0.0.1: the public form's per-address limit would answer 429
         "CALLCENTER_PUBLIC_RATE_LIMIT_PER_MINUTE": "100000",
         "CALLCENTER_LOG_LEVEL": "WARNING",
+        "CALLCENTER_WEB_WORKERS": str(args.workers),
     }
     settings = Settings(
         data_dir=tmp / "var",
@@ -391,6 +418,7 @@ def main() -> None:
         redis_url=redis_url,
         redis_namespace=namespace,
         secret_key=env_settings["CALLCENTER_SECRET_KEY"],
+        web_workers=args.workers,
     )
     try:
         upgrade(db_url)
@@ -401,7 +429,7 @@ def main() -> None:
         print(f"seeded in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
         with web_server(env_settings, args.port) as (base, proc):
-            figures = run_bursts(base, proc.pid, sizes, data, db_url)
+            figures = run_bursts(base, proc.pid, sizes, data, settings)
         print(json.dumps(figures, ensure_ascii=False))
     finally:
         drop_database()

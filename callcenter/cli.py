@@ -179,11 +179,20 @@ def web(
         str | None, typer.Option(help="Listen address (default settings.host).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (default settings.port).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Web processes on the port (default CALLCENTER_WEB_WORKERS, else 1 on SQLite "
+            "and one per core, up to 4, on PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web app/API with uvicorn only (needs a migrated DB and CALLCENTER_REDIS_URL)."""
     from callcenter.run import serve_web
 
-    serve_web(_settings(), host=host, port=port)
+    serve_web(_settings(), host=host, port=port, workers=workers)
 
 
 @app.command()

@@ -26,6 +26,7 @@ import gc
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,9 @@ from config.settings import Settings
 from ticketing import Role, User
 
 WEB_APP = "agent_console.app:create_server_app"
+# set by serve_web for its uvicorn workers (spawned interpreters: no fork hook reaches them)
+WEB_PARENT_ENV = "CALLCENTER_WEB_PARENT"
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
 STOP_GRACE_SECONDS = 15.0
 log = get_logger("callcenter.run")
 
@@ -119,20 +123,45 @@ def requeue_pending_work(settings: Settings) -> None:
         engine.dispose()
 
 
-def serve_web(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """uvicorn in this process, the app built by the factory from the environment's settings."""
+def serve_web(
+    settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
+) -> None:
+    """uvicorn in this process, the app built by the factory from the environment's settings.
+
+    With several workers (settings.web_processes) this process is uvicorn's supervisor: it holds
+    the port, restarts a worker that dies, and its workers die with it (CALLCENTER_WEB_PARENT,
+    read by agent_console.app.create_server_app). Their request counters are summed on /metrics
+    through prometheus_client's multiprocess files in data_dir/prometheus."""
     import uvicorn
 
     configure_logging(settings)
+    workers = workers or settings.web_processes()
+    if workers > 1:
+        if settings.resolved_database_url.startswith("sqlite"):
+            log.warning("web_workers_on_sqlite", workers=workers)
+        os.environ[WEB_PARENT_ENV] = str(os.getpid())
+        os.environ[METRICS_DIR_ENV] = str(fresh_metrics_dir(settings))
+    log.info("web_starting", workers=workers)
     uvicorn.run(
         WEB_APP,
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
+        workers=workers,
         log_config=None,  # our structlog handler on the root logger
         **settings.proxy_options(),  # X-Forwarded-For only from settings.trusted_proxies
         access_log=False,  # AccessMiddleware counts requests; uvicorn's line adds only noise
     )
+
+
+def fresh_metrics_dir(settings: Settings) -> Path:
+    """An empty folder for this start's multiprocess metric files (a previous run's would be
+    summed into the new counters)."""
+    path = Path(settings.data_dir) / "prometheus"
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, mode=0o700)
+    return path
 
 
 # rq 3.0 (checked in rq/worker/base.py): a dead worker's started job is reclaimed once its registry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
     # so a client cannot pick its own address for the rate limits and the audit log.
     # env: "10.0.0.5,10.0.1.0/24" or a JSON list
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # web processes (uvicorn workers) behind the one port; 0 = automatic (see web_processes)
+    web_workers: int = Field(default=0, ge=0, le=64)
 
     # ticketing
     ticket_prefix: str = "DXE"
@@ -201,6 +204,18 @@ class Settings(BaseSettings):
         if not self.trusted_proxies:
             return {"proxy_headers": False}
         return {"proxy_headers": True, "forwarded_allow_ips": ",".join(self.trusted_proxies)}
+
+    def web_processes(self) -> int:
+        """How many web processes serve the port. A write is mostly Python, so one process uses
+        one core at most (bench/concurrency.py on PostgreSQL: the web process at 100 % of a core,
+        the database at 25 % of the other). PostgreSQL writes in parallel: one process per core,
+        up to 4. SQLite has one writer: more processes would only queue on its file lock, so the
+        automatic choice there is 1 (an explicit setting is still obeyed)."""
+        if self.web_workers:
+            return self.web_workers
+        if self.resolved_database_url.startswith("sqlite"):
+            return 1
+        return max(1, min(os.cpu_count() or 1, 4))
 
     @property
     def resolved_database_url(self) -> str:
