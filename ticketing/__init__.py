@@ -108,6 +108,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     from ticketing.assessment import list_appeals as assessment_appeals
     from ticketing.assessment import parse_period as assessment_period
     from ticketing.assessment import previous_month_key as previous_assessment_month
+    from ticketing.assessment import published_month as published_assessment_month
     from ticketing.assessment import request_recompute as recompute_assessment_month
     from ticketing.assessment import score_config as assessment_config
     from ticketing.assessment import to_csv as assessment_csv

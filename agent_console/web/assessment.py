@@ -50,6 +50,7 @@ from ticketing import assessment_rows as indicator_rows
 from ticketing import decide_assessment_appeal as decide_appeal
 from ticketing import file_assessment_appeal as file_appeal
 from ticketing import previous_assessment_month as previous_month_key
+from ticketing import published_assessment_month as published_month
 
 router = APIRouter(include_in_schema=False)
 TRACE_PAGE = 200
@@ -326,15 +327,8 @@ def public_summary(request: Request) -> Response:
     from agent_console.web.portal import render as portal_render
 
     settings: Settings = request.app.state.settings
-    latest = previous_month_key(settings, utcnow())
-    key = request.query_params.get("period") or latest
-    try:
-        period = parse_period(settings, key)
-    except TicketingError:
-        period = parse_period(settings, latest)
-    if period.kind != "month" or period.key > latest:  # complete months only
-        period = parse_period(settings, latest)
     with session_scope(request.app.state.engine, read_only=True) as s:
+        period = published_month(s, settings, request.query_params.get("period"), utcnow())
         result = assess(s, settings, period)
     keep(request, result)
     return portal_render(

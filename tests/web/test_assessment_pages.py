@@ -260,6 +260,32 @@ def test_public_summary_has_departments_figures_only(web):
     assert "2099年" not in web.client.get("/portal/assessment?period=2099-01").text
 
 
+def test_public_summary_computes_and_keeps_no_month_before_the_first_ticket(web):
+    """An anonymous visitor cannot make the server compute and keep figures for any month back
+    to year 1: before the first ticket's month the latest complete month is shown instead."""
+    from sqlalchemy import func, select
+
+    from ticketing.assessment import AssessmentMonthCache
+
+    def kept() -> set[str]:
+        with session_scope(web.engine, read_only=True) as s:
+            return set(s.execute(select(AssessmentMonthCache.month)).scalars())
+
+    seed_month(web.engine, "2025-03", prefix="F")
+    with session_scope(web.engine, read_only=True) as s:
+        assert s.execute(select(func.min(Ticket.created_at))).scalar() is not None
+    web.client.cookies.clear()
+    for month in ("2025-02", "1990-01", "0001-01", "2024-12"):
+        r = web.client.get(f"/portal/assessment?period={month}")
+        assert r.status_code == 200
+        assert f"{int(month[:4])}年{int(month[5:])}月" not in r.text, month
+        assert month not in kept(), month
+    # the first ticket's month itself is published (and kept: a closed month)
+    r = web.client.get("/portal/assessment?period=2025-03")
+    assert "各部门办事质效 · 2025年3月" in r.text
+    assert "2025-03" in kept()
+
+
 # ---------------------------------------------------------------- the month cache
 PAST = "2025-03"  # a closed month: its figures are kept (ticketing.assessment.cache)
 

@@ -41,6 +41,7 @@ from ticketing.assessment.periods import (
     month_period,
     parse_period,
     previous_month_key,
+    published_month,
 )
 from ticketing.assessment.portrait import Portrait, department_portrait
 from ticketing.assessment.scoring import (
@@ -90,6 +91,7 @@ __all__ = [
     "month_period",
     "parse_period",
     "previous_month_key",
+    "published_month",
     "recompute_month",
     "report_headers",
     "report_table",

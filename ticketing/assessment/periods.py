@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
+from sqlalchemy.orm import Session
+
 from config.settings import Settings
 from ticketing.errors import InvalidInput
 from ticketing.sla import local_zone, to_utc_naive
@@ -106,3 +108,27 @@ def previous_month_key(settings: Settings, now: datetime) -> str:
     d = to_local(settings, now).date()
     y, m = (d.year - 1, 12) if d.month == 1 else (d.year, d.month - 1)
     return f"{y:04d}-{m:02d}"
+
+
+def published_month(session: Session, settings: Settings, key: str | None, now: datetime) -> Period:
+    """The month the public summary (办事质效晾晒) shows for `key`: a complete month from the
+    month of the first ticket on; anything else (not a month, not yet complete, before any
+    ticket) shows the last complete month. Why bounded below: an anonymous visitor must not make
+    the server compute, and the cache keep, figures for any month back to year 1."""
+    from sqlalchemy import func, select
+
+    from ticketing.models import Ticket
+    from ticketing.sla import to_local
+
+    latest = parse_period(settings, previous_month_key(settings, now))
+    try:
+        period = parse_period(settings, key or latest.key)
+    except InvalidInput:
+        return latest
+    if period.kind != "month" or period.key > latest.key:
+        return latest
+    first = session.execute(select(func.min(Ticket.created_at))).scalar()
+    if first is None:
+        return latest
+    d = to_local(settings, first).date()
+    return period if period.key >= f"{d.year:04d}-{d.month:02d}" else latest
