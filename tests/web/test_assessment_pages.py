@@ -6,6 +6,7 @@ only, 403 otherwise), and a screenshot of /assessment at 1366×768 in Debian's C
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 import threading
@@ -238,10 +239,20 @@ def test_screenshot_of_the_ranking(settings, engine):
             page.wait_for_selector("#chart-scores canvas")
             assert page.locator("h1").inner_text() == "部门考核 · 2027年1月"
             assert page.locator(".assess-table tbody tr").count() >= 3
+            # every column fits at 1366 px: the ranking does not scroll sideways
+            overflow = page.evaluate(
+                "() => { const w = document.querySelector('.assess-table').closest('.table-wrap');"
+                " return w.scrollWidth - w.clientWidth; }"
+            )
+            assert overflow <= 0, f"the ranking is {overflow} px wider than its card"
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "assessment_ranking.png"), full_page=False)
             page.goto(f"{base}/assessment/departments/{DEPT_B}?period={MONTH}")
             page.wait_for_selector("#chart-trend canvas")
+            spec = json.loads(page.locator("#chart-trend").get_attribute("data-chart") or "{}")
+            assert spec["months"][-1] == MONTH
+            assert spec["series"]["score"][-1] == 57.0  # the month on the page is its last point
+            page.wait_for_timeout(600)  # the lines' 300 ms animation
             page.screenshot(path=str(ARTIFACTS / "assessment_department.png"), full_page=True)
             browser.close()
     finally:

@@ -5,14 +5,15 @@
   // a department's month-by-month trend against the city (the assessment portrait)
   function trendOption(spec) {
     var s = spec.series, line = function (name, data, dashed, axis) {
+      // symbols always: a month with figures between months without is a lone point
       return { name: name, type: "line", data: data, connectNulls: true, yAxisIndex: axis || 0,
-               lineStyle: dashed ? { type: "dashed" } : {} };
+               showSymbol: true, symbolSize: 7, lineStyle: dashed ? { type: "dashed" } : {} };
     };
     return {
       animationDuration: 300,
       tooltip: { trigger: "axis" },
       legend: { bottom: 0 },
-      grid: { left: 44, right: 44, top: 20, bottom: 50 },
+      grid: { left: 44, right: 44, top: 36, bottom: 50 },  // room for the axis names above
       color: ["#1f5fbf", "#1f5fbf", "#1b8a4b", "#1b8a4b", "#d99a00", "#d99a00"],
       xAxis: { type: "category", data: spec.months },
       yAxis: [{ type: "value", name: "得分", min: 0, max: 100 },
