@@ -84,6 +84,7 @@ class Signal:
     level: str  # "urgent", "critical" or "resolved"
     strong: bool  # one is enough to lift a prediction to critical
     lift: bool  # an urgent-level signal that alone lifts 一般 to 较紧急 (see lifting())
+    cap: bool  # an urgent-level signal that keeps the model alone from 紧要 (see pending())
     patterns: re.Pattern[str]
     unless: re.Pattern[str] | None
 
@@ -114,6 +115,8 @@ class SignalSet:
                 raise ValueError(f"urgency signal {name}: patterns must be a list of strings")
             if body.get("lift") and level != "urgent":
                 raise ValueError(f"urgency signal {name}: only an urgent signal can lift")
+            if body.get("cap") and level != "urgent":
+                raise ValueError(f"urgency signal {name}: only an urgent signal can cap")
             unless = body.get("unless") or []
             try:
                 compiled = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
@@ -128,6 +131,7 @@ class SignalSet:
                     level,
                     bool(body.get("strong", False)),
                     bool(body.get("lift", False)),
+                    bool(body.get("cap", False)),
                     compiled or re.compile(r"(?!x)x"),
                     cancel,
                 )
@@ -137,6 +141,7 @@ class SignalSet:
         self.levels = {s.name: s.level for s in signals}
         self.strong = {s.name for s in signals if s.strong}
         self.lift = {s.name for s in signals if s.lift}
+        self.cap = {s.name for s in signals if s.cap}
 
     def count_many(self, folded: str) -> bool:
         """True when the text counts enough people, households or enterprises."""
@@ -206,6 +211,12 @@ class SignalSet:
         with few replies) is not 紧要 on the model's word alone ("viral negative public opinion" is
         what the plan names, and a quiet post is its opposite); a critical signal overrides."""
         return any(self.levels[n] == "calm" for n in names) and not self.critical(names)
+
+    def pending(self, names: list[str]) -> list[str]:
+        """The rule over the model: a hazard that is not immediate (`cap: true`: an open
+        manhole, work at height without a net, a blocked fire exit) is 较紧急 by the labelling
+        guide, not 紧要 on the model's word alone; a critical signal in the text overrides."""
+        return [] if self.critical(names) else [n for n in names if n in self.cap]
 
     def resolved(self, names: list[str]) -> bool:
         """The rule over the model: the text reports its matter as over (repaired, paid, thanked
