@@ -25,9 +25,11 @@ cross-calibration so that each head returns probabilities:
   (ticketing/classifier_eval.py) urgency went from 0.798 / 0.883 to 0.851 / 0.909. Measured and not kept: the signals as model features
   (they fit labelled.csv too well: fresh urgency 0.92 -> 0.83), lifting 一般 to 较紧急 on any
   urgent signal (lower urgency accuracy on every set), and an unbalanced urgency SVM (no gain).
-- category: one rule over the head, from the labelling guide: an enterprise's question about a
+- category: two rules over the head, from the labelling guide: an enterprise's question about a
   subsidy, policy or price is 投诉咨询 unless it asks for someone to come and help (details name
-  it as category_rule; dev category 0.905 / 0.870 -> 0.929 / 0.909 with the relabelled rows).
+  it as category_rule; dev category 0.905 / 0.870 -> 0.929 / 0.909 with the relabelled rows);
+  an enterprise's question about how a standard procedure is done is 政务服务 unless it asks for
+  help with it (outside_dev 0.909 -> 0.935, held-out unchanged).
 
 Overall confidence = min(P(category), P(department)) of the predicted labels, scaled down when few of
 the text's characters were ever seen in training (gibberish, foreign text). Auto-dispatch needs both
@@ -138,6 +140,26 @@ _POLICY_ENQUIRY = re.compile(
     rf"{_POLICY_SUBJECT}[^。！？!?]{{0,20}}{_ENQUIRY}|{_ENQUIRY}[^。！？!?]{{0,20}}{_POLICY_SUBJECT}"
 )
 _ONSITE_HELP = re.compile(r"辅导|牵头|派人|派专人|上门|来厂|到厂|专人|对接|现场指导|来指导|协调")
+# Labelling guide: an enterprise asking how a standard procedure is done (which permit, what
+# papers, which office) wants a government service (政务服务), not help with its operating
+# conditions. The model sends such questions to 企业服务 on the enterprise voice alone (dev: the
+# two enterprise-for-government errors of outside_dev were both such questions), so a second rule
+# turns an enterprise prediction into government when the text asks about a procedure and asks
+# for no help (someone to come, to sort the steps out, to lower a cost) and nothing is pressing.
+# Measured on the dev sets and 5 held-out splits: category 0.929 / 0.909 / 0.898 -> 0.929 /
+# 0.935 / 0.899.
+_PROCEDURE_SUBJECT = (
+    r"(手续|流程|程序|许可证?|审批|备案|登记|认定|资质|执照|环评|验收|出让|招拍挂|办证|申领|年报|注销|变更)"
+)
+_PROCEDURE_ASK = (
+    r"(怎么办|怎么办理|如何办理|么样办|么样的|怎么弄|如何|怎样|哪里办|在哪|哪个部门|找哪个|要什么|"
+    r"需要什么|要哪些|需要哪些|准备些?么|问一下|问问|问一哈|咨询|了解|请问)"
+)
+_PROCEDURE_ENQUIRY = re.compile(
+    rf"{_PROCEDURE_SUBJECT}[^。！？!?]{{0,20}}{_PROCEDURE_ASK}"
+    rf"|{_PROCEDURE_ASK}[^。！？!?]{{0,20}}{_PROCEDURE_SUBJECT}"
+)
+_PROCEDURE_HELP = re.compile(r"帮|梳理|降低|减少|成本|指导")
 
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
@@ -477,6 +499,13 @@ class TicketClassifier:
             ):
                 category = "complaint"
                 details["category_rule"] = "企业政策/补贴/价格咨询: 投诉咨询"
+            elif (
+                self.category_rules
+                and category == "enterprise"
+                and self._procedure_enquiry(t, found[i])
+            ):
+                category = "government"
+                details["category_rule"] = "企业办事手续/流程咨询: 政务服务"
             cov = self.coverage(t + "".join(k))
             # the model's own certainty: a category rule relabels a kind of text the model knows
             # well (dev: 7 of 7 relabelled right), it does not make the ticket less certain
@@ -508,6 +537,17 @@ class TicketClassifier:
         return (
             _POLICY_ENQUIRY.search(folded) is not None
             and _ONSITE_HELP.search(folded) is None
+            and not self.signals.raising(signals)
+        )
+
+    def _procedure_enquiry(self, text: str, signals: list[str]) -> bool:
+        """An enterprise asking how a standard procedure is done (a government service per the
+        labelling guide), not asking for help with it and not reporting a pressing matter."""
+        folded = normalise(text)
+        return (
+            _PROCEDURE_ENQUIRY.search(folded) is not None
+            and _ONSITE_HELP.search(folded) is None
+            and _PROCEDURE_HELP.search(folded) is None
             and not self.signals.raising(signals)
         )
 
