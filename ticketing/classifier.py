@@ -29,7 +29,7 @@ cross-calibration so that each head returns probabilities:
   subsidy, policy or price is 投诉咨询 unless it asks for someone to come and help (details name
   it as category_rule; dev category 0.905 / 0.870 -> 0.929 / 0.909 with the relabelled rows);
   an enterprise's question about how a standard procedure is done is 政务服务 unless it asks for
-  help with it (outside_dev 0.909 -> 0.935, held-out unchanged).
+  help with it (first dev set 0.909 -> 0.935, held-out unchanged).
 
 Overall confidence = min(P(category), P(department)) of the predicted labels, scaled down when few of
 the text's characters were ever seen in training (gibberish, foreign text). Auto-dispatch needs both
@@ -143,7 +143,7 @@ _ONSITE_HELP = re.compile(r"辅导|牵头|派人|派专人|上门|来厂|到厂|
 # Labelling guide: an enterprise asking how a standard procedure is done (which permit, what
 # papers, which office) wants a government service (政务服务), not help with its operating
 # conditions. The model sends such questions to 企业服务 on the enterprise voice alone (dev: the
-# two enterprise-for-government errors of outside_dev were both such questions), so a second rule
+# two enterprise-for-government errors of the first dev set were both such questions), so a second rule
 # turns an enterprise prediction into government when the text asks about a procedure and asks
 # for no help (someone to come, to sort the steps out, to lower a cost) and nothing is pressing.
 # Measured on the dev sets and 5 held-out splits: category 0.929 / 0.909 / 0.898 -> 0.929 /
