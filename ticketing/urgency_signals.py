@@ -50,11 +50,14 @@ _CN_DIGITS = {
     "数": 3,
 }
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-# a number of people, households or enterprises: "两百多号人", "300余名职工", "十几家企业", "八百户"
+# a number of people, households, enterprises or places: "两百多号人", "300余名职工", "十几家企业",
+# "八百户", "三个村"
 _COUNT = re.compile(
     r"([0-9]+|[零一二两三四五六七八九十百千万几数]+)(?:多|余|来|几)?(?:名|个|位|号)?"
-    r"(人|工人|员工|职工|农民工|工友|业主|村民|居民|群众|住户|学生|家长|游客|会员|孩子|儿童|户|家企业|家厂|家公司)"
+    r"(人|工人|员工|职工|农民工|工友|业主|村民|居民|群众|住户|学生|家长|游客|会员|孩子|儿童|户|家企业|家厂|家公司|村|小区|社区|乡镇|镇)"
 )
+
+_PLACES = frozenset({"村", "小区", "社区", "乡镇", "镇"})
 
 
 def chinese_number(s: str) -> int:
@@ -151,7 +154,8 @@ class SignalSet:
             if what == "户":
                 if n >= self.households_threshold:
                     return True
-            elif what.startswith("家"):
+            elif what.startswith("家") or what in _PLACES:
+                # an enterprise, a village or an estate stands for many households
                 if n * 10 >= self.households_threshold:
                     return True
             elif n >= self.people_threshold:

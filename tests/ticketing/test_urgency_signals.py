@@ -81,6 +81,9 @@ SEEN = [
     ("deadline_near", "孩子快高考了，对面工地天天晚上施工"),
     ("hazard_pending", "小区门口的消防通道被铁门锁了"),
     ("hazard_pending", "有人往河沟里倒废液，桶上画着骷髅"),
+    ("many_affected", "这条河是下游三个村的水源"),
+    ("safety_now", "小区电梯关人了，里面是个老人家"),
+    ("resolved", "拖欠的工钱老板昨天已经打到卡上了，谢谢你们"),
 ]
 
 
@@ -104,6 +107,8 @@ NOT_TRIPPED = [
     ("many_affected", "我们厂想招五十个普工"),
     ("many_affected", "损失上百万"),
     ("many_affected", "我们公司二十几个人"),
+    ("many_affected", "两个小区中间的那条路灯坏了"),
+    ("many_affected", "村民说路灯坏了"),
     ("threat", "旁边工地晚上十二点了还在浇混凝土"),
     ("production_stopped", "停电的事已经恢复了，生产线都停了半天，现已恢复"),
     ("safety_now", "前几年那边的仓库着过一次火，现在想问问能不能在旁边建房"),
