@@ -243,7 +243,9 @@ def test_a_hazard_not_yet_harming_is_urgent() -> None:
     labelling guide. The `cap` signal lifts 一般 and keeps the model's 紧要 at 较紧急, unless a
     critical signal is in the same text."""
     clf = get_classifier()
-    assert "hazard_pending" in clf.signals.detect("那个工地上的工人冇戴安全帽 在十几层高的架子上干活")
+    assert "hazard_pending" in clf.signals.detect(
+        "那个工地上的工人冇戴安全帽 在十几层高的架子上干活"
+    )
     assert "hazard_pending" in clf.signals.detect("路口那个窨井的井盖被偷了 晚上看不见")
     assert "hazard_pending" not in clf.signals.detect("材料还没有盖章 明天要报到省里")
     assert "hazard_pending" not in clf.signals.detect("上周说的井盖已经换好了")
