@@ -25,6 +25,11 @@ cross-calibration so that each head returns probabilities:
   (ticketing/classifier_eval.py) urgency went from 0.798 / 0.883 to 0.851 / 0.909. Measured and not kept: the signals as model features
   (they fit labelled.csv too well: fresh urgency 0.92 -> 0.83), lifting 一般 to 较紧急 on any
   urgent signal (lower urgency accuracy on every set), and an unbalanced urgency SVM (no gain).
+  Issue 13, fourth round, measured on both dev sets and 5 held-out splits and not kept: the
+  channel prefix ("网页投诉：") cut from the text (lower on all three), jieba words beside the
+  character n-grams (no gain, +0.7 s start-up), n-grams 1-2 or 1-4 (mixed), lifting 一般 to
+  较紧急 on any critical signal (lower), an enterprise-voice rule for operating conditions worded
+  as complaints (held-out +0.002, first dev set -0.013).
 - category: two rules over the head, from the labelling guide: an enterprise's question about a
   subsidy, policy or price is 投诉咨询 unless it asks for someone to come and help (details name
   it as category_rule; dev category 0.905 / 0.870 -> 0.929 / 0.909 with the relabelled rows);
