@@ -50,11 +50,14 @@ _CN_DIGITS = {
     "数": 3,
 }
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-# a number of people, households or enterprises: "两百多号人", "300余名职工", "十几家企业", "八百户"
+# a number of people, households, enterprises or places: "两百多号人", "300余名职工", "十几家企业",
+# "八百户", "三个村"
 _COUNT = re.compile(
     r"([0-9]+|[零一二两三四五六七八九十百千万几数]+)(?:多|余|来|几)?(?:名|个|位|号)?"
-    r"(人|工人|员工|职工|农民工|工友|业主|村民|居民|群众|住户|学生|家长|游客|会员|孩子|儿童|户|家企业|家厂|家公司)"
+    r"(人|工人|员工|职工|农民工|工友|业主|村民|居民|群众|住户|学生|家长|游客|会员|孩子|儿童|户|家企业|家厂|家公司|村|小区|社区|乡镇|镇)"
 )
+
+_PLACES = frozenset({"村", "小区", "社区", "乡镇", "镇"})
 
 
 def chinese_number(s: str) -> int:
@@ -84,6 +87,7 @@ class Signal:
     level: str  # "urgent", "critical" or "resolved"
     strong: bool  # one is enough to lift a prediction to critical
     lift: bool  # an urgent-level signal that alone lifts 一般 to 较紧急 (see lifting())
+    cap: bool  # an urgent-level signal that keeps the model alone from 紧要 (see pending())
     patterns: re.Pattern[str]
     unless: re.Pattern[str] | None
 
@@ -114,6 +118,8 @@ class SignalSet:
                 raise ValueError(f"urgency signal {name}: patterns must be a list of strings")
             if body.get("lift") and level != "urgent":
                 raise ValueError(f"urgency signal {name}: only an urgent signal can lift")
+            if body.get("cap") and level != "urgent":
+                raise ValueError(f"urgency signal {name}: only an urgent signal can cap")
             unless = body.get("unless") or []
             try:
                 compiled = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
@@ -128,6 +134,7 @@ class SignalSet:
                     level,
                     bool(body.get("strong", False)),
                     bool(body.get("lift", False)),
+                    bool(body.get("cap", False)),
                     compiled or re.compile(r"(?!x)x"),
                     cancel,
                 )
@@ -137,6 +144,7 @@ class SignalSet:
         self.levels = {s.name: s.level for s in signals}
         self.strong = {s.name for s in signals if s.strong}
         self.lift = {s.name for s in signals if s.lift}
+        self.cap = {s.name for s in signals if s.cap}
 
     def count_many(self, folded: str) -> bool:
         """True when the text counts enough people, households or enterprises."""
@@ -146,7 +154,8 @@ class SignalSet:
             if what == "户":
                 if n >= self.households_threshold:
                     return True
-            elif what.startswith("家"):
+            elif what.startswith("家") or what in _PLACES:
+                # an enterprise, a village or an estate stands for many households
                 if n * 10 >= self.households_threshold:
                     return True
             elif n >= self.people_threshold:
@@ -206,6 +215,12 @@ class SignalSet:
         with few replies) is not 紧要 on the model's word alone ("viral negative public opinion" is
         what the plan names, and a quiet post is its opposite); a critical signal overrides."""
         return any(self.levels[n] == "calm" for n in names) and not self.critical(names)
+
+    def pending(self, names: list[str]) -> list[str]:
+        """The rule over the model: a hazard that is not immediate (`cap: true`: an open
+        manhole, work at height without a net, a blocked fire exit) is 较紧急 by the labelling
+        guide, not 紧要 on the model's word alone; a critical signal in the text overrides."""
+        return [] if self.critical(names) else [n for n in names if n in self.cap]
 
     def resolved(self, names: list[str]) -> bool:
         """The rule over the model: the text reports its matter as over (repaired, paid, thanked

@@ -189,6 +189,26 @@ def test_enterprise_policy_question_is_consultation_unless_it_asks_for_help(
         assert (ruled.department, ruled.confidence) == (plain.department, plain.confidence)
 
 
+def test_enterprise_procedure_question_is_government_unless_it_asks_for_help(
+    clf: TicketClassifier,
+) -> None:
+    """Labelling guide: an enterprise asking how a standard procedure is done wants a government
+    service (政务服务); asking someone to come and sort it out stays 企业服务."""
+    bare = TicketClassifier(load_examples(), category_rules=False)
+    for text in (
+        "园区企业想问一下 新厂房的消防验收流程是么样的",
+        "企业想建一个危废暂存间 环评手续如何办理",
+        "我们是开发区的企业 想咨询一下高新技术企业认定要哪些材料",
+    ):
+        ruled, plain = clf.predict(text), bare.predict(text)
+        assert plain.category == "enterprise" and ruled.category == "government", ruled.details
+        assert ruled.details["category_rule"]
+        assert (ruled.department, ruled.confidence) == (plain.department, plain.confidence)
+    help_wanted = clf.predict("我们厂扩建车间的规划许可手续不会办，能不能派人到厂里帮我们梳理一下")
+    assert help_wanted.category == "enterprise", help_wanted.details
+    assert "category_rule" not in help_wanted.details
+
+
 def test_critical_example(clf: TicketClassifier) -> None:
     p = clf.predict("化工园区一个储罐泄漏了，气味很大，已经有工人晕倒送医院")
     assert p.urgency == "critical"
