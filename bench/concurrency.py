@@ -270,11 +270,14 @@ SEQUENTIAL = 50  # requests of each kind, one at a time, for the per-kind CPU fi
 
 
 async def sequential(
-    host: str, port: int, pid: int, data: dict[str, list], tokens: dict[str, str]
+    host: str, port: int, pid: int, data: dict[str, list], tokens: dict[str, str], warm: int
 ) -> dict[str, float]:
     """Server CPU (ms) per request of each kind, sent one at a time on one keep-alive connection
-    after a few of warm-up: the stable figure (it does not depend on other load of the machine as
-    latency does, nor on how many wait at once)."""
+    after `warm` of warm-up: the stable figure (it does not depend on other load of the machine as
+    latency does, nor on how many wait at once). The warm-up requests go each on a connection of
+    its own, so that with several web processes every one has served each kind before the bursts
+    (a process's first requests compile statements and templates: not what a running service
+    shows)."""
     conn = Conn(host, port)
     await conn.open()
     out: dict[str, float] = {}
@@ -284,13 +287,15 @@ async def sequential(
     reqs["healthz"] = [("GET", "/healthz", {}, b"")] * SEQUENTIAL
     reqs["static"] = [("GET", "/docs", {}, b"")] * SEQUENTIAL
     for kind, todo in reqs.items():
-        for req in todo[:5]:  # warm-up
-            await conn.request(*req)
+        for req in todo[:warm]:
+            fresh = Conn(host, port)
+            await fresh.request(*req)
+            fresh.close()
         cpu0 = _cpu_seconds(pid)
-        for req in todo[5:]:
+        for req in todo[warm:]:
             status = await conn.request(*req)
             assert status < 400, (kind, status)
-        out[kind] = round((_cpu_seconds(pid) - cpu0) / (len(todo) - 5) * 1000, 2)
+        out[kind] = round((_cpu_seconds(pid) - cpu0) / (len(todo) - warm) * 1000, 2)
     conn.close()
     writes = [out[k] for k in KINDS]
     out["writes_mean"] = round(sum(writes) / len(writes), 2)
@@ -338,7 +343,8 @@ def run_bursts(
         r.raise_for_status()
         tokens[user] = r.json()["access_token"]
     host, port = base.removeprefix("http://").rsplit(":", 1)
-    cpu_per_kind = asyncio.run(sequential(host, int(port), pid, data, tokens))
+    warm = min(5 * settings.web_processes(), SEQUENTIAL // 2)
+    cpu_per_kind = asyncio.run(sequential(host, int(port), pid, data, tokens, warm))
     print(f"server CPU ms per request, one at a time: {cpu_per_kind}", file=sys.stderr)
     results: dict[str, dict] = {}
     for size in sizes:
