@@ -21,6 +21,9 @@ from ticketing.warning_scan import scan_warnings
 
 
 def _ticket(engine, settings, urgency: str, category: str = "complaint") -> Ticket:
+    """A ticket left with the dispatcher (no auto-dispatch whatever the classifier's confidence):
+    these tests follow the ticket's own clock, not a sub-order's accept step."""
+    manual = settings.model_copy(update={"classifier_threshold": 1.01})
     with session_scope(engine) as s:
         sync_departments(s, settings)
         return submit(
@@ -33,7 +36,7 @@ def _ticket(engine, settings, urgency: str, category: str = "complaint") -> Tick
                 submitter_phone="13800138000",
                 channel_data={"source_url": "https://example.gov.cn/form"},
             ),
-            settings=settings,
+            settings=manual,
             actor="tester",
         )
 
