@@ -514,6 +514,9 @@ class PbxBridge:
         """Recordings the call-end import could not take yet, voicemail tickets, retention."""
         assert self.sweeper is not None
         while not self._stopping:
+            if self.engine is None:  # no database (yet): nothing to file recordings against
+                await asyncio.sleep(self.sweeper.policy.sweep_interval_s)
+                continue
             try:
                 report = await asyncio.to_thread(self.sweeper.run_once, self.engine)
                 self.last_sweep = report.as_dict()

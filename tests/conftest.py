@@ -159,3 +159,22 @@ def settings(tmp_path, db_url, redis_server_url, redis_namespace) -> Settings:
         redis_namespace=redis_namespace,
         secret_key="test-secret-key-not-for-production",
     )
+
+
+@pytest.fixture
+async def aredis(settings):
+    """An async Redis client on the test namespace's server (the AMI bridge's and the live suite's)."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(settings.redis_url)
+    yield r
+    await r.aclose()
+
+
+@pytest.fixture
+def sredis(settings):
+    import redis
+
+    r = redis.Redis.from_url(settings.redis_url)
+    yield r
+    r.close()

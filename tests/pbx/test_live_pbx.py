@@ -68,12 +68,13 @@ async def agi(live_settings):
     await server.close()
 
 
-def make_bridge(settings: Settings, redis, engine) -> PbxBridge:
+def make_bridge(settings: Settings, redis, engine, journal_path=None) -> PbxBridge:
     return PbxBridge(
         settings,
         settings.asterisk[0],
         redis=redis,
         engine=engine,
+        journal_path=journal_path,
         backoff_base=0.2,
         backoff_max=1.0,
         resync_interval=3600,
@@ -180,7 +181,11 @@ async def test_calls_while_the_bridge_was_away_are_reconciled_from_the_cdr(
 ):
     engine = bridge.engine
     await bridge.stop()
-    second = make_bridge(live_settings, aredis, engine)  # only to originate while "down"
+    # only to originate while "down": its journal is elsewhere, so the calls it sees never
+    # reach the service's bridge (which, sharing a journal, would store them as observed live)
+    second = make_bridge(
+        live_settings, aredis, engine, journal_path=live_settings.data_dir / "away" / "calls.jsonl"
+    )
     second.engine = None
     await second.start()
     await asyncio.wait_for(second.conn.connected_event.wait(), 20)
