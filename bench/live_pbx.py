@@ -97,7 +97,7 @@ async def run(n_calls: int, seconds: float) -> dict:
         database_url=db,
         redis_url=redis_url,
         redis_namespace=f"bench-{uuid.uuid4().hex[:6]}",
-        secret_key="bench",
+        secret_key="bench-secret-key-" + uuid.uuid4().hex,
         asterisk=[srv],
         agi_port=free_port(),
     )
