@@ -131,7 +131,7 @@ def serve_web(
     With several workers (settings.web_processes) this process is uvicorn's supervisor: it holds
     the port, restarts a worker that dies, and its workers die with it (CALLCENTER_WEB_PARENT,
     read by agent_console.app.create_server_app). Their request counters are summed on /metrics
-    through prometheus_client's multiprocess files in data_dir/prometheus."""
+    through prometheus_client's multiprocess files in data_dir/prometheus/<pid>."""
     import uvicorn
 
     configure_logging(settings)
@@ -155,12 +155,21 @@ def serve_web(
 
 
 def fresh_metrics_dir(settings: Settings) -> Path:
-    """An empty folder for this start's multiprocess metric files (a previous run's would be
-    summed into the new counters)."""
-    path = Path(settings.data_dir) / "prometheus"
-    if path.exists():
+    """An empty folder for this web process's multiprocess metric files: data_dir/prometheus/<pid>.
+    Per process, so a second `callcenter web` on the same data dir (more processes behind a
+    proxy) keeps its own counters; folders of processes no longer alive are removed (their
+    files would otherwise be summed into nothing but a dead instance's past)."""
+    root = Path(settings.data_dir) / "prometheus"
+    root.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for old in root.iterdir():
+        if not old.is_dir():
+            old.unlink(missing_ok=True)
+        elif not (old.name.isdigit() and _pid_alive(int(old.name))):
+            shutil.rmtree(old, ignore_errors=True)
+    path = root / str(os.getpid())
+    if path.exists():  # a recycled pid
         shutil.rmtree(path)
-    path.mkdir(parents=True, mode=0o700)
+    path.mkdir(mode=0o700)
     return path
 
 

@@ -38,6 +38,31 @@ def test_web_workers_setting_is_bounded(tmp_path):
         Settings(data_dir=tmp_path, web_workers=65)
 
 
+def test_each_web_process_has_its_own_metrics_dir_and_dead_ones_are_cleared(tmp_path):
+    import subprocess
+
+    from callcenter.run import fresh_metrics_dir
+
+    settings = Settings(data_dir=tmp_path)
+    root = tmp_path / "prometheus"
+    other = subprocess.Popen(["sleep", "30"])  # another live `callcenter web` on this data dir
+    try:
+        (root / str(other.pid)).mkdir(parents=True)
+        (root / str(other.pid) / "counter_1.db").write_bytes(b"x")
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        (root / str(dead.pid)).mkdir()
+        (root / "counter_9.db").write_bytes(b"x")  # a stray file of an older layout
+        mine = fresh_metrics_dir(settings)
+        assert mine == root / str(os.getpid()) and mine.is_dir() and not any(mine.iterdir())
+        assert (root / str(other.pid) / "counter_1.db").exists()  # the live one's counts stay
+        assert not (root / str(dead.pid)).exists()
+        assert not (root / "counter_9.db").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def _until(cond, bound: float, step: float = 0.2):
     end = time.monotonic() + bound
     while time.monotonic() < end:
