@@ -30,6 +30,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from callcenter.run import METRICS_DIR_ENV
 from config.database import session_scope
 from ticketing import Ticket, TicketStatus
 
@@ -124,7 +125,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text a scrape gets: this process's registry, or with several web processes the
         counters and histograms of all of them (dead ones included: a counter never goes back)."""
-        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if not os.environ.get(METRICS_DIR_ENV):
             return generate_latest(self.registry)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)

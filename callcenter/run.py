@@ -137,7 +137,7 @@ def serve_web(
     configure_logging(settings)
     workers = workers or settings.web_processes()
     if workers > 1:
-        if settings.resolved_database_url.startswith("sqlite"):
+        if settings.uses_sqlite:
             log.warning("web_workers_on_sqlite", workers=workers)
         os.environ[WEB_PARENT_ENV] = str(os.getpid())
         os.environ[METRICS_DIR_ENV] = str(fresh_metrics_dir(settings))

@@ -213,9 +213,13 @@ class Settings(BaseSettings):
         automatic choice there is 1 (an explicit setting is still obeyed)."""
         if self.web_workers:
             return self.web_workers
-        if self.resolved_database_url.startswith("sqlite"):
+        if self.uses_sqlite:
             return 1
         return max(1, min(os.cpu_count() or 1, 4))
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
 
     @property
     def resolved_database_url(self) -> str:

@@ -56,6 +56,16 @@ def wait_for(cond: Callable[[], object], proc: subprocess.Popen, tries: int = 24
 ADMIN_PASSWORD = "heal-admin-pw-1"
 
 
+def until(cond: Callable[[], object], bound: float, step: float = 0.2) -> float | None:
+    """Seconds until `cond()` held, or None when `bound` passed first."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < bound:
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(step)
+    return None
+
+
 def events(text: str) -> list[dict]:
     """The JSON log lines of a `callcenter` process's output."""
     import contextlib

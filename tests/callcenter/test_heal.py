@@ -26,22 +26,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cc_helpers import RunService, TicketLoad, pid_alive, processes_of, ticket_body
+from cc_helpers import RunService, TicketLoad, pid_alive, processes_of, ticket_body, until
 
 HEAL_BOUND = 30.0  # the issue's bound on healing by itself, on an unloaded machine
 # a restarted web is only as quick as a web start: on a loaded machine (2 cores shared by parallel
 # test runs) one start can take 30 s, so the bound is at least twice this run's first start
 CHILDREN = ("redis", "worker", "scheduler", "web")
-
-
-def _until(cond, bound: float, step: float = 0.2) -> float | None:
-    """Seconds until `cond()` held, or None when `bound` passed first."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < bound:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
 
 
 def _stored_numbers(data_dir: Path) -> set[str]:
@@ -137,7 +127,7 @@ def _can_make_immutable(tmp_path: Path) -> bool:
 def service(tmp_path):
     svc = RunService(tmp_path).start()
     try:
-        took = _until(lambda: svc.healthy() and svc.all_children_up(), 120)
+        took = until(lambda: svc.healthy() and svc.all_children_up(), 120)
         assert took is not None, svc.text()[-4000:]
         svc.first_start = took
         yield svc
@@ -161,7 +151,7 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
     if fault == "read-only" and not _can_make_immutable(tmp_path):
         pytest.skip("cannot chattr +i here (needs CAP_LINUX_IMMUTABLE and ext2/3/4-like fs)")
     with TicketLoad(svc.base, svc.token()) as load:
-        assert _until(lambda: load.acked_since(5), 30), "no ticket created before the fault"
+        assert until(lambda: load.acked_since(5), 30), "no ticket created before the fault"
         victim = fault.split("-", 1)[1]
         old_pid = svc.child_pid(victim)
         if fault != "read-only":
@@ -171,7 +161,7 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
                 t0 = time.monotonic()
                 # a background save now fails as one would on a read-only disk: Redis then
                 # refuses writes (MISCONF); checked, so the fault is real
-                misconf = _until(lambda: _redis_refuses_writes(svc), 8, 0.5)
+                misconf = until(lambda: _redis_refuses_writes(svc), 8, 0.5)
                 # every client reconnects now, so each meets MISCONF inside the window (an idle
                 # rq worker would otherwise touch Redis only every 45 s: a game of chance)
                 _drop_redis_clients(svc)
@@ -194,7 +184,7 @@ def test_service_heals_itself_and_loses_no_acknowledged_ticket(fault, service, t
             )
 
         bound = max(HEAL_BOUND, 2 * svc.first_start)
-        took = _until(healed, bound)
+        took = until(healed, bound)
         assert svc.proc.poll() is None, svc.text()[-4000:]
         state = {
             "restarted": fault == "read-only" or svc.child_pid(victim) != old_pid,
@@ -255,12 +245,12 @@ def test_sigterm_at_random_early_moments_always_stops_with_no_orphan(tmp_path):
 def test_sigkill_of_the_supervisor_leaves_no_child(tmp_path):
     svc = RunService(tmp_path).start()
     try:
-        assert _until(lambda: svc.healthy() and svc.all_children_up(), 120), svc.text()[-4000:]
+        assert until(lambda: svc.healthy() and svc.all_children_up(), 120), svc.text()[-4000:]
         tree = processes_of(svc.data_dir)
         assert len(tree) >= 5, tree  # run, redis, worker (+ its rq scheduler), scheduler, web
         svc.proc.kill()
         svc.proc.wait()
-        took = _until(lambda: not processes_of(svc.data_dir), 10, 0.05)
+        took = until(lambda: not processes_of(svc.data_dir), 10, 0.05)
         assert took is not None, f"orphans after SIGKILL: {processes_of(svc.data_dir)}"
         print(f"\nSIGKILL of run: whole tree gone after {took:.2f} s", flush=True)
         with pytest.raises(httpx.HTTPError):
@@ -308,11 +298,11 @@ def test_quick_restart_waits_for_the_stopping_instance(tmp_path):
     first = RunService(tmp_path, name="first").start()
     second = RunService(tmp_path, port=first.port, name="second")  # what a restart does
     try:
-        assert _until(lambda: first.healthy() and first.all_children_up(), 120), first.text()
+        assert until(lambda: first.healthy() and first.all_children_up(), 120), first.text()
         first.proc.send_signal(signal.SIGTERM)
         second.start()  # at once, while the first is still stopping
         assert first.proc.wait(timeout=60) == 0, first.text()[-3000:]
-        assert _until(lambda: second.healthy() and second.all_children_up(), 120), second.text()[
+        assert until(lambda: second.healthy() and second.all_children_up(), 120), second.text()[
             -4000:
         ]
         ev = [e.get("event") for e in first.events()]

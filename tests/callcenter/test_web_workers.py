@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from cc_helpers import RunService, pid_alive, processes_of
+from cc_helpers import RunService, pid_alive, processes_of, until
 
 from config.settings import Settings
 
@@ -63,16 +62,6 @@ def test_each_web_process_has_its_own_metrics_dir_and_dead_ones_are_cleared(tmp_
         other.wait()
 
 
-def _until(cond, bound: float, step: float = 0.2):
-    end = time.monotonic() + bound
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step)
-    return None
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -118,10 +107,8 @@ def two_workers(tmp_path):
     svc.env["CALLCENTER_WEB_WORKERS"] = "2"
     svc.start()
     try:
-        ok = _until(
-            lambda: svc.healthy() and svc.all_children_up() and len(_workers(svc)) == 2, 120
-        )
-        assert ok, svc.text()[-4000:]
+        ok = until(lambda: svc.healthy() and svc.all_children_up() and len(_workers(svc)) == 2, 120)
+        assert ok is not None, svc.text()[-4000:]
         yield svc
     finally:
         if svc.proc is not None and svc.proc.poll() is None:
@@ -163,10 +150,8 @@ def test_a_killed_worker_is_replaced_and_counters_survive(two_workers):
     counted = _healthz_count(svc.base)
     victim = _workers(svc)[0]
     os.kill(victim, signal.SIGKILL)
-    back = _until(
-        lambda: svc.healthy() and len(w := _workers(svc)) == 2 and victim not in w and w, 60
-    )
-    assert back, svc.text()[-4000:]
+    back = until(lambda: svc.healthy() and len(w := _workers(svc)) == 2 and victim not in w, 60)
+    assert back is not None, svc.text()[-4000:]
     # the dead worker's requests still count (a counter never goes back)
     assert _healthz_count(svc.base) >= counted
 
@@ -178,8 +163,8 @@ def test_no_worker_outlives_a_sigkilled_service(two_workers):
     assert len(workers) == 2
     svc.proc.kill()  # `callcenter run` itself: web dies with it, and the workers with web
     svc.proc.wait()
-    gone = _until(lambda: not processes_of(svc.data_dir), 15, 0.05)
-    assert gone, f"orphans after SIGKILL: {processes_of(svc.data_dir)}"
+    gone = until(lambda: not processes_of(svc.data_dir), 15, 0.05)
+    assert gone is not None, f"orphans after SIGKILL: {processes_of(svc.data_dir)}"
     assert not any(pid_alive(p) for p in workers)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{svc.base}/healthz", timeout=2)
@@ -191,4 +176,6 @@ def test_sigterm_stops_every_worker(two_workers):
     workers = _workers(svc)
     assert svc.stop(timeout=60) == 0
     assert not any(pid_alive(p) for p in workers)
-    assert _until(lambda: not processes_of(svc.data_dir), 10, 0.05), processes_of(svc.data_dir)
+    assert until(lambda: not processes_of(svc.data_dir), 10, 0.05) is not None, processes_of(
+        svc.data_dir
+    )

@@ -118,7 +118,6 @@ def published_month(session: Session, settings: Settings, key: str | None, now: 
     from sqlalchemy import func, select
 
     from ticketing.models import Ticket
-    from ticketing.sla import to_local
 
     latest = parse_period(settings, previous_month_key(settings, now))
     try:
@@ -130,5 +129,4 @@ def published_month(session: Session, settings: Settings, key: str | None, now: 
     first = session.execute(select(func.min(Ticket.created_at))).scalar()
     if first is None:
         return latest
-    d = to_local(settings, first).date()
-    return period if period.key >= f"{d.year:04d}-{d.month:02d}" else latest
+    return period if period.key >= current_month_key(settings, first) else latest
