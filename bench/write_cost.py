@@ -19,7 +19,8 @@ instructions per request (exact: the figure to compare before/after on a loaded 
 
 (--callgrind switches instrumentation on around each kind's N requests with callgrind_control
 and reads the counts of each dump). The client's own cost is included in both figures (the same
-before and after a change). One JSON line last.
+before and after a change). --show-sql prints the statements of one request of each kind (what
+to read before cutting one). One JSON line last.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def main() -> None:
         "start-up, a larger young generation); without it, start-up's objects stay in sight",
     )
     ap.add_argument("--db-url", default=None, help="PostgreSQL server URL (default: SQLite)")
+    ap.add_argument(
+        "--show-sql", action="store_true", help="print the statements of one request of each kind"
+    )
     args = ap.parse_args()
     import logging
 
@@ -89,7 +93,7 @@ def main() -> None:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     repeat = 1 if args.callgrind else args.repeat
-    per_kind = (WARMUP + args.n) * repeat + 1
+    per_kind = (WARMUP + args.n) * repeat + 1 + (2 if args.show_sql else 0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-write-cost-"))
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     db_url, drop_database = scratch_database(args.db_url, tmp, "bench_wc")
@@ -115,13 +119,16 @@ def main() -> None:
         ir: dict[str, int] = {}
         statements: dict[str, float] = {}
         counted = [0]
+        shown: list[str] = []
 
         @sa.event.listens_for(sa.Engine, "before_cursor_execute")
-        def _count(*_: object) -> None:
+        def _count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
             # not the app's background threads (the /healthz monitor, the WAL checkpointer)
             upkeep = {c.name for c in UpkeepThread.__subclasses__()}
             if threading.current_thread().name not in upkeep:
                 counted[0] += 1
+                if args.show_sql:
+                    shown.append(" ".join(statement.split())[:300])
 
         with TestClient(create_app(settings, tune_gc=args.tune_gc)) as client:
             tokens = {}
@@ -142,6 +149,13 @@ def main() -> None:
                 assert r.status_code < 400, (kind, r.status_code, r.text[:200])
 
             for kind in (*KINDS, BASELINE):
+                if args.show_sql:
+                    send(kind, 10_000 - 1)
+                    shown.clear()
+                    send(kind, 10_000 - 2)
+                    print(f"--- {kind}: {len(shown)} statements", file=sys.stderr)
+                    for line in shown:
+                        print("  " + line, file=sys.stderr)
                 best = None
                 for rep in range(repeat):
                     for i in range(WARMUP):
