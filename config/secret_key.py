@@ -5,6 +5,7 @@ app, the workers and the CLI read the same key."""
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import time
@@ -13,6 +14,19 @@ from pathlib import Path
 from config.settings import Settings
 
 MIN_SECRET_KEY_BYTES = 32
+
+
+def same_secret(given: object, expected: str | bytes) -> bool:
+    """Constant-time comparison of what a client sent (form field, cookie, header) with a secret.
+
+    hmac.compare_digest raises TypeError on a str with non-ASCII characters, so a client that
+    sends "１２３" or a zero-width space as a token got a 500; here such a value is simply wrong.
+    Anything but a non-empty str or bytes is wrong too."""
+    if not isinstance(given, str | bytes) or not given:
+        return False
+    a = given.encode("utf-8", "surrogatepass") if isinstance(given, str) else given
+    b = expected.encode("utf-8", "surrogatepass") if isinstance(expected, str) else expected
+    return hmac.compare_digest(a, b)
 
 
 def ensure_secret_key(settings: Settings) -> bytes:

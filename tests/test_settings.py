@@ -70,3 +70,13 @@ def test_job_snapshot_never_carries_credentials(monkeypatch):
     assert "database_url" not in snap and "redis_url" not in snap
     assert "pw-123" not in str(snap) and "hmac-secret" not in str(snap)
     assert snap["redis_namespace"] == "dxe"
+
+
+def test_same_secret_compares_what_a_client_sends_without_raising():
+    """compare_digest raises TypeError on non-ASCII str; same_secret says False instead."""
+    from config.secret_key import same_secret
+
+    assert same_secret("abc", "abc") and same_secret(b"abc", "abc") and same_secret("令牌", "令牌")
+    for given in ("abd", "１２３", "\u200b", "", None, 123, ["abc"], "abc\x00"):
+        assert not same_secret(given, "abc"), given
+    assert not same_secret("\ud800", "abc")  # a lone surrogate (a form can't, a caller might)

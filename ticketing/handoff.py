@@ -46,6 +46,7 @@ from config.after_commit import after_commit
 from config.database import session_scope
 from config.loader import ConfigError, load_yaml
 from config.queues import get_queue
+from config.secret_key import same_secret
 from config.settings import Settings
 from ticketing import events
 from ticketing.models import (
@@ -170,14 +171,7 @@ def sign(secret: bytes, body: bytes, timestamp: str | None = None) -> str:
 
 
 def verify(secret: bytes, body: bytes, signature: str | None, timestamp: str | None = None) -> bool:
-    # compare_digest refuses non-ASCII str (TypeError): such a header is simply not a signature
-    if not signature or not signature.isascii():
-        return False
-    try:
-        given = signature.strip().encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    return hmac.compare_digest(sign(secret, body, timestamp).encode("ascii"), given)
+    return same_secret(signature.strip() if signature else None, sign(secret, body, timestamp))
 
 
 def _yaml_departments(settings: Settings) -> dict[str, Any]:

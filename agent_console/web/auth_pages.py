@@ -4,7 +4,6 @@ and revocation; this module only turns their answers into pages."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -25,6 +24,7 @@ from agent_console.web.core import (
     render,
 )
 from config.database import session_scope
+from config.secret_key import same_secret
 from ticketing import User
 
 router = APIRouter(include_in_schema=False)
@@ -81,7 +81,7 @@ async def login_submit(
     login_token: Annotated[str, Form()] = "",
 ) -> Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, login_token):
+    if not cookie or not same_secret(login_token, cookie):
         return _login_page(
             request, error="页面已过期，请重新输入后登录", username=username, status=403
         )

@@ -34,6 +34,7 @@ from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
 from config.loader import load_yaml
+from config.secret_key import same_secret
 from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User
 
 HERE = Path(__file__).resolve().parent
@@ -208,7 +209,7 @@ def csrf_token(request: Request) -> str:
 
 
 def check_csrf(request: Request, sent: str | None) -> None:
-    if not sent or not hmac.compare_digest(sent, csrf_token(request)):
+    if not same_secret(sent, csrf_token(request)):
         raise PageDenied("页面已过期或来源不明（CSRF 校验失败），请刷新页面后重试")
 
 

@@ -26,6 +26,7 @@ from fastapi.responses import Response
 
 from agent_console.ratelimit import Limit, client_ip, hit_all
 from config.loader import load_yaml
+from config.secret_key import same_secret
 
 CSRF_COOKIE = "dxe_portal_csrf"
 CSRF_FIELD = "csrf_token"
@@ -59,11 +60,7 @@ def set_csrf_cookie(request: Request, response: Response, token: str) -> None:
 
 def csrf_ok(request: Request, sent: object) -> bool:
     have = request.cookies.get(CSRF_COOKIE, "")
-    return (
-        isinstance(sent, str)
-        and len(have) == 43
-        and hmac.compare_digest(sent.encode(), have.encode())
-    )
+    return len(have) == 43 and same_secret(sent, have)
 
 
 # ---------------------------------------------------------------- the follow grant
@@ -94,7 +91,7 @@ def may_follow(request: Request, number: str) -> bool:
     num, _, exp = value.rpartition(".")
     if not (num and exp.isdigit() and sig):
         return False
-    if not hmac.compare_digest(sig, _sign(request, value)):
+    if not same_secret(sig, _sign(request, value)):
         return False
     return num == number and int(exp) > time.time()
 
@@ -195,7 +192,7 @@ def check_code(request: Request, number: str, phone: str, code: str) -> str | No
         return "验证码已失效，请重新获取"
     want = stored.decode() if isinstance(stored, bytes) else str(stored)
     given = _code_digest(request, number, phone, code.strip())
-    if hmac.compare_digest(want, given):
+    if same_secret(given, want):
         conn.delete(key)
         return None
     tries = int(conn.hincrby(key, "tries", 1))

@@ -215,6 +215,24 @@ def _resolve(web, ticket: Ticket, text: str = "已协调住建局，施工许可
         reply(s, st, sid, actor="handler", text=text)
 
 
+def test_a_forged_follow_cookie_or_portal_token_is_refused_not_a_500(web):
+    """A follow-grant cookie with a non-ASCII signature (a client writes what it likes) and a
+    non-ASCII CSRF token on the portal's forms: a refusal, never a 500."""
+    _token, number, _ticket = _submitted(web)
+    web.client.cookies.clear()
+    cookie = f"dxe_follow={number}.9999999999.签名".encode()  # raw bytes: httpx sends ASCII only
+    r = web.client.get(
+        f"/portal/track/{number}", headers={"Cookie": cookie}, follow_redirects=False
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/portal/track?")
+    form = _form(web, "/portal/track")
+    r = web.client.post(
+        "/portal/track",
+        data={**form, "csrf_token": "１２３", "number": number, "phone": PHONE, "action": "send"},
+    )
+    assert 400 <= r.status_code < 500
+
+
 def test_follow_by_number_and_sms_code(web):
     _token, number, ticket = _submitted(web)
     web.client.cookies.clear()

@@ -4,7 +4,7 @@ role table, expired sessions, security headers."""
 from __future__ import annotations
 
 import pytest
-from web_helpers import Web
+from web_helpers import PASSWORD, Web
 
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME
@@ -58,6 +58,24 @@ def test_login_form_without_its_token_is_refused(web: Web):
     )
     assert r.status_code == 403
     assert COOKIE_NAME not in r.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("bad", ["１２３", "\u200b\u200b", "令牌"])
+def test_non_ascii_login_and_csrf_tokens_are_refused_not_a_500(web: Web, bad: str):
+    """hmac.compare_digest raised TypeError on a non-ASCII str: the login form and every CSRF
+    check answered 500 to a token like "１２３" (found by a garbage probe of the form routes)."""
+    web.client.cookies.clear()
+    web.client.get("/login")
+    r = web.client.post(
+        "/login",
+        data={"username": "dispatcher", "password": PASSWORD, "login_token": bad},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403 and "页面已过期" in r.text
+    web.login("dispatcher")
+    r = web.client.post("/logout", data={"csrf_token": bad}, follow_redirects=False)
+    assert r.status_code == 403 and "CSRF" in r.text
+    assert web.client.get("/dispatch").status_code == 200  # still logged in
 
 
 def test_login_next_is_local_only(web: Web):
