@@ -37,7 +37,7 @@ from typing import Annotated, Any, Protocol, TypeVar, get_args, get_origin
 
 import anyio
 from anyio.lowlevel import RunVar
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.routing import APIRoute
 from redis import Redis
 from sqlalchemy.engine import Engine
@@ -46,9 +46,12 @@ from sqlmodel import Session
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER, TokenClaims, read_token
-from config.database import readonly, session_scope
+from config.database import MAX_ROW_ID, readonly, session_scope
 from config.settings import Settings
 from ticketing import User, bind_sla_settings
+
+# A row id in a URL: 1..MAX_ROW_ID, else a 422 before any query (config.database.MAX_ROW_ID)
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

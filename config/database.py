@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 from sqlalchemy import DateTime, TypeDecorator, event
 from sqlalchemy import exc as sa_exc
@@ -131,6 +132,32 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         except BaseException:
             s.rollback()
             raise
+
+
+# ------------------------------------------------------------------ row ids
+# The id columns' range (INTEGER on PostgreSQL). An id from a URL or a payload is checked against
+# it before it reaches a query: a larger one is a DataError on PostgreSQL and an OverflowError
+# (not a DBAPI error, so a 500) on SQLite.
+MAX_ROW_ID = 2**31 - 1
+
+
+def is_row_id(value: object) -> TypeGuard[int]:
+    """A possible row id: an int (not a bool) in 1..MAX_ROW_ID."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ROW_ID
+
+
+_ROW_ID_TEXT = re.compile(r"[0-9]{1,10}")
+
+
+def parse_row_id(raw: object) -> int | None:
+    """A row id from what a client sent (a URL segment, a form field), else None. ASCII digits
+    only: str.isdigit() also takes "²" (int() refuses it: a 500) and "１２" (int() reads it)."""
+    if is_row_id(raw):
+        return raw
+    if not isinstance(raw, str) or not _ROW_ID_TEXT.fullmatch(raw):
+        return None
+    n = int(raw)
+    return n if is_row_id(n) else None
 
 
 # ------------------------------------------------------------------ time columns

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from config.database import session_scope
+from config.database import MAX_ROW_ID, session_scope
 from config.settings import Settings
 from recordings.models import PlaybackLog, Recording
 from recordings.playback import (
@@ -46,7 +46,7 @@ AUDIT_ROLES = frozenset({"admin", "supervisor", "leader"})  # leaders read every
 
 
 # ids fit the integer column on every backend; larger values are a 422, not a database error
-RecordingId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+RecordingId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -17,6 +17,7 @@ import time
 
 from sqlmodel import Session, select
 
+from config.database import is_row_id
 from config.settings import Settings
 from ticketing import dispatch
 from ticketing.errors import InvalidInput, NotFound, PermissionDenied
@@ -57,7 +58,7 @@ def handle_callback(
     sid = data.get("suborder_id")
     # ids are 32-bit integer columns: a larger one names no sub-order, and the database driver
     # would fail on it (OverflowError on SQLite) rather than find nothing
-    if isinstance(sid, bool) or not isinstance(sid, int) or not 1 <= sid <= 2**31 - 1:
+    if not is_row_id(sid):
         raise InvalidInput("回调缺少有效的 suborder_id", field="suborder_id")
     action = STATUS_MAP.get(str(data.get("status") or "").strip().lower())
     if action is None:

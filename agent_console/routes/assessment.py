@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from agent_console.access import handler_department, is_handler
-from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
+from agent_console.deps import RowId, SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import ApiError, responses
 from agent_console.schemas import _In, _Out
 from config.database import session_scope
@@ -381,7 +381,7 @@ def file(
     responses=responses(401, 403, 404, 409, 422),
 )
 def decide(
-    appeal_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    appeal_id: RowId,
     body: DecisionIn,
     session: SessionDep,
     settings: SettingsDep,

@@ -5,14 +5,14 @@ acknowledges its own department's 督办 only (another department's: 404)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 from sqlmodel import Session
 
 from agent_console.access import handler_department, visible_ticket
-from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
+from agent_console.deps import RowId, SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import _In, _Out
 from ticketing import (
@@ -30,7 +30,6 @@ from ticketing import (
 )
 
 router = APIRouter(tags=["escalation"], route_class=TransactionRoute)
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class SuperviseIn(_In):
@@ -145,7 +144,7 @@ def _own(session: Session, user: User, escalation_id: int) -> Escalation:
     responses=responses(401, 403, 404, 409, 422),
 )
 def acknowledge_escalation(
-    escalation_id: Id,
+    escalation_id: RowId,
     session: SessionDep,
     body: AcknowledgeIn | None = None,
     user: User = Depends(require("escalations.acknowledge")),
@@ -171,7 +170,7 @@ def acknowledge_escalation(
     responses=responses(401, 403, 404, 409, 422),
 )
 def set_coordinator(
-    escalation_id: Id,
+    escalation_id: RowId,
     body: CoordinatorIn,
     session: SessionDep,
     user: User = Depends(require("escalations.coordinator")),
@@ -191,7 +190,7 @@ def set_coordinator(
     responses=responses(401, 403, 404, 409),
 )
 def close_escalation(
-    escalation_id: Id,
+    escalation_id: RowId,
     session: SessionDep,
     user: User = Depends(require("escalations.close")),
 ) -> EscalationOut:
@@ -227,7 +226,7 @@ def list_revisits(
     responses=responses(401, 403, 404, 409, 422),
 )
 def revisit_outcome(
-    task_id: Id,
+    task_id: RowId,
     body: RevisitIn,
     session: SessionDep,
     user: User = Depends(require("revisits.outcome")),

@@ -16,15 +16,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, func, select
 
-from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
+from agent_console.deps import RowId, SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.ratelimit import public_read_limit
 from agent_console.schemas import Instant, TicketOut
-from config.database import session_scope
+from config.database import MAX_ROW_ID, session_scope
 from config.logging import get_logger
 from config.settings import Settings
 from ticketing import (
@@ -70,7 +70,6 @@ public_router = APIRouter(
 )
 MAX_LIMIT = 20
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # report periods
-MAX_ID = 2_147_483_647  # the id columns' range (PostgreSQL integer)
 
 
 # ---------------------------------------------------------------- schemas
@@ -193,7 +192,7 @@ class DirectAnswerIn(BaseModel):
     """The answer given: the knowledge-base articles used and a short note."""
 
     model_config = ConfigDict(extra="forbid")
-    article_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+    article_ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(
         default_factory=list, max_length=5
     )
     note: str | None = Field(default=None, max_length=500)
@@ -337,7 +336,7 @@ def list_articles(
 def read_article(
     request: Request,
     session: SessionDep,
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
     user: User = Depends(require("knowledge.get")),
 ) -> ArticleOut:
     a = get_article(session, article_id)
@@ -373,7 +372,7 @@ def update(
     body: ArticleUpdateIn,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
     user: User = Depends(require("knowledge.update")),
 ) -> ArticleOut:
     """Save a new version (it goes back to draft, to be reviewed again)."""
@@ -401,7 +400,7 @@ def review_flow(
     session: SessionDep,
     settings: SettingsDep,
     action: Literal["review", "publish", "expire", "withdraw"],
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
     user: User = Depends(require("knowledge.transition")),
 ) -> ArticleOut:
     """One step of draft → reviewed → published → expired (or withdraw to draft). Publishing a
@@ -426,7 +425,7 @@ class PushRunOut(BaseModel):
 def push_policy(
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
     user: User = Depends(require("knowledge.push")),
 ) -> PushRunOut:
     """Push a published, in-force policy to every enterprise it fits that was not told yet
@@ -451,7 +450,7 @@ def push_policy(
 )
 def article_versions(
     session: SessionDep,
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
     user: User = Depends(require("knowledge.versions")),
 ) -> list[VersionOut]:
     """Every version and review step: who, when, and the whole article as it was."""
@@ -628,7 +627,7 @@ def public_article(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    article_id: int = Path(ge=1, le=MAX_ID),
+    article_id: RowId,
 ) -> PublicArticleOut:
     """A published, unexpired, public article; anything else is 404."""
     a = _public_article(session, settings, article_id)

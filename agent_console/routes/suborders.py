@@ -4,13 +4,13 @@ dispatcher's decision on an extension. Handlers act on their own department's su
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
 from agent_console.access import handler_department, visible_suborder
-from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
+from agent_console.deps import RowId, SessionDep, SettingsDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import (
     ExtensionDecisionIn,
@@ -35,7 +35,6 @@ from ticketing import (
 
 router = APIRouter(prefix="/suborders", tags=["suborders"], route_class=TransactionRoute)
 # ids are 32-bit integer columns: anything outside is a 422, not a database error
-SubOrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _ERR = responses(401, 403, 404, 409, 422)
 
 
@@ -59,7 +58,7 @@ def _act(
     "/{suborder_id}/accept", name="suborders.accept", response_model=SubOrderOut, responses=_ERR
 )
 def accept_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     session: SessionDep,
     settings: SettingsDep,
     user: User = Depends(require("suborders.accept")),
@@ -72,7 +71,7 @@ def accept_route(
     "/{suborder_id}/reply", name="suborders.reply", response_model=SubOrderOut, responses=_ERR
 )
 def reply_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ReplyIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -89,7 +88,7 @@ def reply_route(
     "/{suborder_id}/return", name="suborders.return", response_model=SubOrderOut, responses=_ERR
 )
 def return_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ReturnIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -109,7 +108,7 @@ def return_route(
     responses=_ERR,
 )
 def extension_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ExtensionIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -130,7 +129,7 @@ def extension_route(
     responses=_ERR,
 )
 def extension_decision_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ExtensionDecisionIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -150,7 +149,7 @@ def extension_decision_route(
     responses=_ERR,
 )
 def close_return_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ReasonIn,
     session: SessionDep,
     settings: SettingsDep,
@@ -168,7 +167,7 @@ def close_return_route(
     responses=_ERR,
 )
 def release_route(
-    suborder_id: SubOrderId,
+    suborder_id: RowId,
     body: ReasonIn,
     session: SessionDep,
     settings: SettingsDep,

@@ -4,11 +4,9 @@ admin) live in agent_console.user_admin, which the administrator's pages call to
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Depends
 
-from fastapi import APIRouter, Depends, Path
-
-from agent_console.deps import SessionDep, TransactionRoute, require
+from agent_console.deps import RowId, SessionDep, TransactionRoute, require
 from agent_console.errors import responses
 from agent_console.schemas import UserCreate, UserOut, UserUpdate
 from agent_console.security import hash_password
@@ -55,7 +53,7 @@ def create_user_route(
     responses=responses(401, 403, 404, 409, 422),
 )
 def update_user_route(
-    user_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    user_id: RowId,
     body: UserUpdate,
     session: SessionDep,
     _: User = Depends(require("users.update")),

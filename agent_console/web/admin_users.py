@@ -22,6 +22,7 @@ from agent_console.user_admin import (
 from agent_console.web.core import (
     ROLE_LABELS,
     PageNotFound,
+    page_row_id,
     page_user,
     redirect,
     render,
@@ -140,6 +141,7 @@ def _show_password(
 def _user_context(
     request: Request, uid: int, error: str | None = None, form: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    page_row_id(uid, f"用户不存在：{uid}")
     with session_scope(request.app.state.engine, read_only=True) as s:
         target = s.get(User, uid)
         if target is None:
@@ -169,6 +171,7 @@ def user_page(uid: int, request: Request, user: User = Depends(page_user(ROW))) 
 
 async def _change(request: Request, uid: int, change: UserChange) -> str | None:
     """Apply the change; the refusal's Chinese message, or None when done."""
+    page_row_id(uid, f"用户不存在：{uid}")
     try:
         with session_scope(request.app.state.engine) as s:
             update_user(s, uid, change)

@@ -19,6 +19,7 @@ from agent_console.web.core import (
     PageDenied,
     PageNotFound,
     may,
+    page_row_id,
     page_user,
     redirect,
     render,
@@ -261,8 +262,7 @@ async def decide_action(
     appeal_id: int, request: Request, user: User = Depends(page_user("web.assessment"))
 ) -> Response:
     require_role(user, "assessment.appeal_decide")
-    if not 1 <= appeal_id < 2**31:
-        raise PageNotFound()
+    page_row_id(appeal_id)
     form = await request.form()
     accept = str(form.get("decision") or "") == "accept"
     try:

@@ -42,6 +42,7 @@ from agent_console.web.console import (
 from agent_console.web.core import (
     PageNotFound,
     local_input_to_utc,
+    page_row_id,
     page_user,
     render,
     require_role,
@@ -286,6 +287,7 @@ def _callbacks_ctx(request: Request, user: User, **extra: Any) -> dict[str, Any]
 async def console_callback_finish(
     callback_id: int, request: Request, user: User = Depends(page_user("web.console"))
 ) -> Response:
+    page_row_id(callback_id, "未找到该回拨任务")
     outcome = str((await request.form()).get("outcome") or "")
 
     def write() -> None:

@@ -33,6 +33,7 @@ from agent_console.deps import authenticate
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
+from config.database import parse_row_id
 from config.loader import load_yaml
 from config.secret_key import same_secret
 from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User
@@ -162,6 +163,14 @@ class PageNotFound(Exception):
 
     def __init__(self, message: str = "页面不存在") -> None:
         self.message = message
+
+
+def page_row_id(raw: object, message: str = "页面不存在") -> int:
+    """The row id a page's URL or form names (config.database.parse_row_id), else the 404 page."""
+    n = parse_row_id(raw)
+    if n is None:
+        raise PageNotFound(message)
+    return n
 
 
 @dataclass

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from agent_console.access import handler_department, visible_suborder
 from agent_console.web.core import (
     PageNotFound,
+    page_row_id,
     page_user,
     redirect,
     render,
@@ -97,8 +98,9 @@ ACTIONS = {
 async def suborder_action(
     suborder_id: int, action: str, request: Request, user: User = Depends(page_user("web.ticket"))
 ) -> Response:
-    if action not in ACTIONS or not 1 <= suborder_id < 2**31:
+    if action not in ACTIONS:
         raise PageNotFound()
+    page_row_id(suborder_id)
     require_role(user, ACTIONS[action][0])
     form = await request.form()
     typed = {k: str(v) for k, v in form.items() if k != "csrf_token"}

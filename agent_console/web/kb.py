@@ -18,7 +18,14 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlmodel import col, func, select
 
-from agent_console.web.core import PageNotFound, page_user, redirect, render, require_role
+from agent_console.web.core import (
+    PageNotFound,
+    page_row_id,
+    page_user,
+    redirect,
+    render,
+    require_role,
+)
 from agent_console.web.tickets import departments
 from config.database import session_scope
 from ticketing import (
@@ -166,9 +173,7 @@ def log_open_of(request: Request, article_id: int, *, public: bool) -> None:
 
 
 def _article_id(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= 2_147_483_647:
-        raise PageNotFound("未找到知识库文章")
-    return int(raw)
+    return page_row_id(raw, "未找到知识库文章")
 
 
 @router.get("/kb/gaps", name="web.kb_gaps")

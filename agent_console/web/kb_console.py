@@ -26,11 +26,18 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from agent_console.access import visible_ticket
-from agent_console.web.core import PageNotFound, page_user, redirect, render, require_role
+from agent_console.web.core import (
+    PageNotFound,
+    page_row_id,
+    page_user,
+    redirect,
+    render,
+    require_role,
+)
 from agent_console.web.kb import KIND_LABELS, _log_search, log_open_of
 from agent_console.web.tickets import departments
 from callcenter.live import link_ticket
-from config.database import session_scope
+from config.database import parse_row_id, session_scope
 from ticketing import (
     ArticleStatus,
     KbArticle,
@@ -60,9 +67,9 @@ SMS_CHARS = 300
 def _ids(values: list[Any]) -> list[int]:
     out = []
     for v in values:
-        s = str(v)
-        if s.isdigit() and 0 < int(s) < 2_147_483_647:
-            out.append(int(s))
+        n = parse_row_id(str(v))
+        if n is not None:
+            out.append(n)
     return list(dict.fromkeys(out))[:5]
 
 
@@ -146,9 +153,7 @@ def console_kb_suggest(
 
 
 def _published(s: Any, request: Request, raw: str) -> KbArticle:
-    if not raw.isdigit():
-        raise PageNotFound("未找到知识库文章")
-    a = s.get(KbArticle, int(raw)) if int(raw) < 2_147_483_647 else None
+    a = s.get(KbArticle, page_row_id(raw, "未找到知识库文章"))
     today = local_today(request.app.state.settings)
     if (
         a is None

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from agent_console.web.core import PageNotFound, may, page_user, redirect, render
-from config.database import session_scope
+from config.database import parse_row_id, session_scope
 from ticketing import (
     PROFILE_FIELD_LABELS,
     PUSH_SKIP_LABELS,
@@ -161,7 +161,8 @@ async def import_run(
 
 
 def _article(s: Any, raw: str) -> KbArticle:
-    a = s.get(KbArticle, int(raw)) if raw.isdigit() and 0 < int(raw) < 2_147_483_647 else None
+    n = parse_row_id(raw)
+    a = s.get(KbArticle, n) if n is not None else None
     if a is None or a.kind != "policy":
         raise PageNotFound("未找到该政策")
     return a
@@ -222,10 +223,11 @@ async def ticket_policy(
             t = get_ticket_by_number(s, number)
         except TicketingError:
             raise PageNotFound(f"未找到工单：{number}") from None
-        if not raw.isdigit() or not 0 < int(raw) < 2_147_483_647:
+        article_id = parse_row_id(raw)
+        if article_id is None:
             return redirect(f"/tickets/{t.number}?policy_error=1", request)
         try:
-            link_ticket_policy(s, t.id or 0, int(raw), user.username)
+            link_ticket_policy(s, t.id or 0, article_id, user.username)
         except TicketingError:
             return redirect(f"/tickets/{t.number}?policy_error=1", request)
         return redirect(f"/tickets/{t.number}", request)

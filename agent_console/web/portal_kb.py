@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from agent_console.ratelimit import public_read_limit
-from agent_console.web.core import PageNotFound, render
+from agent_console.web.core import PageNotFound, page_row_id, render
 from agent_console.web.kb import KIND_LABELS, _log_search, log_open_of
 from agent_console.web.portal_access import csrf_for, csrf_ok, set_csrf_cookie
 from agent_console.web.tickets import departments
@@ -57,11 +57,10 @@ def _hits(request: Request, q: str, limit: int) -> tuple[list[Any], dict[str, st
 
 
 def _public(request: Request, raw: str) -> tuple[KbArticle, dict[str, str]]:
-    if not raw.isdigit() or not 0 < int(raw) < 2_147_483_647:
-        raise PageNotFound("未找到该文章")
+    article_id = page_row_id(raw, "未找到该文章")
     today = local_today(request.app.state.settings)
     with session_scope(request.app.state.engine, read_only=True) as s:
-        a = s.get(KbArticle, int(raw))
+        a = s.get(KbArticle, article_id)
         depts = departments(s)
     if (
         a is None

@@ -13,6 +13,7 @@ from agent_console.access import handler_department, visible_ticket
 from agent_console.web.core import (
     PageNotFound,
     local_input_to_utc,
+    page_row_id,
     page_user,
     redirect,
     render,
@@ -109,8 +110,7 @@ async def supervision_ack(
     escalation_id: int, request: Request, user: User = Depends(page_user("web.supervision"))
 ) -> Response:
     require_role(user, "escalations.acknowledge")
-    if not 1 <= escalation_id < 2**31:
-        raise PageNotFound()
+    page_row_id(escalation_id)
     form = await request.form()
     note = str(form.get("note") or "")
     try:
@@ -152,8 +152,9 @@ async def red_board_action(
     request: Request,
     user: User = Depends(page_user("web.redboard")),
 ) -> Response:
-    if action not in ("coordinator", "close") or not 1 <= escalation_id < 2**31:
+    if action not in ("coordinator", "close"):
         raise PageNotFound()
+    page_row_id(escalation_id)
     require_role(user, f"escalations.{action}")
     form = await request.form()
     error = None
@@ -199,8 +200,7 @@ async def revisit_outcome(
     task_id: int, request: Request, user: User = Depends(page_user("web.revisits"))
 ) -> Response:
     require_role(user, "revisits.outcome")
-    if not 1 <= task_id < 2**31:
-        raise PageNotFound()
+    page_row_id(task_id)
     form = await request.form()
     try:
         with session_scope(request.app.state.engine) as s:
