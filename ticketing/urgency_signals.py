@@ -86,6 +86,7 @@ class Signal:
     name: str
     level: str  # "urgent", "critical" or "resolved"
     strong: bool  # one is enough to lift a prediction to critical
+    weak: bool  # a critical signal that backs only a higher P(紧要) on its own (see backing())
     lift: bool  # an urgent-level signal that alone lifts 一般 to 较紧急 (see lifting())
     cap: bool  # an urgent-level signal that keeps the model alone from 紧要 (see pending())
     patterns: re.Pattern[str]
@@ -120,6 +121,10 @@ class SignalSet:
                 raise ValueError(f"urgency signal {name}: only an urgent signal can lift")
             if body.get("cap") and level != "urgent":
                 raise ValueError(f"urgency signal {name}: only an urgent signal can cap")
+            if body.get("weak") and (level != "critical" or body.get("strong")):
+                raise ValueError(
+                    f"urgency signal {name}: only a critical, not strong signal is weak"
+                )
             unless = body.get("unless") or []
             try:
                 compiled = re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
@@ -133,6 +138,7 @@ class SignalSet:
                     str(name),
                     level,
                     bool(body.get("strong", False)),
+                    bool(body.get("weak", False)),
                     bool(body.get("lift", False)),
                     bool(body.get("cap", False)),
                     compiled or re.compile(r"(?!x)x"),
@@ -143,6 +149,7 @@ class SignalSet:
         self.names = tuple(s.name for s in signals)
         self.levels = {s.name: s.level for s in signals}
         self.strong = {s.name for s in signals if s.strong}
+        self.weak = {s.name for s in signals if s.weak}
         self.lift = {s.name for s in signals if s.lift}
         self.cap = {s.name for s in signals if s.cap}
 
@@ -193,6 +200,15 @@ class SignalSet:
         """The rule over the model: one strong critical signal, or two distinct critical ones."""
         crit = self.critical(names)
         return any(n in self.strong for n in crit) or len(crit) >= 2
+
+    def backing(self, names: list[str], p_critical: float, weak_threshold: float) -> list[str]:
+        """The critical signals among names that back the model's doubt (P(紧要) at or above the
+        single-signal threshold): every critical signal, but a `weak` one (many people named,
+        a pollution word: common in matters that are only 较紧急 or 一般) only from
+        weak_threshold on."""
+        return [
+            n for n in self.critical(names) if n not in self.weak or p_critical >= weak_threshold
+        ]
 
     def lifting(self, names: list[str]) -> list[str]:
         """The signals among names that lift 一般 to 较紧急 on their own (`lift: true`): narrow

@@ -100,6 +100,7 @@ SEEN = [
     ("investor_withdrawal", "外方股东已经把一半订单转到外省的工厂"),
     ("safety_now", "楼下的饭店着火了，烟都窜到三楼了"),
     ("resolved", "拖欠的工钱老板昨天已经打到卡上了，谢谢你们"),
+    ("resolved", "早上桥头有辆三轮车翻到沟里了，好在人没什么事，车已经拖走了"),
 ]
 
 
@@ -143,6 +144,8 @@ NOT_TRIPPED = [
     ("resolved", "回访：对处理结果不满意，噪音晚上照旧"),
     ("resolved", "楼顶漏水修好了一处，还没修好的那处还在滴"),
     ("resolved", "谢谢，麻烦尽快派人来看看"),
+    ("resolved", "货车翻了，好在司机没事，可是车上的油还在往外流"),
+    ("resolved", "楼上掉下来一个花盆，幸好没有砸到人，这都第三回了"),
     ("structure_at_risk", "房屋裂缝鉴定要去哪里申请"),
     ("structure_at_risk", "去年墙体开裂的地方已经修好了"),
     ("structure_at_risk", "担心雨季大坝渗水，想问问有没有预案"),
@@ -262,9 +265,34 @@ def test_critical_needs_evidence_or_a_sure_model() -> None:
     assert clf._decide_urgency(_row(clf, general=0.9, urgent=0.1), [["deadline_days"]]) == [
         ("general", None)
     ]
+    # a weak critical signal (many people named, a pollution word) backs the model's doubt only
+    # from weak_signal_threshold; two distinct critical signals, weak ones too, still make 紧要
+    tw = clf.weak_signal_threshold
+    assert ts < tw < t
+    assert {"many_affected", "pollution_incident"} <= clf.signals.weak
+    assert not clf.signals.weak & clf.signals.strong
+    assert clf._decide_urgency(low, [["many_affected"]]) == [("urgent", None)]
+    backed = _row(clf, critical=tw + 0.01, urgent=1 - tw - 0.01)
+    assert clf._decide_urgency(backed, [["many_affected"]])[0][0] == "critical"
+    assert clf._decide_urgency(_row(clf, urgent=1.0), [["many_affected", "pollution_incident"]])[0][
+        0
+    ] == ("critical")
     # without the rules the model's own ranking stands
     bare = TicketClassifier(load_examples(), critical_threshold=1.01, signal_floor=False)
     assert bare._decide_urgency(first, [[]]) == [("critical", None)]
+
+
+def test_general_prior_corrects_the_balanced_urgency_head() -> None:
+    """P(一般) is multiplied by general_prior and renormalised before the decision (the urgency
+    SVM weighs classes by inverse frequency); 1.0 leaves the head's probabilities as they are."""
+    clf = get_classifier()
+    assert clf.general_prior > 1.0
+    p = _row(clf, general=0.4, urgent=0.5, critical=0.1)
+    q = clf._with_general_prior(p)
+    assert np.isclose(q.sum(), 1.0)
+    g = _urgency_classes(clf).index("general")
+    assert q[0, g] > p[0, g] and np.argmax(q[0]) == g
+    assert clf.predict("我们小区门口的路灯坏了一盏，麻烦派人修一下").urgency == "general"
 
 
 def test_a_hazard_not_yet_harming_is_urgent() -> None:
