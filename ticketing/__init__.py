@@ -367,6 +367,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         approve_summary,
         summary_mode,
     )
+    from ticketing.text import is_digits
     from ticketing.uscc import validate_uscc
     from ticketing.warning_scan import (
         scan_warnings,

@@ -29,6 +29,13 @@ def normalise_text(value: str | None) -> str:
     return _DROPPED.sub("", value).strip()
 
 
+def is_digits(value: str) -> bool:
+    """ASCII digits only, at least one. str.isdigit() also says yes to "²" (int() then raises: a
+    500) and to full-width "１２" or other scripts' digits, in which no year, version or extension
+    is written."""
+    return value.isascii() and value.isdigit()
+
+
 def has_dropped(value: str | None) -> bool:
     """True when `value` contains a character normalise_text drops."""
     return value is not None and _DROPPED.search(value) is not None

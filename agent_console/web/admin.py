@@ -30,6 +30,7 @@ from ticketing import (
     covered_years,
     delete_year,
     format_opening,
+    is_digits,
     load_business_hours,
     package_years,
     parse_days,
@@ -109,7 +110,7 @@ def _calendar_context(
     today = today_local(request)
     year_q = request.query_params.get("year", "")
     if form is None:
-        year = int(year_q) if year_q.isdigit() else max(pkg[-1] + 1, today.year)
+        year = int(year_q) if is_digits(year_q) else max(pkg[-1] + 1, today.year)
         entry = entered.get(year) or {}
         form = {
             "year": str(year),
@@ -167,7 +168,7 @@ async def calendar_save(request: Request, user: User = Depends(page_user(ROW))) 
     raw = await request.form()
     form = {k: str(raw.get(k) or "").strip() for k in ("year", "holidays", "workdays")}
     try:
-        if not form["year"].isdigit():
+        if not is_digits(form["year"]):
             raise InvalidInput("请填写年份（如 2027）", field="year")
         year = int(form["year"])
         holidays = parse_days(form["holidays"], year, "放假日期")

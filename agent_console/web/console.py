@@ -49,6 +49,7 @@ from ticketing import (
     User,
     caller_history,
     history,
+    is_digits,
     list_tickets,
     submit,
     utcnow,
@@ -198,7 +199,7 @@ async def console_queue(
         ext = str(form.get("ext") or "").strip()
         queues = [str(q) for q in form.getlist("queues") if str(q) in cfg["queues"]]
         server = str(form.get("server") or "").strip()
-        if not ext.isdigit() or not 2 <= len(ext) <= 8:
+        if not is_digits(ext) or not 2 <= len(ext) <= 8:
             error = "分机号应为 2-8 位数字"
         elif not queues:
             error = "请至少选择一个队列"

@@ -42,6 +42,7 @@ from ticketing import (
     create_article,
     day_bounds,
     get_article,
+    is_digits,
     local_today,
     may_edit,
     no_hit_articles,
@@ -333,7 +334,7 @@ async def kb_update(
     state = request.app.state
     status = 422
     if data is not None:
-        expected = int(typed["version"]) if typed["version"].isdigit() else None
+        expected = int(typed["version"]) if is_digits(typed["version"]) else None
         try:
             with session_scope(state.engine) as s:
                 update_article(

@@ -29,7 +29,7 @@ from callcenter.figures import agent_today, board_config, local_day_bounds, peri
 from callcenter.live import load_snapshot
 from callcenter.report import tables, to_csv, to_xlsx
 from config.database import session_scope
-from ticketing import User, utcnow
+from ticketing import User, is_digits, utcnow
 
 router = APIRouter(include_in_schema=False)
 KEEPALIVE_SECONDS = 15.0
@@ -120,7 +120,7 @@ async def wallboard_control(
                       and a.get("interface") == f["interface"]), {})  # fmt: skip
         kw["queues"] = sorted((agent.get("queues") or {}).keys())
     elif f["action"] in ("listen", "whisper", "barge"):
-        if not f["ext"].isdigit() or not 2 <= len(f["ext"]) <= 8:
+        if not is_digits(f["ext"]) or not 2 <= len(f["ext"]) <= 8:
             error = "请填写您的分机号（2-8 位数字）"
         kw["phone"] = board_config(settings).spy_phone_template.format(ext=f["ext"])
     message = None

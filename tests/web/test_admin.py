@@ -282,6 +282,21 @@ def test_department_refusals_keep_the_form(web: Web):
     assert web.client.get("/admin/departments/NOPE").status_code == 404
 
 
+@pytest.mark.parametrize("year", ["²⁰²⁷", "２０２７", "2027 "])
+def test_calendar_year_in_other_digits_is_a_clear_error_not_a_500(web: Web, year: str):
+    """ "²".isdigit() is True and int("²") raises: the page answered 500 to it (a form probe)."""
+    web.login("admin")
+    assert web.client.get("/admin/calendar", params={"year": year}).status_code == 200
+    csrf = web.csrf("/admin/calendar")
+    r = web.client.post(
+        "/admin/calendar", data={"csrf_token": csrf, "year": year, "holidays": "", "workdays": ""}
+    )
+    if year.strip() == "2027":  # surrounding spaces are stripped: a year, read as one
+        assert r.status_code == 422 and "请至少录入2027年" in r.text
+    else:
+        assert r.status_code == 422 and "请填写年份" in r.text
+
+
 def test_calendar_page_enters_2027_and_a_deadline_moves(web: Web):
     from datetime import datetime
     from zoneinfo import ZoneInfo

@@ -38,6 +38,9 @@ def test_queue_login_without_a_bridge_is_a_clear_error(web: Web):
     h = {"X-CSRF-Token": csrf, "HX-Request": "true"}
     r = web.client.post("/console/queue", data={"action": "login", "ext": "12a"}, headers=h)
     assert r.status_code == 422 and "分机号应为 2-8 位数字" in r.text
+    for ext in ("²²", "８００１"):  # str.isdigit() says yes; no PBX dials them
+        r = web.client.post("/console/queue", data={"action": "login", "ext": ext}, headers=h)
+        assert r.status_code == 422 and "分机号应为 2-8 位数字" in r.text
     r = web.client.post(
         "/console/queue",
         data={"action": "login", "ext": "8001", "server": "pbx1", "queues": ["dxe-enterprise"]},
