@@ -3,9 +3,15 @@ citizen, supervisor): what the pages show must be Chinese and usable as they sta
 
 from __future__ import annotations
 
+import re
+
 from console_helpers import DEPT_A, DEPT_B
+from sqlmodel import select
 from test_flow import file_walk_in, sub_of
 from web_helpers import Web
+
+from config.database import session_scope
+from ticketing import OutboxMessage, Ticket
 
 PHONE = "13871234567"
 
@@ -43,3 +49,16 @@ def test_the_ticket_page_names_every_record_and_notice_in_chinese(web: Web):
     # a notice that only carries a rating link has nothing to confirm: no 未确认 on it
     lines = [ln for ln in notices.splitlines() if "办结告知" in ln]
     assert lines and all("未确认" not in ln for ln in lines)
+
+
+def test_the_resolution_text_does_not_double_its_punctuation(web: Web):
+    number = _resolved_in_parallel(web)
+    with session_scope(web.engine, read_only=True) as s:
+        tid = s.exec(select(Ticket.id).where(Ticket.number == number)).one()
+        body = s.exec(
+            select(OutboxMessage.body).where(
+                OutboxMessage.ticket_id == tid, OutboxMessage.kind == "resolved"
+            )
+        ).one()
+    assert "已于今日办结；" in body and "发票领用已开通。" in body
+    assert not re.search(r"[。；，][。；，]", body), body
