@@ -62,3 +62,26 @@ def test_the_resolution_text_does_not_double_its_punctuation(web: Web):
         ).one()
     assert "已于今日办结；" in body and "发票领用已开通。" in body
     assert not re.search(r"[。；，][。；，]", body), body
+
+
+def test_adding_a_department_to_a_dispatched_ticket_as_the_form_stands(web: Web):
+    """The form of a dispatched ticket ticked the suggested department again, though it already
+    has its sub-order: sent as it stands, adding a second department was refused, by code."""
+    number = file_walk_in(web)
+    page = f"/tickets/{number}"
+    assert _post(web, f"{page}/dispatch", page, departments=[DEPT_A]).status_code == 303
+    with session_scope(web.engine) as s:  # the classifier's suggestion is the department sent to
+        t = s.exec(select(Ticket).where(Ticket.number == number)).one()
+        t.suggested_department = DEPT_A
+        s.add(t)
+    html = web.client.get(page).text
+    form = html.split(f'action="/tickets/{number}/dispatch"', 1)[1].split("</form>", 1)[0]
+    box = re.search(rf'<input type="checkbox" name="departments" value="{DEPT_A}"[^>]*>', form)
+    assert box and "disabled" in box.group(0) and "checked" not in box.group(0)
+    assert "（已派）" in form
+    r = _post(web, f"{page}/dispatch", page, departments=[DEPT_B])
+    assert r.status_code == 303, r.text
+    # asked again all the same, the refusal names the department as people know it
+    r = _post(web, f"{page}/dispatch", page, departments=[DEPT_A])
+    assert r.status_code in (409, 422)
+    assert "市场监督管理局" in r.text and f"不能重复派单：{DEPT_A}" not in r.text
