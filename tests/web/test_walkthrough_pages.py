@@ -85,3 +85,9 @@ def test_adding_a_department_to_a_dispatched_ticket_as_the_form_stands(web: Web)
     r = _post(web, f"{page}/dispatch", page, departments=[DEPT_A])
     assert r.status_code in (409, 422)
     assert "市场监督管理局" in r.text and f"不能重复派单：{DEPT_A}" not in r.text
+
+
+def test_the_wallboard_says_its_service_level_seconds(web: Web):
+    web.login("supervisor")
+    html = web.client.get("/wallboard").text
+    assert "N 秒内接通" not in html and "15 秒内接通" in html
