@@ -91,3 +91,15 @@ def test_the_wallboard_says_its_service_level_seconds(web: Web):
     web.login("supervisor")
     html = web.client.get("/wallboard").text
     assert "N 秒内接通" not in html and "15 秒内接通" in html
+
+
+def test_the_redo_card_is_as_wide_as_the_rating_card():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "agent_console" / "web"
+    rate = (root / "templates" / "portal" / "rate.html").read_text(encoding="utf-8")
+    css = (root / "static" / "portal.css").read_text(encoding="utf-8")
+    card = re.search(r'<section class="p-card"([^>]*)>\s*<details id="redo"', rate)
+    assert card and 'id="redo-card"' in card.group(1)
+    rule = next(ln for ln in css.splitlines() if "#rate-card" in ln and "max-width" in ln)
+    assert "#redo-card" in rule
