@@ -103,3 +103,21 @@ def test_the_redo_card_is_as_wide_as_the_rating_card():
     assert card and 'id="redo-card"' in card.group(1)
     rule = next(ln for ln in css.splitlines() if "#rate-card" in ln and "max-width" in ln)
     assert "#redo-card" in rule
+
+
+def test_a_browser_opening_an_unknown_address_gets_a_page_not_json(web: Web):
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    web.login("dispatcher")
+    for path, word in (("/nope", "返回首页"), ("/portal/nope", "进度查询")):
+        r = web.client.get(path, headers=html)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+        assert "页面不存在" in r.text and word in r.text and '"not_found"' not in r.text
+    nav = web.client.get("/nope", headers=html).text
+    assert "派单台" in nav  # the signed-in user's own frame and nav
+    web.client.cookies.clear()
+    r = web.client.get("/nope", headers=html)
+    assert r.status_code == 404 and "页面不存在" in r.text and 'href="/login"' in r.text
+    # API clients keep the API's JSON answer
+    assert web.client.get("/nope").json()["error"]["code"] == "not_found"
+    r = web.client.get("/api/v1/nope", headers=html)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
