@@ -583,7 +583,7 @@ def decide_extension(
     """Dispatcher/supervisor decision. Approval moves the sub-order's deadline (and the ticket's
     committed deadline when the new one is later); either way the department carries on."""
     if department is not None:
-        raise PermissionDenied("部门经办人不能审批延期申请", suborder_id=suborder_id)
+        raise PermissionDenied("部门承办人不能审批延期申请", suborder_id=suborder_id)
     note = _text(note, "note", "审批意见", 1000, required=False)
     ticket, so = lock_suborder(session, suborder_id)
     check_suborder_action(so, "decide_extension")
@@ -626,7 +626,7 @@ def decide_extension(
 
 def _dispatcher_only(department: str | None, suborder_id: int) -> None:
     if department is not None:
-        raise PermissionDenied("部门经办人不能执行此操作", suborder_id=suborder_id)
+        raise PermissionDenied("部门承办人不能执行此操作", suborder_id=suborder_id)
 
 
 def close_return(

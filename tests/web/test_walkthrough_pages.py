@@ -121,3 +121,15 @@ def test_a_browser_opening_an_unknown_address_gets_a_page_not_json(web: Web):
     assert web.client.get("/nope").json()["error"]["code"] == "not_found"
     r = web.client.get("/api/v1/nope", headers=html)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_refusals_call_each_role_by_the_name_the_pages_use(web: Web):
+    """The user list calls a handler 部门承办人; its refusals said 部门经办人."""
+    web.login("admin")
+    r = _post(web, "/admin/users", "/admin/users", username="zhangsan", role="handler")
+    assert r.status_code == 422
+    assert "部门承办人必须指定所属部门" in r.text and "经办人" not in r.text
+    from agent_console.errors import VALUE_LABELS
+    from agent_console.web.core import ROLE_LABELS
+
+    assert {k: VALUE_LABELS[k] for k in ROLE_LABELS} == ROLE_LABELS
