@@ -133,3 +133,13 @@ def test_refusals_call_each_role_by_the_name_the_pages_use(web: Web):
     from agent_console.web.core import ROLE_LABELS
 
     assert {k: VALUE_LABELS[k] for k in ROLE_LABELS} == ROLE_LABELS
+
+
+def test_every_page_names_a_vendored_icon(web: Web):
+    """Without one the browser asks for /favicon.ico on every first visit: a 404 in the log."""
+    web.login("dispatcher")
+    for path in ("/dispatch", "/portal", "/login"):
+        html = web.client.get(path).text
+        assert '<link rel="icon" href="/static/favicon.svg"' in html, path
+    r = web.client.get("/static/favicon.svg")
+    assert r.status_code == 200 and r.text.lstrip().startswith("<svg")
