@@ -119,6 +119,14 @@ TOLD_LABELS = {
     "extension": "延期",
     "reopened": "重新办理",
 }
+# Who did it, when not a person: the machine actors of the ticket history.
+ACTOR_LABELS = {
+    "system": "系统",
+    "public": "群众（网上提交）",
+    "asr": "语音识别",
+    "twilio": "语音线路",
+    "ivr:twilio": "语音导航",
+}
 NOTICE_LABELS = {
     "acceptance": "受理告知书",
     "resolution": "办结告知（评价链接）",
@@ -205,6 +213,7 @@ def labels(settings: Any) -> dict[str, dict[str, str]]:
         rating=RATING_LABELS,
         event=EVENT_LABELS,
         told=TOLD_LABELS,
+        actor=ACTOR_LABELS,
         notice=NOTICE_LABELS,
         role=ROLE_LABELS,
     )

@@ -143,3 +143,16 @@ def test_every_page_names_a_vendored_icon(web: Web):
         assert '<link rel="icon" href="/static/favicon.svg"' in html, path
     r = web.client.get("/static/favicon.svg")
     assert r.status_code == 200 and r.text.lstrip().startswith("<svg")
+
+
+def test_the_history_names_machine_actors_in_chinese(web: Web):
+    """A portal submission's history said “受理 public … 生成受理告知书 system”."""
+    from test_portal import _submitted
+
+    web.client.cookies.clear()
+    _, number, _ = _submitted(web)
+    web.login("dispatcher")
+    html = web.client.get(f"/tickets/{number}").text
+    whos = re.findall(r'<span class="tl-who muted">([^<]*)</span>', html)
+    assert whos and "public" not in whos and "system" not in whos, whos
+    assert "群众（网上提交）" in whos and "系统" in whos
