@@ -156,3 +156,15 @@ def test_the_history_names_machine_actors_in_chinese(web: Web):
     whos = re.findall(r'<span class="tl-who muted">([^<]*)</span>', html)
     assert whos and "public" not in whos and "system" not in whos, whos
     assert "群众（网上提交）" in whos and "系统" in whos
+
+
+def test_portal_buttons_use_the_portal_styles():
+    """portal.css has no .btn (the workspace's): buttons so classed showed as bare browser ones."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "agent_console" / "web" / "templates" / "portal"
+    for f in sorted(root.glob("*.html")):
+        for cls in re.findall(r'class="([^"]*)"', f.read_text(encoding="utf-8")):
+            assert "btn" not in cls.split(), (f.name, cls)
+    article = (root / "kb_article.html").read_text(encoding="utf-8")
+    assert 'href="/portal/submit">仍需提交诉求' in article
