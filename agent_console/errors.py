@@ -191,12 +191,12 @@ VALUE_LABELS: dict[str, str] = {
     "blue": "蓝色",
     "yellow": "黄色",
     "red": "红色",
-    "admin": "管理员",
+    "admin": "系统管理员",
     "dispatcher": "派单员",
     "agent": "坐席",
-    "supervisor": "班长",
-    "handler": "部门经办人",
-    "leader": "领导",
+    "supervisor": "值班长",
+    "handler": "部门承办人",
+    "leader": "市领导",
 }
 _QUOTED = re.compile(r"'([^']*)'")
 

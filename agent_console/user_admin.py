@@ -24,7 +24,7 @@ from ticketing import Conflict, Department, InvalidInput, NotFound, Role, User
 def check_role_department(session: Session, role: str, department_code: str | None) -> None:
     """A handler belongs to exactly one existing department; the department must exist."""
     if role == Role.handler and not department_code:
-        raise InvalidInput("部门经办人必须指定所属部门", code="department_required")
+        raise InvalidInput("部门承办人必须指定所属部门", code="department_required")
     if department_code is not None:
         dept = session.exec(select(Department).where(Department.code == department_code)).first()
         if dept is None:
@@ -38,7 +38,7 @@ def check_role_department(session: Session, role: str, department_code: str | No
 def check_head(role: str, is_head: bool) -> None:
     """Only a department's handler can be its head (单位负责人, who acknowledges 督办)."""
     if is_head and role != Role.handler:
-        raise InvalidInput("只有部门经办人可以设为单位负责人", code="head_not_handler")
+        raise InvalidInput("只有部门承办人可以设为单位负责人", code="head_not_handler")
 
 
 def check_password(password: str) -> None:

@@ -83,6 +83,11 @@ def _departments(session: Session, codes: Sequence[str]) -> dict[str, Department
     return {d.code: d for d in rows}
 
 
+def _names(found: Mapping[str, Department], codes: Sequence[str]) -> str:
+    """The departments as people read them (their names; the code of one not found)."""
+    return "、".join(found[c].name if c in found else c for c in codes)
+
+
 def departments_by_code(session: Session, codes: Sequence[str]) -> dict[str, Department]:
     """The Department rows of `codes` (the lookup dispatch_rule.decide is given)."""
     return _departments(session, codes)
@@ -281,13 +286,13 @@ def _dispatch(
     inactive = [c for c in codes if not found[c].active]
     if inactive:
         raise InvalidInput(
-            f"部门已停用：{'、'.join(inactive)}", field="departments", inactive=inactive
+            f"部门已停用：{_names(found, inactive)}", field="departments", inactive=inactive
         )
     accused = _accused(ticket)
     refused = [c for c in codes if c in accused]
     if refused:
         raise InvalidInput(
-            f"作风投诉不能派给被投诉部门：{'、'.join(refused)}",
+            f"作风投诉不能派给被投诉部门：{_names(found, refused)}",
             field="departments",
             accused=refused,
         )
@@ -297,17 +302,18 @@ def _dispatch(
     dup = [c for c in codes if c in live]
     if dup:
         raise Conflict(
-            f"本轮已向以下部门派单且未退回，不能重复派单：{'、'.join(dup)}",
+            f"本轮已向以下部门派单且未退回，不能重复派单：{_names(found, dup)}",
             code="duplicate_dispatch",
             departments=dup,
         )
 
     current_lead = [s for s in live_subs if s.role == SubOrderRole.lead]
     if lead is not None and current_lead:
+        had = [current_lead[0].department_code]
         raise Conflict(
-            f"本轮已有主办部门：{current_lead[0].department_code}",
+            f"本轮已有主办部门：{_names(_departments(session, had), had)}",
             code="lead_exists",
-            lead=current_lead[0].department_code,
+            lead=had[0],
         )
     has_lead = lead is not None or bool(current_lead)
 
@@ -577,7 +583,7 @@ def decide_extension(
     """Dispatcher/supervisor decision. Approval moves the sub-order's deadline (and the ticket's
     committed deadline when the new one is later); either way the department carries on."""
     if department is not None:
-        raise PermissionDenied("部门经办人不能审批延期申请", suborder_id=suborder_id)
+        raise PermissionDenied("部门承办人不能审批延期申请", suborder_id=suborder_id)
     note = _text(note, "note", "审批意见", 1000, required=False)
     ticket, so = lock_suborder(session, suborder_id)
     check_suborder_action(so, "decide_extension")
@@ -620,7 +626,7 @@ def decide_extension(
 
 def _dispatcher_only(department: str | None, suborder_id: int) -> None:
     if department is not None:
-        raise PermissionDenied("部门经办人不能执行此操作", suborder_id=suborder_id)
+        raise PermissionDenied("部门承办人不能执行此操作", suborder_id=suborder_id)
 
 
 def close_return(

@@ -70,7 +70,14 @@ def replies_text(session: Session, ticket: Ticket, subs: list[SubOrder] | None =
         subs = round_suborders(session, ticket)
     live = [s for s in subs if s.status == SubOrderStatus.replied]
     names = department_names(session, [s.department_code for s in live])
-    return "；".join(f"{names.get(s.department_code, '承办部门')}：{s.reply or ''}" for s in live)
+    parts = [f"{names.get(s.department_code, '承办部门')}：{_clause(s.reply)}" for s in live]
+    return "；".join(parts) + ("。" if parts else "")
+
+
+def _clause(reply: str | None) -> str:
+    """A reply as one clause of the joined text: no end punctuation of its own to double up
+    with the "；" between departments (“…领取。；税务局：…”)."""
+    return (reply or "").strip().rstrip("。；;，,. ")
 
 
 def _text(session: Session, settings: Settings, ticket: Ticket, kind: str, sms: str) -> int | None:

@@ -436,7 +436,7 @@ def push_policy(
         raise NotFound(f"未找到政策：{article_id}", field="article_id")
     if not may_edit(Editor.of(user), a.department_code):
         raise PermissionDenied(
-            "只有政策所属部门的经办人或管理员可以推送", department=a.department_code
+            "只有政策所属部门的承办人或管理员可以推送", department=a.department_code
         )
     run = request_policy_push(session, settings, article_id, user.username)
     return PushRunOut(run_id=run.id or 0, article_id=article_id, requested_at=run.requested_at)

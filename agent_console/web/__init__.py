@@ -30,11 +30,18 @@ Layout:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from contextlib import suppress
+from typing import cast
+
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent_console.errors import ApiError
 from agent_console.web import (
     admin,
     admin_departments,
@@ -65,6 +72,7 @@ from agent_console.web.core import (
     PageDenied,
     PageNotFound,
     Web,
+    current_user,
     labels,
     login_url,
     make_env,
@@ -130,3 +138,28 @@ def install(app: FastAPI) -> None:
         return render(
             request, "error.html", {"title": "未找到", "message": exc.message}, status=404
         )
+
+    api_http = app.exception_handlers[StarletteHTTPException]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        """A browser opening an address no page answers (a typo, a stale bookmark) gets a page
+        in Chinese, not the API's JSON; API clients and everything else get the API's answer."""
+        if exc.status_code == 404 and _browser_page(request):
+            if request.url.path.startswith("/portal"):
+                ctx = {"title": "页面不存在", "message": "您访问的页面不存在或已删除。"}
+                return render(request, "portal/error.html", ctx, status=404)
+            with suppress(LoginRequired, PageDenied, ApiError):  # signed in: frame and nav
+                await run_in_threadpool(current_user, request)
+            ctx = {"title": "页面不存在", "message": "您访问的页面不存在，请从首页重新进入。"}
+            return render(request, "error.html", ctx, status=404)
+        return await cast(Awaitable[Response], api_http(request, exc))  # errors.py's: async
+
+
+def _browser_page(request: Request) -> bool:
+    """A browser navigating to a page (GET, wants HTML), not an API call."""
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith(("/api/", "/static/"))
+        and "text/html" in request.headers.get("accept", "")
+    )

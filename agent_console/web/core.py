@@ -111,7 +111,29 @@ EVENT_LABELS = {
     "resolution_summary_approved": "办理结果摘要已告知诉求人",
     "assessment_appeal_filed": "考核申诉",
     "assessment_appeal_decided": "考核申诉审核",
+    "submitter_told": "短信告知诉求人",
+    "direct_answered": "直接答复办结",
     **ACTION_LABELS,
+}
+# What the submitter was told (a submitter_told event's `kind`) and the notices a ticket keeps.
+TOLD_LABELS = {
+    "resolved": "办结结果",
+    "extension": "延期",
+    "reopened": "重新办理",
+}
+# Who did it, when not a person: the machine actors of the ticket history.
+ACTOR_LABELS = {
+    "system": "系统",
+    "public": "群众（网上提交）",
+    "asr": "语音识别",
+    "twilio": "语音线路",
+    "ivr:twilio": "语音导航",
+}
+NOTICE_LABELS = {
+    "acceptance": "受理告知书",
+    "resolution": "办结告知（评价链接）",
+    "direct_answer": "直接答复告知（评价链接）",
+    "eval_reminder": "评价提醒",
 }
 
 # The nav per role: (page row in ROLE_MATRIX, url, label). Only rows the role may open are shown.
@@ -200,6 +222,9 @@ def labels(settings: Any) -> dict[str, dict[str, str]]:
         warning=WARNING_LABELS,
         rating=RATING_LABELS,
         event=EVENT_LABELS,
+        told=TOLD_LABELS,
+        actor=ACTOR_LABELS,
+        notice=NOTICE_LABELS,
         role=ROLE_LABELS,
     )
     return out

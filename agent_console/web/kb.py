@@ -318,7 +318,7 @@ def kb_edit(
         return render(
             request,
             "error.html",
-            {"title": "无权修改", "message": "只有文章所属部门的经办人或管理员可以修改"},
+            {"title": "无权修改", "message": "只有文章所属部门的承办人或管理员可以修改"},
             status=403,
         )
     return _edit_page(request, user, _form_values(a), a)

@@ -40,6 +40,7 @@ MAX_REPORT_DAYS = 92
 def wallboard_page(request: Request, user: User = Depends(page_user("web.wallboard"))) -> Response:
     settings = request.app.state.settings
     cfg = console_config(settings)
+    board = board_config(settings)
     today = utcnow().date()
     return render(
         request,
@@ -51,6 +52,11 @@ def wallboard_page(request: Request, user: User = Depends(page_user("web.wallboa
                 {"reasons": cfg["pause_reasons"], "queues": cfg["queues"]}, ensure_ascii=False
             ),
             "today": today.isoformat(),
+            "sl_seconds": board.default.service_level_seconds,
+            "sl_varies": any(
+                q.service_level_seconds != board.default.service_level_seconds
+                for q in board.queues.values()
+            ),
         },
     )
 
