@@ -288,6 +288,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         issued_tokens,
         notice_by_confirm_token,
         notice_for_evaluation,
+        paper_text,
     )
     from ticketing.notify import flush_pending, send_sms
     from ticketing.phones import (

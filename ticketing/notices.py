@@ -229,6 +229,29 @@ def notice_for_evaluation(session: Session, ticket: Ticket, token: str) -> Notic
     return notice if notice is not None and notice.ticket_id == ticket.id else None
 
 
+def paper_text(settings: Settings, notice: Notice, ticket: Ticket) -> str:
+    """The notice as printed at the window and handed to the visitor: staff only have its body
+    with the links redacted, and "[已隐去]" on paper helps no one. A line carrying a redacted link
+    says instead where the visitor's own link went (the SMS, to a mainland mobile) and how to
+    follow the matter without it (the portal's tracking page: number + SMS code, or the hotline)."""
+    track = settings.public_base_url.rstrip("/") + "/portal/track"
+    hotline = str(load_yaml(settings, "notices.yaml").get("hotline") or "")
+    phone = ticket.submitter_phone or ""
+    if is_mainland_mobile(phone):
+        told = f"确认链接已通过短信发送至您尾号{phone[-4:]}的手机；"
+    else:
+        told = ""
+    follow = f"{told}也可登录 {track}，凭工单编号和手机号查询办理进度"
+    follow += f"，或致电“店小二”专线 {hotline}。" if hotline else "。"
+    out: list[str] = []
+    for line in notice.body.split("\n"):
+        if REDACTED not in line:
+            out.append(line)
+        elif follow not in out:  # once, however many link lines a custom template has
+            out.append(follow)
+    return "\n".join(out)
+
+
 _LINK_TOKEN = re.compile(
     r"(/public/notices/)[^/\s]+(/confirm)|([?&]token=)[^&\s]+|(/portal/n/)[^/?#\s]+"
 )

@@ -36,6 +36,7 @@ from ticketing import (
     dispatch_queue,
     dispatch_to_departments,
     extension_requests,
+    paper_text,
     reclassify,
     returns_awaiting,
     submit,
@@ -275,8 +276,14 @@ def notice_page(
             .where(Notice.ticket_id == ticket.id, Notice.kind == "acceptance")
             .order_by(col(Notice.id).desc())
         ).first()
+    paper = paper_text(request.app.state.settings, notice, ticket) if notice else ""
     return render(
         request,
         "notice.html",
-        {"t": ticket, "notice": notice, "new": bool(request.query_params.get("new"))},
+        {
+            "t": ticket,
+            "notice": notice,
+            "paper": paper,
+            "new": bool(request.query_params.get("new")),
+        },
     )

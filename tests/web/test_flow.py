@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from console_helpers import DEPT_A, DEPT_B
 from sqlmodel import select
 from web_helpers import Web
@@ -36,6 +37,22 @@ def sub_of(web: Web, number: str, dept: str) -> int:
 def status_of(web: Web, number: str) -> str:
     with session_scope(web.engine, read_only=True) as s:
         return s.exec(select(Ticket.status).where(Ticket.number == number)).one()
+
+
+@pytest.mark.parametrize("phone", ["13812341234", ""])
+def test_the_printed_notice_tells_the_visitor_where_the_link_went_not_a_redaction(
+    web: Web, phone: str
+):
+    """Staff only hold the notice with its links redacted; the paper handed over at the window
+    said "请点击确认收到本告知书：…/portal/n/[已隐去]". It now names the SMS (to a mainland
+    mobile) and the portal's tracking page, and the visitor's secret is still never shown."""
+    number = file_walk_in(web, submitter_phone=phone) if phone else file_walk_in(web)
+    page = web.client.get(f"/tickets/{number}/notice?new=1").text
+    paper = page.split('<article class="paper">')[1].split("</article>")[0]
+    assert "已隐去" not in paper and "/portal/n/" not in paper
+    assert "/portal/track" in paper and "凭工单编号和手机号查询办理进度" in paper
+    assert ("尾号1234的手机" in paper) == bool(phone)
+    assert number in paper and "承诺办结时限" in paper
 
 
 def test_walk_in_to_resolved_through_the_pages(web: Web):
