@@ -124,6 +124,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.classifier import Prediction, get_classifier
     from ticketing.correction import reclassify
+    from ticketing.department_cache import cached_departments
     from ticketing.departments import (
         DepartmentEdit,
         all_departments,

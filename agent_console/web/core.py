@@ -33,10 +33,10 @@ from agent_console.deps import authenticate
 from agent_console.errors import ApiError
 from agent_console.roles import ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
-from config.database import parse_row_id
+from config.database import parse_row_id, session_scope
 from config.loader import load_yaml
 from config.secret_key import same_secret
-from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User
+from ticketing import ACTION_LABELS, SUBORDER_LABELS, TICKET_LABELS, User, cached_departments
 
 HERE = Path(__file__).resolve().parent
 CSRF_FIELD = "csrf_token"
@@ -367,11 +367,26 @@ def render(
         "csrf": csrf_token(request) if user is not None else "",
         "local": lambda dt, fmt="%Y-%m-%d %H:%M": local(request, dt, fmt),
         "role_label": ROLE_LABELS,
+        "dept_label": _department_label(request, user),
         "may": (lambda row: user is not None and may(user, row)),
         **(ctx or {}),
     }
     html = web.env.get_template(template).render(context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _department_label(request: Request, user: User | None) -> str:
+    """The header's department: its name (a handler reads 市场监督管理局, not SCJG), from the
+    per-process department snapshot (no query but its change-stamp check, at most once a second)."""
+    code = user.department_code if user is not None else None
+    if not code:
+        return ""
+    try:
+        with session_scope(request.app.state.engine, read_only=True) as s:
+            dept = cached_departments(s, [code]).get(code)
+    except Exception:  # the database away: the page (maybe the one saying so) still renders
+        return code
+    return dept.name if dept is not None else code
 
 
 SECURITY_HEADERS = {

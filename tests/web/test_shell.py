@@ -42,6 +42,22 @@ def test_each_role_lands_on_its_home_and_sees_only_its_pages(web: Web, role: str
     assert web.client.get("/", follow_redirects=False).headers["location"] == HOMES[role]
 
 
+def test_the_header_names_a_handlers_department_not_its_code(web: Web):
+    from sqlmodel import select
+
+    from config.database import session_scope
+    from ticketing import Department
+
+    web.login("handler")
+    with session_scope(web.engine, read_only=True) as s:
+        dept = s.exec(select(Department).where(Department.code == "SCJG")).one()
+    tag = web.client.get("/inbox").text.split('class="role-tag">')[1].split("</span>")[0]
+    assert tag == f"部门承办人 · {dept.name}" and "SCJG" not in tag
+    web.login("dispatcher")
+    tag = web.client.get("/dispatch").text.split('class="role-tag">')[1].split("</span>")[0]
+    assert "·" not in tag
+
+
 def test_bad_password_keeps_the_username_and_says_why_in_chinese(web: Web):
     r = web.login("dispatcher", "wrong-password")
     assert r.status_code == 401
