@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from agent_console.access import is_handler
 from agent_console.deps import SessionDep, SettingsDep, TransactionRoute, require
@@ -27,6 +27,7 @@ from ticketing import (
     DepartmentEdit,
     SubOrderStatus,
     User,
+    all_departments,
     create_department,
     department_inbox,
     department_keywords,
@@ -47,8 +48,7 @@ router = APIRouter(prefix="/departments", tags=["departments"], route_class=Tran
 def list_departments(
     session: SessionDep, _: User = Depends(require("departments.list"))
 ) -> list[DepartmentOut]:
-    rows = session.exec(select(Department).order_by(Department.code)).all()
-    return [DepartmentOut.model_validate(d) for d in rows]
+    return [DepartmentOut.model_validate(d) for d in all_departments(session)]
 
 
 @router.get(

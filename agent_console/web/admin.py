@@ -73,7 +73,7 @@ def admin_home(request: Request, user: User = Depends(page_user(ROW))) -> Respon
         no_phone = s.exec(
             select(Department.code, Department.name)
             .where(Department.active, col(Department.head_phone).is_(None))
-            .order_by(col(Department.code))
+            .order_by(col(Department.id))
         ).all()
     hours = load_business_hours(settings)
     now = utcnow()

@@ -26,12 +26,12 @@ from ticketing import (
     LEVEL_LABELS,
     REVISIT_OUTCOMES,
     STEP_LABELS,
-    Department,
     NotFound,
     PermissionDenied,
     TicketingError,
     User,
     acknowledge,
+    all_departments,
     assign_coordinator,
     close_special,
     escalations,
@@ -46,9 +46,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _depts(s: Any) -> dict[str, str]:
-    from sqlmodel import select
-
-    return {d.code: d.name for d in s.exec(select(Department))}
+    return {d.code: d.name for d in all_departments(s)}
 
 
 def _labels() -> dict[str, Any]:

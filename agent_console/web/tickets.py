@@ -31,7 +31,6 @@ from recordings import PlaybackDenied, Recording, check_access
 from ticketing import (
     MAX_SUMMARY,
     SUMMARY_EVENT,
-    Department,
     Enterprise,
     Evaluation,
     NotFound,
@@ -41,6 +40,7 @@ from ticketing import (
     TicketFilter,
     TicketingError,
     User,
+    all_departments,
     approve_summary,
     enterprise_file,
     list_tickets,
@@ -56,8 +56,8 @@ PAGE_SIZE = 20
 
 
 def departments(session: Any) -> dict[str, str]:
-    rows = session.exec(select(Department).order_by(Department.code)).all()
-    return {d.code: d.name for d in rows}
+    """Code -> name, in the configured order (ticketing.all_departments)."""
+    return {d.code: d.name for d in all_departments(session)}
 
 
 def ticket_detail(session: Any, settings: Any, user: User, number: str) -> dict[str, Any]:

@@ -60,3 +60,16 @@ def test_other_roles_may_not_change_departments(api: Api, role: str):
         api.client.patch("/api/v1/departments/SWJ", json={"name": "x"}, headers=h).status_code
         == 403
     )
+
+
+def test_departments_are_listed_in_the_configured_order_not_by_code(api):
+    """departments.yaml puts the bureaus most matters reach first and the towns last; by code,
+    茶庵岭镇 (CAL…) and 车埠镇 came before 城市管理执法局 in every list people pick from."""
+    from config.loader import load_yaml
+
+    configured = [d["code"] for d in load_yaml(api.settings, "departments.yaml")["departments"]]
+    r = api.client.get("/api/v1/departments", headers=api.auth("dispatcher"))
+    assert r.status_code == 200
+    listed = [d["code"] for d in r.json()]
+    assert listed == configured  # a fresh install: nothing added by hand
+    assert listed != sorted(listed)
