@@ -173,3 +173,23 @@ def test_guides_page(browser, server):
         _shot(page, "phone_9_guides")
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("device", ["phone", "desktop"])
+def test_the_footer_sits_at_the_bottom_of_a_short_page(browser, server, device):
+    """On a short page (the tracking form) the footer ended mid-window with a grey band below it;
+    the page is a column now and the footer's bottom is the window's."""
+    width, height = VIEWPORTS[device]
+    ctx = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    try:
+        page = ctx.new_page()
+        page.goto(server.url + "/portal/track")
+        box = page.locator("footer.p-foot").bounding_box()
+        assert box is not None
+        doc_height = page.evaluate("document.documentElement.scrollHeight")
+        assert abs(box["y"] + box["height"] - max(height, doc_height)) <= 1, (box, doc_height)
+        main = page.locator("main.p-main").bounding_box()
+        assert main is not None and main["width"] <= 1040 and main["x"] >= 0  # still centred
+        _shot(page, f"{device}_10_short_page")
+    finally:
+        ctx.close()
