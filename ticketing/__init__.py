@@ -9,7 +9,7 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests,
+                 desk_overview, dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests,
                  returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
@@ -339,6 +339,7 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
         TicketFilter,
         caller_history,
         department_inbox,
+        desk_overview,
         dispatch_queue,
         enterprise_file,
         extension_requests,

@@ -326,6 +326,21 @@ OPEN_STATUSES = (
 )
 
 
+def desk_overview(session: Session) -> dict[str, dict[str, int]]:
+    """Tickets out with departments (dispatched) and awaiting the submitter's rating (resolved),
+    counted by warning level: what the dispatch desk shows beside its manual queue (one grouped
+    read on ix_ticket_status_created's leading column)."""
+    rows = session.exec(
+        select(Ticket.status, Ticket.warning, func.count())
+        .where(col(Ticket.status).in_((TicketStatus.dispatched.value, TicketStatus.resolved.value)))
+        .group_by(Ticket.status, Ticket.warning)
+    ).all()
+    out: dict[str, dict[str, int]] = {"dispatched": {}, "resolved": {}}
+    for status, warning, n in rows:
+        out[str(status)][str(warning)] = int(n)
+    return out
+
+
 def intake_summary(session: Session, since: datetime) -> dict[str, dict[str, int]]:
     """Tickets created since `since` (UTC) counted by channel and by category, and the open
     tickets counted by warning level: the leader's overview."""

@@ -33,6 +33,7 @@ from ticketing import (
     TicketIn,
     TicketingError,
     User,
+    desk_overview,
     dispatch_queue,
     dispatch_to_departments,
     extension_requests,
@@ -69,6 +70,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
         page = 1
     with session_scope(request.app.state.engine, read_only=True) as s:
         items, total = dispatch_queue(s, page, PAGE_SIZE)
+        overview = desk_overview(s)
         extensions = extension_requests(s)
         awaiting = returns_awaiting(s)
         depts = departments(s)
@@ -96,6 +98,7 @@ def dispatch_desk(request: Request, user: User = Depends(page_user("web.dispatch
             "returned": returned,
             "extensions": extensions,
             "awaiting": awaiting,
+            "overview": overview,
             "now": utcnow(),
         },
     )

@@ -223,3 +223,26 @@ def test_extension_request_and_the_dispatchers_decision(web: Web):
     assert r.status_code == 303, r.text
     with session_scope(web.engine, read_only=True) as s:
         assert s.get(SubOrder, so).status == "accepted"
+
+
+def test_the_desk_counts_what_is_out_with_departments_and_links_to_each_list(web: Web):
+    """The dispatch desk showed only the manual queue: a dispatcher had no view of the matters
+    out with departments. It now counts them (and their yellow/red/overdue warnings, and those
+    awaiting a rating), each count a link to the search page listing exactly those."""
+    from sqlalchemy import update
+
+    numbers = [file_walk_in(web, content=f"营业执照变更咨询 {i}") for i in range(5)]
+    with session_scope(web.engine) as s:
+        plan = [("dispatched", "red"), ("dispatched", "red"), ("dispatched", "yellow"),
+                ("dispatched", "none"), ("resolved", "none")]  # fmt: skip
+        for number, (status, warning) in zip(numbers, plan, strict=True):
+            s.exec(
+                update(Ticket).where(Ticket.number == number).values(status=status, warning=warning)
+            )
+    desk = web.client.get("/dispatch").text
+    strip = desk.split('id="desk-overview"')[1].split("</div>\n<div")[0]
+    stats = re.findall(r'href="([^"]+)"><div class="stat-num">(\d+)</div>', strip)
+    assert [n for _, n in stats] == ["4", "1", "2", "0", "1"]
+    for href, n in stats:
+        page = web.client.get(href.replace("&amp;", "&")).text
+        assert f"共 {n} 件" in page, href
