@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agent_console.roles import ROLE_LABELS
 from ticketing import TicketingError
 
 log = structlog.get_logger("agent_console.errors")
@@ -191,12 +192,7 @@ VALUE_LABELS: dict[str, str] = {
     "blue": "蓝色",
     "yellow": "黄色",
     "red": "红色",
-    "admin": "系统管理员",
-    "dispatcher": "派单员",
-    "agent": "坐席",
-    "supervisor": "值班长",
-    "handler": "部门承办人",
-    "leader": "市领导",
+    **ROLE_LABELS,
 }
 _QUOTED = re.compile(r"'([^']*)'")
 

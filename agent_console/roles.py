@@ -21,6 +21,16 @@ from __future__ import annotations
 
 from ticketing import Role
 
+# What each role is called on every page and in every error message (the one list)
+ROLE_LABELS = {
+    "admin": "系统管理员",
+    "dispatcher": "派单员",
+    "agent": "坐席",
+    "supervisor": "值班长",
+    "handler": "部门承办人",
+    "leader": "市领导",
+}
+
 ADMIN, DISPATCHER, AGENT, SUPERVISOR, HANDLER, LEADER = (
     Role.admin.value,
     Role.dispatcher.value,

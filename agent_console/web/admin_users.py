@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from agent_console.roles import ROLE_LABELS
 from agent_console.security import hash_password
 from agent_console.user_admin import (
     UserChange,
@@ -20,7 +21,6 @@ from agent_console.user_admin import (
     update_user,
 )
 from agent_console.web.core import (
-    ROLE_LABELS,
     PageNotFound,
     page_row_id,
     page_user,

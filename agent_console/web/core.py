@@ -31,7 +31,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from agent_console.deps import authenticate
 from agent_console.errors import ApiError
-from agent_console.roles import ROLE_MATRIX
+from agent_console.roles import ROLE_LABELS, ROLE_MATRIX
 from agent_console.security import COOKIE_NAME, CSRF_HEADER
 from config.database import parse_row_id, session_scope
 from config.loader import load_yaml
@@ -43,14 +43,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HTMX_HEADER = "X-CSRF-Token"
 LOGIN_CSRF_COOKIE = "dxe_login_csrf"
 
-ROLE_LABELS = {
-    "admin": "系统管理员",
-    "dispatcher": "派单员",
-    "agent": "坐席",
-    "supervisor": "值班长",
-    "handler": "部门承办人",
-    "leader": "市领导",
-}
 WARNING_LABELS = {
     "none": "正常",
     "blue": "蓝色预警",
