@@ -90,9 +90,17 @@ def test_every_form_of_every_role_takes_garbage_without_a_server_error(web: Web)
             submit(s, ticket, settings=web.settings, actor="test")
     failures: list[tuple] = []
     forms_tried = 0
-    for user in [*USERS, None]:
+    # The admin goes last: its garbage deactivates users and resets their passwords (the crawl
+    # reaches a user's page or not depending on set order), so a role crawled after it could not
+    # log in.
+    for user in [*(u for u in USERS if u != "admin"), None, "admin"]:
         web.client.cookies.clear()
-        start = "/portal" if user is None else web.login(user).headers["location"]
+        if user is None:
+            start = "/portal"
+        else:
+            r = web.login(user)
+            assert r.status_code == 303, (user, r.status_code, r.text[:300])
+            start = r.headers["location"]
         for (path, method, names), page in _crawl(web, start).items():
             forms_tried += 1
             for bad in GARBAGE:
