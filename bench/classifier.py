@@ -13,6 +13,8 @@ precision, auto-dispatch share and accuracy at the threshold, on
 - outside_dev: the split of that writing that tuning looked at;
 - unseen_test / unseen_dev: ticketing/data/unseen_*.csv, a later set by another hand (issue 13,
   second round): the test half was only scored, the dev half was looked at while tuning;
+- third_dev: ticketing/data/third_dev.csv, a third dev set written blind by another hand (issue 13,
+  third round), looked at while tuning, never trained on;
 - fresh: ticketing/data/fresh.csv; held_out: stratified splits of labelled.csv.
 Speed: single prediction p50/p99 on one thread, batch throughput, start-up (load + train).
 
@@ -53,6 +55,7 @@ from ticketing.classifier import (
 from ticketing.classifier_eval import (
     OUTSIDE_DEV_PATH,
     OUTSIDE_EVAL_PATH,
+    THIRD_DEV_PATH,
     UNSEEN_DEV_PATH,
     UNSEEN_TEST_PATH,
     evaluate_outside,
@@ -68,6 +71,7 @@ OUTSIDE_SETS = {
     "outside_eval": OUTSIDE_EVAL_PATH,
     "unseen_dev": UNSEEN_DEV_PATH,
     "outside_dev": OUTSIDE_DEV_PATH,
+    "third_dev": THIRD_DEV_PATH,
 }
 
 MEANED = [

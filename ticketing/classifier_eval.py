@@ -17,6 +17,10 @@ design: `cat` (another category's keywords), `dept` (another department's keywor
 unseen_dev.csv and unseen_test.csv (issue 13, second round) are a later set in the same columns by
 another hand, written after the first round's tuning: the dev half may be looked at, the test half
 is only scored (bench/classifier.py reports both).
+
+third_dev.csv (issue 13, third round) is a third dev set in the same columns, written blind by
+another hand who read only the labelling guide, the departments and the city's plan, never a row
+of any CSV here: looked at while tuning, never trained on (bench/classifier.py key `third_dev`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,15 @@ OUTSIDE_DEV_PATH = DATA_PATH.with_name("outside_dev.csv")
 # of tuning had looked at outside_dev: the dev half may be looked at, the test half is only scored.
 UNSEEN_DEV_PATH = DATA_PATH.with_name("unseen_dev.csv")
 UNSEEN_TEST_PATH = DATA_PATH.with_name("unseen_test.csv")
-EVALUATION_PATHS = (OUTSIDE_EVAL_PATH, OUTSIDE_DEV_PATH, UNSEEN_DEV_PATH, UNSEEN_TEST_PATH)
+# A third dev set, written blind by another hand (issue 13, third round): looked at, never trained on.
+THIRD_DEV_PATH = DATA_PATH.with_name("third_dev.csv")
+EVALUATION_PATHS = (
+    OUTSIDE_EVAL_PATH,
+    OUTSIDE_DEV_PATH,
+    UNSEEN_DEV_PATH,
+    UNSEEN_TEST_PATH,
+    THIRD_DEV_PATH,
+)
 OUTSIDE_COLUMNS = ["text", "category", "urgency", "department", "channel", "trap"]
 TRAPS = ("", "cat", "dept", "loud", "calm", "neg", "past")
 # char-3-gram Jaccard at or above this = the same text reworded a little (a leak)

@@ -28,6 +28,7 @@ from ticketing.classifier_eval import (
     NEAR_DUPLICATE,
     OUTSIDE_DEV_PATH,
     OUTSIDE_EVAL_PATH,
+    THIRD_DEV_PATH,
     UNSEEN_DEV_PATH,
     UNSEEN_TEST_PATH,
     char3,
@@ -192,7 +193,7 @@ def test_unseen_set_is_large_and_hard(unseen: tuple[list, list]) -> None:
 def test_no_evaluation_text_leaks_into_training_or_across_sets() -> None:
     """Every evaluation set against the training data (labelled.csv and fresh.csv) by normalised
     text, Jaccard and containment; the unseen set against the earlier outside sets; its dev half
-    against its test half."""
+    against its test half; the third dev set against all the earlier sets."""
     training = [e.text for e in load_examples()] + [e.text for e in load_examples(FRESH_PATH)]
     sets = {p.stem: [r.example.text for r in load_outside(p)] for p in EVALUATION_PATHS}
     for texts in sets.values():
@@ -200,6 +201,8 @@ def test_no_evaluation_text_leaks_into_training_or_across_sets() -> None:
     unseen = sets["unseen_dev"] + sets["unseen_test"]
     assert near_duplicates(unseen, sets["outside_eval"] + sets["outside_dev"]) == []
     assert near_duplicates(sets["unseen_dev"], sets["unseen_test"]) == []
+    earlier = [t for name, texts in sets.items() if name != "third_dev" for t in texts]
+    assert near_duplicates(sets["third_dev"], earlier) == []
 
 
 def test_training_never_opens_an_evaluation_file(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,3 +236,25 @@ def test_floors_on_the_unseen_set() -> None:
     assert r["urgency"]["critical_recall"] >= 0.9
     assert r["urgency"]["critical_precision"] >= 0.75
     assert r["urgency"]["accuracy"] > r["urgency_keyword_baseline"]["accuracy"]
+
+
+# --- the third dev set (issue 13, third round) ---------------------------------------------------
+
+
+def test_third_dev_set_is_large_hard_and_in_every_voice() -> None:
+    """third_dev.csv, written blind by another hand: big enough to read per head, every channel,
+    department and trap kind present, 紧要 and traps at the shares it was written to."""
+    rows = load_outside(THIRD_DEV_PATH)
+    n = len(rows)
+    assert n >= 240
+    assert len({r.example.text for r in rows}) == n
+    assert 0.18 <= sum(r.example.urgency == "critical" for r in rows) / n <= 0.27
+    assert 0.20 <= sum(bool(r.trap) for r in rows) / n <= 0.33
+    assert {r.channel for r in rows} == {c.value for c in Channel}
+    assert {r.example.department for r in rows} == set(DEPARTMENTS)
+    assert {r.example.category for r in rows} == {"enterprise", "government", "complaint"}
+    assert {r.trap for r in rows if r.trap} == {"cat", "dept", "loud", "calm", "neg", "past"}
+    texts = [r.example.text for r in rows]
+    assert sum(any(w in t for w in ("冇得", "么样", "晓得", "搞么事")) for t in texts) >= 15
+    assert sum(" " in t and not any(p in t for p in "，。？！,") for t in texts) >= 30
+    assert sum(len(t) >= 100 for t in texts) >= 5 and min(len(t) for t in texts) <= 15
