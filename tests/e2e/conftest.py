@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2e_helpers import phones_as_captured
+from e2e_helpers import phones_as_captured, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CALLCENTER_CHROMIUM", "/usr/bin/chromium")
@@ -98,13 +98,7 @@ def server(tmp_path_factory, redis_server_url) -> Iterator[Server]:
         (data / "config" / name).write_text(yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
     env.pop("CALLCENTER_DATABASE_URL", None)
     log = (data / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "callcenter.cli", "run", "--host", "127.0.0.1", "--port", str(PORT)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=data,
-    )
+    proc = start_service(["run", "--host", "127.0.0.1", "--port", str(PORT)], PORT, env, log, data)
     url = f"http://127.0.0.1:{PORT}"
     srv = Server(url, env, data / "var", redis_server_url, ns)
     try:

@@ -4,15 +4,22 @@ the whole suite is collected)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import IO, Any
 
+import pytest
 import redis.asyncio as aioredis
 import yaml
 
 from callcenter.ami.replay import ReplayServer, Transcript, default_library
 from callcenter.bridge import RESYNC_ACTIONS, PbxBridge
 from callcenter.demo import CAPTURE_PHONE
+from callcenter.run import die_with_parent
 from config.database import make_engine
 from config.settings import DEFAULTS_DIR, AsteriskServer, Settings
 
@@ -26,6 +33,31 @@ def shot(page, name: str) -> None:
 
 
 AMI = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "ami"
+
+
+def start_service(args: list[str], port: int, env: dict[str, str], log: IO[Any], cwd: Path):
+    """`callcenter <args>` serving on `port`, as a child that dies with this test process.
+
+    Refuses a port that already answers: a server left behind by a killed test run would
+    otherwise answer the readiness probe, and the tests would talk to it instead (its database
+    has none of this run's users). The child gets PR_SET_PDEATHSIG, so a test run killed
+    without its teardown (SIGKILL, a CI timeout) leaves no server behind to do that."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.fail(
+                f"port {port} is already in use (a leftover `callcenter run` or `demo`?): "
+                "stop it, or set CALLCENTER_E2E_PORT"
+            )
+    parent = os.getpid()
+    return subprocess.Popen(
+        [sys.executable, "-m", "callcenter.cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        preexec_fn=lambda: die_with_parent(parent),
+    )
 
 
 class BridgeThread:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from e2e_helpers import shot
+from e2e_helpers import shot, start_service
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +47,7 @@ def demo(tmp_path, redis_server_url):
     args = ["demo", "--web", "--loop", "--scenario", "answered", "--speed", "2",
             "--port", str(PORT), "--data-dir", str(tmp_path / "demo"), "--fixtures", str(AMI)]  # fmt: skip
     with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "callcenter.cli", *args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+        proc = start_service(args, PORT, env, log, tmp_path)
     url = f"http://127.0.0.1:{PORT}"
     try:
         deadline = time.monotonic() + 120
