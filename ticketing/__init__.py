@@ -9,8 +9,8 @@ Front door — other packages import these names from `ticketing`, never its mod
                  submit_many(session, [(TicketIn, actor)], *, settings) (a batch, one transaction),
                  and its two halves: prepare_many (no database) -> [Draft], write_drafts
     queries      get_ticket_by_number, list_tickets(TicketFilter), department_inbox, enterprise_file,
-                 desk_overview, dispatch_queue, intake_summary, overdue_tickets, caller_history, extension_requests,
-                 returns_awaiting
+                 desk_overview, dispatch_queue, intake_summary, overdue_tickets, caller_history,
+                 extension_requests, returns_awaiting
                  (the web workspace)
     lifecycle    TICKET_LABELS, SUBORDER_LABELS, ACTION_LABELS (Chinese names of states and actions)
     hotspots     高频事项分析 (§19): hotspot_report(HotspotQuery) -> HotspotReport, hotspot_tickets

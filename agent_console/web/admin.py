@@ -14,17 +14,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 
 from agent_console.web.core import page_user, redirect, render, to_local
 from config.database import session_scope
 from config.loader import load_yaml
 from ticketing import (
     BUSINESS_HOURS,
-    Department,
     InvalidInput,
     TicketingError,
     User,
+    all_departments,
     business_hours_data,
     coverage_warning,
     covered_years,
@@ -66,15 +66,9 @@ def admin_home(request: Request, user: User = Depends(page_user(ROW))) -> Respon
         admins = s.exec(
             select(func.count()).select_from(User).where(User.active, User.role == "admin")
         ).one()
-        depts_active = s.exec(
-            select(func.count()).select_from(Department).where(Department.active)
-        ).one()
-        depts_total = s.exec(select(func.count()).select_from(Department)).one()
-        no_phone = s.exec(
-            select(Department.code, Department.name)
-            .where(Department.active, col(Department.head_phone).is_(None))
-            .order_by(col(Department.id))
-        ).all()
+        depts = all_departments(s)  # in the configured order, as every list of them
+    active = [d for d in depts if d.active]
+    no_phone = [(d.code, d.name) for d in active if d.head_phone is None]
     hours = load_business_hours(settings)
     now = utcnow()
     return render(
@@ -86,8 +80,8 @@ def admin_home(request: Request, user: User = Depends(page_user(ROW))) -> Respon
             "users_active": users_active,
             "users_total": users_total,
             "admins": admins,
-            "depts_active": depts_active,
-            "depts_total": depts_total,
+            "depts_active": len(active),
+            "depts_total": len(depts),
             "no_phone": no_phone,
             "calendar_warning": coverage_warning(settings, today_local(request)),
             "years": covered_years(settings),

@@ -79,6 +79,23 @@ def test_admin_home_has_the_admin_nav_and_warns_about_the_calendar(web: Web, mon
     assert 'id="calendar-warning"' not in web.client.get("/admin").text
 
 
+def test_admin_home_counts_departments_and_lists_those_without_a_head_phone_in_order(web: Web):
+    """The department figures and the 待完善 list come from the one all_departments (configured
+    order): an inactive department is counted in the total only, a phone takes one off the list."""
+    with session_scope(web.engine) as s:
+        depts = s.exec(select(Department).order_by(Department.id)).all()
+        depts[0].active = False
+        depts[1].head_phone = "0715-5220000"
+        s.add_all(depts[:2])
+    web.login("admin")
+    html = web.client.get("/admin").text
+    assert f"在用部门（共 {len(depts)}）" in html
+    assert f'<div class="stat-num">{len(depts) - 1}</div><div class="stat-label">在用部门' in html
+    listed = re.findall(r'<a class="chip" href="/admin/departments/([^"]+)">', html)
+    wanted = [d.code for d in depts[2:] if d.active and d.head_phone is None][:24]
+    assert listed == wanted and depts[0].code not in listed and depts[1].code not in listed
+
+
 def test_forms_without_the_csrf_token_are_refused(web: Web):
     web.login("admin")
     uid = web.user_ids["dispatcher"]
