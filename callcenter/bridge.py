@@ -388,8 +388,8 @@ class PbxBridge:
             await asyncio.sleep(1.0)
             if self.state.wrapups_over(self.clock()):
                 self._dirty.set()
-            if self.redis is None:
-                continue
+            if self.redis is None or not self.conn.connected_event.is_set():
+                continue  # PBX away: the schedules wait in Redis for the link
             try:
                 await ready_due(
                     self.redis,

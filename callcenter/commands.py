@@ -28,8 +28,9 @@ hash (interface -> {"due": epoch seconds, "reason", "actor"}); the bridge checks
 (`ready_due`) and sends QueuePause false when due. Any later queue_pause / queue_unpause /
 queue_remove of that interface through this channel (the agent paused for another reason, went
 ready, logged out) replaces or ends the schedule; and when due, an agent the bridge sees paused
-with another reason (paused by some other way) is left paused. Kept in Redis, so a page closed
-or a bridge restarted does not lose it.
+with another reason (paused by some other way) is left paused. Kept in Redis, so a page closed,
+a bridge restarted or the PBX link down when it falls due does not lose it (the bridge sends it
+once the link is back, up to READY_RETRY_FOR seconds late).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ TRANSFER_EXTEN = re.compile(r"^(dxe-[a-z]{2,20}|80[0-9]{2})$")
 REPLY_TTL = 60
 MAX_READY_AFTER = 3600  # seconds: a longer wrap-up is refused (a typo, not an intention)
 ACTION_TIMEOUT = 2.5  # seconds the bridge waits for Asterisk (under the web's 3 s)
+# seconds after it fell due that an automatic ready the PBX could not be reached for is kept
+# (then the agent, paused all that time, readies by hand)
+READY_RETRY_FOR = 600
 
 
 class BridgeUnavailable(Exception):
@@ -176,7 +180,11 @@ async def ready_due(
 ) -> list[str]:
     """The bridge's side of automatic ready: QueuePause false for each agent whose scheduled time
     has come (each taken once, even with two bridges), unless `paused_reason(interface)` says
-    the agent is now paused for another reason. The interfaces made ready."""
+    the agent is now paused for another reason. One the PBX could not be reached for (AMI down,
+    no answer, the bridge stopping) is put back and tried again; one it refused is dropped. The
+    interfaces made ready."""
+    from callcenter.ami.actions import AmiActionError  # the bridge's side only: no AMI in the web
+
     key = auto_ready_key(namespace, server)
     done: list[str] = []
     for field, raw in (await aredis.hgetall(key)).items():
@@ -196,10 +204,20 @@ async def ready_due(
             log.info("auto-ready of %s skipped: paused for %s since", iface, current)
             continue
         try:
-            res = await asyncio.wait_for(actions.queue_unpause(iface), ACTION_TIMEOUT)
-        except Exception as e:  # AMI refused it or is down: the agent readies by hand
-            msg = getattr(e, "message", None) or str(e) or type(e).__name__
-            log.info("auto-ready of %s on %s failed: %s", iface, server, msg)
+            async with asyncio.timeout(ACTION_TIMEOUT):  # no inner task left behind on a stop
+                res = await actions.queue_unpause(iface)
+        except AmiActionError as e:  # the PBX refused it (agent logged out): ready by hand
+            log.info("auto-ready of %s on %s refused: %s", iface, server, e.message)
+            continue
+        except (Exception, asyncio.CancelledError) as e:
+            # the PBX unreachable, or the bridge stopping: back in the hash (unless the agent
+            # has scheduled anew meanwhile), for the next check or the next bridge
+            if now - due < READY_RETRY_FOR:
+                await aredis.hsetnx(key, iface, raw)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            log.info("auto-ready of %s on %s not sent (%s): tried again", iface, server,
+                     type(e).__name__)  # fmt: skip
             continue
         log.info("auto-ready of %s on %s after wrap-up (by %s): %s", iface, server,
                  entry.get("actor", "?"), res.message)  # fmt: skip

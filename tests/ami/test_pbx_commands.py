@@ -132,3 +132,41 @@ async def test_the_bridge_readies_a_wrapped_up_agent_unless_paused_for_another_r
     finally:
         await bridge.stop()
         await server.close()
+
+
+async def test_an_auto_ready_due_while_the_pbx_is_away_is_sent_when_it_is_back(
+    settings, aredis, sredis
+):
+    """The PBX link down when a wrap-up ends (Asterisk restarting, the network): the schedule
+    stays in Redis and the agent is made ready once the bridge is connected again, not left
+    paused with the queue waiting."""
+    server = await make_server("actions-queue-members")
+    bridge = make_bridge(settings, server, redis=aredis)
+    await bridge.start()
+    key = auto_ready_key(settings.redis_namespace, "pbx1")
+    again = None
+    try:
+        await asyncio.wait_for(server.finished.wait(), 20)
+        await sync_point(bridge)
+        await asyncio.to_thread(
+            send_command, sredis, settings, "pbx1", "queue_pause",
+            {"interface": "Local/8004@agents", "reason": "wrapup", "ready_after": 1},
+            actor="agent",
+        )  # fmt: skip
+        port = server.port
+        await server.close()  # the PBX goes away before the wrap-up ends
+        await asyncio.sleep(2.5)  # the schedule falls due, and two checks pass, link down
+        assert sredis.hkeys(key) == [b"Local/8004@agents"]
+        assert not [h for h in server.received if h.get("paused") == "false"]
+        again = await make_server("actions-queue-members", port=port)
+        for _ in range(200):
+            sent = [h for h in again.received if h.get("action") == "QueuePause"]
+            if sent and not sredis.hlen(key):
+                break
+            await asyncio.sleep(0.05)
+        assert [(h["interface"], h["paused"]) for h in sent] == [("Local/8004@agents", "false")]
+        assert not sredis.hlen(key)
+    finally:
+        await bridge.stop()
+        if again is not None:
+            await again.close()
