@@ -21,8 +21,6 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import anyio
 import structlog
@@ -35,8 +33,6 @@ from config.settings import Settings
 COOKIE_NAME = "dxe_session"
 CSRF_HEADER = "X-Requested-With"
 TOKEN_PREFIX = "v1"
-MIN_PASSWORD_LEN = 8
-COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent / "data" / "common_passwords.txt"
 
 _hasher = PasswordHasher()
 log = structlog.get_logger("agent_console.security")
@@ -53,24 +49,6 @@ def warn_insecure_cookie(settings: Settings) -> bool:
         )
         return True
     return False
-
-
-@lru_cache(maxsize=1)
-def _common_passwords() -> frozenset[str]:
-    lines = COMMON_PASSWORDS_FILE.read_text("utf-8").splitlines()
-    return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
-
-
-def password_problem(password: str) -> str | None:
-    """Why a new password is refused (a Chinese message), or None. Only spaces, NULs or other
-    invisible characters are refused (the length check counted them), as is a password from the
-    small bundled list of common ones (agent_console/data/common_passwords.txt)."""
-    visible = "".join(ch for ch in password if ch.isprintable() and not ch.isspace())
-    if len(visible) < MIN_PASSWORD_LEN:
-        return f"密码至少需要 {MIN_PASSWORD_LEN} 个可见字符（不能只有空格或不可见字符）"
-    if password.strip().lower() in _common_passwords():
-        return "密码过于常见，请换一个不易被猜到的密码"
-    return None
 
 
 def hash_password(password: str) -> str:

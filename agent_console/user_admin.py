@@ -1,8 +1,8 @@
 """User administration: the one place the rules live, called by the API (routes/users.py) and the
 administrator's pages (web/admin_users.py).
 
-Usernames are unique regardless of case ("Admin" and "admin" cannot coexist; a unique index on
-lower(username) backs the check). New passwords pass security.password_problem. Any change to
+Usernames are unique regardless of case and new passwords pass password_problem: those two
+rules are ticketing.users', which the `callcenter user` commands obey too. Any change to
 role, department, active or password bumps token_version, so the user's existing sessions end and
 the new rights apply at the next login. No change may leave the system without an active admin:
 the last one can be neither deactivated nor demoted (users are never deleted, only deactivated).
@@ -13,12 +13,20 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from agent_console.security import hash_password, password_problem
-from ticketing import Conflict, Department, InvalidInput, NotFound, Role, User
+from agent_console.security import hash_password
+from ticketing import (
+    Conflict,
+    Department,
+    InvalidInput,
+    NotFound,
+    Role,
+    User,
+    password_problem,
+    username_taken,
+)
 
 
 def check_role_department(session: Session, role: str, department_code: str | None) -> None:
@@ -45,13 +53,6 @@ def check_password(password: str) -> None:
     problem = password_problem(password)
     if problem:
         raise InvalidInput(problem, code="weak_password", field="password")
-
-
-def username_taken(session: Session, username: str) -> bool:
-    return (
-        session.exec(select(User.id).where(func.lower(User.username) == username.lower())).first()
-        is not None
-    )
 
 
 def other_active_admins(session: Session, user_id: int) -> int:

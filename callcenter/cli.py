@@ -242,11 +242,12 @@ def user_create(
     display_name: Annotated[str, typer.Option(help="Name shown in the console.")] = "",
 ) -> None:
     """Create a console user. The password is read from stdin or prompted; never echoed."""
+    from sqlalchemy.exc import IntegrityError
     from sqlmodel import select
 
     from callcenter.run import hash_password
     from config.database import make_engine, session_scope
-    from ticketing import Department, Role, User
+    from ticketing import Department, Role, User, password_problem, username_taken
 
     if role not in {r.value for r in Role}:
         _fail(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
@@ -256,8 +257,9 @@ def user_create(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        _fail("password must be at least 8 characters")
+    problem = password_problem(password)  # the web's rule: ticketing.users
+    if problem:
+        _fail(problem)
 
     settings = _settings()
     engine = make_engine(settings.resolved_database_url)
@@ -268,7 +270,7 @@ def user_create(
                 and not s.exec(select(Department).where(Department.code == department)).first()
             ):
                 _fail(f"unknown department {department!r} (run `callcenter db upgrade` first?)")
-            if s.exec(select(User).where(User.username == name)).first():
+            if username_taken(s, name):  # whatever its case, as on the web
                 _fail(f"user {name!r} already exists")
             user = User(
                 username=name,
@@ -280,6 +282,8 @@ def user_create(
             s.add(user)
             s.flush()
             typer.echo(f"created user {name} (id {user.id}, role {role})")
+    except IntegrityError:  # created meanwhile by another hand
+        _fail(f"user {name!r} already exists")
     finally:
         engine.dispose()
 

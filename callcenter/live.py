@@ -8,6 +8,7 @@ console to attach the ticket it filed to the call in progress.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,8 +69,13 @@ async def subscribe(aredis, settings: Settings) -> AsyncIterator[dict[str, Any]]
             if msg.get("type") == "message":
                 yield json.loads(_s(msg["data"]))
     finally:
-        await pubsub.unsubscribe(channel)
-        await pubsub.aclose()
+        # A reader stops by cancelling the task that awaits the next delta and closing its client
+        # at once, so this cleanup often runs on a closed client (or Redis is gone): nothing is
+        # left to undo then, and no error may outlive that task ("exception never retrieved").
+        with contextlib.suppress(Exception):
+            await pubsub.unsubscribe(channel)
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
 
 
 def link_ticket(r, settings: Settings, call_id: str, ticket_number: str) -> None:

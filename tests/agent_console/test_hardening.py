@@ -13,11 +13,12 @@ from console_helpers import assert_error, make_client
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from agent_console.security import password_problem, warn_insecure_cookie
+from agent_console.security import warn_insecure_cookie
 from config.database import session_scope
 from config.datadir import secure_data_dir
 from config.secret_key import ensure_secret_key
 from config.settings import Settings
+from ticketing import password_problem
 from ticketing.models import User
 
 
