@@ -306,6 +306,36 @@ def user_list() -> None:
         engine.dispose()
 
 
+@app.command()
+def outbox(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 10,
+    phone: Annotated[
+        str | None, typer.Option(help="Only texts to this number (as typed, e.g. 13912345678).")
+    ] = None,
+) -> None:
+    """The latest texts (SMS) and their state. With the default gateway (`outbox`) nothing leaves
+    the machine: this is where a notice's link or a 进度查询 code is read on a test install."""
+    from sqlmodel import col, select
+
+    from config.database import make_engine, session_scope
+    from ticketing import InvalidInput, OutboxMessage, mask_phone, normalise_phone
+
+    query = select(OutboxMessage).order_by(col(OutboxMessage.id).desc()).limit(limit)
+    if phone:
+        try:
+            query = query.where(OutboxMessage.to_phone == normalise_phone(phone))
+        except InvalidInput as e:
+            _fail(str(e))
+    engine = make_engine(_settings().resolved_database_url)
+    try:
+        with session_scope(engine, read_only=True) as s:
+            for m in s.exec(query):
+                when = m.created_at.strftime("%Y-%m-%d %H:%M:%S")
+                typer.echo(f"{m.id}\t{when}Z\t{mask_phone(m.to_phone)}\t{m.status}\t{m.body}")
+    finally:
+        engine.dispose()
+
+
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -141,7 +141,9 @@ class Settings(BaseSettings):
     # the administrator's after-hours message is rendered there (ivr.tts, espeak-ng voice below)
     agi_sounds_dir: Path = Path("/var/lib/asterisk/sounds/zh")
     agi_tts_voice: str = "cmn"
-    public_base_url: str = "http://127.0.0.1:8000"  # what Twilio signs against
+    # where citizens and Twilio reach this service: the links in texts and notices, what Twilio
+    # signs against; unset, where it listens (_public_url_follows_the_port)
+    public_base_url: str = ""
 
     # audio / ASR
     asr_model_path: Path | None = None
@@ -161,6 +163,17 @@ class Settings(BaseSettings):
                 ", or leave it unset to have one generated into the data dir"
             )
         return v
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_port(self) -> Settings:
+        """Unset, the public URL is this service's own address (CALLCENTER_HOST and _PORT; a
+        wildcard listen address reads as 127.0.0.1), so a service moved to another port does not
+        send links to the old one. Behind a proxy or a domain it must be set."""
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+            host = f"[{host}]" if ":" in host else host
+            self.public_base_url = f"http://{host}:{self.port}"
+        return self
 
     @field_validator("asterisk", mode="before")
     @classmethod

@@ -43,6 +43,7 @@ COMMANDS = [
     ["asr", "worker"],
     ["asr", "flush-outbox"],
     ["transcribe"],
+    ["outbox"],
     ["asterisk"],
     ["asterisk", "write-config"],
 ]
@@ -160,6 +161,33 @@ def test_user_create_with_password_stdin(db_url, tmp_path):
     with session_scope(engine, read_only=True) as s:
         assert [u.username for u in s.exec(select(User))] == ["alice"]
     engine.dispose()
+
+
+def test_outbox_shows_the_texts_a_test_install_keeps(db_url, tmp_path):
+    """With the default gateway nothing leaves the machine: `callcenter outbox` is where a
+    newcomer reads a notice's link or a 进度查询 code (phone masked, newest first)."""
+    from ticketing.models import OutboxMessage
+
+    env = _env(tmp_path, CALLCENTER_DATABASE_URL=db_url)
+    assert _cli(["db", "upgrade"], env).returncode == 0
+    engine = make_engine(db_url)
+    with session_scope(engine) as s:
+        s.add(
+            OutboxMessage(
+                to_phone="+8613912345678", body="【店小二】验证码 482913", status="logged"
+            )
+        )
+        s.add(OutboxMessage(to_phone="+8613800001111", body="【店小二】受理告知 http://x/n/1"))
+    engine.dispose()
+    r = _cli(["outbox"], env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and "受理告知" in lines[0] and "验证码 482913" in lines[1]
+    assert "13912345678" not in r.stdout and "+86139****5678" in r.stdout
+    r = _cli(["outbox", "--phone", "139 1234 5678"], env)
+    assert r.returncode == 0 and r.stdout.count("\n") == 1 and "482913" in r.stdout
+    r = _cli(["outbox", "--phone", "12"], env)
+    assert r.returncode == 2 and "error:" in r.stderr
 
 
 def _free_port() -> int:

@@ -80,3 +80,19 @@ def test_same_secret_compares_what_a_client_sends_without_raising():
     for given in ("abd", "１２３", "\u200b", "", None, 123, ["abc"], "abc\x00"):
         assert not same_secret(given, "abc"), given
     assert not same_secret("\ud800", "abc")  # a lone surrogate (a form can't, a caller might)
+
+
+def test_the_public_url_follows_the_port_unless_set(monkeypatch):
+    """Links in texts and notices, and Twilio's signatures, use the public URL: unset, it is the
+    service's own address, so a service on another port does not send citizens to port 8000."""
+    for name in ("CALLCENTER_PUBLIC_BASE_URL", "CALLCENTER_HOST", "CALLCENTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().public_base_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("CALLCENTER_PORT", "18631")
+    assert Settings().public_base_url == "http://127.0.0.1:18631"
+    monkeypatch.setenv("CALLCENTER_HOST", "0.0.0.0")
+    assert Settings().public_base_url == "http://127.0.0.1:18631"
+    monkeypatch.setenv("CALLCENTER_HOST", "::1")
+    assert Settings().public_base_url == "http://[::1]:18631"
+    monkeypatch.setenv("CALLCENTER_PUBLIC_BASE_URL", "https://12345.example.gov.cn")
+    assert Settings().public_base_url == "https://12345.example.gov.cn"
