@@ -51,6 +51,8 @@ def test_the_guides_page_lists_the_published_public_guides_and_policies(web):
     assert "食品经营许可办理指南的正文" in web.client.get(f"/portal/kb/{guide}").text
     home = web.client.get("/portal").text
     assert len(re.findall(r'<li><span class="p-tag">', home)) == 2
+    # the home page's list opens the articles too, not just names them
+    assert f'href="/portal/kb/{guide}"' in home and f'href="/portal/kb/{policy}"' in home
 
 
 def test_the_starter_content_fills_the_page(web):
