@@ -409,3 +409,13 @@ def test_links_of_sms_sent_before_the_portal_open_its_pages(web):
     # the API's POST is untouched
     r = web.client.post(f"/api/v1/public/notices/{token}/confirm")
     assert r.status_code == 200 and r.json()["ticket_number"] == number
+
+
+def test_a_company_named_without_its_credit_code_is_shown_to_staff(web):
+    """A citizen may name the company without its 统一社会信用代码: nothing is filed in 一企一档
+    then, but the dispatcher reading the matter must still see which company it is."""
+    _token, number, ticket = _submitted(web, enterprise_name="赤壁<b>青砖茶</b>有限公司")
+    assert ticket.enterprise_id is None
+    web.login("dispatcher")
+    page = web.client.get(f"/tickets/{number}").text
+    assert "赤壁&lt;b&gt;青砖茶&lt;/b&gt;有限公司" in page and "未归档" in page  # escaped, shown
