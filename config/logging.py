@@ -66,6 +66,9 @@ def mask_phone_processor(
     return event_dict
 
 
+RQ_LOGGERS = ("rq.worker", "rq.cron", "rq.scheduler", "rq.queue", "rq.job")
+
+
 def configure_logging(settings: Settings, *, json: bool | None = None, stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger (uvicorn, rq, alembic go through it too).
 
@@ -127,6 +130,13 @@ def configure_logging(settings: Settings, *, json: bool | None = None, stream: A
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    # rq at INFO says every job's start and end and each minute's registry clean-up and periodic
+    # enqueue: ~20 lines a minute on an idle service, which push the first admin's password off
+    # the screen. Its warnings and errors (a failed job) stay; DEBUG shows it all.
+    for name in RQ_LOGGERS:
+        logging.getLogger(name).setLevel(
+            level if level <= logging.DEBUG else max(level, logging.WARNING)
+        )
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -72,3 +72,20 @@ def test_console_renderer_when_json_off():
     out = stream.getvalue()
     assert "hello" in out and "138****1234" in out and not out.startswith("{")
     configure_logging(Settings(log_json=True), stream=io.StringIO())
+
+
+def test_rq_chatter_is_left_out_at_info_but_not_its_failures_nor_at_debug():
+    """rq's per-job and per-minute INFO lines buried the first admin's password on `make run`."""
+    stream = io.StringIO()
+    configure_logging(Settings(log_json=True), stream=stream)
+    logging.getLogger("rq.worker").info("dxe:default: Job OK (x)")
+    logging.getLogger("rq.cron").info("Enqueued job run_warning_scan to queue dxe:default")
+    logging.getLogger("rq.worker").error("dxe:notify: job failed")
+    structlog.get_logger("callcenter.run").info("first_admin_created")
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["dxe:notify: job failed", "first_admin_created"]
+    stream = io.StringIO()
+    configure_logging(Settings(log_json=True, log_level="DEBUG"), stream=stream)
+    logging.getLogger("rq.worker").info("dxe:default: Job OK (x)")
+    assert "Job OK" in stream.getvalue()
+    configure_logging(Settings(log_json=True), stream=io.StringIO())
