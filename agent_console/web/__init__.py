@@ -135,9 +135,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PageNotFound)
     async def _not_found(request: Request, exc: PageNotFound) -> Response:
-        return render(
-            request, "error.html", {"title": "未找到", "message": exc.message}, status=404
-        )
+        ctx = {"title": "未找到", "message": exc.message}
+        if request.url.path.startswith("/portal"):  # a citizen: the portal's frame, no login
+            return render(request, "portal/error.html", ctx, status=404)
+        return render(request, "error.html", ctx, status=404)
 
     api_http = app.exception_handlers[StarletteHTTPException]
 

@@ -163,6 +163,20 @@ def test_search_enterprise_and_leader_pages(web: Web):
     assert m and "特殊服务窗口" in m.group(1).replace("&#34;", '"')
 
 
+def test_a_handler_reads_the_enterprise_on_its_ticket_without_a_link_it_may_not_open(web: Web):
+    """一企一档 is not a handler's page: its ticket names the enterprise, and links to it only for
+    a role that may open it (the link answered a handler 无权访问)."""
+    uscc = "91350100M000100Y43"
+    number = file_walk_in(web, content="食品经营许可证延续办理进度咨询", enterprise_uscc=uscc,
+                          enterprise_name="赤壁示范科技有限公司", departments=[DEPT_A])  # fmt: skip
+    assert f'href="/enterprises/{uscc}"' in web.client.get(f"/tickets/{number}").text
+    web.login("handler")  # DEPT_A
+    page = web.client.get(f"/tickets/{number}")
+    assert page.status_code == 200 and "赤壁示范科技有限公司" in page.text
+    assert f'href="/enterprises/{uscc}"' not in page.text
+    assert web.client.get(f"/enterprises/{uscc}").status_code == 403
+
+
 def test_ticket_page_recording_playback_is_access_checked_with_its_transcript(web: Web):
     from recordings import Recording
     from ticketing import record_event

@@ -62,6 +62,17 @@ def test_staff_search_list_and_article_with_versions(kb: Web):
     assert kinds == {"search", "open"}
 
 
+def test_the_starter_articles_name_their_author_in_chinese(kb: Web):
+    """The starter content is written by the machine actor "system": the list, the article and its
+    version history say 系统 (and the version note is Chinese), never the English word."""
+    kb.login("agent")
+    listing = kb.client.get("/kb").text
+    page = kb.client.get(f"/kb/{_id(kb, 'reg-001')}").text
+    for html in (listing, page):
+        assert "· 系统" in html and "system" not in re.sub(r"<[^>]*>", "", html)
+    assert "系统预置内容" in page and "starter content" not in page
+
+
 def test_owning_department_writes_reviews_publishes_others_are_refused(kb: Web):
     kb.login("handler")  # SCJG
     form = {"title": "个体户年报怎么填", "kind": "faq", "department_code": "SCJG",

@@ -123,6 +123,18 @@ def test_a_browser_opening_an_unknown_address_gets_a_page_not_json(web: Web):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
+def test_a_stale_portal_link_gets_the_portal_page_not_the_staff_login(web: Web):
+    """A citizen opening an article or a policy link that is gone: the portal's own frame and a way
+    back into it, not the staff workspace's error page with its 登录 button."""
+    web.client.cookies.clear()
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/portal/kb/999999", "/portal/p/no-such-token"):
+        r = web.client.get(path, headers=html)
+        assert r.status_code == 404, path
+        assert 'id="portal-error"' in r.text and 'href="/portal/track"' in r.text, path
+        assert 'href="/login"' not in r.text, path
+
+
 def test_refusals_call_each_role_by_the_name_the_pages_use(web: Web):
     """The user list calls a handler 部门承办人; its refusals said 部门经办人."""
     web.login("admin")

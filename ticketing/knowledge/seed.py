@@ -63,7 +63,7 @@ def seed_knowledge(session: Session, settings: Settings) -> int:
                 SYSTEM,
                 status=ArticleStatus.published,
                 seed_key=entry["key"],
-                note="starter content",
+                note="系统预置内容",
             )
         except InvalidInput as e:
             raise InvalidInput(f"知识库初始内容 {entry['key']} 无效：{e.message}") from e
