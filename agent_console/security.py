@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from config.settings import Settings
+from ticketing import hash_password as hash_password  # the one hasher (ticketing.users)
 
 COOKIE_NAME = "dxe_session"
 CSRF_HEADER = "X-Requested-With"
@@ -49,10 +50,6 @@ def warn_insecure_cookie(settings: Settings) -> bool:
         )
         return True
     return False
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:

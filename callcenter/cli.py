@@ -245,9 +245,15 @@ def user_create(
     from sqlalchemy.exc import IntegrityError
     from sqlmodel import select
 
-    from callcenter.run import hash_password
     from config.database import make_engine, session_scope
-    from ticketing import Department, Role, User, password_problem, username_taken
+    from ticketing import (
+        Department,
+        Role,
+        User,
+        hash_password,
+        password_problem,
+        username_taken,
+    )
 
     if role not in {r.value for r in Role}:
         _fail(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")

@@ -44,7 +44,7 @@ from config.database import make_engine, session_scope
 from config.logging import configure_logging, get_logger
 from config.queues import bounded_unsubscribe
 from config.settings import Settings
-from ticketing import Role, User
+from ticketing import Role, User, hash_password
 
 WEB_APP = "agent_console.app:create_server_app"
 # set by serve_web for its uvicorn workers (spawned interpreters: no fork hook reaches them)
@@ -52,13 +52,6 @@ WEB_PARENT_ENV = "CALLCENTER_WEB_PARENT"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name for it
 STOP_GRACE_SECONDS = 15.0
 log = get_logger("callcenter.run")
-
-
-def hash_password(password: str) -> str:
-    """Argon2id with argon2-cffi's defaults — the same hasher the web app verifies with."""
-    from argon2 import PasswordHasher
-
-    return PasswordHasher().hash(password)
 
 
 def prepare_database(settings: Settings) -> None:

@@ -58,7 +58,7 @@ Front door — other packages import these names from `ticketing`, never its mod
     models       Ticket, SubOrder, TicketEvent, Notice, OutboxMessage, Evaluation, Enterprise,
                  Caller, Department, User, CallbackTask, and the enums
     errors       TicketingError, InvalidInput, NotFound, Conflict, PermissionDenied
-    users        password_problem, username_taken, MIN_PASSWORD_LEN: the rules every way of
+    users        password_problem, username_taken, hash_password, MIN_PASSWORD_LEN: the rules every way of
                  making a console user obeys (the web's administration, `callcenter user`)
     policy push  (§20–21, 政策直达) profiles: validate_profile, save_profile, import_profiles,
                  size_band, regions, profile_form; policy_match: matching_enterprise_ids,
@@ -374,7 +374,12 @@ if TYPE_CHECKING:  # the names, typed; at run time read by lazy_exports (config/
     )
     from ticketing.text import is_digits
     from ticketing.uscc import validate_uscc
-    from ticketing.users import MIN_PASSWORD_LEN, password_problem, username_taken
+    from ticketing.users import (
+        MIN_PASSWORD_LEN,
+        hash_password,
+        password_problem,
+        username_taken,
+    )
     from ticketing.warning_scan import (
         scan_warnings,
         warning_scan_interval,

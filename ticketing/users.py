@@ -1,7 +1,8 @@
 """Rules on console users that every way of making one obeys: the web's administration (API and
 pages, agent_console.user_admin) and the `callcenter user` commands.
 
-Usernames are unique regardless of case ("Admin" and "admin" cannot coexist; a unique index on
+Passwords are hashed with Argon2id (argon2-cffi's defaults) by `hash_password`, here and nowhere
+else. Usernames are unique regardless of case ("Admin" and "admin" cannot coexist; a unique index on
 lower(username) backs the check). A new password needs MIN_PASSWORD_LEN visible characters and
 must not be on the small bundled list of common ones (ticketing/data/common_passwords.txt).
 """
@@ -35,6 +36,13 @@ def password_problem(password: str) -> str | None:
     if password.strip().lower() in _common_passwords():
         return "密码过于常见，请换一个不易被猜到的密码"
     return None
+
+
+def hash_password(password: str) -> str:
+    """The one hasher: the web's administration, the CLI and the first admin all store this."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher().hash(password)
 
 
 def username_taken(session: Session, username: str) -> bool:
